@@ -1,0 +1,106 @@
+//! Helpers shared by battlement's criterion benches.
+//!
+//! - A counting global allocator ([`stats_alloc`]) installed for every bench
+//!   binary that links this library, and [`allocs_per_call`] to read it.
+//! - [`call_now`], which drives a service whose calls complete without
+//!   waiting, by polling with a no-op waker: the bench then measures the
+//!   layer, not an executor.
+//! - [`runtime`], a current-thread tokio runtime with time enabled, to
+//!   `enter()` before building layers that read tokio's clock or sleep.
+//!
+//! Every bench reports its figures with [`report`] in one format:
+//! `alloc <name>: <n> allocations/call`.
+
+use std::alloc::System;
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use tower_service::Service;
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// Runs `f` `iters` times and returns the heap allocations it made per run
+/// (reallocations included), counted by the global allocator.
+///
+/// Count on one thread with nothing else running: the counter is global.
+pub fn allocs_per_call(iters: u64, mut f: impl FnMut()) -> f64 {
+    let iters = iters.max(1);
+    let region = Region::new(GLOBAL);
+    for _ in 0..iters {
+        f();
+    }
+    let stats = region.change();
+    (stats.allocations + stats.reallocations) as f64 / iters as f64
+}
+
+/// Prints one allocation figure in the benches' common format.
+#[allow(clippy::print_stdout)]
+pub fn report(name: &str, allocs_per_call: f64) {
+    println!("alloc {name}: {allocs_per_call:.3} allocations/call");
+}
+
+/// Polls `fut` once with a no-op waker and returns its output.
+///
+/// # Panics
+///
+/// If the future is not ready on the first poll: the benches only drive
+/// services whose calls complete at once.
+pub fn poll_now<F: Future>(fut: F) -> F::Output {
+    let mut cx = Context::from_waker(Waker::noop());
+    match pin!(fut).poll(&mut cx) {
+        Poll::Ready(out) => out,
+        Poll::Pending => panic!("bench future was not ready on the first poll"),
+    }
+}
+
+/// Drives one call of `svc` with `req` to completion without an executor:
+/// `poll_ready`, `call`, and one poll of the response future.
+///
+/// # Panics
+///
+/// If the service is not ready or the call does not complete at once.
+pub fn call_now<S, Req>(svc: &mut S, req: Req) -> Result<S::Response, S::Error>
+where
+    S: Service<Req>,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    match svc.poll_ready(&mut cx) {
+        Poll::Ready(Ok(())) => {}
+        Poll::Ready(Err(e)) => return Err(e),
+        Poll::Pending => panic!("bench service was not ready"),
+    }
+    poll_now(svc.call(req))
+}
+
+/// A current-thread tokio runtime with the timer enabled. `enter()` it
+/// before building or calling layers that read tokio's clock or sleep.
+///
+/// # Panics
+///
+/// If the runtime cannot be built.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a current-thread runtime")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_allocations() {
+        let n = allocs_per_call(10, || {
+            std::hint::black_box(Box::new(1u64));
+        });
+        assert!(n >= 1.0, "counted {n}");
+        let zero = allocs_per_call(10, || {
+            std::hint::black_box(1u64 + 1);
+        });
+        assert_eq!(zero, 0.0);
+    }
+}

@@ -1,0 +1,26 @@
+#![doc = include_str!("docs/overview.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod circuit;
+mod classify;
+mod component;
+mod deadline;
+mod error;
+mod event;
+mod level;
+mod outcome;
+
+pub use circuit::CircuitState;
+pub use classify::{AsDynError, Classify, ErrorClassifier, ResponseClassifier};
+pub use component::{
+    AsComponent, Component, ComponentHealth, ComponentKind, Control, ControlError, HealthStatus,
+    Metric, MetricType,
+};
+pub use deadline::{Deadline, DeadlineCarrier};
+pub use error::{
+    AllFailed, AttemptTimedOut, BoxError, CircuitOpen, DeadlineExceeded, FallbackFailed,
+    InvalidConfig, Name, QuorumNotReached, RetriesExhausted, RetryStop, Shed, Throttled,
+};
+pub use event::{Event, EventKind, EventListener, EventLog, EventSink, Reason};
+pub use level::{Level, ParseNameError, Priority};
+pub use outcome::{Failure, FailureKind, Outcome};

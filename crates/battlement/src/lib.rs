@@ -1,0 +1,31 @@
+//! **battlement**: Tower middleware that makes any `tower::Service`
+//! resilient.
+//!
+//! This is the facade: it re-exports the shared vocabulary of
+//! [`battlement_core`] and, behind a feature named after each (all on by
+//! default), every layer crate of the workspace. Use it when you want the
+//! whole kit through one dependency; depend on a layer crate alone when you
+//! want just that layer.
+//!
+//! ```
+//! use battlement::prelude::*;
+//!
+//! let outcome = ErrorClassifier::new()
+//!     .classify(&Err::<(), BoxError>("boom".into()));
+//! assert_eq!(outcome, Outcome::failure(FailureKind::Unknown));
+//! ```
+
+#[doc(inline)]
+pub use battlement_core::*;
+
+/// The shared vocabulary itself, for paths like `battlement::core::Outcome`.
+pub use battlement_core as core;
+
+/// The names most stacks need, in one import: `use battlement::prelude::*;`.
+pub mod prelude {
+    pub use battlement_core::{
+        BoxError, CircuitOpen, CircuitState, Classify, Component, ComponentHealth, Control,
+        Deadline, DeadlineCarrier, DeadlineExceeded, ErrorClassifier, Event, EventKind, EventSink,
+        Failure, FailureKind, HealthStatus, Level, Outcome, Priority, RetriesExhausted, Shed,
+    };
+}

@@ -1,0 +1,14 @@
+//! Quickstart: stack battlement's layers on a `service_fn` and print what
+//! happened.
+//!
+//! Run with `cargo run -p battlement-examples --example quickstart`.
+//!
+//! Each section lives in its own module beside this file and shows one
+//! layer on its own; `main` runs them in order.
+
+mod classify;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    classify::run().await;
+}

@@ -1,0 +1,3 @@
+//! Runnable examples of battlement. See `quickstart/` beside this
+//! package's manifest; run with
+//! `cargo run -p battlement-examples --example quickstart`.
