@@ -1,0 +1,346 @@
+//! Building a [`Breaker`]: [`BreakerBuilder`], [`WindowConfig`] and
+//! [`OpenDuration`].
+
+use std::time::Duration;
+
+use battlement_core::{EventSink, InvalidConfig, Name};
+
+use crate::Breaker;
+
+const COMPONENT: &str = "breaker";
+
+/// The sliding window the rates are computed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WindowConfig {
+    /// The last `size` calls.
+    Count {
+        /// How many calls (at least 1).
+        size: u32,
+    },
+    /// The last `duration` of time, kept in `buckets` buckets of
+    /// `duration / buckets` each. The window covers between
+    /// `duration - duration / buckets` and `duration` of the past, as the
+    /// oldest bucket ages out whole.
+    Time {
+        /// How far back (more than zero).
+        duration: Duration,
+        /// In how many buckets (1 to 1000).
+        buckets: u32,
+    },
+}
+
+/// How long the breaker stays open before it lets probes through.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum OpenDuration {
+    /// Always the same.
+    Fixed(Duration),
+    /// `base × multiplier^n` capped at `max`, where `n` counts the
+    /// re-opens from half-open since the breaker last closed.
+    Exponential {
+        /// The first open duration (more than zero).
+        base: Duration,
+        /// The growth per re-open (at least 1.0).
+        multiplier: f64,
+        /// The cap (at least `base`).
+        max: Duration,
+    },
+}
+
+impl OpenDuration {
+    /// The open duration after `reopens` re-opens without a close.
+    pub fn after(&self, reopens: u32) -> Duration {
+        match *self {
+            OpenDuration::Fixed(d) => d,
+            OpenDuration::Exponential {
+                base,
+                multiplier,
+                max,
+            } => {
+                let exp = i32::try_from(reopens).unwrap_or(i32::MAX);
+                let secs = base.as_secs_f64() * multiplier.powi(exp);
+                Duration::try_from_secs_f64(secs).map_or(max, |d| d.min(max))
+            }
+        }
+    }
+}
+
+/// The validated settings of a breaker.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) consecutive_failures: Option<u32>,
+    pub(crate) failure_rate: Option<f64>,
+    pub(crate) slow_call: Option<(Duration, f64)>,
+    pub(crate) window: WindowConfig,
+    pub(crate) minimum_calls: u32,
+    pub(crate) open_duration: OpenDuration,
+    pub(crate) permitted_probes: u32,
+    pub(crate) success_threshold: u32,
+    pub(crate) max_half_open_wait: Option<Duration>,
+}
+
+/// Builds a [`Breaker`]; start with [`Breaker::builder`].
+///
+/// ```
+/// use battlement_breaker::Breaker;
+/// use std::time::Duration;
+///
+/// let breaker = Breaker::builder("payments")
+///     .failure_rate(0.5)
+///     .time_window(Duration::from_secs(30), 10)
+///     .minimum_calls(20)
+///     .consecutive_failures(5)
+///     .slow_calls(Duration::from_secs(2), 0.8)
+///     .exponential_open(Duration::from_secs(1), 2.0, Duration::from_secs(60))
+///     .permitted_probes(3)
+///     .success_threshold(2)
+///     .build()
+///     .unwrap();
+/// assert_eq!(breaker.name(), "payments");
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct BreakerBuilder {
+    name: Name,
+    config: Config,
+    events: EventSink,
+    start: battlement_core::CircuitState,
+}
+
+impl BreakerBuilder {
+    pub(crate) fn new(name: impl Into<Name>) -> Self {
+        BreakerBuilder {
+            name: name.into(),
+            config: Config {
+                consecutive_failures: None,
+                failure_rate: Some(0.5),
+                slow_call: None,
+                window: WindowConfig::Count { size: 100 },
+                minimum_calls: 20,
+                open_duration: OpenDuration::Fixed(Duration::from_secs(5)),
+                permitted_probes: 1,
+                success_threshold: 1,
+                max_half_open_wait: None,
+            },
+            events: EventSink::none(),
+            start: battlement_core::CircuitState::Closed,
+        }
+    }
+
+    /// Trip after `n` failures in a row (at least 1). Default: off.
+    pub fn consecutive_failures(mut self, n: u32) -> Self {
+        self.config.consecutive_failures = Some(n);
+        self
+    }
+
+    /// Trip when the failure rate over the window reaches `threshold`, in
+    /// `(0, 1]`, once the window holds [`minimum_calls`](Self::minimum_calls).
+    /// Default: `0.5`.
+    pub fn failure_rate(mut self, threshold: f64) -> Self {
+        self.config.failure_rate = Some(threshold);
+        self
+    }
+
+    /// Turns the failure-rate rule off (for breakers that trip only on
+    /// consecutive failures or slow calls).
+    pub fn no_failure_rate(mut self) -> Self {
+        self.config.failure_rate = None;
+        self
+    }
+
+    /// Trip when the share of calls slower than `threshold` (success or
+    /// not) reaches `rate`, in `(0, 1]`, once the window holds
+    /// [`minimum_calls`](Self::minimum_calls). Default: off.
+    pub fn slow_calls(mut self, threshold: Duration, rate: f64) -> Self {
+        self.config.slow_call = Some((threshold, rate));
+        self
+    }
+
+    /// Rates are over the last `size` calls (at least 1). Default: a count
+    /// window of 100 calls.
+    pub fn count_window(mut self, size: u32) -> Self {
+        self.config.window = WindowConfig::Count { size };
+        self
+    }
+
+    /// Rates are over the last `duration`, kept in `buckets` buckets (1 to
+    /// 1000). Default: a count window of 100 calls.
+    pub fn time_window(mut self, duration: Duration, buckets: u32) -> Self {
+        self.config.window = WindowConfig::Time { duration, buckets };
+        self
+    }
+
+    /// Rates count only once the window holds at least `n` calls (at least
+    /// 1, at most a count window's size). Default: 20.
+    pub fn minimum_calls(mut self, n: u32) -> Self {
+        self.config.minimum_calls = n;
+        self
+    }
+
+    /// Stay open for `d` (more than zero) every time. Default: fixed 5 s.
+    pub fn open_duration(mut self, d: Duration) -> Self {
+        self.config.open_duration = OpenDuration::Fixed(d);
+        self
+    }
+
+    /// Stay open `base`, then `base × multiplier`, `base × multiplier²`, ...
+    /// up to `max` on each re-open from half-open; a close resets it.
+    /// Default: fixed 5 s.
+    pub fn exponential_open(mut self, base: Duration, multiplier: f64, max: Duration) -> Self {
+        self.config.open_duration = OpenDuration::Exponential {
+            base,
+            multiplier,
+            max,
+        };
+        self
+    }
+
+    /// At most `n` probe calls in flight in half-open (1 to 65535).
+    /// Default: 1.
+    pub fn permitted_probes(mut self, n: u32) -> Self {
+        self.config.permitted_probes = n;
+        self
+    }
+
+    /// Successful probes needed to close (1 to `permitted_probes`).
+    /// Default: 1.
+    pub fn success_threshold(mut self, n: u32) -> Self {
+        self.config.success_threshold = n;
+        self
+    }
+
+    /// Re-open when half-open has lasted `d` (more than zero) without
+    /// closing: probes that hang do not keep the breaker half-open forever.
+    /// Checked when a call finds every probe permit taken. Default: off.
+    pub fn max_half_open_wait(mut self, d: Duration) -> Self {
+        self.config.max_half_open_wait = Some(d);
+        self
+    }
+
+    /// Where state transitions are sent (they are traced either way).
+    /// Default: [`EventSink::none`].
+    pub fn events(mut self, sink: EventSink) -> Self {
+        self.events = sink;
+        self
+    }
+
+    /// Start in `MetricsOnly`: record and report, never trip. Default:
+    /// start `Closed`.
+    pub fn metrics_only(mut self) -> Self {
+        self.start = battlement_core::CircuitState::MetricsOnly;
+        self
+    }
+
+    /// Checks the settings and builds the breaker.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidConfig`] naming the first field out of bounds.
+    pub fn build(self) -> Result<Breaker, InvalidConfig> {
+        let c = &self.config;
+        let bad = |field, value: &dyn std::fmt::Debug, bound: &'static str| {
+            Err(InvalidConfig::new(COMPONENT, field, value, bound))
+        };
+        if let Some(n) = c.consecutive_failures
+            && n == 0
+        {
+            return bad("consecutive_failures", &n, "must be at least 1");
+        }
+        if let Some(r) = c.failure_rate
+            && !(r > 0.0 && r <= 1.0)
+        {
+            return bad("failure_rate", &r, "must be in (0, 1]");
+        }
+        if let Some((d, r)) = c.slow_call {
+            if d.is_zero() {
+                return bad("slow_call_duration", &d, "must be more than zero");
+            }
+            if !(r > 0.0 && r <= 1.0) {
+                return bad("slow_call_rate", &r, "must be in (0, 1]");
+            }
+        }
+        match c.window {
+            WindowConfig::Count { size } => {
+                if size == 0 {
+                    return bad("window_size", &size, "must be at least 1");
+                }
+                if c.minimum_calls > size {
+                    return bad(
+                        "minimum_calls",
+                        &c.minimum_calls,
+                        "must be at most the count window's size",
+                    );
+                }
+            }
+            WindowConfig::Time { duration, buckets } => {
+                if duration.is_zero() {
+                    return bad("window_duration", &duration, "must be more than zero");
+                }
+                if buckets == 0 || buckets > 1000 {
+                    return bad("window_buckets", &buckets, "must be in 1..=1000");
+                }
+                if duration.as_nanos() < u128::from(buckets) {
+                    return bad(
+                        "window_duration",
+                        &duration,
+                        "must be at least one nanosecond per bucket",
+                    );
+                }
+            }
+        }
+        if c.minimum_calls == 0 {
+            return bad("minimum_calls", &c.minimum_calls, "must be at least 1");
+        }
+        match c.open_duration {
+            OpenDuration::Fixed(d) if d.is_zero() => {
+                return bad("open_duration", &d, "must be more than zero");
+            }
+            OpenDuration::Exponential {
+                base,
+                multiplier,
+                max,
+            } => {
+                if base.is_zero() {
+                    return bad("open_duration_base", &base, "must be more than zero");
+                }
+                if !(multiplier.is_finite() && multiplier >= 1.0) {
+                    return bad(
+                        "open_duration_multiplier",
+                        &multiplier,
+                        "must be at least 1.0",
+                    );
+                }
+                if max < base {
+                    return bad("open_duration_max", &max, "must be at least the base");
+                }
+            }
+            OpenDuration::Fixed(_) => {}
+        }
+        if c.permitted_probes == 0 || c.permitted_probes > u32::from(u16::MAX) {
+            return bad(
+                "permitted_probes",
+                &c.permitted_probes,
+                "must be in 1..=65535",
+            );
+        }
+        if c.success_threshold == 0 || c.success_threshold > c.permitted_probes {
+            return bad(
+                "success_threshold",
+                &c.success_threshold,
+                "must be in 1..=permitted_probes",
+            );
+        }
+        if let Some(d) = c.max_half_open_wait
+            && d.is_zero()
+        {
+            return bad("max_half_open_wait", &d, "must be more than zero");
+        }
+        Ok(Breaker::from_parts(
+            self.name,
+            self.config,
+            self.events,
+            self.start,
+        ))
+    }
+}

@@ -1,0 +1,121 @@
+//! [`ResponseFuture`].
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use battlement_core::{BoxError, CircuitOpen, Classify};
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+
+use crate::state::{Admit, Shared};
+
+pin_project! {
+    /// The response future of [`BreakerService`](crate::BreakerService):
+    /// a ready rejection, or the inner future whose result is recorded
+    /// when it completes. Dropping a probe before it completes gives its
+    /// permit back and records nothing.
+    pub struct ResponseFuture<F, C> {
+        #[pin]
+        kind: Kind<F, C>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F, C> {
+        Rejected { error: Option<CircuitOpen> },
+        Unrecorded { #[pin] future: F },
+        Recorded { #[pin] future: F, guard: Guard, classify: C },
+    }
+}
+
+/// A call in flight: records its outcome, or returns its probe permit if
+/// dropped first.
+struct Guard {
+    shared: Option<Arc<Shared>>,
+    admit: Admit,
+    start: Option<Instant>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let (Some(shared), Admit::Probe(generation)) = (&self.shared, self.admit) {
+            shared.release_probe(generation);
+        }
+    }
+}
+
+impl<F, C> ResponseFuture<F, C> {
+    pub(crate) fn rejected(error: CircuitOpen) -> Self {
+        ResponseFuture {
+            kind: Kind::Rejected { error: Some(error) },
+        }
+    }
+
+    pub(crate) fn unrecorded(future: F) -> Self {
+        ResponseFuture {
+            kind: Kind::Unrecorded { future },
+        }
+    }
+
+    pub(crate) fn recorded(
+        future: F,
+        shared: Arc<Shared>,
+        admit: Admit,
+        start: Option<Instant>,
+        classify: C,
+    ) -> Self {
+        ResponseFuture {
+            kind: Kind::Recorded {
+                future,
+                guard: Guard {
+                    shared: Some(shared),
+                    admit,
+                    start,
+                },
+                classify,
+            },
+        }
+    }
+}
+
+impl<F, C, T, E> Future for ResponseFuture<F, C>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+    C: Classify<T, BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Rejected { error } => Poll::Ready(Err(match error.take() {
+                Some(e) => Box::new(e),
+                None => "breaker response future polled after completion".into(),
+            })),
+            KindProj::Unrecorded { future } => future.poll(cx).map_err(Into::into),
+            KindProj::Recorded {
+                future,
+                guard,
+                classify,
+            } => {
+                let result = ready!(future.poll(cx)).map_err(Into::into);
+                if let Some(shared) = guard.shared.take() {
+                    let outcome = classify.classify(&result);
+                    shared.complete(guard.admit, outcome, guard.start);
+                }
+                Poll::Ready(result)
+            }
+        }
+    }
+}
+
+impl<F, C> fmt::Debug for ResponseFuture<F, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,250 @@
+//! [`Breaker`], the cheap cloneable handle, and its [`Component`] face.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use battlement_core::{
+    AsComponent, CircuitState, Component, ComponentHealth, ComponentKind, Control, ControlError,
+    ErrorClassifier, EventSink, HealthStatus, MetricType, Name,
+};
+
+use crate::config::{BreakerBuilder, Config};
+use crate::layer::BreakerLayer;
+use crate::state::{BreakerMetrics, Shared};
+
+/// A circuit breaker: a cheap cloneable handle to state shared by every
+/// service built from it.
+///
+/// ```
+/// use battlement_breaker::{Breaker, CircuitState};
+///
+/// let breaker = Breaker::builder("inventory").consecutive_failures(3).build().unwrap();
+/// assert_eq!(breaker.state(), CircuitState::Closed);
+/// breaker.force_open();
+/// assert_eq!(breaker.state(), CircuitState::ForcedOpen);
+/// breaker.reset();
+/// assert_eq!(breaker.state(), CircuitState::Closed);
+/// ```
+#[derive(Clone)]
+pub struct Breaker {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Breaker {
+    /// Starts building a breaker named `name`.
+    pub fn builder(name: impl Into<Name>) -> BreakerBuilder {
+        BreakerBuilder::new(name)
+    }
+
+    pub(crate) fn from_parts(
+        name: Name,
+        config: Config,
+        events: EventSink,
+        start: CircuitState,
+    ) -> Self {
+        Breaker {
+            shared: Arc::new(Shared::new(name, config, events, start)),
+        }
+    }
+
+    /// The breaker's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The state now. An `Open` breaker whose open duration has passed
+    /// still reads `Open` until the next call moves it to `HalfOpen`.
+    pub fn state(&self) -> CircuitState {
+        self.shared.state()
+    }
+
+    /// A snapshot of the breaker's figures.
+    pub fn metrics(&self) -> BreakerMetrics {
+        self.shared.metrics()
+    }
+
+    /// Back to `Closed` with an empty window and the open duration reset.
+    pub fn reset(&self) {
+        self.shared.set(CircuitState::Closed, "reset by hand");
+    }
+
+    /// `Closed` with an empty window (same as [`reset`](Self::reset); the
+    /// name an operator expects after `force_open`).
+    pub fn close(&self) {
+        self.shared.set(CircuitState::Closed, "closed by hand");
+    }
+
+    /// Rejects every call until [`reset`](Self::reset) or
+    /// [`close`](Self::close).
+    pub fn force_open(&self) {
+        self.shared
+            .set(CircuitState::ForcedOpen, "forced open by hand");
+    }
+
+    /// Admits every call and records nothing until reset.
+    pub fn disable(&self) {
+        self.shared.set(CircuitState::Disabled, "disabled by hand");
+    }
+
+    /// Records and reports, never trips, until reset.
+    pub fn metrics_only(&self) {
+        self.shared
+            .set(CircuitState::MetricsOnly, "metrics only by hand");
+    }
+
+    /// A layer that wraps services in this breaker, judging results with
+    /// [`ErrorClassifier`].
+    pub fn layer(&self) -> BreakerLayer<ErrorClassifier> {
+        BreakerLayer::new(self.clone())
+    }
+}
+
+impl fmt::Debug for Breaker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Breaker")
+            .field("name", &self.shared.name)
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+impl AsComponent for Breaker {
+    fn as_component(&self) -> Arc<dyn Component> {
+        self.shared.clone()
+    }
+}
+
+impl Component for Shared {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> ComponentKind {
+        ComponentKind::Breaker
+    }
+
+    fn health(&self) -> ComponentHealth {
+        let m = self.metrics();
+        let status = match m.state {
+            CircuitState::Open | CircuitState::HalfOpen | CircuitState::ForcedOpen => {
+                HealthStatus::Degraded
+            }
+            _ => HealthStatus::Healthy,
+        };
+        let unix_ms = m
+            .last_transition
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let open_ms = self
+            .open_remaining()
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+        use MetricType::{Counter, Gauge};
+        ComponentHealth::new(status)
+            .detail("state", m.state.as_str())
+            .detail("window_calls", m.window_calls)
+            .detail("window_failures", m.window_failures)
+            .detail("window_slow_calls", m.window_slow_calls)
+            .detail("failure_rate", m.failure_rate)
+            .detail("slow_rate", m.slow_rate)
+            .detail("consecutive_failures", m.consecutive_failures)
+            .detail("consecutive_successes", m.consecutive_successes)
+            .detail("calls", m.calls)
+            .detail("successes", m.successes)
+            .detail("failures", m.failures)
+            .detail("ignored", m.ignored)
+            .detail("slow_calls", m.slow_calls)
+            .detail("rejections", m.rejections)
+            .detail("last_transition_unix_ms", unix_ms)
+            .detail(
+                "since_transition_ms",
+                m.since_transition.as_secs_f64() * 1000.0,
+            )
+            .detail("open_duration_ms", m.open_duration.as_secs_f64() * 1000.0)
+            .detail("open_remaining_ms", open_ms)
+            .detail("reopens", m.reopens)
+            .metric(
+                "calls_total",
+                "Calls completed and recorded.",
+                Counter,
+                m.calls as f64,
+            )
+            .metric(
+                "successes_total",
+                "Successful calls.",
+                Counter,
+                m.successes as f64,
+            )
+            .metric(
+                "failures_total",
+                "Failed calls.",
+                Counter,
+                m.failures as f64,
+            )
+            .metric(
+                "rejections_total",
+                "Calls refused by the breaker.",
+                Counter,
+                m.rejections as f64,
+            )
+            .metric(
+                "slow_calls_total",
+                "Calls slower than the slow-call threshold.",
+                Counter,
+                m.slow_calls as f64,
+            )
+            .metric(
+                "failure_rate",
+                "Failure rate over the sliding window.",
+                Gauge,
+                m.failure_rate,
+            )
+            .metric(
+                "slow_rate",
+                "Slow-call rate over the sliding window.",
+                Gauge,
+                m.slow_rate,
+            )
+            .metric(
+                "consecutive_failures",
+                "Failures in a row.",
+                Gauge,
+                f64::from(m.consecutive_failures),
+            )
+            .metric(
+                "consecutive_successes",
+                "Successes in a row.",
+                Gauge,
+                f64::from(m.consecutive_successes),
+            )
+            .metric(
+                "since_transition_seconds",
+                "Seconds since the last state transition.",
+                Gauge,
+                m.since_transition.as_secs_f64(),
+            )
+            .metric(
+                "open_duration_seconds",
+                "The open duration in force or last used.",
+                Gauge,
+                m.open_duration.as_secs_f64(),
+            )
+            .metric(
+                "open",
+                "1 when the breaker rejects calls (open or forced open).",
+                Gauge,
+                if m.state.is_open() { 1.0 } else { 0.0 },
+            )
+    }
+
+    fn control(&self, control: &Control) -> Result<(), ControlError> {
+        match control {
+            Control::Reset => self.set(CircuitState::Closed, "reset by hand"),
+            Control::Close => self.set(CircuitState::Closed, "closed by hand"),
+            Control::ForceOpen => self.set(CircuitState::ForcedOpen, "forced open by hand"),
+            Control::Disable => self.set(CircuitState::Disabled, "disabled by hand"),
+            other => return Err(ControlError::unsupported(&self.name, other)),
+        }
+        Ok(())
+    }
+}

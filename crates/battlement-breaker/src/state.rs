@@ -1,0 +1,553 @@
+//! The breaker's shared state and its state machine.
+//!
+//! The state and its generation live in one `AtomicU64` (`gen << 32 |
+//! code`), read with one load on every call. The half-open probe accounting
+//! lives in another (`gen << 32 | successes << 16 | in_flight`), changed by
+//! compare-and-swap, so a permit is only ever returned to the generation
+//! that granted it. Transitions are rare: they take a mutex (never held
+//! across an `.await` or on the closed hot path), check the state word is
+//! still what the caller saw, and publish the new word last.
+
+use std::sync::atomic::{AtomicU64, Ordering::*};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use battlement_core::{CircuitOpen, CircuitState, EventKind, EventSink, Name, Outcome, Reason};
+use tokio::time::Instant;
+
+use crate::config::{Config, WindowConfig};
+use crate::window::{CountWindow, FAILURE, SLOW, SUCCESS, TimeWindow, Window};
+
+const CLOSED: u64 = 0;
+const OPEN: u64 = 1;
+const HALF_OPEN: u64 = 2;
+const FORCED_OPEN: u64 = 3;
+const DISABLED: u64 = 4;
+const METRICS_ONLY: u64 = 5;
+
+fn code_of(state: CircuitState) -> u64 {
+    match state {
+        CircuitState::Open => OPEN,
+        CircuitState::HalfOpen => HALF_OPEN,
+        CircuitState::ForcedOpen => FORCED_OPEN,
+        CircuitState::Disabled => DISABLED,
+        CircuitState::MetricsOnly => METRICS_ONLY,
+        _ => CLOSED,
+    }
+}
+
+fn state_of(code: u64) -> CircuitState {
+    match code {
+        OPEN => CircuitState::Open,
+        HALF_OPEN => CircuitState::HalfOpen,
+        FORCED_OPEN => CircuitState::ForcedOpen,
+        DISABLED => CircuitState::Disabled,
+        METRICS_ONLY => CircuitState::MetricsOnly,
+        _ => CircuitState::Closed,
+    }
+}
+
+#[inline]
+const fn word(generation: u32, code: u64) -> u64 {
+    (generation as u64) << 32 | code
+}
+
+#[inline]
+const fn split(word: u64) -> (u32, u64) {
+    ((word >> 32) as u32, word & 0xffff_ffff)
+}
+
+/// How a call was admitted, so its completion is recorded right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admit {
+    /// Closed or metrics-only in generation `.0`: record into the window.
+    Record(u32),
+    /// A half-open probe of generation `.0`: holds a permit.
+    Probe(u32),
+}
+
+/// Bookkeeping changed only by transitions, under the mutex.
+#[derive(Debug)]
+struct Slow {
+    /// Re-opens from half-open since the last close.
+    reopens: u32,
+    /// The open duration in force (or last in force).
+    open_duration: Duration,
+    /// Wall-clock time of the last transition.
+    last_transition: SystemTime,
+}
+
+/// A snapshot of a breaker's figures: see [`Breaker::metrics`](crate::Breaker::metrics).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct BreakerMetrics {
+    /// The state now.
+    pub state: CircuitState,
+    /// Calls in the sliding window.
+    pub window_calls: u32,
+    /// Failures in the sliding window.
+    pub window_failures: u32,
+    /// Slow calls in the sliding window.
+    pub window_slow_calls: u32,
+    /// Failures / calls in the window (0 when empty).
+    pub failure_rate: f64,
+    /// Slow calls / calls in the window (0 when empty).
+    pub slow_rate: f64,
+    /// Failures in a row, recorded while closed.
+    pub consecutive_failures: u32,
+    /// Successes in a row, recorded while closed.
+    pub consecutive_successes: u32,
+    /// Calls that completed and were recorded, since the breaker was built
+    /// (successes + failures + ignored).
+    pub calls: u64,
+    /// Successful calls since the breaker was built.
+    pub successes: u64,
+    /// Failed calls since the breaker was built.
+    pub failures: u64,
+    /// Calls whose outcome was `Ignored`, since the breaker was built.
+    pub ignored: u64,
+    /// Slow calls since the breaker was built.
+    pub slow_calls: u64,
+    /// Calls refused since the breaker was built.
+    pub rejections: u64,
+    /// Wall-clock time of the last transition (the build, if none).
+    pub last_transition: SystemTime,
+    /// Time since the last transition.
+    pub since_transition: Duration,
+    /// The open duration in force, or the one last used.
+    pub open_duration: Duration,
+    /// Re-opens from half-open since the breaker last closed.
+    pub reopens: u32,
+}
+
+/// The state every clone of a [`Breaker`](crate::Breaker) and every
+/// service built from it share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) name: Name,
+    pub(crate) config: Config,
+    sink: EventSink,
+    base: Instant,
+    /// Whether a call must read the clock (slow-call rule or time window).
+    pub(crate) timed: bool,
+    state: AtomicU64,
+    half_open: AtomicU64,
+    open_until_ns: AtomicU64,
+    transition_ns: AtomicU64,
+    window: Window,
+    /// `failures << 32 | successes`, in a row, recorded while closed.
+    streak: AtomicU64,
+    successes: AtomicU64,
+    failures: AtomicU64,
+    ignored: AtomicU64,
+    slow_calls: AtomicU64,
+    rejections: AtomicU64,
+    slow: Mutex<Slow>,
+}
+
+impl Shared {
+    pub(crate) fn new(name: Name, config: Config, sink: EventSink, start: CircuitState) -> Self {
+        let (window, timed) = match config.window {
+            WindowConfig::Count { size } => (
+                Window::Count(CountWindow::new(size as usize)),
+                config.slow_call.is_some(),
+            ),
+            WindowConfig::Time { duration, buckets } => {
+                let width = duration.as_nanos() / u128::from(buckets);
+                let width = u64::try_from(width).unwrap_or(u64::MAX);
+                (Window::Time(TimeWindow::new(buckets as usize, width)), true)
+            }
+        };
+        let open_duration = config.open_duration.after(0);
+        Shared {
+            name,
+            sink,
+            base: Instant::now(),
+            timed,
+            state: AtomicU64::new(word(0, code_of(start))),
+            half_open: AtomicU64::new(0),
+            open_until_ns: AtomicU64::new(0),
+            transition_ns: AtomicU64::new(0),
+            window,
+            streak: AtomicU64::new(0),
+            successes: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            ignored: AtomicU64::new(0),
+            slow_calls: AtomicU64::new(0),
+            rejections: AtomicU64::new(0),
+            slow: Mutex::new(Slow {
+                reopens: 0,
+                open_duration,
+                last_transition: SystemTime::now(),
+            }),
+            config,
+        }
+    }
+
+    #[inline]
+    fn ns(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    #[inline]
+    pub(crate) fn now_ns(&self) -> u64 {
+        self.ns(Instant::now())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Slow> {
+        self.slow.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The state now.
+    pub(crate) fn state(&self) -> CircuitState {
+        state_of(split(self.state.load(Acquire)).1)
+    }
+
+    /// Admits a call, or says why not. `None` means admitted and not
+    /// recorded (disabled).
+    #[inline]
+    pub(crate) fn try_acquire(&self) -> Result<Option<Admit>, CircuitOpen> {
+        loop {
+            let current = self.state.load(Acquire);
+            let (generation, code) = split(current);
+            match code {
+                CLOSED | METRICS_ONLY => return Ok(Some(Admit::Record(generation))),
+                DISABLED => return Ok(None),
+                FORCED_OPEN => return Err(self.reject(CircuitState::ForcedOpen, None)),
+                OPEN => {
+                    let now = self.now_ns();
+                    let until = self.open_until_ns.load(Acquire);
+                    if now < until {
+                        let wait = Duration::from_nanos(until - now);
+                        return Err(self.reject(CircuitState::Open, Some(wait)));
+                    }
+                    self.transition(current, CircuitState::HalfOpen, || {
+                        "open duration elapsed".into()
+                    });
+                }
+                _ => {
+                    if self.acquire_probe(generation) {
+                        return Ok(Some(Admit::Probe(generation)));
+                    }
+                    if self.state.load(Acquire) != current {
+                        continue;
+                    }
+                    if let Some(wait) = self.config.max_half_open_wait {
+                        let since = self.transition_ns.load(Acquire);
+                        let now = self.now_ns();
+                        if now.saturating_sub(since) >= duration_ns(wait) {
+                            self.transition(current, CircuitState::Open, || {
+                                "probes did not finish within max_half_open_wait".into()
+                            });
+                            continue;
+                        }
+                    }
+                    return Err(self.reject(CircuitState::HalfOpen, None));
+                }
+            }
+        }
+    }
+
+    #[cold]
+    fn reject(&self, state: CircuitState, retry_after: Option<Duration>) -> CircuitOpen {
+        self.rejections.fetch_add(1, Relaxed);
+        CircuitOpen {
+            name: self.name.clone(),
+            state,
+            retry_after,
+        }
+    }
+
+    /// Takes a probe permit of `generation`, if one is free.
+    fn acquire_probe(&self, generation: u32) -> bool {
+        let permitted = u64::from(self.config.permitted_probes);
+        self.half_open
+            .fetch_update(AcqRel, Acquire, |w| {
+                let (g, counts) = split(w);
+                let in_flight = counts & 0xffff;
+                (g == generation && in_flight < permitted).then_some(w + 1)
+            })
+            .is_ok()
+    }
+
+    /// Gives back a probe permit of `generation` without a result (the
+    /// probe's future was dropped).
+    pub(crate) fn release_probe(&self, generation: u32) {
+        let _ = self.half_open.fetch_update(AcqRel, Acquire, |w| {
+            let (g, counts) = split(w);
+            (g == generation && counts & 0xffff > 0).then_some(w - 1)
+        });
+    }
+
+    /// Records a probe's result.
+    fn finish_probe(&self, generation: u32, outcome: Outcome, slow: bool) {
+        let failed = outcome.is_failure() || (slow && !outcome.is_ignored());
+        let success = outcome.is_success() && !failed;
+        let threshold = u64::from(self.config.success_threshold);
+        let mut closes = false;
+        let updated = self.half_open.fetch_update(AcqRel, Acquire, |w| {
+            let (g, counts) = split(w);
+            if g != generation || counts & 0xffff == 0 {
+                return None;
+            }
+            let mut next = w - 1;
+            if success {
+                next += 1 << 16;
+                closes = (split(next).1 >> 16) >= threshold;
+            }
+            Some(next)
+        });
+        if updated.is_err() {
+            return;
+        }
+        let expected = word(generation, HALF_OPEN);
+        if failed {
+            self.transition(expected, CircuitState::Open, || {
+                if slow {
+                    "slow probe".into()
+                } else {
+                    "probe failed".into()
+                }
+            });
+        } else if closes {
+            self.transition(expected, CircuitState::Closed, || "probes succeeded".into());
+        }
+    }
+
+    /// Records the outcome of a call admitted as `admit`, that started at
+    /// `start` (when the breaker is timed).
+    #[inline]
+    pub(crate) fn complete(&self, admit: Admit, outcome: Outcome, start: Option<Instant>) {
+        let (now_ns, slow) = match start {
+            Some(start) => {
+                let now = Instant::now();
+                let slow = self
+                    .config
+                    .slow_call
+                    .is_some_and(|(t, _)| now.saturating_duration_since(start) > t);
+                (self.ns(now), slow)
+            }
+            None => (0, false),
+        };
+        match outcome {
+            Outcome::Success => {
+                self.successes.fetch_add(1, Relaxed);
+            }
+            Outcome::Failure(_) => {
+                self.failures.fetch_add(1, Relaxed);
+            }
+            Outcome::Ignored => {
+                self.ignored.fetch_add(1, Relaxed);
+                if let Admit::Probe(generation) = admit {
+                    self.release_probe(generation);
+                }
+                return;
+            }
+        }
+        if slow {
+            self.slow_calls.fetch_add(1, Relaxed);
+        }
+        let generation = match admit {
+            Admit::Probe(generation) => return self.finish_probe(generation, outcome, slow),
+            Admit::Record(generation) => generation,
+        };
+        let current = self.state.load(Acquire);
+        let (g, code) = split(current);
+        if g != generation || !(code == CLOSED || code == METRICS_ONLY) {
+            // Admitted before the last transition: not this state's business.
+            return;
+        }
+        let failed = outcome.is_failure();
+        let mut code_bits = if failed { FAILURE } else { SUCCESS };
+        if slow {
+            code_bits |= SLOW;
+        }
+        self.window.record(now_ns, code_bits);
+        let fails_in_row = if failed {
+            let prev = self
+                .streak
+                .fetch_update(Relaxed, Relaxed, |s| {
+                    Some(((s >> 32) + 1).min(u64::from(u32::MAX)) << 32)
+                })
+                .unwrap_or(0);
+            ((prev >> 32) + 1) as u32
+        } else {
+            let s = self.streak.load(Relaxed);
+            if s >> 32 == 0 {
+                self.streak.fetch_add(1, Relaxed);
+            } else {
+                self.streak.store(1, Relaxed);
+            }
+            0
+        };
+        if code == CLOSED && (failed || slow) {
+            self.evaluate(current, fails_in_row, now_ns);
+        }
+    }
+
+    /// Checks the trip rules after a failure or slow call while closed.
+    #[cold]
+    fn evaluate(&self, current: u64, fails_in_row: u32, now_ns: u64) {
+        let c = &self.config;
+        if let Some(n) = c.consecutive_failures
+            && fails_in_row >= n
+        {
+            self.transition(current, CircuitState::Open, || {
+                format!("{fails_in_row} consecutive failures >= {n}").into()
+            });
+            return;
+        }
+        if c.failure_rate.is_none() && c.slow_call.is_none() {
+            return;
+        }
+        let counts = self.window.counts(now_ns);
+        if counts.calls < c.minimum_calls {
+            return;
+        }
+        let calls = f64::from(counts.calls);
+        if let Some(threshold) = c.failure_rate {
+            let rate = f64::from(counts.failures) / calls;
+            if rate >= threshold {
+                self.transition(current, CircuitState::Open, || {
+                    format!(
+                        "failure rate {rate:.3} >= {threshold} over {} calls",
+                        counts.calls
+                    )
+                    .into()
+                });
+                return;
+            }
+        }
+        if let Some((_, threshold)) = c.slow_call {
+            let rate = f64::from(counts.slow) / calls;
+            if rate >= threshold {
+                self.transition(current, CircuitState::Open, || {
+                    format!(
+                        "slow-call rate {rate:.3} >= {threshold} over {} calls",
+                        counts.calls
+                    )
+                    .into()
+                });
+            }
+        }
+    }
+
+    /// Moves from the state word `expected` to `to`; does nothing (and
+    /// returns `false`) if another thread moved first.
+    #[cold]
+    pub(crate) fn transition(
+        &self,
+        expected: u64,
+        to: CircuitState,
+        reason: impl FnOnce() -> Reason,
+    ) -> bool {
+        let mut slow = self.lock();
+        let current = self.state.load(Acquire);
+        if current != expected {
+            return false;
+        }
+        self.apply(&mut slow, current, to);
+        drop(slow);
+        self.emit(state_of(split(current).1), to, reason());
+        true
+    }
+
+    /// Moves to `to` whatever the state (a control by hand).
+    #[cold]
+    pub(crate) fn set(&self, to: CircuitState, reason: &'static str) {
+        let mut slow = self.lock();
+        let current = self.state.load(Acquire);
+        self.apply(&mut slow, current, to);
+        drop(slow);
+        self.emit(state_of(split(current).1), to, reason.into());
+    }
+
+    fn apply(&self, slow: &mut Slow, current: u64, to: CircuitState) {
+        let (generation, from) = split(current);
+        let next = generation.wrapping_add(1);
+        let now = Instant::now();
+        let now_ns = self.ns(now);
+        match to {
+            CircuitState::Open => {
+                if from == HALF_OPEN {
+                    slow.reopens = slow.reopens.saturating_add(1);
+                } else {
+                    slow.reopens = 0;
+                }
+                slow.open_duration = self.config.open_duration.after(slow.reopens);
+                self.open_until_ns.store(
+                    now_ns.saturating_add(duration_ns(slow.open_duration)),
+                    Release,
+                );
+            }
+            CircuitState::HalfOpen => self.half_open.store(word(next, 0), Release),
+            CircuitState::Closed => {
+                slow.reopens = 0;
+                slow.open_duration = self.config.open_duration.after(0);
+                self.window.clear();
+                self.streak.store(0, Relaxed);
+            }
+            _ => {}
+        }
+        slow.last_transition = SystemTime::now();
+        self.transition_ns.store(now_ns, Release);
+        self.state.store(word(next, code_of(to)), Release);
+    }
+
+    fn emit(&self, from: CircuitState, to: CircuitState, reason: Reason) {
+        self.sink
+            .emit(&self.name, || EventKind::StateChanged { from, to, reason });
+    }
+
+    pub(crate) fn metrics(&self) -> BreakerMetrics {
+        let slow = self.lock();
+        let now_ns = self.now_ns();
+        let counts = self.window.counts(now_ns);
+        let streak = self.streak.load(Relaxed);
+        let rate = |n: u32| {
+            if counts.calls == 0 {
+                0.0
+            } else {
+                f64::from(n) / f64::from(counts.calls)
+            }
+        };
+        let successes = self.successes.load(Relaxed);
+        let failures = self.failures.load(Relaxed);
+        let ignored = self.ignored.load(Relaxed);
+        BreakerMetrics {
+            state: self.state(),
+            window_calls: counts.calls,
+            window_failures: counts.failures,
+            window_slow_calls: counts.slow,
+            failure_rate: rate(counts.failures),
+            slow_rate: rate(counts.slow),
+            consecutive_failures: (streak >> 32) as u32,
+            consecutive_successes: streak as u32,
+            calls: successes + failures + ignored,
+            successes,
+            failures,
+            ignored,
+            slow_calls: self.slow_calls.load(Relaxed),
+            rejections: self.rejections.load(Relaxed),
+            last_transition: slow.last_transition,
+            since_transition: Duration::from_nanos(
+                now_ns.saturating_sub(self.transition_ns.load(Acquire)),
+            ),
+            open_duration: slow.open_duration,
+            reopens: slow.reopens,
+        }
+    }
+
+    /// Time until the next probe may be admitted, when open.
+    pub(crate) fn open_remaining(&self) -> Option<Duration> {
+        if self.state() != CircuitState::Open {
+            return None;
+        }
+        let until = self.open_until_ns.load(Acquire);
+        Some(Duration::from_nanos(until.saturating_sub(self.now_ns())))
+    }
+}
+
+fn duration_ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,310 @@
+//! The sliding windows: the last N calls ([`CountWindow`]) or the last D of
+//! time in B buckets ([`TimeWindow`]). Both are O(1) per call with memory
+//! fixed at build time, and updated with atomics only.
+
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::{Mutex, PoisonError};
+
+/// A slot holds no call.
+const EMPTY: u8 = 0;
+/// The call succeeded.
+pub(crate) const SUCCESS: u8 = 1;
+/// The call failed.
+pub(crate) const FAILURE: u8 = 2;
+/// The call was slow (combined with `SUCCESS` or `FAILURE`).
+pub(crate) const SLOW: u8 = 4;
+
+/// What a window holds now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    pub(crate) calls: u32,
+    pub(crate) failures: u32,
+    pub(crate) slow: u32,
+}
+
+#[derive(Debug)]
+pub(crate) enum Window {
+    Count(CountWindow),
+    Time(TimeWindow),
+}
+
+impl Window {
+    /// Records one call, `code` being `SUCCESS` or `FAILURE`, maybe `| SLOW`.
+    #[inline]
+    pub(crate) fn record(&self, now_ns: u64, code: u8) {
+        match self {
+            Window::Count(w) => w.record(code),
+            Window::Time(w) => w.record(now_ns, code),
+        }
+    }
+
+    pub(crate) fn counts(&self, now_ns: u64) -> Counts {
+        match self {
+            Window::Count(w) => w.counts(),
+            Window::Time(w) => w.counts(now_ns),
+        }
+    }
+
+    pub(crate) fn clear(&self) {
+        match self {
+            Window::Count(w) => w.clear(),
+            Window::Time(w) => w.clear(),
+        }
+    }
+}
+
+/// The last `N` calls: a ring of one-byte slots and running totals.
+///
+/// Each call swaps its code into the next slot and adjusts the totals by
+/// the difference with the code it replaced, so the totals always equal
+/// the sum of the slots once every in-flight update has landed.
+#[derive(Debug)]
+pub(crate) struct CountWindow {
+    slots: Box<[AtomicU8]>,
+    head: AtomicUsize,
+    calls: AtomicU32,
+    failures: AtomicU32,
+    slow: AtomicU32,
+}
+
+impl CountWindow {
+    pub(crate) fn new(size: usize) -> Self {
+        CountWindow {
+            slots: (0..size).map(|_| AtomicU8::new(EMPTY)).collect(),
+            head: AtomicUsize::new(0),
+            calls: AtomicU32::new(0),
+            failures: AtomicU32::new(0),
+            slow: AtomicU32::new(0),
+        }
+    }
+
+    #[inline]
+    fn record(&self, code: u8) {
+        let len = self.slots.len();
+        let idx = match self.head.fetch_update(Relaxed, Relaxed, |h| {
+            Some(if h + 1 >= len { 0 } else { h + 1 })
+        }) {
+            Ok(h) | Err(h) => h,
+        };
+        let old = self.slots[idx].swap(code, Relaxed);
+        if old == code {
+            return;
+        }
+        if old == EMPTY {
+            self.calls.fetch_add(1, Relaxed);
+        }
+        adjust(&self.failures, old & FAILURE != 0, code & FAILURE != 0);
+        adjust(&self.slow, old & SLOW != 0, code & SLOW != 0);
+    }
+
+    fn counts(&self) -> Counts {
+        Counts {
+            calls: self.calls.load(Relaxed),
+            failures: clamp(self.failures.load(Relaxed)),
+            slow: clamp(self.slow.load(Relaxed)),
+        }
+    }
+
+    fn clear(&self) {
+        for slot in self.slots.iter() {
+            slot.store(EMPTY, Relaxed);
+        }
+        self.calls.store(0, Relaxed);
+        self.failures.store(0, Relaxed);
+        self.slow.store(0, Relaxed);
+    }
+}
+
+#[inline]
+fn adjust(counter: &AtomicU32, was: bool, is: bool) {
+    match (was, is) {
+        (false, true) => {
+            counter.fetch_add(1, Relaxed);
+        }
+        (true, false) => {
+            counter.fetch_sub(1, Relaxed);
+        }
+        _ => {}
+    }
+}
+
+/// A counter that two racing updates may briefly take below zero reads as
+/// zero.
+fn clamp(v: u32) -> u32 {
+    if v > u32::MAX / 2 { 0 } else { v }
+}
+
+/// The last `buckets × width` of time, in `buckets` buckets.
+///
+/// A bucket is tagged with the epoch (`now / width`) it counts; a call that
+/// finds its bucket tagged with an older epoch resets it first (under a
+/// short lock taken only to rotate, once per bucket width). Reading sums
+/// only the buckets whose epoch is within the window, so after an idle gap
+/// longer than the window everything old is forgotten.
+#[derive(Debug)]
+pub(crate) struct TimeWindow {
+    buckets: Box<[Bucket]>,
+    width_ns: u64,
+    rotate: Mutex<()>,
+}
+
+#[derive(Debug, Default)]
+struct Bucket {
+    /// The epoch counted, plus one; zero for a bucket never used.
+    tag: AtomicU64,
+    calls: AtomicU32,
+    failures: AtomicU32,
+    slow: AtomicU32,
+}
+
+impl TimeWindow {
+    pub(crate) fn new(buckets: usize, width_ns: u64) -> Self {
+        TimeWindow {
+            buckets: (0..buckets).map(|_| Bucket::default()).collect(),
+            width_ns: width_ns.max(1),
+            rotate: Mutex::new(()),
+        }
+    }
+
+    #[inline]
+    fn record(&self, now_ns: u64, code: u8) {
+        let epoch = now_ns / self.width_ns;
+        let len = self.buckets.len() as u64;
+        let bucket = &self.buckets[(epoch % len) as usize];
+        if bucket.tag.load(Acquire) != epoch + 1 {
+            let _rotating = self.rotate.lock().unwrap_or_else(PoisonError::into_inner);
+            let tag = bucket.tag.load(Acquire);
+            if tag < epoch + 1 {
+                bucket.calls.store(0, Relaxed);
+                bucket.failures.store(0, Relaxed);
+                bucket.slow.store(0, Relaxed);
+                bucket.tag.store(epoch + 1, Release);
+            } else if tag > epoch + 1 {
+                // A later epoch already took this bucket: this call is
+                // older than the window it would land in.
+                return;
+            }
+        }
+        bucket.calls.fetch_add(1, Relaxed);
+        if code & FAILURE != 0 {
+            bucket.failures.fetch_add(1, Relaxed);
+        }
+        if code & SLOW != 0 {
+            bucket.slow.fetch_add(1, Relaxed);
+        }
+    }
+
+    fn counts(&self, now_ns: u64) -> Counts {
+        let epoch = now_ns / self.width_ns;
+        let len = self.buckets.len() as u64;
+        let mut c = Counts::default();
+        for b in self.buckets.iter() {
+            let tag = b.tag.load(Acquire);
+            // Tags epoch+1-len+1 ..= epoch+1 are within the window.
+            if tag != 0 && tag <= epoch + 1 && tag + len > epoch + 1 {
+                c.calls += b.calls.load(Relaxed);
+                c.failures += b.failures.load(Relaxed);
+                c.slow += b.slow.load(Relaxed);
+            }
+        }
+        c
+    }
+
+    fn clear(&self) {
+        let _rotating = self.rotate.lock().unwrap_or_else(PoisonError::into_inner);
+        for b in self.buckets.iter() {
+            b.tag.store(0, Relaxed);
+            b.calls.store(0, Relaxed);
+            b.failures.store(0, Relaxed);
+            b.slow.store(0, Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn count_window_wraps() {
+        let w = CountWindow::new(3);
+        w.record(FAILURE);
+        w.record(FAILURE | SLOW);
+        assert_eq!(
+            w.counts(),
+            Counts {
+                calls: 2,
+                failures: 2,
+                slow: 1
+            }
+        );
+        w.record(SUCCESS);
+        w.record(SUCCESS); // replaces the first failure
+        assert_eq!(
+            w.counts(),
+            Counts {
+                calls: 3,
+                failures: 1,
+                slow: 1
+            }
+        );
+        w.record(SUCCESS); // replaces the slow failure
+        assert_eq!(
+            w.counts(),
+            Counts {
+                calls: 3,
+                failures: 0,
+                slow: 0
+            }
+        );
+        w.clear();
+        assert_eq!(w.counts(), Counts::default());
+    }
+
+    #[test]
+    fn time_window_rolls_buckets_and_forgets_after_idle() {
+        // 4 buckets of 10 ns.
+        let w = TimeWindow::new(4, 10);
+        w.record(0, FAILURE);
+        w.record(15, SUCCESS);
+        w.record(39, FAILURE | SLOW);
+        assert_eq!(
+            w.counts(39),
+            Counts {
+                calls: 3,
+                failures: 2,
+                slow: 1
+            }
+        );
+        // Epoch 4 reuses bucket 0: the first failure is gone.
+        w.record(40, SUCCESS);
+        assert_eq!(
+            w.counts(40),
+            Counts {
+                calls: 3,
+                failures: 1,
+                slow: 1
+            }
+        );
+        // Reading later forgets buckets that left the window, even unused.
+        assert_eq!(
+            w.counts(65),
+            Counts {
+                calls: 2,
+                failures: 1,
+                slow: 1
+            }
+        );
+        // An idle gap far longer than the window forgets everything.
+        assert_eq!(w.counts(10_000), Counts::default());
+        w.record(10_000, SUCCESS);
+        assert_eq!(
+            w.counts(10_000),
+            Counts {
+                calls: 1,
+                failures: 0,
+                slow: 0
+            }
+        );
+    }
+}

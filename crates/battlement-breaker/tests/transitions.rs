@@ -1,0 +1,508 @@
+//! Transitions of every trip rule, on paused time.
+
+use std::time::Duration;
+
+use battlement_breaker::{Breaker, BreakerService, CircuitState};
+use battlement_core::{
+    BoxError, CircuitOpen, Control, EventKind, EventLog, FailureKind, HealthStatus, InvalidConfig,
+    Outcome,
+};
+use tokio::time::{advance, sleep};
+use tower::{Service, ServiceExt, service_fn};
+
+type Svc = BreakerService<
+    tower::util::ServiceFn<
+        fn(Req) -> std::pin::Pin<Box<dyn Future<Output = Result<&'static str, BoxError>> + Send>>,
+    >,
+>;
+
+/// What the inner service does: fail or succeed, after a delay.
+#[derive(Clone, Copy)]
+struct Req {
+    fail: bool,
+    delay: Duration,
+}
+
+const OK: Req = Req {
+    fail: false,
+    delay: Duration::ZERO,
+};
+const FAIL: Req = Req {
+    fail: true,
+    delay: Duration::ZERO,
+};
+
+fn inner(
+    req: Req,
+) -> std::pin::Pin<Box<dyn Future<Output = Result<&'static str, BoxError>> + Send>> {
+    Box::pin(async move {
+        if !req.delay.is_zero() {
+            sleep(req.delay).await;
+        }
+        if req.fail {
+            Err(std::io::Error::from(std::io::ErrorKind::ConnectionReset).into())
+        } else {
+            Ok("ok")
+        }
+    })
+}
+
+fn svc(breaker: &Breaker) -> Svc {
+    BreakerService::new(service_fn(inner as fn(Req) -> _), breaker.clone())
+}
+
+async fn call(s: &mut Svc, req: Req) -> Result<&'static str, BoxError> {
+    s.ready().await.unwrap().call(req).await
+}
+
+fn open_err(r: Result<&'static str, BoxError>) -> CircuitOpen {
+    r.unwrap_err()
+        .downcast::<CircuitOpen>()
+        .map(|b| *b)
+        .expect("a CircuitOpen")
+}
+
+#[tokio::test(start_paused = true)]
+async fn consecutive_failures_trip_and_success_resets_the_streak() {
+    let log = EventLog::new();
+    let b = Breaker::builder("b")
+        .no_failure_rate()
+        .consecutive_failures(3)
+        .events(log.sink())
+        .build()
+        .unwrap();
+    let mut s = svc(&b);
+    call(&mut s, FAIL).await.unwrap_err();
+    call(&mut s, FAIL).await.unwrap_err();
+    call(&mut s, OK).await.unwrap();
+    assert_eq!(b.metrics().consecutive_successes, 1);
+    call(&mut s, FAIL).await.unwrap_err();
+    call(&mut s, FAIL).await.unwrap_err();
+    assert_eq!(b.state(), CircuitState::Closed);
+    assert_eq!(b.metrics().consecutive_failures, 2);
+    call(&mut s, FAIL).await.unwrap_err();
+    assert_eq!(b.state(), CircuitState::Open);
+    let e = open_err(call(&mut s, OK).await);
+    assert_eq!(e.state, CircuitState::Open);
+    assert_eq!(e.retry_after, Some(Duration::from_secs(5)));
+    assert_eq!(b.metrics().rejections, 1);
+    match &log.kinds()[0] {
+        EventKind::StateChanged { from, to, reason } => {
+            assert_eq!((*from, *to), (CircuitState::Closed, CircuitState::Open));
+            assert!(reason.contains("3 consecutive failures"), "{reason}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn failure_rate_needs_minimum_calls() {
+    let b = Breaker::builder("b")
+        .failure_rate(0.5)
+        .count_window(10)
+        .minimum_calls(4)
+        .build()
+        .unwrap();
+    let mut s = svc(&b);
+    call(&mut s, FAIL).await.unwrap_err();
+    call(&mut s, FAIL).await.unwrap_err();
+    call(&mut s, FAIL).await.unwrap_err();
+    assert_eq!(b.state(), CircuitState::Closed, "3 calls < minimum 4");
+    call(&mut s, FAIL).await.unwrap_err();
+    assert_eq!(b.state(), CircuitState::Open);
+    let m = b.metrics();
+    assert_eq!((m.window_calls, m.window_failures), (4, 4));
+    assert_eq!(m.failure_rate, 1.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn failure_rate_below_threshold_stays_closed_and_count_window_wraps() {
+    let b = Breaker::builder("b")
+        .failure_rate(0.5)
+        .count_window(4)
+        .minimum_calls(4)
+        .build()
+        .unwrap();
+    let mut s = svc(&b);
+    for r in [FAIL, OK, OK, OK, FAIL, OK] {
+        let _ = call(&mut s, r).await;
+    }
+    // Window now holds [FAIL, OK, OK, OK, FAIL, OK][2..] = OK OK FAIL OK.
+    let m = b.metrics();
+    assert_eq!((m.window_calls, m.window_failures), (4, 1));
+    assert_eq!(b.state(), CircuitState::Closed);
+    call(&mut s, FAIL).await.unwrap_err(); // OK FAIL OK FAIL: 0.5
+    assert_eq!(b.state(), CircuitState::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn slow_calls_trip_even_when_successful() {
+    let b = Breaker::builder("b")
+        .no_failure_rate()
+        .slow_calls(Duration::from_millis(100), 0.5)
+        .count_window(4)
+        .minimum_calls(2)
+        .build()
+        .unwrap();
+    let mut s = svc(&b);
+    let slow = Req {
+        fail: false,
+        delay: Duration::from_millis(150),
+    };
+    let exactly = Req {
+        fail: false,
+        delay: Duration::from_millis(100),
+    };
+    call(&mut s, exactly).await.unwrap(); // not longer than: not slow
+    assert_eq!(b.metrics().window_slow_calls, 0);
+    call(&mut s, OK).await.unwrap();
+    call(&mut s, slow).await.unwrap(); // 1/3 < 0.5
+    assert_eq!(b.state(), CircuitState::Closed);
+    call(&mut s, slow).await.unwrap(); // 2/4
+    assert_eq!(b.state(), CircuitState::Open);
+    assert_eq!(b.metrics().slow_calls, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn time_window_forgets_old_failures() {
+    let b = Breaker::builder("b")
+        .failure_rate(0.5)
+        .time_window(Duration::from_secs(10), 10)
+        .minimum_calls(3)
+        .build()
+        .unwrap();
+    let mut s = svc(&b);
+    call(&mut s, FAIL).await.unwrap_err();
+    call(&mut s, FAIL).await.unwrap_err();
+    assert_eq!(b.metrics().window_calls, 2);
+    // An idle gap longer than the window.
+    advance(Duration::from_secs(30)).await;
+    assert_eq!(b.metrics().window_calls, 0);
+    call(&mut s, OK).await.unwrap();
+    call(&mut s, OK).await.unwrap();
+    call(&mut s, FAIL).await.unwrap_err(); // 1/3
+    assert_eq!(b.state(), CircuitState::Closed);
+    // Buckets roll: after 5 s the first calls are still in, after 10 s gone.
+    advance(Duration::from_secs(5)).await;
+    assert_eq!(b.metrics().window_calls, 3);
+    advance(Duration::from_secs(6)).await;
+    assert_eq!(b.metrics().window_calls, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn half_open_closes_after_success_threshold() {
+    let log = EventLog::new();
+    let b = Breaker::builder("b")
+        .no_failure_rate()
+        .consecutive_failures(1)
+        .open_duration(Duration::from_secs(1))
+        .permitted_probes(2)
+        .success_threshold(2)
+        .events(log.sink())
+        .build()
+        .unwrap();
+    let mut s = svc(&b);
+    call(&mut s, FAIL).await.unwrap_err();
+    advance(Duration::from_millis(999)).await;
+    let e = open_err(call(&mut s, OK).await);
+    assert_eq!(e.retry_after, Some(Duration::from_millis(1)));
+    advance(Duration::from_millis(1)).await;
+    call(&mut s, OK).await.unwrap();
+    assert_eq!(b.state(), CircuitState::HalfOpen);
+    call(&mut s, OK).await.unwrap();
+    assert_eq!(b.state(), CircuitState::Closed);
+    let states: Vec<_> = log
+        .kinds()
+        .into_iter()
+        .filter_map(|k| match k {
+            EventKind::StateChanged { to, .. } => Some(to),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            CircuitState::Open,
+            CircuitState::HalfOpen,
+            CircuitState::Closed
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn exponential_open_duration_grows_and_resets_on_close() {
+    let b = Breaker::builder("b")
+        .no_failure_rate()
+        .consecutive_failures(1)
+        .exponential_open(Duration::from_secs(1), 2.0, Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let mut s = svc(&b);
+    call(&mut s, FAIL).await.unwrap_err();
+    let mut seen = vec![];
+    for _ in 0..4 {
+        let m = b.metrics();
+        seen.push(m.open_duration);
+        advance(m.open_duration).await;
+        call(&mut s, FAIL).await.unwrap_err(); // failed probe: re-open
+        assert_eq!(b.state(), CircuitState::Open);
+    }
+    seen.push(b.metrics().open_duration);
+    let secs = |n| Duration::from_secs(n);
+    assert_eq!(seen, [secs(1), secs(2), secs(4), secs(5), secs(5)]);
+    // A successful probe closes and resets the sequence.
+    advance(secs(5)).await;
+    call(&mut s, OK).await.unwrap();
+    assert_eq!(b.state(), CircuitState::Closed);
+    call(&mut s, FAIL).await.unwrap_err();
+    assert_eq!(b.metrics().open_duration, secs(1));
+    assert_eq!(b.metrics().reopens, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn stale_result_from_before_a_transition_is_not_a_probe() {
+    let b = Breaker::builder("b")
+        .no_failure_rate()
+        .consecutive_failures(1)
+        .open_duration(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let mut slow_caller = svc(&b);
+    let mut s = svc(&b);
+    // A slow call admitted while closed...
+    let slow_ok = tokio::spawn(async move {
+        call(
+            &mut slow_caller,
+            Req {
+                fail: true,
+                delay: Duration::from_secs(3),
+            },
+        )
+        .await
+    });
+    tokio::task::yield_now().await;
+    call(&mut s, FAIL).await.unwrap_err(); // opens
+    advance(Duration::from_secs(1)).await;
+    // ... a probe is admitted in half-open and holds the only permit ...
+    let probe = s.ready().await.unwrap().call(Req {
+        fail: false,
+        delay: Duration::from_secs(5),
+    });
+    assert_eq!(b.state(), CircuitState::HalfOpen);
+    // ... the stale slow failure lands now: it must not re-open.
+    advance(Duration::from_secs(2)).await;
+    slow_ok.await.unwrap().unwrap_err();
+    assert_eq!(b.state(), CircuitState::HalfOpen);
+    let (r, ()) = tokio::join!(probe, advance(Duration::from_secs(5)));
+    r.unwrap();
+    assert_eq!(b.state(), CircuitState::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropped_probe_returns_its_permit() {
+    let b = Breaker::builder("b")
+        .no_failure_rate()
+        .consecutive_failures(1)
+        .open_duration(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let mut s = svc(&b);
+    call(&mut s, FAIL).await.unwrap_err();
+    advance(Duration::from_secs(1)).await;
+    let hanging = Req {
+        fail: false,
+        delay: Duration::from_secs(60),
+    };
+    let probe = s.ready().await.unwrap().call(hanging);
+    let e = open_err(call(&mut s, OK).await);
+    assert_eq!(e.state, CircuitState::HalfOpen);
+    drop(probe);
+    assert_eq!(b.state(), CircuitState::HalfOpen);
+    call(&mut s, OK).await.unwrap();
+    assert_eq!(b.state(), CircuitState::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_half_open_wait_reopens_when_probes_hang() {
+    let b = Breaker::builder("b")
+        .no_failure_rate()
+        .consecutive_failures(1)
+        .open_duration(Duration::from_secs(1))
+        .max_half_open_wait(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let mut s = svc(&b);
+    call(&mut s, FAIL).await.unwrap_err();
+    advance(Duration::from_secs(1)).await;
+    let _probe = s.ready().await.unwrap().call(Req {
+        fail: false,
+        delay: Duration::from_secs(60),
+    });
+    advance(Duration::from_secs(2)).await;
+    let e = open_err(call(&mut s, OK).await);
+    assert_eq!(e.state, CircuitState::Open);
+    assert_eq!(b.metrics().reopens, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn ignored_outcomes_count_neither_way() {
+    let b = Breaker::builder("b")
+        .no_failure_rate()
+        .consecutive_failures(1)
+        .build()
+        .unwrap();
+    let mut s = tower::ServiceBuilder::new()
+        .layer(
+            b.layer()
+                .with_classifier(|_: &Result<(), BoxError>| Outcome::Ignored),
+        )
+        .service_fn(|()| async { Err::<(), BoxError>("boom".into()) });
+    for _ in 0..5 {
+        s.ready().await.unwrap().call(()).await.unwrap_err();
+    }
+    assert_eq!(b.state(), CircuitState::Closed);
+    let m = b.metrics();
+    assert_eq!((m.ignored, m.window_calls, m.failures), (5, 0, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn response_classifier_counts_5xx() {
+    let b = Breaker::builder("b")
+        .no_failure_rate()
+        .consecutive_failures(2)
+        .build()
+        .unwrap();
+    let mut s = tower::ServiceBuilder::new()
+        .layer(b.layer().classify_responses(|s: &u16| {
+            if *s >= 500 {
+                Outcome::failure(FailureKind::Unavailable)
+            } else {
+                Outcome::Success
+            }
+        }))
+        .service_fn(|s: u16| async move { Ok::<u16, std::io::Error>(s) });
+    s.ready().await.unwrap().call(503).await.unwrap();
+    s.ready().await.unwrap().call(502).await.unwrap();
+    assert_eq!(b.state(), CircuitState::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn manual_controls_disabled_forced_metrics_only() {
+    let b = Breaker::builder("b")
+        .no_failure_rate()
+        .consecutive_failures(1)
+        .build()
+        .unwrap();
+    let mut s = svc(&b);
+    b.disable();
+    call(&mut s, FAIL).await.unwrap_err();
+    assert_eq!(b.state(), CircuitState::Disabled);
+    assert_eq!(b.metrics().calls, 0, "disabled records nothing");
+    b.force_open();
+    let e = open_err(call(&mut s, OK).await);
+    assert_eq!((e.state, e.retry_after), (CircuitState::ForcedOpen, None));
+    b.metrics_only();
+    call(&mut s, FAIL).await.unwrap_err();
+    call(&mut s, FAIL).await.unwrap_err();
+    assert_eq!(b.state(), CircuitState::MetricsOnly);
+    assert_eq!(b.metrics().window_failures, 2);
+    b.reset();
+    assert_eq!(b.state(), CircuitState::Closed);
+    assert_eq!(b.metrics().window_calls, 0);
+
+    let c = Breaker::builder("m").metrics_only().build().unwrap();
+    assert_eq!(c.state(), CircuitState::MetricsOnly);
+}
+
+#[tokio::test(start_paused = true)]
+async fn component_health_and_controls() {
+    use battlement_core::AsComponent;
+    let b = Breaker::builder("payments")
+        .no_failure_rate()
+        .consecutive_failures(1)
+        .build()
+        .unwrap();
+    let c = b.as_component();
+    assert_eq!(c.name(), "payments");
+    let h = c.health();
+    assert_eq!(h.status, HealthStatus::Healthy);
+    assert_eq!(h.details["state"], "closed");
+    c.control(&Control::ForceOpen).unwrap();
+    let h = c.health();
+    assert_eq!(h.status, HealthStatus::Degraded);
+    assert_eq!(h.details["state"], "forced_open");
+    assert!(h.metrics.iter().any(|m| m.name == "rejections_total"));
+    c.control(&Control::Disable).unwrap();
+    assert_eq!(c.health().details["state"], "disabled");
+    c.control(&Control::Close).unwrap();
+    assert_eq!(b.state(), CircuitState::Closed);
+    c.control(&Control::Reset).unwrap();
+    assert!(c.control(&Control::ReleaseLevel).is_err());
+    let mut s = svc(&b);
+    call(&mut s, FAIL).await.unwrap_err();
+    let h = c.health();
+    assert_eq!(h.details["state"], "open");
+    assert_eq!(h.details["failures"], 1);
+    assert_eq!(h.details["open_remaining_ms"], 5000.0);
+}
+
+#[test]
+fn build_rejects_bad_config() {
+    fn field(r: Result<Breaker, InvalidConfig>) -> &'static str {
+        r.unwrap_err().field
+    }
+    let b = || Breaker::builder("b");
+    assert_eq!(field(b().failure_rate(0.0).build()), "failure_rate");
+    assert_eq!(field(b().failure_rate(1.5).build()), "failure_rate");
+    assert_eq!(field(b().failure_rate(f64::NAN).build()), "failure_rate");
+    assert_eq!(
+        field(b().count_window(0).minimum_calls(1).build()),
+        "window_size"
+    );
+    assert_eq!(
+        field(b().count_window(5).minimum_calls(6).build()),
+        "minimum_calls"
+    );
+    assert_eq!(field(b().minimum_calls(0).build()), "minimum_calls");
+    assert_eq!(
+        field(b().time_window(Duration::ZERO, 4).build()),
+        "window_duration"
+    );
+    assert_eq!(
+        field(b().time_window(Duration::from_secs(1), 0).build()),
+        "window_buckets"
+    );
+    assert_eq!(field(b().permitted_probes(0).build()), "permitted_probes");
+    assert_eq!(
+        field(b().permitted_probes(2).success_threshold(3).build()),
+        "success_threshold"
+    );
+    assert_eq!(
+        field(b().consecutive_failures(0).build()),
+        "consecutive_failures"
+    );
+    assert_eq!(
+        field(b().open_duration(Duration::ZERO).build()),
+        "open_duration"
+    );
+    let s = Duration::from_secs;
+    assert_eq!(
+        field(b().exponential_open(s(2), 2.0, s(1)).build()),
+        "open_duration_max"
+    );
+    assert_eq!(
+        field(b().exponential_open(s(1), 0.5, s(4)).build()),
+        "open_duration_multiplier"
+    );
+    assert_eq!(field(b().slow_calls(s(1), 0.0).build()), "slow_call_rate");
+    assert_eq!(
+        field(b().slow_calls(Duration::ZERO, 0.5).build()),
+        "slow_call_duration"
+    );
+    assert_eq!(
+        field(b().max_half_open_wait(Duration::ZERO).build()),
+        "max_half_open_wait"
+    );
+    let err = b().failure_rate(2.0).build().unwrap_err();
+    assert!(err.to_string().contains("failure_rate"), "{err}");
+}
