@@ -1,0 +1,358 @@
+//! Building a [`FallbackLayer`]: [`FallbackBuilder`].
+
+use std::fmt;
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use battlement_core::{
+    BoxError, ErrorClassifier, EventSink, Failure, FailureKind, InvalidConfig, Name,
+};
+use tower::ServiceExt;
+use tower::util::BoxCloneSyncService;
+use tower_service::Service;
+
+use crate::cache::{CacheConfig, LastKnownGood, Store};
+use crate::layer::FallbackLayer;
+use crate::marker::Fallback;
+use crate::shared::{Failed, KeyFn, MarkFn, Shared, SourceEntry, SourceStats, TriggerFn, ValueFn};
+
+type MakeStore<K, Res> = fn(CacheConfig<Res>) -> Box<dyn Store<K, Res>>;
+
+/// Builds a [`FallbackLayer`]; start with [`FallbackLayer::builder`].
+///
+/// Sources are tried in the order they are added. Every setting has a
+/// default:
+///
+/// | setting        | default |
+/// |----------------|---------|
+/// | `classifier`   | [`ErrorClassifier`]: every `Ok` is a success |
+/// | `trigger_on`   | every failure triggers (`Ignored` and successes never do) |
+/// | `key`          | none (the cache needs one) |
+/// | sources        | none (at least one is required) |
+/// | `events`       | [`EventSink::none`]: events are only traced |
+/// | marking        | none; `http_marker` / `http_header` for `http::Response`, `on_fallback` for any type |
+pub struct FallbackBuilder<Req, Res, K = (), C = ErrorClassifier> {
+    name: Name,
+    classifier: C,
+    trigger: Option<TriggerFn>,
+    key: Option<KeyFn<Req, K>>,
+    clone_req: Option<fn(&Req) -> Req>,
+    sources: Vec<SourceEntry<Req, Res, K>>,
+    cache: Option<(CacheConfig<Res>, MakeStore<K, Res>)>,
+    cache_error: Option<InvalidConfig>,
+    mark: Option<MarkFn<Res>>,
+    events: EventSink,
+    _types: PhantomData<fn(Req) -> Res>,
+}
+
+impl<Req, Res, K, C: fmt::Debug> fmt::Debug for FallbackBuilder<Req, Res, K, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FallbackBuilder")
+            .field("name", &self.name)
+            .field("classifier", &self.classifier)
+            .field(
+                "sources",
+                &self
+                    .sources
+                    .iter()
+                    .map(SourceEntry::label)
+                    .collect::<Vec<_>>(),
+            )
+            .field("cache", &self.cache.as_ref().map(|(c, _)| c))
+            .field("events", &self.events)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<Req, Res> FallbackBuilder<Req, Res> {
+    pub(crate) fn new(name: impl Into<Name>) -> Self {
+        FallbackBuilder {
+            name: name.into(),
+            classifier: ErrorClassifier::new(),
+            trigger: None,
+            key: None,
+            clone_req: None,
+            sources: Vec::new(),
+            cache: None,
+            cache_error: None,
+            mark: None,
+            events: EventSink::none(),
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<Req, Res, C> FallbackBuilder<Req, Res, (), C> {
+    /// Saves a key computed from each request before the primary is called:
+    /// the cache stores and looks responses up under it, and value closures
+    /// see it in [`Failed::key`]. A request whose key is `None` is neither
+    /// stored nor looked up.
+    ///
+    /// Call it before adding sources: a cache added before it is rejected
+    /// at [`build`](Self::build).
+    pub fn key<K2, F>(self, key: F) -> FallbackBuilder<Req, Res, K2, C>
+    where
+        F: Fn(&Req) -> Option<K2> + Send + Sync + 'static,
+        K2: 'static,
+        Res: 'static,
+        Req: 'static,
+    {
+        let cache_error = self.cache_error.or_else(|| {
+            self.cache.as_ref().map(|_| {
+                InvalidConfig::new(
+                    "fallback",
+                    "cache",
+                    "added before `key`",
+                    "must be added after `key`",
+                )
+            })
+        });
+        let sources = self
+            .sources
+            .into_iter()
+            .map(|s| match s {
+                SourceEntry::Value(f) => {
+                    let g: ValueFn<Res, K2> = Arc::new(move |failed: &Failed<'_, K2>| {
+                        f(&Failed {
+                            failure: failed.failure,
+                            error: failed.error,
+                            key: failed.key.map(|_| &()),
+                        })
+                    });
+                    SourceEntry::Value(g)
+                }
+                SourceEntry::Service { name, svc } => SourceEntry::Service { name, svc },
+                SourceEntry::Cache => SourceEntry::Cache,
+            })
+            .filter(|s| !matches!(s, SourceEntry::Cache))
+            .collect();
+        FallbackBuilder {
+            name: self.name,
+            classifier: self.classifier,
+            trigger: self.trigger,
+            key: Some(Arc::new(key)),
+            clone_req: self.clone_req,
+            sources,
+            cache: None,
+            cache_error,
+            mark: self.mark,
+            events: self.events,
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<Req, Res, K, C> FallbackBuilder<Req, Res, K, C> {
+    /// Judges the primary's results. Default: [`ErrorClassifier`], which
+    /// calls every `Ok` a success; use
+    /// [`ErrorClassifier::with_responses`] to make an HTTP 503 trigger the
+    /// fallback. Also judges the `Ok` answers of fallback services.
+    pub fn classifier<C2>(self, classifier: C2) -> FallbackBuilder<Req, Res, K, C2> {
+        FallbackBuilder {
+            name: self.name,
+            classifier,
+            trigger: self.trigger,
+            key: self.key,
+            clone_req: self.clone_req,
+            sources: self.sources,
+            cache: self.cache,
+            cache_error: self.cache_error,
+            mark: self.mark,
+            events: self.events,
+            _types: PhantomData,
+        }
+    }
+
+    /// Which failures trigger the fallback. Default: every failure.
+    /// Successes and `Ignored` outcomes never trigger it.
+    #[must_use]
+    pub fn trigger_on(mut self, f: impl Fn(&Failure) -> bool + Send + Sync + 'static) -> Self {
+        self.trigger = Some(Arc::new(f));
+        self
+    }
+
+    /// Triggers only on failures of these kinds. Default: every failure.
+    #[must_use]
+    pub fn trigger_on_kinds(self, kinds: impl IntoIterator<Item = FailureKind>) -> Self {
+        let mut mask = 0u32;
+        for kind in kinds {
+            mask |= 1 << kind.index();
+        }
+        self.trigger_on(move |f: &Failure| mask & (1 << f.kind.index()) != 0)
+    }
+
+    /// Where activations are reported. Default: [`EventSink::none`]
+    /// (every activation is still a `tracing` event).
+    #[must_use]
+    pub fn events(mut self, sink: EventSink) -> Self {
+        self.events = sink;
+        self
+    }
+
+    /// Adds a source that answers with a clone of `value`.
+    #[must_use]
+    pub fn value(self, value: Res) -> Self
+    where
+        Res: Clone + Send + Sync + 'static,
+    {
+        self.value_fn(move |_: &Failed<'_, K>| Ok(value.clone()))
+    }
+
+    /// Adds a source that answers with `f` of the failure and the saved
+    /// key; an `Err` moves on to the next source. Needs no `Clone` on the
+    /// request or the response.
+    #[must_use]
+    pub fn value_fn<F>(mut self, f: F) -> Self
+    where
+        F: for<'a> Fn(&Failed<'a, K>) -> Result<Res, BoxError> + Send + Sync + 'static,
+    {
+        self.sources.push(SourceEntry::Value(Arc::new(f)));
+        self
+    }
+
+    /// Adds a fallback service named `name` (secondary, emergency, ...).
+    /// The request is cloned before the primary is called as soon as one
+    /// service source exists. An `Ok` it answers is judged by the
+    /// classifier too; an error that is (or wraps) an open circuit
+    /// (`CircuitOpen`, e.g. from a `BreakerLayer` around it) counts as
+    /// skipped, not failed.
+    #[must_use]
+    pub fn service<S>(mut self, name: impl Into<Name>, svc: S) -> Self
+    where
+        Req: Clone + Send + 'static,
+        Res: Send + 'static,
+        S: Service<Req, Response = Res> + Clone + Send + Sync + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+    {
+        self.clone_req = Some(<Req as Clone>::clone);
+        self.sources.push(SourceEntry::Service {
+            name: name.into(),
+            svc: BoxCloneSyncService::new(svc.map_err(Into::into)),
+        });
+        self
+    }
+
+    /// Adds the last-known-good cache: every successful response of the
+    /// primary is stored under the request's key, and on failure a stored
+    /// response younger than the config's `max_age` is served. Needs
+    /// [`key`](FallbackBuilder::key) first. At most one cache.
+    #[must_use]
+    pub fn cache(mut self, config: CacheConfig<Res>) -> Self
+    where
+        K: Hash + Eq + Clone + Send + Sync + 'static,
+        Res: Clone + Send + Sync + 'static,
+    {
+        if self.cache.is_some() {
+            self.cache_error = Some(InvalidConfig::new(
+                "fallback",
+                "cache",
+                "added twice",
+                "at most one cache",
+            ));
+            return self;
+        }
+        let make: MakeStore<K, Res> = |config| Box::new(LastKnownGood::<K, Res>::new(config));
+        self.cache = Some((config, make));
+        self.sources.push(SourceEntry::Cache);
+        self
+    }
+
+    /// Calls `f` on every response served by fallback, with the marker
+    /// naming the source and the reason; runs after the HTTP marking, if
+    /// any. Default: none.
+    #[must_use]
+    pub fn on_fallback(mut self, f: impl Fn(&mut Res, &Fallback) + Send + Sync + 'static) -> Self
+    where
+        Res: 'static,
+    {
+        let f: MarkFn<Res> = match self.mark.take() {
+            Some(first) => Arc::new(move |res: &mut Res, m: &Fallback| {
+                first(res, m);
+                f(res, m);
+            }),
+            None => Arc::new(f),
+        };
+        self.mark = Some(f);
+        self
+    }
+
+    /// Checks the configuration and builds the layer.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidConfig`] when there is no source, when the cache has no key
+    /// or comes before it, was added twice, or its bounds are wrong.
+    pub fn build(self) -> Result<FallbackLayer<Req, Res, K, C>, InvalidConfig> {
+        if let Some(err) = self.cache_error {
+            return Err(err);
+        }
+        if self.sources.is_empty() {
+            return Err(InvalidConfig::new(
+                "fallback",
+                "sources",
+                0,
+                "must hold at least one of value, value_fn, service or cache",
+            ));
+        }
+        let cache = match self.cache {
+            None => None,
+            Some((config, make)) => {
+                config.validate()?;
+                if self.key.is_none() {
+                    return Err(InvalidConfig::new(
+                        "fallback",
+                        "key",
+                        "none",
+                        "is required by the cache",
+                    ));
+                }
+                Some(make(config))
+            }
+        };
+        let source_stats = self
+            .sources
+            .iter()
+            .map(|_| SourceStats::default())
+            .collect();
+        Ok(FallbackLayer::from_shared(Arc::new(Shared {
+            name: self.name,
+            classifier: self.classifier,
+            trigger: self.trigger,
+            key: self.key,
+            clone_req: self.clone_req,
+            sources: self.sources,
+            cache,
+            mark: self.mark,
+            events: self.events,
+            source_stats,
+            by_reason: std::array::from_fn(|_| AtomicU64::new(0)),
+            triggered: AtomicU64::new(0),
+            passed_through: AtomicU64::new(0),
+            all_failed: AtomicU64::new(0),
+        })))
+    }
+}
+
+#[cfg(feature = "http")]
+impl<Req, B, K, C> FallbackBuilder<Req, http::Response<B>, K, C>
+where
+    B: 'static,
+{
+    /// Inserts the [`Fallback`] marker into the extensions of every
+    /// response served by fallback. Default: off.
+    #[must_use]
+    pub fn http_marker(self) -> Self {
+        self.on_fallback(crate::marker::mark_extension::<B>)
+    }
+
+    /// Inserts the [`Fallback`] marker into the extensions and sets the
+    /// [`HEADER`](crate::HEADER) (`x-battlement-fallback: <source>`) on
+    /// every response served by fallback. Default: off.
+    #[must_use]
+    pub fn http_header(self) -> Self {
+        self.on_fallback(crate::marker::mark_header::<B>)
+    }
+}

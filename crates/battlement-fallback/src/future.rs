@@ -1,0 +1,245 @@
+//! [`ResponseFuture`]: the primary's future, then the fallback chain.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use battlement_core::{
+    BoxError, CircuitOpen, Classify, EventKind, Failure, FallbackFailed, Name, Outcome,
+};
+use pin_project_lite::pin_project;
+use tower::ServiceExt;
+
+use crate::error::{CacheMiss, FailureResponse};
+use crate::marker::{Fallback, Source};
+use crate::shared::{Failed, Shared, SourceEntry, bump};
+
+type BoxFuture<Res> = Pin<Box<dyn Future<Output = Result<Res, BoxError>> + Send>>;
+
+pin_project! {
+    /// The future of [`FallbackService`](crate::FallbackService): polls the
+    /// primary, and on a triggering failure runs the fallback sources in
+    /// order (boxed once, on the failure path only).
+    pub struct ResponseFuture<F, Req, Res, K, C> {
+        #[pin]
+        state: State<F, Res>,
+        shared: Arc<Shared<Req, Res, K, C>>,
+        key: Option<K>,
+        req: Option<Req>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, Res> {
+        Primary { #[pin] fut: F },
+        Fallback { fut: BoxFuture<Res> },
+    }
+}
+
+impl<F, Req, Res, K, C> ResponseFuture<F, Req, Res, K, C> {
+    pub(crate) fn new(
+        fut: F,
+        shared: Arc<Shared<Req, Res, K, C>>,
+        key: Option<K>,
+        req: Option<Req>,
+    ) -> Self {
+        ResponseFuture {
+            state: State::Primary { fut },
+            shared,
+            key,
+            req,
+        }
+    }
+}
+
+impl<F, Req, Res, K, C> fmt::Debug for ResponseFuture<F, Req, Res, K, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let phase = match self.state {
+            State::Primary { .. } => "primary",
+            State::Fallback { .. } => "fallback",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("name", &self.shared.name)
+            .field("phase", &phase)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, E, Req, Res, K, C> Future for ResponseFuture<F, Req, Res, K, C>
+where
+    F: Future<Output = Result<Res, E>>,
+    E: Into<BoxError>,
+    C: Classify<Res, BoxError> + Send + Sync + 'static,
+    Req: Send + 'static,
+    Res: Send + 'static,
+    K: Send + Sync + 'static,
+{
+    type Output = Result<Res, BoxError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Primary { fut } => {
+                    let result = ready!(fut.poll(cx)).map_err(Into::into);
+                    let shared = &**this.shared;
+                    let failure = match shared.classifier.classify(&result) {
+                        Outcome::Success => {
+                            if let (Some(cache), Some(key), Ok(res)) =
+                                (&shared.cache, this.key.take(), &result)
+                            {
+                                cache.store(key, res);
+                            }
+                            return Poll::Ready(result);
+                        }
+                        Outcome::Ignored => return Poll::Ready(result),
+                        Outcome::Failure(failure) => failure,
+                    };
+                    if let Some(trigger) = &shared.trigger
+                        && !trigger(&failure)
+                    {
+                        bump(&shared.passed_through);
+                        return Poll::Ready(result);
+                    }
+                    let fut = Box::pin(run_fallback(
+                        this.shared.clone(),
+                        failure,
+                        result,
+                        this.key.take(),
+                        this.req.take(),
+                    ));
+                    this.state.set(State::Fallback { fut });
+                }
+                StateProj::Fallback { fut } => return fut.as_mut().poll(cx),
+            }
+        }
+    }
+}
+
+/// `true` when `err` is, or wraps, an open circuit.
+fn is_open_circuit(err: &BoxError) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(&**err);
+    while let Some(e) = current {
+        if e.is::<CircuitOpen>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+/// Tries every source in order after the primary failed with `failure`.
+async fn run_fallback<Req, Res, K, C>(
+    shared: Arc<Shared<Req, Res, K, C>>,
+    failure: Failure,
+    primary: Result<Res, BoxError>,
+    key: Option<K>,
+    req: Option<Req>,
+) -> Result<Res, BoxError>
+where
+    C: Classify<Res, BoxError> + Send + Sync + 'static,
+    Req: Send + 'static,
+    Res: Send + 'static,
+    K: Send + Sync + 'static,
+{
+    bump(&shared.triggered);
+    bump(&shared.by_reason[failure.kind.index()]);
+    let mut errors: Vec<(Name, BoxError)> = Vec::new();
+    for (index, entry) in shared.sources.iter().enumerate() {
+        let stats = &shared.source_stats[index];
+        let served = match entry {
+            SourceEntry::Value(f) => {
+                let failed = Failed {
+                    failure,
+                    error: primary.as_ref().err(),
+                    key: key.as_ref(),
+                };
+                f(&failed).map(|res| (res, Source::Value))
+            }
+            SourceEntry::Service { name, svc } => {
+                let Some(req) = req.as_ref().zip(shared.clone_req).map(|(r, c)| c(r)) else {
+                    continue;
+                };
+                let result = svc.clone().oneshot(req).await;
+                match shared.classifier.classify(&result) {
+                    Outcome::Failure(f) => match result {
+                        Ok(_) => Err(Box::new(FailureResponse { kind: f.kind }) as BoxError),
+                        Err(e) => Err(e),
+                    },
+                    Outcome::Success | Outcome::Ignored => {
+                        result.map(|res| (res, Source::Service(name.clone())))
+                    }
+                }
+            }
+            SourceEntry::Cache => {
+                match shared
+                    .cache
+                    .as_ref()
+                    .zip(key.as_ref())
+                    .and_then(|(cache, key)| cache.lookup(key))
+                {
+                    Some(hit) if hit.stale => {
+                        bump(&stats.served_stale);
+                        Ok((hit.value, Source::StaleCache))
+                    }
+                    Some(hit) => Ok((hit.value, Source::Cache)),
+                    None => Err(Box::new(CacheMiss) as BoxError),
+                }
+            }
+        };
+        match served {
+            Ok((mut res, source)) => {
+                bump(&stats.served);
+                shared.events.emit(&shared.name, || EventKind::Fallback {
+                    source: source.as_str().to_owned().into(),
+                    kind: failure.kind,
+                });
+                if let Some(mark) = &shared.mark {
+                    mark(
+                        &mut res,
+                        &Fallback {
+                            source,
+                            reason: failure.kind,
+                        },
+                    );
+                }
+                return Ok(res);
+            }
+            Err(err) => {
+                let label: Name = entry.label().into();
+                if is_open_circuit(&err) {
+                    bump(&stats.skipped);
+                    shared.events.emit(&shared.name, || EventKind::Skipped {
+                        backend: label.clone(),
+                        reason: "circuit open".into(),
+                    });
+                } else {
+                    bump(&stats.failed);
+                }
+                errors.push((label, err));
+            }
+        }
+    }
+    bump(&shared.all_failed);
+    shared.events.emit(&shared.name, || EventKind::Custom {
+        name: "fallback_failed".into(),
+        detail: format!(
+            "primary failed ({}) and {} source(s) failed",
+            failure.kind,
+            errors.len()
+        ),
+    });
+    match primary {
+        // The primary answered with a failure response: it is still the
+        // best answer there is.
+        Ok(res) => Ok(res),
+        Err(primary) => Err(Box::new(FallbackFailed {
+            primary,
+            fallbacks: errors,
+        })),
+    }
+}

@@ -1,0 +1,101 @@
+//! [`FallbackLayer`]: the layer and the handle on its shared state.
+
+use std::fmt;
+use std::sync::Arc;
+
+use battlement_core::{AsComponent, Component, ComponentHealth, Name};
+use tower_layer::Layer;
+
+use crate::config::FallbackBuilder;
+use crate::service::FallbackService;
+use crate::shared::Shared;
+
+/// Wraps a service so that a classified failure is answered by fallback
+/// sources: values, other services, a last-known-good cache.
+///
+/// Built with [`FallbackLayer::builder`]. Cheap to clone: every clone and
+/// every service it wraps share the sources, the cache and the counters,
+/// and it is a [`Component`] for the registry ([`AsComponent`]).
+pub struct FallbackLayer<Req, Res, K = (), C = battlement_core::ErrorClassifier> {
+    shared: Arc<Shared<Req, Res, K, C>>,
+}
+
+impl<Req, Res, K, C> Clone for FallbackLayer<Req, Res, K, C> {
+    fn clone(&self) -> Self {
+        FallbackLayer {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<Req, Res, K, C> fmt::Debug for FallbackLayer<Req, Res, K, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FallbackLayer")
+            .field("name", &self.shared.name)
+            .field(
+                "sources",
+                &self
+                    .shared
+                    .sources
+                    .iter()
+                    .map(|s| s.label())
+                    .collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl<Req, Res> FallbackLayer<Req, Res> {
+    /// Starts building a fallback layer named `name` (the name its events,
+    /// errors and health report carry).
+    pub fn builder(name: impl Into<Name>) -> FallbackBuilder<Req, Res> {
+        FallbackBuilder::new(name)
+    }
+}
+
+impl<Req, Res, K, C> FallbackLayer<Req, Res, K, C> {
+    pub(crate) fn from_shared(shared: Arc<Shared<Req, Res, K, C>>) -> Self {
+        FallbackLayer { shared }
+    }
+
+    /// The layer's name.
+    pub fn name(&self) -> &Name {
+        &self.shared.name
+    }
+
+    /// Responses served by fallback so far, all sources together.
+    pub fn activations(&self) -> u64 {
+        self.shared.served()
+    }
+
+    /// Responses in the last-known-good cache (0 without a cache).
+    pub fn cache_len(&self) -> usize {
+        self.shared.cache.as_ref().map_or(0, |c| c.len())
+    }
+
+    /// The figures the registry reports: activations by source and reason,
+    /// cache entries, hits and hit rate.
+    pub fn health(&self) -> ComponentHealth {
+        self.shared.health()
+    }
+}
+
+impl<Req, Res, K, C> AsComponent for FallbackLayer<Req, Res, K, C>
+where
+    Req: 'static,
+    Res: 'static,
+    K: 'static,
+    C: Send + Sync + 'static,
+{
+    fn as_component(&self) -> Arc<dyn Component> {
+        self.shared.clone()
+    }
+}
+
+impl<S, Req, Res, K, C> Layer<S> for FallbackLayer<Req, Res, K, C> {
+    type Service = FallbackService<S, Req, Res, K, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        FallbackService::new(inner, self.shared.clone())
+    }
+}

@@ -1,0 +1,141 @@
+//! **battlement-fallback**: answer something useful when the primary
+//! service fails.
+//!
+//! # The problem
+//!
+//! A dependency is down, overloaded, or refused by one of our own layers
+//! (an open circuit, a shed, a passed deadline). Returning the error is
+//! often the worst answer: a default, a secondary backend, or the last
+//! response that worked is better for the user. [`FallbackLayer`] wraps a
+//! service and, when its result is a classified failure, answers from a
+//! list of fallback sources tried in order.
+//!
+//! # When to use it
+//!
+//! Outermost but for instrumentation, so it sees every failure of the
+//! stack beneath (gate, deadline, retries, breaker): `InstrumentLayer →
+//! FallbackLayer → GateLayer → DeadlineLayer → RetryLayer → BreakerLayer →
+//! service`. Use it for reads that have a sensible substitute; do not use
+//! it for writes whose failure the caller must see.
+//!
+//! # Sources
+//!
+//! Tried in the order they were added to the builder; each is optional:
+//!
+//! - a value ([`value`](FallbackBuilder::value)) or a closure of the failure,
+//!   the primary's error and the request's saved key
+//!   ([`value_fn`](FallbackBuilder::value_fn)). Neither needs `Clone` on
+//!   the request;
+//! - other services with the same request and response types
+//!   ([`service`](FallbackBuilder::service), once per service: secondary,
+//!   emergency, ...). The request is cloned before the primary is called
+//!   only when a service source exists. A service whose breaker is open
+//!   answers `CircuitOpen` at once without calling its backend: it counts as
+//!   *skipped*, not failed, and an [`EventKind::Skipped`] is emitted;
+//! - a last-known-good cache ([`cache`](FallbackBuilder::cache), with a
+//!   [`key`](FallbackBuilder::key) computed from the request): every
+//!   success of the primary is stored; on failure a stored response younger
+//!   than the TTL is served (source `cache`), one older than the TTL but
+//!   younger than the maximum age is served stale (source `cache_stale`).
+//!   It is bounded in entries and, with a weigher, bytes, with eviction by
+//!   the [`quick_cache`](https://docs.rs/quick_cache) crate; ages are read
+//!   on tokio's clock.
+//!
+//! # What triggers it
+//!
+//! The classifier ([`ErrorClassifier`] by default, which calls every `Ok`
+//! a success) judges the primary's result. A failure triggers the
+//! fallback, unless narrowed with [`trigger_on`](FallbackBuilder::trigger_on)
+//! or [`trigger_on_kinds`](FallbackBuilder::trigger_on_kinds); a success or
+//! an `Ignored` outcome never does. With
+//! [`ErrorClassifier::with_responses`] an `Ok` response such as an HTTP 503
+//! triggers it too.
+//!
+//! # What the caller sees
+//!
+//! - A response served by fallback can be marked: for `http::Response`,
+//!   [`http_marker`](FallbackBuilder::http_marker) inserts a [`Fallback`]
+//!   (source and reason) into its extensions and
+//!   [`http_header`](FallbackBuilder::http_header) also sets
+//!   `x-battlement-fallback: <source>`; for any type,
+//!   [`on_fallback`](FallbackBuilder::on_fallback) runs a hook.
+//! - Every activation emits [`EventKind::Fallback`] (and a `tracing` event).
+//! - When every source fails after a primary *error*, the error is
+//!   [`FallbackFailed`]: the primary error as `source()` and each source's
+//!   name and error in the order tried ([`CacheMiss`] for the cache,
+//!   [`FailureResponse`] for a service's failure response, `CircuitOpen`
+//!   for a skipped one). When the primary answered an `Ok` failure response
+//!   (a 503) and every source fails, that response is returned unchanged:
+//!   it is still the best answer there is.
+//!
+//! # Costs
+//!
+//! On success: one `Arc` clone, the classification, and nothing else when
+//! there is no key and no service source (no allocation, no lock). A key
+//! costs its function; a service source costs a clone of the request; the
+//! cache costs an insert (a lock on one of its shards and a clone of the
+//! response). On failure the fallback chain is boxed once.
+//!
+//! # Example
+//!
+//! ```
+//! use battlement_core::{BoxError, ErrorClassifier, FailureKind, Outcome};
+//! use battlement_fallback::{CacheConfig, FallbackLayer};
+//! use tower::{Layer, Service, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! // The primary answers a status and a body; 503 means "down".
+//! let primary = service_fn(|id: u32| async move {
+//!     if id == 0 { Ok::<_, BoxError>((503, String::new())) } else { Ok((200, format!("user {id}"))) }
+//! });
+//! let secondary = service_fn(|_id: u32| async { Err::<(u16, String), BoxError>("replica down".into()) });
+//!
+//! let layer = FallbackLayer::builder("users")
+//!     .classifier(ErrorClassifier::new().with_responses(|(status, _): &(u16, String)| {
+//!         if *status >= 500 { Outcome::failure(FailureKind::Unavailable) } else { Outcome::Success }
+//!     }))
+//!     .key(|id: &u32| Some(*id))
+//!     .service("replica", secondary)
+//!     .cache(CacheConfig::new())
+//!     .value((200, "anonymous".to_owned()))
+//!     .build()
+//!     .expect("valid config");
+//! let mut svc = layer.layer(primary);
+//!
+//! let res = svc.ready().await.unwrap().call(7).await.unwrap();
+//! assert_eq!(res.1, "user 7");
+//! // The primary is down for 0: the replica fails, nothing is cached, the value answers.
+//! let res = svc.ready().await.unwrap().call(0).await.unwrap();
+//! assert_eq!(res.1, "anonymous");
+//! assert_eq!(layer.activations(), 1);
+//! # }
+//! ```
+//!
+//! # Decisions
+//!
+//! - The service type is [`FallbackService`]; the name `Fallback` is the
+//!   marker handlers look for in extensions.
+//! - Fallback services' `Ok` answers are judged by the same classifier.
+//! - A request whose key function returns `None` is not cached.
+//! - The component's health is always `healthy`: a fallback that serves is
+//!   doing its job; its details tell how often it does.
+
+mod cache;
+mod config;
+mod error;
+mod future;
+mod layer;
+mod marker;
+mod service;
+mod shared;
+
+pub use battlement_core::{ErrorClassifier, EventKind, FallbackFailed};
+pub use cache::{CacheConfig, Weigher};
+pub use config::FallbackBuilder;
+pub use error::{CacheMiss, FailureResponse};
+pub use future::ResponseFuture;
+pub use layer::FallbackLayer;
+pub use marker::{Fallback, HEADER, Source};
+pub use service::FallbackService;
+pub use shared::Failed;
