@@ -1,0 +1,606 @@
+//! The automatic governor: [`Signal`]s, [`Rule`]s and the [`Governor`]
+//! that moves a gate's level with hysteresis.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use battlement_core::{Component, ComponentKind, InvalidConfig, Level, Reason};
+use tokio::time::Instant;
+
+use crate::Gate;
+use crate::gate::Shared;
+
+/// A number the governor samples on every tick: an error rate, a latency,
+/// a count. Higher means worse.
+///
+/// Implemented by the built-ins ([`Gate::error_rate_signal`],
+/// [`Gate::latency_signal`], [`Gate::in_flight_signal`], [`OpenBreakers`],
+/// [`AdaptiveThrottle::signal`](crate::AdaptiveThrottle::signal)) and by
+/// [`signal_fn`] for closures.
+pub trait Signal: Send + 'static {
+    /// The signal's name, used in level-change reasons.
+    fn name(&self) -> &str;
+
+    /// The signal's value now. Called once per governor tick, by one task.
+    fn sample(&mut self, now: Instant) -> f64;
+}
+
+/// A [`Signal`] from a name and a closure of the tick's time.
+///
+/// ```
+/// use battlement_gate::{Signal, signal_fn};
+///
+/// let mut queue = signal_fn("queue_depth", |_now| 12.0);
+/// assert_eq!(queue.sample(tokio::time::Instant::now()), 12.0);
+/// ```
+pub fn signal_fn<F>(name: impl Into<String>, f: F) -> FnSignal<F>
+where
+    F: FnMut(Instant) -> f64 + Send + 'static,
+{
+    FnSignal {
+        name: name.into(),
+        f,
+    }
+}
+
+/// A [`Signal`] made by [`signal_fn`].
+pub struct FnSignal<F> {
+    name: String,
+    f: F,
+}
+
+impl<F> fmt::Debug for FnSignal<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FnSignal")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl<F> Signal for FnSignal<F>
+where
+    F: FnMut(Instant) -> f64 + Send + 'static,
+{
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn sample(&mut self, now: Instant) -> f64 {
+        (self.f)(now)
+    }
+}
+
+/// The fraction of calls through the gate that failed (returned `Err`)
+/// since the previous sample: made by [`Gate::error_rate_signal`].
+///
+/// Below `min_calls` completed calls in the interval it reads `0.0`, so a
+/// trickle of traffic cannot raise the level on one failure.
+#[derive(Debug)]
+pub struct ErrorRate {
+    shared: Arc<Shared>,
+    min_calls: u64,
+    last_completed: u64,
+    last_failed: u64,
+}
+
+impl ErrorRate {
+    /// Reads `0.0` when fewer than `min_calls` calls completed since the
+    /// previous sample. Default: 10.
+    #[must_use]
+    pub fn min_calls(mut self, min_calls: u64) -> Self {
+        self.min_calls = min_calls;
+        self
+    }
+}
+
+impl Signal for ErrorRate {
+    fn name(&self) -> &str {
+        "error_rate"
+    }
+
+    fn sample(&mut self, _now: Instant) -> f64 {
+        let completed = self.shared.completed.load(Relaxed);
+        let failed = self.shared.failed.load(Relaxed);
+        let calls = completed.wrapping_sub(self.last_completed);
+        let failures = failed.wrapping_sub(self.last_failed);
+        self.last_completed = completed;
+        self.last_failed = failed;
+        if calls == 0 || calls < self.min_calls {
+            0.0
+        } else {
+            failures as f64 / calls as f64
+        }
+    }
+}
+
+/// The mean latency, in milliseconds, of the calls through the gate that
+/// completed since the previous sample (`0.0` when none did): made by
+/// [`Gate::latency_signal`].
+#[derive(Debug)]
+pub struct Latency {
+    shared: Arc<Shared>,
+    last_completed: u64,
+    last_nanos: u64,
+}
+
+impl Signal for Latency {
+    fn name(&self) -> &str {
+        "latency_ms"
+    }
+
+    fn sample(&mut self, _now: Instant) -> f64 {
+        let completed = self.shared.completed.load(Relaxed);
+        let nanos = self.shared.latency_nanos.load(Relaxed);
+        let calls = completed.wrapping_sub(self.last_completed);
+        let total = nanos.wrapping_sub(self.last_nanos);
+        self.last_completed = completed;
+        self.last_nanos = nanos;
+        if calls == 0 {
+            0.0
+        } else {
+            total as f64 / calls as f64 / 1e6
+        }
+    }
+}
+
+/// The number of calls admitted by the gate and not finished yet: made by
+/// [`Gate::in_flight_signal`].
+#[derive(Debug)]
+pub struct InFlight {
+    shared: Arc<Shared>,
+}
+
+impl Signal for InFlight {
+    fn name(&self) -> &str {
+        "in_flight"
+    }
+
+    fn sample(&mut self, _now: Instant) -> f64 {
+        self.shared.in_flight.load(Relaxed) as f64
+    }
+}
+
+impl Gate {
+    /// A signal of the error rate the gate itself sees. Making it turns on
+    /// outcome recording for calls through this gate (an atomic counter
+    /// and a clock read per call).
+    pub fn error_rate_signal(&self) -> ErrorRate {
+        self.shared.observe.store(true, Relaxed);
+        ErrorRate {
+            shared: self.shared.clone(),
+            min_calls: 10,
+            last_completed: self.shared.completed.load(Relaxed),
+            last_failed: self.shared.failed.load(Relaxed),
+        }
+    }
+
+    /// A signal of the mean latency (milliseconds) the gate itself sees.
+    /// Turns on outcome recording, as [`error_rate_signal`](Self::error_rate_signal).
+    pub fn latency_signal(&self) -> Latency {
+        self.shared.observe.store(true, Relaxed);
+        Latency {
+            shared: self.shared.clone(),
+            last_completed: self.shared.completed.load(Relaxed),
+            last_nanos: self.shared.latency_nanos.load(Relaxed),
+        }
+    }
+
+    /// A signal of the calls in flight through the gate. Turns on outcome
+    /// recording, as [`error_rate_signal`](Self::error_rate_signal).
+    pub fn in_flight_signal(&self) -> InFlight {
+        self.shared.observe.store(true, Relaxed);
+        InFlight {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// The number of open circuit breakers among some components.
+///
+/// A component counts when its `kind()` is [`ComponentKind::Breaker`] and
+/// its health's `details["state"]` is `"open"` or `"forced_open"` (the
+/// convention `battlement-breaker` follows), so this needs no breaker
+/// crate. Give it the breakers' handles (`breaker.as_component()`), or a
+/// closure that lists them (for example from a registry).
+pub struct OpenBreakers {
+    source: Box<dyn FnMut() -> usize + Send>,
+}
+
+impl fmt::Debug for OpenBreakers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenBreakers").finish_non_exhaustive()
+    }
+}
+
+impl OpenBreakers {
+    /// Counts the open breakers among `components`.
+    pub fn new(components: Vec<Arc<dyn Component>>) -> Self {
+        OpenBreakers {
+            source: Box::new(move || components.iter().filter(|c| is_open_breaker(&***c)).count()),
+        }
+    }
+
+    /// Counts the open breakers among the components `list` returns on each
+    /// tick.
+    pub fn from_fn<F, I>(mut list: F) -> Self
+    where
+        F: FnMut() -> I + Send + 'static,
+        I: IntoIterator<Item = Arc<dyn Component>>,
+    {
+        OpenBreakers {
+            source: Box::new(move || list().into_iter().filter(|c| is_open_breaker(&**c)).count()),
+        }
+    }
+}
+
+/// `true` when `c` is a breaker whose state is `open` or `forced_open`.
+pub fn is_open_breaker(c: &dyn Component) -> bool {
+    c.kind() == ComponentKind::Breaker
+        && matches!(
+            c.health().details.get("state").and_then(|v| v.as_str()),
+            Some("open" | "forced_open")
+        )
+}
+
+impl Signal for OpenBreakers {
+    fn name(&self) -> &str {
+        "open_breakers"
+    }
+
+    fn sample(&mut self, _now: Instant) -> f64 {
+        (self.source)() as f64
+    }
+}
+
+/// One step of a [`Rule`]: raise to `level` when the signal reaches
+/// `raise_at`; leave `level` only once it is below `recover_below`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Step {
+    level: Level,
+    raise_at: f64,
+    recover_below: f64,
+}
+
+/// A [`Signal`] and the thresholds at which it raises the level, each with
+/// a lower recovery threshold (hysteresis).
+///
+/// ```
+/// use battlement_gate::{Gate, Level, Rule};
+///
+/// let gate = Gate::new("api");
+/// let rule = Rule::new(gate.error_rate_signal())
+///     .step(Level::Minimal, 0.05, 0.02) // raise at 5% errors, recover under 2%
+///     .step(Level::Moderate, 0.20, 0.10)
+///     .step(Level::Severe, 0.50, 0.30);
+/// # let _ = rule;
+/// ```
+pub struct Rule {
+    signal: Box<dyn Signal>,
+    steps: Vec<Step>,
+}
+
+impl fmt::Debug for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rule")
+            .field("signal", &self.signal.name())
+            .field("steps", &self.steps)
+            .finish()
+    }
+}
+
+impl Rule {
+    /// A rule on `signal`, with no steps yet.
+    pub fn new(signal: impl Signal) -> Self {
+        Rule {
+            signal: Box::new(signal),
+            steps: Vec::new(),
+        }
+    }
+
+    /// Adds a step: the signal at or above `raise_at` asks for at least
+    /// `level`; the gate leaves `level` (for the one below) only after the
+    /// signal has stayed below `recover_below` for the governor's dwell
+    /// time. Steps must be given in increasing level order, above
+    /// `Normal`, with `recover_below <= raise_at` and thresholds that grow
+    /// with the level.
+    #[must_use]
+    pub fn step(mut self, level: Level, raise_at: f64, recover_below: f64) -> Self {
+        self.steps.push(Step {
+            level,
+            raise_at,
+            recover_below,
+        });
+        self
+    }
+
+    fn validate(&self) -> Result<(), InvalidConfig> {
+        let bad = |field, value: &dyn fmt::Debug, bound: &'static str| {
+            Err(InvalidConfig::new(
+                "governor",
+                field,
+                format!("{value:?} (signal `{}`)", self.signal.name()),
+                bound,
+            ))
+        };
+        if self.steps.is_empty() {
+            return bad("rule.steps", &self.steps, "must hold at least one step");
+        }
+        let mut prev: Option<&Step> = None;
+        for s in &self.steps {
+            if s.level == Level::Normal {
+                return bad("rule.step.level", &s.level, "must be above normal");
+            }
+            if !s.raise_at.is_finite() || !s.recover_below.is_finite() {
+                return bad("rule.step", s, "thresholds must be finite");
+            }
+            if s.recover_below > s.raise_at {
+                return bad("rule.step.recover_below", s, "must be <= raise_at");
+            }
+            if let Some(p) = prev {
+                if s.level <= p.level {
+                    return bad("rule.step.level", s, "steps must increase in level");
+                }
+                if s.raise_at < p.raise_at || s.recover_below < p.recover_below {
+                    return bad(
+                        "rule.step.raise_at",
+                        s,
+                        "thresholds must not decrease as the level grows",
+                    );
+                }
+            }
+            prev = Some(s);
+        }
+        Ok(())
+    }
+
+    /// The highest level the value asks to raise to, with its step.
+    fn raise_target(&self, value: f64) -> Option<&Step> {
+        self.steps.iter().rev().find(|s| value >= s.raise_at)
+    }
+
+    /// The highest level the value still holds (not below its recovery
+    /// threshold).
+    fn hold(&self, value: f64) -> Level {
+        self.steps
+            .iter()
+            .rev()
+            .find(|s| value >= s.recover_below)
+            .map_or(Level::Normal, |s| s.level)
+    }
+}
+
+/// Configures a [`Governor`]. Made by [`Gate::governor`].
+#[derive(Debug)]
+pub struct GovernorBuilder {
+    gate: Gate,
+    rules: Vec<Rule>,
+    interval: Duration,
+    min_dwell: Duration,
+}
+
+impl GovernorBuilder {
+    pub(crate) fn new(gate: Gate) -> Self {
+        GovernorBuilder {
+            gate,
+            rules: Vec::new(),
+            interval: Duration::from_secs(1),
+            min_dwell: Duration::from_secs(30),
+        }
+    }
+
+    /// Adds a rule.
+    #[must_use]
+    pub fn rule(mut self, rule: Rule) -> Self {
+        self.rules.push(rule);
+        self
+    }
+
+    /// How often [`Governor::run`] samples the signals. Default: 1 second.
+    /// Must be above zero.
+    #[must_use]
+    pub fn interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
+    }
+
+    /// How long every signal must stay below its recovery threshold before
+    /// the level is lowered by one (and again before each further step
+    /// down). Default: 30 seconds.
+    #[must_use]
+    pub fn min_dwell(mut self, min_dwell: Duration) -> Self {
+        self.min_dwell = min_dwell;
+        self
+    }
+
+    /// Validates the configuration and builds the governor.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidConfig`] when there is no rule, a rule's steps are out of
+    /// order or inconsistent, or the interval is zero.
+    pub fn build(self) -> Result<Governor, InvalidConfig> {
+        if self.rules.is_empty() {
+            return Err(InvalidConfig::new(
+                "governor",
+                "rules",
+                0,
+                "must hold at least one rule",
+            ));
+        }
+        if self.interval.is_zero() {
+            return Err(InvalidConfig::new(
+                "governor",
+                "interval",
+                self.interval,
+                "must be above zero",
+            ));
+        }
+        for r in &self.rules {
+            r.validate()?;
+        }
+        let last = vec![0.0; self.rules.len()];
+        Ok(Governor {
+            last_level: self.gate.level(),
+            gate: self.gate,
+            rules: self.rules,
+            interval: self.interval,
+            min_dwell: self.min_dwell,
+            calm_since: None,
+            last,
+        })
+    }
+}
+
+/// Moves a [`Gate`]'s level from [`Signal`]s, with hysteresis.
+///
+/// On each tick it samples every rule's signal. If any signal reached the
+/// raise threshold of a level above the current one, the level goes **up
+/// one step** at once. The level goes **down one step** only after every
+/// signal has stayed below the recovery threshold of the current level for
+/// `min_dwell`; the dwell starts again after each step. While the level is
+/// set by hand ([`Gate::set_level`]) the governor samples but changes
+/// nothing, until [`Gate::release`].
+///
+/// The governor runs no task of its own: drive it with [`tick`](Self::tick)
+/// / [`evaluate`](Self::evaluate), or spawn [`run`](Self::run) once
+/// (`tokio::spawn(governor.run())`; abort the handle to stop it).
+///
+/// ```
+/// use std::time::Duration;
+/// use battlement_gate::{Gate, Level, Rule, signal_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let gate = Gate::new("api");
+/// let mut governor = gate
+///     .governor()
+///     .min_dwell(Duration::from_secs(10))
+///     .rule(Rule::new(signal_fn("load", |_| 0.9)).step(Level::Minimal, 0.8, 0.5))
+///     .build()
+///     .unwrap();
+/// governor.tick();
+/// assert_eq!(gate.level(), Level::Minimal);
+/// # }
+/// ```
+pub struct Governor {
+    gate: Gate,
+    rules: Vec<Rule>,
+    interval: Duration,
+    min_dwell: Duration,
+    calm_since: Option<Instant>,
+    last_level: Level,
+    last: Vec<f64>,
+}
+
+impl fmt::Debug for Governor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Governor")
+            .field("gate", &self.gate.name())
+            .field("rules", &self.rules)
+            .field("interval", &self.interval)
+            .field("min_dwell", &self.min_dwell)
+            .field("calm_since", &self.calm_since)
+            .finish()
+    }
+}
+
+impl Governor {
+    /// The gate it governs.
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    /// The values read on the last tick, by signal name, in rule order.
+    pub fn samples(&self) -> impl Iterator<Item = (&str, f64)> {
+        self.rules
+            .iter()
+            .zip(&self.last)
+            .map(|(r, v)| (r.signal.name(), *v))
+    }
+
+    /// One tick now: [`evaluate`](Self::evaluate) at `Instant::now()`.
+    pub fn tick(&mut self) -> Option<Level> {
+        self.evaluate(Instant::now())
+    }
+
+    /// Samples every signal as of `now` and moves the level by at most one
+    /// step. Returns the new level when it changed.
+    pub fn evaluate(&mut self, now: Instant) -> Option<Level> {
+        for (rule, last) in self.rules.iter_mut().zip(self.last.iter_mut()) {
+            *last = rule.signal.sample(now);
+        }
+        let current = self.gate.level();
+        if current != self.last_level {
+            // Moved by hand or reset since the last tick: start afresh.
+            self.calm_since = None;
+            self.last_level = current;
+        }
+        if self.gate.is_manual() {
+            self.calm_since = None;
+            return None;
+        }
+
+        let mut up: Option<(usize, &Step)> = None;
+        let mut hold = Level::Normal;
+        for (i, rule) in self.rules.iter().enumerate() {
+            let value = self.last[i];
+            if let Some(step) = rule.raise_target(value)
+                && up.is_none_or(|(_, s)| step.level > s.level)
+            {
+                up = Some((i, step));
+            }
+            hold = hold.max(rule.hold(value));
+        }
+
+        if let Some((i, step)) = up.filter(|(_, s)| s.level > current) {
+            let to = current.raised();
+            let reason: Reason = format!(
+                "{} {:.3} >= {} (raise threshold of {})",
+                self.rules[i].signal.name(),
+                self.last[i],
+                step.raise_at,
+                step.level
+            )
+            .into();
+            self.calm_since = None;
+            return self.apply(current, to, reason);
+        }
+
+        if hold >= current {
+            self.calm_since = None;
+            return None;
+        }
+        let since = *self.calm_since.get_or_insert(now);
+        let calm = now.saturating_duration_since(since);
+        if calm < self.min_dwell {
+            return None;
+        }
+        let to = current.lowered();
+        let reason: Reason =
+            format!("every signal below its recovery threshold for {current} for {calm:?}").into();
+        // Still calm for the level below? Then its dwell starts now.
+        self.calm_since = (hold < to).then_some(now);
+        self.apply(current, to, reason)
+    }
+
+    fn apply(&mut self, from: Level, to: Level, reason: Reason) -> Option<Level> {
+        if self.gate.govern(from, to, reason) {
+            self.last_level = to;
+            Some(to)
+        } else {
+            None
+        }
+    }
+
+    /// Ticks every `interval`, forever. Spawn it once:
+    /// `tokio::spawn(governor.run())`.
+    pub async fn run(mut self) {
+        let mut interval = tokio::time::interval(self.interval);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let now = interval.tick().await;
+            self.evaluate(now);
+        }
+    }
+}

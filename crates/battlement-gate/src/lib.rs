@@ -1,0 +1,138 @@
+//! A degradation gate for Tower: under stress, shed low-priority work first
+//! so the important work still gets through, and recover by itself.
+//!
+//! # The problem
+//!
+//! When a service is overloaded or its dependencies fail, serving every
+//! request badly is worse than serving the important ones well. A
+//! [`Gate`] holds the service's current [`Level`] (`Normal < Minimal <
+//! Moderate < Severe < Critical`); every request gets a [`Priority`]
+//! (`Critical, High, Normal, Low, Sheddable`) from a function of the
+//! request, and the gate's [`AdmissionTable`] says which priorities each
+//! level admits. A refused request fails at once, before any work, with
+//! [`Shed`](battlement_core::Shed) (which carries a retry-after), and is
+//! counted.
+//!
+//! The level is set by hand ([`Gate::set_level`], or
+//! [`Control::SetLevel`](battlement_core::Control::SetLevel) through the
+//! registry) or by a [`Governor`] that samples [`Signal`]s (the gate's own
+//! error rate, latency and in-flight count, open breakers, any closure)
+//! and moves the level one step at a time with hysteresis and a minimum
+//! dwell, so it neither flaps nor stays degraded once things improve.
+//!
+//! The crate also has the client-side **adaptive throttle** of the SRE
+//! book ([`ThrottleLayer`], [`AdaptiveThrottle`]): a client that sees its
+//! backend reject much of its traffic rejects some locally, with
+//! probability `max(0, (requests − K·accepts) / (requests + 1))`.
+//!
+//! # When to use it
+//!
+//! Put a [`GateLayer`] at the edge of a server (after instrumentation and
+//! fallback, before deadlines and retries: see the canonical stacking order
+//! in the workspace design) when some of the traffic matters more than the
+//! rest: health checks and payments over recommendations and analytics.
+//! Use the throttle on the client side of a call to a backend that may
+//! be overloaded.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use battlement_core::Shed;
+//! use battlement_gate::{Gate, Level, Priority, Rule};
+//! use tower::{Service, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let gate = Gate::new("api");
+//! let mut svc = gate
+//!     .layer()
+//!     .priority_fn(|req: &&str| match *req {
+//!         "/health" => Some(Priority::Critical),
+//!         "/analytics" => Some(Priority::Sheddable),
+//!         _ => None, // the gate's default priority, `Normal`
+//!     })
+//!     .layer(service_fn(|req: &'static str| async move { Ok::<_, std::io::Error>(req.len()) }));
+//! # use tower::Layer as _;
+//!
+//! assert!(svc.ready().await.unwrap().call("/analytics").await.is_ok());
+//!
+//! gate.set_level(Level::Minimal); // or let a governor do it
+//! let err = svc.ready().await.unwrap().call("/analytics").await.unwrap_err();
+//! assert!(err.is::<Shed>());
+//! assert!(svc.ready().await.unwrap().call("/health").await.is_ok());
+//!
+//! // Automatic control: raise on the gate's own error rate, recover after
+//! // 30 s below the recovery thresholds.
+//! gate.release();
+//! let governor = gate
+//!     .governor()
+//!     .interval(Duration::from_secs(1))
+//!     .min_dwell(Duration::from_secs(30))
+//!     .rule(
+//!         Rule::new(gate.error_rate_signal())
+//!             .step(Level::Minimal, 0.05, 0.02)
+//!             .step(Level::Moderate, 0.20, 0.10),
+//!     )
+//!     .build()
+//!     .unwrap();
+//! let task = tokio::spawn(governor.run());
+//! # task.abort();
+//! # }
+//! ```
+//!
+//! # Decisions
+//!
+//! - **Priorities.** The default extractor, [`FromExtensions`], reads a
+//!   `Priority` from the request ([`PriorityCarrier`]; for
+//!   `http::Request`, its extensions); with the `http` feature,
+//!   [`HeaderPriority`] reads `x-priority: low`. A request that says
+//!   nothing gets the gate's default priority (`Normal`).
+//! - **Readiness.** The gate is as ready as its inner service; a shed
+//!   request never reaches the inner service (readiness is kept for the
+//!   next request). It never fails `poll_ready`.
+//! - **Hot path.** An admitted call is one atomic load of the level, one
+//!   table lookup and one relaxed counter increment: no lock, no
+//!   allocation. Outcome recording (in-flight, errors, latency) is off
+//!   until a gate signal ([`Gate::error_rate_signal`], ...) is made, and
+//!   then costs a clock read and a few atomic adds per call. An `Err` of
+//!   the inner service counts as an error; a cancelled call counts as
+//!   neither.
+//! - **Governor.** It moves up at once (one level per tick) and down only
+//!   after every signal has been below the current level's recovery
+//!   threshold for `min_dwell` (the dwell restarts after each step). A
+//!   level set by hand holds until [`Gate::release`]; the governor then
+//!   takes it from there. [`Control::Reset`](battlement_core::Control::Reset)
+//!   returns the gate to `Normal` under the governor and keeps the
+//!   admitted/shed totals (they are monotonic counters).
+//! - **Health.** `Normal` is healthy, `Minimal` and `Moderate` degraded,
+//!   `Severe` and `Critical` unhealthy.
+//! - **Table.** A custom [`AdmissionTable`] must be monotone (what a level
+//!   admits, each lower level admits).
+
+mod config;
+pub mod future;
+mod gate;
+mod governor;
+mod layer;
+mod priority;
+mod service;
+mod table;
+mod throttle;
+
+pub use battlement_core::{Level, Priority};
+pub use config::GateBuilder;
+pub use gate::Gate;
+pub use governor::{
+    ErrorRate, FnSignal, Governor, GovernorBuilder, InFlight, Latency, OpenBreakers, Rule, Signal,
+    is_open_breaker, signal_fn,
+};
+pub use layer::GateLayer;
+#[cfg(feature = "http")]
+pub use priority::HeaderPriority;
+pub use priority::{ExtractPriority, FromExtensions, PriorityCarrier};
+pub use service::GateService;
+pub use table::AdmissionTable;
+pub use throttle::{
+    AdaptiveThrottle, ThrottleBuilder, ThrottleFuture, ThrottleLayer, ThrottleService,
+    ThrottleSignal,
+};

@@ -1,0 +1,100 @@
+//! [`GateService`]: the gated service.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::task::{Context, Poll};
+
+use battlement_core::{BoxError, EventKind, Shed};
+use tower_service::Service;
+
+use crate::future::{Observe, ResponseFuture};
+use crate::gate::level_from;
+use crate::{ExtractPriority, Gate};
+
+/// A service behind a [`Gate`]: made by [`GateLayer`](crate::GateLayer).
+///
+/// Readiness is the inner service's. A shed request never reaches the
+/// inner service, so the readiness it was given stays for the next request.
+#[derive(Debug, Clone)]
+pub struct GateService<S, P> {
+    inner: S,
+    gate: Gate,
+    extract: P,
+}
+
+impl<S, P> GateService<S, P> {
+    /// Gates `inner` with `gate`, reading priorities with `extract`.
+    pub const fn new(inner: S, gate: Gate, extract: P) -> Self {
+        GateService {
+            inner,
+            gate,
+            extract,
+        }
+    }
+
+    /// The gate.
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, consuming the gate service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, P, Req> Service<Req> for GateService<S, P>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    P: ExtractPriority<Req>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    #[inline]
+    fn call(&mut self, req: Req) -> Self::Future {
+        let shared = &self.gate.shared;
+        let priority = self
+            .extract
+            .priority(&req)
+            .unwrap_or(shared.default_priority);
+        let raw = shared.level.load(Relaxed);
+        if shared.table.admits_index(raw as usize, priority) {
+            shared.admitted[priority.index()].fetch_add(1, Relaxed);
+            let observe = if shared.observe.load(Relaxed) {
+                Some(Observe::start(shared.clone()))
+            } else {
+                None
+            };
+            ResponseFuture::called(self.inner.call(req), observe)
+        } else {
+            shared.shed[priority.index()].fetch_add(1, Relaxed);
+            let level = level_from(raw);
+            shared
+                .events
+                .emit(&shared.name, || EventKind::Shed { level, priority });
+            ResponseFuture::shed(Shed {
+                gate: shared.name.clone(),
+                level,
+                priority,
+                retry_after: shared.retry_after,
+            })
+        }
+    }
+}

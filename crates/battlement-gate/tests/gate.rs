@@ -1,0 +1,340 @@
+//! The gate on a service: admission at every level, custom tables, the
+//! priority extractors, the `Shed` error, counters, health and controls.
+
+use std::time::Duration;
+
+use battlement_core::{BoxError, Control, ControlError, EventKind, EventLog, HealthStatus, Shed};
+use battlement_gate::{AdmissionTable, Gate, GateLayer, HeaderPriority, Level, Priority, Signal};
+use tokio::time::Instant;
+use tower::{Layer, Service, ServiceExt, service_fn};
+use tower_test::mock;
+
+type Req = http::Request<()>;
+
+fn req(p: Option<Priority>) -> Req {
+    let mut r = http::Request::new(());
+    if let Some(p) = p {
+        r.extensions_mut().insert(p);
+    }
+    r
+}
+
+fn echo() -> impl Service<Req, Response = &'static str, Error = BoxError, Future: Send> + Clone {
+    service_fn(|_r: Req| async { Ok::<_, BoxError>("ok") })
+}
+
+#[tokio::test(start_paused = true)]
+async fn default_table_at_every_level() {
+    let gate = Gate::new("api");
+    let mut svc = gate.layer().layer(echo());
+    let mut expected_admitted = [0u64; 5];
+    let mut expected_shed = [0u64; 5];
+    for (l, level) in Level::ALL.into_iter().enumerate() {
+        gate.set_level(level);
+        for (p, priority) in Priority::ALL.into_iter().enumerate() {
+            let res = svc.ready().await.unwrap().call(req(Some(priority))).await;
+            let admitted = p + l < 5; // each level up sheds one more priority
+            assert_eq!(res.is_ok(), admitted, "{level} {priority}");
+            if admitted {
+                expected_admitted[p] += 1;
+            } else {
+                expected_shed[p] += 1;
+                let err = res.unwrap_err();
+                let shed = err.downcast_ref::<Shed>().expect("a Shed error");
+                assert_eq!(shed.level, level);
+                assert_eq!(shed.priority, priority);
+            }
+        }
+    }
+    for p in Priority::ALL {
+        assert_eq!(gate.admitted(p), expected_admitted[p.index()], "{p}");
+        assert_eq!(gate.shed(p), expected_shed[p.index()], "{p}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn custom_table() {
+    // Only critical work at Moderate and above; High survives Minimal.
+    let table = AdmissionTable::from_lowest_admitted([
+        Priority::Sheddable,
+        Priority::High,
+        Priority::Critical,
+        Priority::Critical,
+        Priority::Critical,
+    ]);
+    let gate = Gate::builder("api").table(table).build().unwrap();
+    let mut svc = gate.layer().layer(echo());
+    gate.set_level(Level::Minimal);
+    assert!(
+        svc.ready()
+            .await
+            .unwrap()
+            .call(req(Some(Priority::High)))
+            .await
+            .is_ok()
+    );
+    assert!(
+        svc.ready()
+            .await
+            .unwrap()
+            .call(req(Some(Priority::Normal)))
+            .await
+            .is_err()
+    );
+    gate.set_level(Level::Moderate);
+    assert!(
+        svc.ready()
+            .await
+            .unwrap()
+            .call(req(Some(Priority::High)))
+            .await
+            .is_err()
+    );
+    assert!(
+        svc.ready()
+            .await
+            .unwrap()
+            .call(req(Some(Priority::Critical)))
+            .await
+            .is_ok()
+    );
+    assert_eq!(gate.table(), &table);
+}
+
+#[test]
+fn invalid_config_rejected() {
+    let err = Gate::builder("g")
+        .table(AdmissionTable::default().admit(Level::Critical, Priority::Sheddable, true))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.component, "gate");
+    assert_eq!(err.field, "admission_table");
+    let err = Gate::builder("g")
+        .retry_after(Some(Duration::from_secs(7200)))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field, "retry_after");
+    assert!(err.bound.contains("1 hour"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn priority_extractors() {
+    // Default priority when the request says nothing.
+    let gate = Gate::builder("api")
+        .default_priority(Priority::Sheddable)
+        .build()
+        .unwrap();
+    gate.set_level(Level::Minimal);
+    let mut svc = gate.layer().layer(echo());
+    assert!(svc.ready().await.unwrap().call(req(None)).await.is_err());
+    assert!(
+        svc.ready()
+            .await
+            .unwrap()
+            .call(req(Some(Priority::Low)))
+            .await
+            .is_ok()
+    );
+    assert_eq!(gate.shed(Priority::Sheddable), 1);
+
+    // A header, then the extensions.
+    let mut svc = GateLayer::new(gate.clone())
+        .extractor(HeaderPriority::new())
+        .layer(echo());
+    let with_header = |v: &'static str| {
+        http::Request::builder()
+            .header("x-priority", v)
+            .body(())
+            .unwrap()
+    };
+    assert!(
+        svc.ready()
+            .await
+            .unwrap()
+            .call(with_header("low"))
+            .await
+            .is_ok()
+    );
+    assert!(
+        svc.ready()
+            .await
+            .unwrap()
+            .call(with_header("sheddable"))
+            .await
+            .is_err()
+    );
+    // Unparsable header: extensions, then the default.
+    assert!(
+        svc.ready()
+            .await
+            .unwrap()
+            .call(with_header("??"))
+            .await
+            .is_err()
+    );
+
+    // A function of the request (any request type).
+    let mut svc = GateLayer::new(gate.clone())
+        .priority_fn(|path: &&str| path.starts_with("/health").then_some(Priority::Critical))
+        .layer(service_fn(|_: &str| async { Ok::<_, BoxError>(()) }));
+    gate.set_level(Level::Critical);
+    assert!(
+        svc.ready()
+            .await
+            .unwrap()
+            .call("/health/live")
+            .await
+            .is_ok()
+    );
+    assert!(svc.ready().await.unwrap().call("/orders").await.is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn shed_fails_fast_without_calling_inner() {
+    let log = EventLog::new();
+    let gate = Gate::builder("edge")
+        .retry_after(Some(Duration::from_secs(3)))
+        .events(log.sink())
+        .build()
+        .unwrap();
+    let (mut svc, mut handle) = mock::spawn_layer::<Req, &'static str, _>(gate.layer());
+    gate.set_level(Level::Severe);
+    handle.allow(1);
+    assert!(svc.poll_ready().is_ready());
+    let err = svc.call(req(Some(Priority::Normal))).await.unwrap_err();
+    let shed = err.downcast_ref::<Shed>().unwrap();
+    assert_eq!(
+        *shed,
+        Shed {
+            gate: "edge".into(),
+            level: Level::Severe,
+            priority: Priority::Normal,
+            retry_after: Some(Duration::from_secs(3)),
+        }
+    );
+    // The inner service saw nothing and kept its readiness for the next call.
+    assert!(handle.poll_request().is_pending());
+    assert!(svc.poll_ready().is_ready());
+    let fut = svc.call(req(Some(Priority::High)));
+    let (r, send) = handle.next_request().await.unwrap();
+    assert_eq!(r.extensions().get::<Priority>(), Some(&Priority::High));
+    send.send_response("ok");
+    assert_eq!(fut.await.unwrap(), "ok");
+    let kinds = log.kinds();
+    assert!(kinds.contains(&EventKind::Shed {
+        level: Level::Severe,
+        priority: Priority::Normal
+    }));
+    assert!(kinds.iter().any(|k| matches!(
+        k,
+        EventKind::LevelChanged { from: Level::Normal, to: Level::Severe, reason } if reason == "set by hand"
+    )));
+}
+
+#[tokio::test(start_paused = true)]
+async fn readiness_and_inner_errors_pass_through() {
+    let gate = Gate::new("g");
+    let (mut svc, mut handle) = mock::spawn_layer::<Req, &'static str, _>(gate.layer());
+    handle.allow(0);
+    assert!(svc.poll_ready().is_pending());
+    handle.allow(1);
+    assert!(svc.poll_ready().is_ready());
+    let fut = svc.call(req(None));
+    let (_, send) = handle.next_request().await.unwrap();
+    send.send_error(std::io::Error::other("boom"));
+    assert_eq!(fut.await.unwrap_err().to_string(), "boom");
+}
+
+#[tokio::test(start_paused = true)]
+async fn health_and_controls() {
+    let log = EventLog::new();
+    let gate = Gate::builder("api").events(log.sink()).build().unwrap();
+    let c = battlement_core::AsComponent::as_component(&gate);
+    assert_eq!(c.kind(), battlement_core::ComponentKind::Gate);
+    assert_eq!(c.name(), "api");
+    let expect = [
+        (Level::Normal, HealthStatus::Healthy),
+        (Level::Minimal, HealthStatus::Degraded),
+        (Level::Moderate, HealthStatus::Degraded),
+        (Level::Severe, HealthStatus::Unhealthy),
+        (Level::Critical, HealthStatus::Unhealthy),
+    ];
+    for (level, status) in expect {
+        c.control(&Control::SetLevel(level)).unwrap();
+        assert_eq!(gate.level(), level);
+        assert_eq!(c.health().status, status, "{level}");
+    }
+    tokio::time::advance(Duration::from_secs(5)).await;
+    let mut svc = gate.layer().layer(echo());
+    let _ = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(req(Some(Priority::Low)))
+        .await;
+    let h = c.health();
+    assert_eq!(h.details["level"], "critical");
+    assert_eq!(h.details["manual"], true);
+    assert_eq!(h.details["reason"], "set by hand");
+    assert_eq!(h.details["since_ms"], 5000);
+    assert_eq!(h.details["shed"]["low"], 1);
+    assert_eq!(h.details["admitted"]["low"], 0);
+    assert!(
+        h.metrics
+            .iter()
+            .any(|m| m.name == "shed_total" && m.value == 1.0)
+    );
+    assert_eq!(gate.since(), Instant::now() - Duration::from_secs(5));
+
+    c.control(&Control::ReleaseLevel).unwrap();
+    assert!(!gate.is_manual());
+    assert_eq!(gate.level(), Level::Critical);
+    c.control(&Control::Reset).unwrap();
+    assert_eq!(gate.level(), Level::Normal);
+    assert_eq!(gate.reason(), "reset");
+    assert_eq!(log.kinds().last(), Some(&EventKind::Reset));
+    assert!(matches!(
+        c.control(&Control::ForceOpen),
+        Err(ControlError::Unsupported { .. })
+    ));
+    // Counters survive a reset.
+    assert_eq!(gate.shed(Priority::Low), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn own_signals_see_outcomes_latency_and_in_flight() {
+    let gate = Gate::new("api");
+    let mut errors = gate.error_rate_signal().min_calls(1);
+    let mut latency = gate.latency_signal();
+    let mut in_flight = gate.in_flight_signal();
+    let mut svc = gate.layer().layer(service_fn(|r: Req| async move {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if r.extensions().get::<Priority>() == Some(&Priority::Low) {
+            Err::<(), BoxError>("bad".into())
+        } else {
+            Ok(())
+        }
+    }));
+    let now = Instant::now();
+    assert_eq!(errors.sample(now), 0.0);
+    for p in [
+        Priority::Low,
+        Priority::High,
+        Priority::High,
+        Priority::High,
+    ] {
+        let _ = svc.ready().await.unwrap().call(req(Some(p))).await;
+    }
+    assert_eq!(errors.sample(now), 0.25);
+    assert!((latency.sample(now) - 20.0).abs() < 1e-6);
+    // The next interval saw nothing.
+    assert_eq!(errors.sample(now), 0.0);
+    assert_eq!(latency.sample(now), 0.0);
+
+    let fut = svc.ready().await.unwrap().call(req(None));
+    assert_eq!(in_flight.sample(now), 1.0);
+    assert_eq!(gate.in_flight(), 1);
+    drop(fut); // cancelled: leaves the in-flight count, counts as nothing
+    assert_eq!(in_flight.sample(now), 0.0);
+    assert_eq!(errors.sample(now), 0.0);
+}
