@@ -1,0 +1,208 @@
+//! The layers: [`DeadlineLayer`] and [`AttemptTimeoutLayer`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use battlement_core::{EventSink, Name};
+use tower_layer::Layer;
+
+use crate::config::{AttemptTimeoutConfig, DeadlineConfig};
+use crate::service::{AttemptTimeout, DeadlineService};
+use crate::shared::{DeadlineHandle, Role, Shared};
+
+/// Gives each request one total time budget, visible to every layer
+/// inside and enforced: the call fails with
+/// [`DeadlineExceeded`](battlement_core::DeadlineExceeded) when it passes.
+///
+/// Never loosens: a request that already carries an earlier
+/// [`Deadline`](battlement_core::Deadline) keeps it.
+///
+/// ```
+/// use std::time::Duration;
+/// use battlement_core::{BoxError, DeadlineCarrier};
+/// use battlement_deadline::DeadlineLayer;
+/// use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let mut svc = ServiceBuilder::new()
+///     .layer(DeadlineLayer::new(Duration::from_secs(2)).name("checkout"))
+///     .service(service_fn(|req: http::Request<()>| async move {
+///         // Inner layers and the handler see the deadline.
+///         Ok::<_, BoxError>(req.deadline().map(|d| d.remaining()))
+///     }));
+/// let left = svc.ready().await.unwrap().call(http::Request::new(())).await.unwrap();
+/// assert_eq!(left, Some(Duration::from_secs(2)));
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct DeadlineLayer {
+    total: Duration,
+    shared: Arc<Shared>,
+}
+
+impl DeadlineLayer {
+    /// A layer giving each request `total` from the moment it is called
+    /// (or less, if it already carries an earlier deadline).
+    ///
+    /// A zero `total` fails every request at once; use
+    /// [`builder`](DeadlineLayer::builder) to have it rejected instead.
+    pub fn new(total: Duration) -> Self {
+        DeadlineLayer {
+            total,
+            shared: Arc::new(Shared::new(Role::Total)),
+        }
+    }
+
+    /// A validating builder.
+    pub fn builder() -> DeadlineConfig {
+        DeadlineConfig::default()
+    }
+
+    /// Names the layer in its events, traces and handle (default
+    /// `"deadline"`). A named layer costs one reference-count increment
+    /// per call.
+    #[must_use]
+    pub fn name(self, name: impl Into<Name>) -> Self {
+        DeadlineLayer {
+            shared: Arc::new(self.shared.with(Some(name.into()), None)),
+            ..self
+        }
+    }
+
+    /// Sends an [`EventKind::DeadlineExceeded`](battlement_core::EventKind::DeadlineExceeded)
+    /// to `sink` for every deadline hit (default: traced only).
+    #[must_use]
+    pub fn events(self, sink: EventSink) -> Self {
+        DeadlineLayer {
+            shared: Arc::new(self.shared.with(None, Some(sink))),
+            ..self
+        }
+    }
+
+    /// A handle on the layer's counters, to register as a component.
+    /// Take it after [`name`](DeadlineLayer::name) and
+    /// [`events`](DeadlineLayer::events), which start a new state.
+    pub fn handle(&self) -> DeadlineHandle {
+        self.shared.mark_observed();
+        DeadlineHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// The total budget given to each request.
+    pub fn total(&self) -> Duration {
+        self.total
+    }
+}
+
+impl<S> Layer<S> for DeadlineLayer {
+    type Service = DeadlineService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        DeadlineService::from_parts(inner, self.total, self.shared.clone())
+    }
+}
+
+/// Bounds each attempt by `min(per_attempt, time left)`, or by a fraction
+/// of the time left, so a retry layer outside gets to try again before the
+/// total budget is spent.
+///
+/// An attempt cut by its own bound fails with
+/// [`AttemptTimedOut`](battlement_core::AttemptTimedOut), retryable; an
+/// attempt cut because the request's deadline passed fails with
+/// [`DeadlineExceeded`](battlement_core::DeadlineExceeded), not retryable.
+///
+/// ```
+/// use std::time::Duration;
+/// use battlement_core::{AttemptTimedOut, BoxError};
+/// use battlement_deadline::AttemptTimeoutLayer;
+/// use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let mut svc = ServiceBuilder::new()
+///     .layer(AttemptTimeoutLayer::new(Duration::from_millis(100)))
+///     .service(service_fn(|_: &'static str| async {
+///         tokio::time::sleep(Duration::from_secs(1)).await;
+///         Ok::<_, BoxError>("late")
+///     }));
+/// let err = svc.ready().await.unwrap().call("slow").await.unwrap_err();
+/// assert!(err.is::<AttemptTimedOut>());
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct AttemptTimeoutLayer {
+    per_attempt: Option<Duration>,
+    fraction: Option<f64>,
+    shared: Arc<Shared>,
+}
+
+impl AttemptTimeoutLayer {
+    /// A layer bounding each attempt by `min(per_attempt, time left)`.
+    pub fn new(per_attempt: Duration) -> Self {
+        AttemptTimeoutLayer {
+            per_attempt: Some(per_attempt),
+            fraction: None,
+            shared: Arc::new(Shared::new(Role::Attempt)),
+        }
+    }
+
+    /// A validating builder; the way to bound attempts by a fraction of
+    /// the time left.
+    pub fn builder() -> AttemptTimeoutConfig {
+        AttemptTimeoutConfig::default()
+    }
+
+    pub(crate) fn from_parts(
+        per_attempt: Option<Duration>,
+        fraction: Option<f64>,
+        shared: Arc<Shared>,
+    ) -> Self {
+        AttemptTimeoutLayer {
+            per_attempt,
+            fraction,
+            shared,
+        }
+    }
+
+    /// Names the layer in its events, traces and handle (default
+    /// `"attempt_timeout"`). A named layer costs one reference-count
+    /// increment per call.
+    #[must_use]
+    pub fn name(self, name: impl Into<Name>) -> Self {
+        AttemptTimeoutLayer {
+            shared: Arc::new(self.shared.with(Some(name.into()), None)),
+            ..self
+        }
+    }
+
+    /// Sends an [`EventKind::AttemptTimedOut`](battlement_core::EventKind::AttemptTimedOut)
+    /// (or `DeadlineExceeded`) to `sink` for every hit (default: traced
+    /// only).
+    #[must_use]
+    pub fn events(self, sink: EventSink) -> Self {
+        AttemptTimeoutLayer {
+            shared: Arc::new(self.shared.with(None, Some(sink))),
+            ..self
+        }
+    }
+
+    /// A handle on the layer's counters, to register as a component.
+    /// Take it after [`name`](AttemptTimeoutLayer::name) and
+    /// [`events`](AttemptTimeoutLayer::events), which start a new state.
+    pub fn handle(&self) -> DeadlineHandle {
+        self.shared.mark_observed();
+        DeadlineHandle {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S> Layer<S> for AttemptTimeoutLayer {
+    type Service = AttemptTimeout<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AttemptTimeout::from_parts(inner, self.per_attempt, self.fraction, self.shared.clone())
+    }
+}

@@ -1,0 +1,234 @@
+//! The services: [`DeadlineService`] (total budget) and [`AttemptTimeout`]
+//! (one attempt).
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use battlement_core::{BoxError, Deadline, DeadlineCarrier};
+use tokio::time::Instant;
+use tower_service::Service;
+
+use crate::future::{Cut, ResponseFuture};
+use crate::shared::{Role, Shared};
+
+/// About thirty years from `now`: "no deadline" without overflowing.
+#[inline]
+fn add_saturating(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30))
+}
+
+/// Enforces a request's total time budget; built by
+/// [`DeadlineLayer`](crate::DeadlineLayer).
+///
+/// On each call it sets the request's [`Deadline`] to now + `total`, or
+/// keeps the earlier one the request already carries, so the layers inside
+/// (retries, attempt timeouts, header propagation) see the same instant.
+/// When the deadline passes the inner future is dropped and the call fails
+/// with [`DeadlineExceeded`](battlement_core::DeadlineExceeded). A request
+/// whose deadline has already passed fails at once without calling the
+/// inner service.
+#[derive(Debug, Clone)]
+pub struct DeadlineService<S> {
+    inner: S,
+    total: Duration,
+    shared: Arc<Shared>,
+}
+
+impl<S> DeadlineService<S> {
+    /// Wraps `inner` with a total budget of `total` per request.
+    pub fn new(inner: S, total: Duration) -> Self {
+        DeadlineService {
+            inner,
+            total,
+            shared: Arc::new(Shared::new(Role::Total)),
+        }
+    }
+
+    pub(crate) fn from_parts(inner: S, total: Duration, shared: Arc<Shared>) -> Self {
+        DeadlineService {
+            inner,
+            total,
+            shared,
+        }
+    }
+
+    /// The total budget given to each request.
+    pub fn total(&self) -> Duration {
+        self.total
+    }
+
+    /// A reference to the inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// A mutable reference to the inner service.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, Req> Service<Req> for DeadlineService<S>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    Req: DeadlineCarrier,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    #[inline]
+    fn call(&mut self, mut req: Req) -> Self::Future {
+        let now = Instant::now();
+        let own = Deadline::at(add_saturating(now, self.total));
+        let at = req.tighten_deadline(own).instant();
+        let shared = self.shared.for_future();
+        if at <= now {
+            return ResponseFuture::expired(now, Role::Total, shared);
+        }
+        let inner = self.inner.call(req);
+        ResponseFuture::running(
+            inner,
+            tokio::time::sleep_until(at),
+            Cut::Deadline,
+            now,
+            Role::Total,
+            shared,
+        )
+    }
+}
+
+/// Bounds one attempt; built by
+/// [`AttemptTimeoutLayer`](crate::AttemptTimeoutLayer).
+///
+/// The bound is `min(per_attempt, fraction × time left)` where each part
+/// applies when configured and the request carries a deadline. The
+/// request's deadline is tightened to the end of the attempt, so the
+/// layers inside (and the next service, through header propagation) see
+/// the attempt's end. When the bound passes the call fails with
+/// [`AttemptTimedOut`](battlement_core::AttemptTimedOut) (retryable); when
+/// it is the request's own deadline that passes, it fails with
+/// [`DeadlineExceeded`](battlement_core::DeadlineExceeded) (not retryable).
+#[derive(Debug, Clone)]
+pub struct AttemptTimeout<S> {
+    inner: S,
+    per_attempt: Option<Duration>,
+    fraction: Option<f64>,
+    shared: Arc<Shared>,
+}
+
+impl<S> AttemptTimeout<S> {
+    /// Wraps `inner`, bounding each attempt by `min(per_attempt, time left)`.
+    pub fn new(inner: S, per_attempt: Duration) -> Self {
+        AttemptTimeout {
+            inner,
+            per_attempt: Some(per_attempt),
+            fraction: None,
+            shared: Arc::new(Shared::new(Role::Attempt)),
+        }
+    }
+
+    pub(crate) fn from_parts(
+        inner: S,
+        per_attempt: Option<Duration>,
+        fraction: Option<f64>,
+        shared: Arc<Shared>,
+    ) -> Self {
+        AttemptTimeout {
+            inner,
+            per_attempt,
+            fraction,
+            shared,
+        }
+    }
+
+    /// The fixed bound per attempt, if any.
+    pub fn per_attempt(&self) -> Option<Duration> {
+        self.per_attempt
+    }
+
+    /// The fraction of the time left given to each attempt, if any.
+    pub fn fraction(&self) -> Option<f64> {
+        self.fraction
+    }
+
+    /// A reference to the inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// A mutable reference to the inner service.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, Req> Service<Req> for AttemptTimeout<S>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    Req: DeadlineCarrier,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut req: Req) -> Self::Future {
+        let now = Instant::now();
+        let carried = req.deadline().map(|d| d.instant());
+        // The attempt's own end, from the fixed bound and the fraction.
+        let mut own = self.per_attempt.map(|d| add_saturating(now, d));
+        if let (Some(f), Some(at)) = (self.fraction, carried) {
+            let share = at.saturating_duration_since(now).mul_f64(f);
+            let by_fraction = add_saturating(now, share);
+            own = Some(own.map_or(by_fraction, |o| o.min(by_fraction)));
+        }
+        let (at, cut) = match (own, carried) {
+            (None, None) => {
+                return ResponseFuture::unbounded(self.inner.call(req), now, Role::Attempt);
+            }
+            (Some(o), Some(c)) if o < c => (o, Cut::Attempt),
+            (Some(o), None) => (o, Cut::Attempt),
+            (_, Some(c)) => (c, Cut::Deadline),
+        };
+        let shared = self.shared.for_future();
+        if carried.is_some_and(|c| c <= now) {
+            return ResponseFuture::expired(now, Role::Attempt, shared);
+        }
+        if cut == Cut::Attempt {
+            req.tighten_deadline(Deadline::at(at));
+        }
+        let inner = self.inner.call(req);
+        ResponseFuture::running(
+            inner,
+            tokio::time::sleep_until(at),
+            cut,
+            now,
+            Role::Attempt,
+            shared,
+        )
+    }
+}

@@ -1,0 +1,318 @@
+//! HTTP propagation: header parsing, the server and client layers.
+#![cfg(feature = "http")]
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use battlement_core::{BoxError, Deadline, DeadlineCarrier};
+use battlement_deadline::DeadlineLayer;
+use battlement_deadline::http::{
+    HeaderError, PropagateDeadlineLayer, ServerDeadlineLayer, format_grpc_timeout, format_millis,
+    parse_grpc_timeout, parse_millis,
+};
+use proptest::prelude::*;
+use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+
+#[test]
+fn grpc_every_unit() {
+    let cases = [
+        ("3H", Duration::from_secs(3 * 3600)),
+        ("7M", Duration::from_secs(420)),
+        ("12S", Duration::from_secs(12)),
+        ("250m", Duration::from_millis(250)),
+        ("15u", Duration::from_micros(15)),
+        ("99n", Duration::from_nanos(99)),
+        ("0m", Duration::ZERO),
+        ("00000001S", Duration::from_secs(1)),
+        (" 5S ", Duration::from_secs(5)),
+        ("99999999H", Duration::from_secs(99_999_999 * 3600)),
+    ];
+    for (text, want) in cases {
+        assert_eq!(parse_grpc_timeout(text.as_bytes()), Ok(want), "{text}");
+    }
+}
+
+#[test]
+fn grpc_rejects_garbage() {
+    let cases = [
+        ("", HeaderError::Empty),
+        ("   ", HeaderError::Empty),
+        ("123456789S", HeaderError::TooManyDigits),
+        ("-5S", HeaderError::Negative),
+        ("10", HeaderError::MissingUnit),
+        ("S", HeaderError::NoDigits),
+        ("10s", HeaderError::InvalidUnit),
+        ("10x", HeaderError::InvalidUnit),
+        ("1.5S", HeaderError::InvalidCharacter),
+        ("+5S", HeaderError::InvalidCharacter),
+        ("soon", HeaderError::InvalidCharacter),
+        ("１S", HeaderError::InvalidCharacter),
+    ];
+    for (text, want) in cases {
+        assert_eq!(parse_grpc_timeout(text.as_bytes()), Err(want), "{text:?}");
+    }
+}
+
+#[test]
+fn millis_parse() {
+    assert_eq!(parse_millis(b"0"), Ok(Duration::ZERO));
+    assert_eq!(parse_millis(b" 1500 "), Ok(Duration::from_millis(1500)));
+    assert_eq!(
+        parse_millis(b"18446744073709551615"),
+        Ok(Duration::from_millis(u64::MAX))
+    );
+    assert_eq!(
+        parse_millis(b"18446744073709551616"),
+        Err(HeaderError::Overflow)
+    );
+    assert_eq!(parse_millis(b""), Err(HeaderError::Empty));
+    assert_eq!(parse_millis(b"-1"), Err(HeaderError::Negative));
+    assert_eq!(parse_millis(b"1e3"), Err(HeaderError::InvalidCharacter));
+    assert_eq!(parse_millis(b"2.5"), Err(HeaderError::InvalidCharacter));
+}
+
+#[test]
+fn grpc_format_picks_the_finest_unit() {
+    assert_eq!(format_grpc_timeout(Duration::ZERO), "0n");
+    assert_eq!(
+        format_grpc_timeout(Duration::from_nanos(99_999_999)),
+        "99999999n"
+    );
+    assert_eq!(format_grpc_timeout(Duration::from_millis(100)), "100000u");
+    assert_eq!(format_grpc_timeout(Duration::from_secs(3600)), "3600000m");
+    assert_eq!(
+        format_grpc_timeout(Duration::from_secs(86_400 * 365)),
+        "31536000S"
+    );
+    assert_eq!(format_grpc_timeout(Duration::MAX), "99999999H");
+    assert_eq!(format_millis(Duration::from_micros(1999)), "1");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn parse_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..24)) {
+        let _ = parse_grpc_timeout(&bytes);
+        let _ = parse_millis(&bytes);
+    }
+
+    #[test]
+    fn parse_never_panics_on_near_misses(s in "[ -]?[0-9]{0,12}[HMSmunx]?") {
+        let _ = parse_grpc_timeout(s.as_bytes());
+        let _ = parse_millis(s.as_bytes());
+    }
+
+    #[test]
+    fn grpc_format_then_parse_round_trips(secs in 0u64..359_999_996_400, nanos in 0u32..1_000_000_000) {
+        let d = Duration::new(secs, nanos);
+        let text = format_grpc_timeout(d);
+        let back = parse_grpc_timeout(text.as_bytes()).unwrap();
+        // Never more time than was left, and less by under one unit.
+        prop_assert!(back <= d);
+        let unit = match text.as_bytes()[text.len() - 1] {
+            b'n' => Duration::from_nanos(1),
+            b'u' => Duration::from_micros(1),
+            b'm' => Duration::from_millis(1),
+            b'S' => Duration::from_secs(1),
+            b'M' => Duration::from_secs(60),
+            _ => Duration::from_secs(3600),
+        };
+        prop_assert!(d - back < unit);
+        // Formatting what was parsed gives the same text.
+        prop_assert_eq!(format_grpc_timeout(back), text);
+    }
+
+    #[test]
+    fn millis_format_then_parse_round_trips(ms in any::<u64>(), sub in 0u64..1_000_000) {
+        let d = Duration::from_millis(ms) + Duration::from_nanos(sub);
+        let back = parse_millis(format_millis(d).as_bytes()).unwrap();
+        prop_assert_eq!(back, Duration::from_millis(ms));
+    }
+}
+
+type Res = http::Response<String>;
+
+/// A handler that reports the budget it saw, in ms.
+fn handler()
+-> impl Service<http::Request<()>, Response = Res, Error = Infallible, Future: Send> + Clone {
+    service_fn(|req: http::Request<()>| async move {
+        let left = req
+            .deadline()
+            .map(|d| d.remaining().as_millis().to_string())
+            .unwrap_or_else(|| "none".into());
+        Ok::<_, Infallible>(http::Response::new(left))
+    })
+}
+
+fn req(headers: &[(&str, &str)]) -> http::Request<()> {
+    let mut b = http::Request::builder();
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(()).unwrap()
+}
+
+async fn call<S>(svc: &mut S, r: http::Request<()>) -> Res
+where
+    S: Service<http::Request<()>, Response = Res, Error = Infallible>,
+{
+    svc.ready().await.unwrap().call(r).await.unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_reads_both_headers_and_takes_the_smaller() {
+    let mut svc = ServerDeadlineLayer::new().layer_on(handler());
+    assert_eq!(
+        call(&mut svc, req(&[("grpc-timeout", "2S")])).await.body(),
+        "2000"
+    );
+    assert_eq!(
+        call(&mut svc, req(&[("x-request-timeout-ms", "750")]))
+            .await
+            .body(),
+        "750"
+    );
+    assert_eq!(
+        call(
+            &mut svc,
+            req(&[("x-request-timeout-ms", "750"), ("grpc-timeout", "300m")])
+        )
+        .await
+        .body(),
+        "300"
+    );
+    assert_eq!(call(&mut svc, req(&[])).await.body(), "none");
+    // Capped by the server's maximum.
+    assert_eq!(
+        call(&mut svc, req(&[("grpc-timeout", "5H")])).await.body(),
+        "60000"
+    );
+    let mut capped = ServerDeadlineLayer::builder()
+        .max(Duration::from_secs(1))
+        .default_budget(Some(Duration::from_millis(400)))
+        .millis_header(Some(http::HeaderName::from_static("x-budget")))
+        .build()
+        .unwrap()
+        .layer_on(handler());
+    assert_eq!(
+        call(&mut capped, req(&[("x-budget", "90000")]))
+            .await
+            .body(),
+        "1000"
+    );
+    assert_eq!(call(&mut capped, req(&[])).await.body(), "400");
+    // The default header is no longer read.
+    assert_eq!(
+        call(&mut capped, req(&[("x-request-timeout-ms", "5")]))
+            .await
+            .body(),
+        "400"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_answers_400_for_a_bad_header() {
+    let mut svc = ServerDeadlineLayer::new().layer_on(handler());
+    for (header, value, reason) in [
+        ("grpc-timeout", "123456789S", "more than 8 digits"),
+        ("grpc-timeout", "-1S", "negative value"),
+        (
+            "x-request-timeout-ms",
+            "99999999999999999999",
+            "value too large",
+        ),
+        ("x-request-timeout-ms", "soon", "not a decimal number"),
+    ] {
+        let res = call(&mut svc, req(&[(header, value)])).await;
+        assert_eq!(res.status(), 400);
+        assert_eq!(res.headers()["content-type"], "application/json");
+        let body: serde_json::Value = serde_json::from_str(res.body()).unwrap();
+        assert_eq!(body["header"], header);
+        assert_eq!(body["reason"], reason);
+        assert_eq!(body["error"], "invalid deadline header");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_answers_504_at_once_without_calling_the_handler() {
+    let called = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let c = called.clone();
+    let mut svc = ServerDeadlineLayer::new().layer_on(service_fn(move |_: http::Request<()>| {
+        c.store(true, std::sync::atomic::Ordering::SeqCst);
+        async { Ok::<_, Infallible>(http::Response::new(String::new())) }
+    }));
+    for r in [
+        req(&[("grpc-timeout", "0m")]),
+        req(&[("x-request-timeout-ms", "0")]),
+    ] {
+        let res = call(&mut svc, r).await;
+        assert_eq!(res.status(), 504);
+        let body: serde_json::Value = serde_json::from_str(res.body()).unwrap();
+        assert_eq!(body["error"], "deadline exceeded");
+    }
+    // An expired deadline set by an outer layer.
+    let mut r = req(&[]);
+    r.set_deadline(Deadline::after(Duration::from_millis(1)));
+    tokio::time::advance(Duration::from_millis(5)).await;
+    assert_eq!(call(&mut svc, r).await.status(), 504);
+    assert!(!called.load(std::sync::atomic::Ordering::SeqCst));
+}
+
+#[tokio::test(start_paused = true)]
+async fn client_writes_the_time_left_minus_the_margin() {
+    let echo = service_fn(|req: http::Request<()>| async move {
+        let get = |h: &str| req.headers().get(h).map(|v| v.to_str().unwrap().to_owned());
+        Ok::<_, BoxError>((get("x-request-timeout-ms"), get("grpc-timeout")))
+    });
+    let mut client = ServiceBuilder::new()
+        .layer(DeadlineLayer::new(Duration::from_millis(500)))
+        .layer(
+            PropagateDeadlineLayer::new()
+                .margin(Duration::from_millis(20))
+                .grpc_timeout(true),
+        )
+        .service(echo);
+    let sent = client.ready().await.unwrap().call(req(&[])).await.unwrap();
+    assert_eq!(sent, (Some("480".into()), Some("480000u".into())));
+
+    // No deadline: nothing written.
+    let mut bare = PropagateDeadlineLayer::new().layer_on(echo);
+    let sent = bare.ready().await.unwrap().call(req(&[])).await.unwrap();
+    assert_eq!(sent, (None, None));
+
+    // Less left than the margin: a zero budget.
+    let mut r = req(&[]);
+    r.set_deadline(Deadline::after(Duration::from_millis(3)));
+    let sent = bare.ready().await.unwrap().call(r).await.unwrap();
+    assert_eq!(sent, (Some("0".into()), None));
+
+    // Client and server agree: the server sees what the client sent.
+    let mut chain = ServiceBuilder::new()
+        .layer(DeadlineLayer::new(Duration::from_millis(800)))
+        .layer(PropagateDeadlineLayer::new().margin(Duration::ZERO))
+        // The wire: only the headers cross it.
+        .map_request(|r: http::Request<()>| {
+            let mut fresh = http::Request::new(());
+            *fresh.headers_mut() = r.headers().clone();
+            fresh
+        })
+        .layer(ServerDeadlineLayer::new())
+        .service(service_fn(|req: http::Request<()>| async move {
+            let left = req.deadline().unwrap().remaining();
+            Ok::<_, Infallible>(http::Response::new(format!("{left:?}")))
+        }));
+    let res = chain.ready().await.unwrap().call(req(&[])).await.unwrap();
+    assert_eq!(res.body(), "800ms");
+}
+
+trait LayerOn {
+    fn layer_on<S>(self, svc: S) -> <Self as tower::Layer<S>>::Service
+    where
+        Self: tower::Layer<S> + Sized,
+    {
+        tower::Layer::layer(&self, svc)
+    }
+}
+impl LayerOn for ServerDeadlineLayer {}
+impl LayerOn for PropagateDeadlineLayer {}
