@@ -1,0 +1,70 @@
+//! **battlement-http**: the HTTP glue of battlement.
+//!
+//! # The problem
+//!
+//! During an incident an operator needs to see every breaker, gate and
+//! instrumented service of a process, follow what changes, and act (reset a
+//! breaker, raise a level) without a redeploy; and a client of a protected
+//! service needs an honest status code when a layer refused its call. This
+//! crate serves a [`Registry`](battlement_registry::Registry) over HTTP
+//! ([`HealthService`]) and maps the workspace's errors to responses
+//! ([`error_status`], [`error_response`]).
+//!
+//! # When to use it
+//!
+//! Mount [`HealthService`] on an operations port or under a path of your
+//! axum router (`Router::new().nest_service("/ops", svc)`), or serve it
+//! with hyper directly. Turn controls on only with an authorizer.
+//!
+//! ```
+//! use battlement_http::HealthService;
+//! use battlement_registry::Registry;
+//! use http_body_util::BodyExt;
+//! use tower::ServiceExt;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let registry = Registry::new();
+//! let _instrument = registry.layer("api").unwrap();
+//! let health = HealthService::new(registry).with_bearer_token("s3cret");
+//!
+//! let res = health
+//!     .clone()
+//!     .oneshot(http::Request::get("/health/api").body(String::new()).unwrap())
+//!     .await
+//!     .unwrap();
+//! assert_eq!(res.status(), 200);
+//! let body = res.into_body().collect().await.unwrap().to_bytes();
+//! let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+//! assert_eq!(json["kind"], "instrument");
+//!
+//! // Controls need the token.
+//! let res = health
+//!     .oneshot(http::Request::post("/health/api/reset").body(String::new()).unwrap())
+//!     .await
+//!     .unwrap();
+//! assert_eq!(res.status(), 401);
+//! # }
+//! ```
+//!
+//! # Decisions
+//!
+//! - Routes, statuses and error bodies are listed on [`HealthService`].
+//!   `GET /health` answers `200` for `degraded` (the process still serves;
+//!   a load balancer should keep it) and `503` only for `unhealthy`.
+//! - Controls are off unless enabled; a missing or wrong bearer token is
+//!   `401` (RFC 6750's `invalid_token`), controls while disabled are `403`.
+//! - The event stream sends a comment first (so clients see the stream
+//!   open), then one SSE message per event; it sends no keep-alive pings
+//!   (put a proxy timeout above your quietest period, or reconnect).
+//! - Bodies of controls are read up to 16 KiB; anything bigger is `400`.
+//! - `HttpClassifier` and `GrpcClassifier` of the design are not here yet.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod body;
+mod health;
+mod response;
+
+pub use body::HealthBody;
+pub use health::{Authorization, HealthFuture, HealthService};
+pub use response::{error_response, error_status};

@@ -1,0 +1,111 @@
+//! Mapping the workspace's errors to HTTP responses.
+
+use std::error::Error;
+use std::time::Duration;
+
+use battlement_core::{
+    AttemptTimedOut, CircuitOpen, DeadlineExceeded, RetriesExhausted, Shed, Throttled,
+};
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+use serde_json::json;
+
+use crate::body::HealthBody;
+
+/// The status (and `Retry-After`) an error of the workspace maps to,
+/// looking through its `source()` chain:
+///
+/// | error | status | `Retry-After` |
+/// |---|---|---|
+/// | [`CircuitOpen`], [`Shed`], [`Throttled`] | `503 Service Unavailable` | the error's retry-after, in whole seconds rounded up |
+/// | [`DeadlineExceeded`], [`AttemptTimedOut`], tower's `Elapsed` | `504 Gateway Timeout` | — |
+/// | [`RetriesExhausted`] | as its last error, else `502 Bad Gateway` | its retry-after |
+/// | anything else | `500 Internal Server Error` | — |
+///
+/// ```
+/// use battlement_core::{BoxError, CircuitOpen, CircuitState, DeadlineExceeded};
+/// use battlement_http::error_status;
+/// use std::time::Duration;
+///
+/// let open: BoxError = Box::new(CircuitOpen::new("db", CircuitState::Open, Some(Duration::from_millis(1500))));
+/// assert_eq!(error_status(&*open), (http::StatusCode::SERVICE_UNAVAILABLE, Some(Duration::from_secs(2))));
+/// ```
+pub fn error_status(err: &(dyn Error + 'static)) -> (StatusCode, Option<Duration>) {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if let Some(open) = e.downcast_ref::<CircuitOpen>() {
+            return (StatusCode::SERVICE_UNAVAILABLE, round_up(open.retry_after));
+        }
+        if let Some(shed) = e.downcast_ref::<Shed>() {
+            return (StatusCode::SERVICE_UNAVAILABLE, round_up(shed.retry_after));
+        }
+        if e.is::<Throttled>() {
+            return (StatusCode::SERVICE_UNAVAILABLE, None);
+        }
+        if e.is::<DeadlineExceeded>() || e.is::<AttemptTimedOut>() || is_elapsed(e) {
+            return (StatusCode::GATEWAY_TIMEOUT, None);
+        }
+        if let Some(ex) = e.downcast_ref::<RetriesExhausted>() {
+            let (status, after) = error_status(&*ex.last);
+            let status = if status == StatusCode::INTERNAL_SERVER_ERROR {
+                StatusCode::BAD_GATEWAY
+            } else {
+                status
+            };
+            return (status, round_up(ex.retry_after).or(after));
+        }
+        current = e.source();
+    }
+    (StatusCode::INTERNAL_SERVER_ERROR, None)
+}
+
+fn is_elapsed(e: &(dyn Error + 'static)) -> bool {
+    // tower's `Elapsed` displays as "request timed out"; core classifies
+    // it, so ask the classifier rather than depend on tower here.
+    matches!(
+        battlement_core::ErrorClassifier::new()
+            .classify_error(e)
+            .kind,
+        battlement_core::FailureKind::Timeout
+    ) && e.to_string() == "request timed out"
+}
+
+fn round_up(d: Option<Duration>) -> Option<Duration> {
+    d.map(|d| {
+        let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+        Duration::from_secs(secs.max(1))
+    })
+}
+
+/// A JSON response for an error of the workspace, with the status and
+/// `Retry-After` of [`error_status`] and the body
+/// `{"error": "<status reason>", "message": "<error>"}`.
+///
+/// ```
+/// use battlement_core::{BoxError, DeadlineExceeded};
+/// use battlement_http::error_response;
+/// use std::time::Duration;
+///
+/// let err: BoxError = Box::new(DeadlineExceeded { budget: Duration::from_secs(1), elapsed: Duration::from_secs(1) });
+/// assert_eq!(error_response(&*err).status(), 504);
+/// ```
+pub fn error_response(err: &(dyn Error + 'static)) -> Response<HealthBody> {
+    let (status, retry_after) = error_status(err);
+    let body = json!({
+        "error": status.canonical_reason().unwrap_or("error"),
+        "message": err.to_string(),
+    });
+    let mut res = Response::new(HealthBody::full(
+        serde_json::to_vec(&body).unwrap_or_default(),
+    ));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(after) = retry_after {
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs()));
+    }
+    res
+}

@@ -1,0 +1,335 @@
+//! [`Registry`]: the shared, cheaply cloneable handle every layer reports
+//! into.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock, Weak};
+
+use battlement_core::{
+    AsComponent, Component, Control, ControlError, ErrorClassifier, Event, EventSink, Name,
+};
+use tokio::sync::broadcast;
+
+use crate::config::{RegistryBuilder, StatusRules};
+use crate::error::DuplicateName;
+use crate::instrument::InstrumentState;
+use crate::layer::InstrumentLayer;
+use crate::report::{ComponentReport, HealthReport, StatusCounts};
+
+/// One registered component, held weakly.
+pub(crate) struct Entry {
+    pub(crate) component: Weak<dyn Component>,
+    /// Set for the registry's own instruments, whose latency histogram the
+    /// Prometheus exposition reads.
+    pub(crate) instrument: Option<Weak<InstrumentState>>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) components: RwLock<HashMap<Name, Entry>>,
+    events: broadcast::Sender<Event>,
+    rules: StatusRules,
+}
+
+/// The shared registry: every component by unique name, held weakly; the
+/// system's health by configurable rules; controls by name; a broadcast
+/// stream of events.
+///
+/// A cheap cloneable handle: clones share everything.
+///
+/// ```
+/// use std::sync::Arc;
+/// use battlement_core::{Component, ComponentHealth, ComponentKind, HealthStatus};
+/// use battlement_registry::Registry;
+///
+/// struct Disk;
+/// impl Component for Disk {
+///     fn name(&self) -> &str { "disk" }
+///     fn kind(&self) -> ComponentKind { ComponentKind::Other("disk".into()) }
+///     fn health(&self) -> ComponentHealth {
+///         ComponentHealth::new(HealthStatus::Degraded).detail("free_percent", 7)
+///     }
+/// }
+///
+/// let registry = Registry::new();
+/// let disk = Arc::new(Disk);
+/// registry.register(&disk).unwrap();
+/// assert!(registry.register(&disk).is_err()); // names are unique
+///
+/// let report = registry.health();
+/// assert_eq!(report.status, HealthStatus::Degraded);
+/// assert_eq!(report.summary.degraded, 1);
+///
+/// drop(disk); // held weakly: a dropped component disappears
+/// assert_eq!(registry.health().summary.total, 0);
+/// ```
+#[derive(Clone)]
+pub struct Registry {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry::new()
+    }
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry")
+            .field("components", &self.len())
+            .field("rules", &self.inner.rules)
+            .finish()
+    }
+}
+
+impl Registry {
+    /// A registry with the default rules (overall = worst component
+    /// status) and 1024 buffered events per subscriber.
+    pub fn new() -> Self {
+        Registry::from_parts(StatusRules::default(), 1024)
+    }
+
+    /// A builder to set the status rules and the event capacity.
+    pub fn builder() -> RegistryBuilder {
+        RegistryBuilder::new()
+    }
+
+    pub(crate) fn from_parts(rules: StatusRules, event_capacity: usize) -> Self {
+        let (events, _) = broadcast::channel(event_capacity);
+        Registry {
+            inner: Arc::new(Inner {
+                components: RwLock::new(HashMap::new()),
+                events,
+                rules,
+            }),
+        }
+    }
+
+    /// Registers `component` under its own [`name`](Component::name), held
+    /// weakly. A name already taken by a live component is an error (never
+    /// a silent replace); the name of a dropped one is free again.
+    pub fn register<C: AsComponent + ?Sized>(&self, component: &C) -> Result<(), DuplicateName> {
+        self.insert(&component.as_component(), None)
+    }
+
+    fn insert(
+        &self,
+        component: &Arc<dyn Component>,
+        instrument: Option<Weak<InstrumentState>>,
+    ) -> Result<(), DuplicateName> {
+        let name: Name = component.name().into();
+        let mut map = self.write();
+        // Forget the dropped, so the map only ever holds live components
+        // (plus the ones dropped since the last registration).
+        map.retain(|_, e| e.component.strong_count() > 0);
+        if map.contains_key(&name) {
+            return Err(DuplicateName {
+                name: name.to_string(),
+            });
+        }
+        map.insert(
+            name,
+            Entry {
+                component: Arc::downgrade(component),
+                instrument,
+            },
+        );
+        Ok(())
+    }
+
+    /// Removes the component called `name`; `true` if one was registered.
+    pub fn unregister(&self, name: &str) -> bool {
+        self.write()
+            .remove(name)
+            .is_some_and(|e| e.component.strong_count() > 0)
+    }
+
+    /// An [`InstrumentLayer`] registered as `name`: counts the calls,
+    /// outcomes ([`ErrorClassifier`] unless changed with
+    /// [`InstrumentLayer::classifier`]), calls in flight and latency of the
+    /// services it wraps. Errors if the name is taken.
+    pub fn layer(&self, name: &str) -> Result<InstrumentLayer<ErrorClassifier>, DuplicateName> {
+        let state = Arc::new(InstrumentState::new(name.into()));
+        let component: Arc<dyn Component> = state.clone();
+        self.insert(&component, Some(Arc::downgrade(&state)))?;
+        Ok(InstrumentLayer {
+            state,
+            classifier: ErrorClassifier::new(),
+        })
+    }
+
+    /// An [`EventSink`] to build layers with: every event it gets goes to
+    /// every [`subscribe`](Self::subscribe)r. Sending never blocks and
+    /// never waits for a subscriber; with none, the event is dropped.
+    pub fn event_sink(&self) -> EventSink {
+        let events = self.inner.events.clone();
+        EventSink::new(move |e: &Event| {
+            // An error only means there is no subscriber right now.
+            let _ = events.send(e.clone());
+        })
+    }
+
+    /// A receiver of every event sent to [`event_sink`](Self::event_sink)s
+    /// from now on. A subscriber that falls more than the event capacity
+    /// behind loses the oldest events and is told how many by
+    /// [`RecvError::Lagged`](broadcast::error::RecvError::Lagged).
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    /// The live component called `name`.
+    pub fn component(&self, name: &str) -> Option<Arc<dyn Component>> {
+        self.read().get(name).and_then(|e| e.component.upgrade())
+    }
+
+    /// The names of the live components, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .read()
+            .iter()
+            .filter(|(_, e)| e.component.strong_count() > 0)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// How many live components are registered.
+    pub fn len(&self) -> usize {
+        self.read()
+            .values()
+            .filter(|e| e.component.strong_count() > 0)
+            .count()
+    }
+
+    /// `true` when no live component is registered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The report of the component called `name`, with its counted status.
+    pub fn get(&self, name: &str) -> Option<ComponentReport> {
+        let component = self.component(name)?;
+        Some(self.report_of(name, &*component))
+    }
+
+    fn report_of(&self, name: &str, component: &dyn Component) -> ComponentReport {
+        let kind = component.kind();
+        let health = component.health();
+        ComponentReport {
+            name: name.to_owned(),
+            status: self.inner.rules.counted(&kind, health.status),
+            reported_status: health.status,
+            kind,
+            details: health.details,
+            metrics: health.metrics,
+        }
+    }
+
+    /// Applies `control` to the component called `name`.
+    pub fn control(&self, name: &str, control: &Control) -> Result<(), ControlError> {
+        match self.component(name) {
+            Some(c) => c.control(control),
+            None => Err(ControlError::NotFound {
+                name: name.to_owned(),
+            }),
+        }
+    }
+
+    /// The health of every live component and of the whole system.
+    ///
+    /// Locks the map only to copy out the live components (no component is
+    /// asked for its health under the lock).
+    pub fn health(&self) -> HealthReport {
+        let live = self.live();
+        let mut components: Vec<ComponentReport> = live
+            .iter()
+            .map(|(name, c)| self.report_of(name, &**c))
+            .collect();
+        components.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        let mut summary = StatusCounts::default();
+        let mut by_kind: BTreeMap<String, StatusCounts> = BTreeMap::new();
+        for c in &components {
+            summary.add(c.status);
+            by_kind
+                .entry(c.kind.as_str().to_owned())
+                .or_default()
+                .add(c.status);
+        }
+        HealthReport {
+            status: self.inner.rules.overall(&components),
+            summary,
+            by_kind,
+            components,
+        }
+    }
+
+    /// The live components, upgraded, copied out of the lock.
+    fn live(&self) -> Vec<(Name, Arc<dyn Component>)> {
+        self.read()
+            .iter()
+            .filter_map(|(n, e)| e.component.upgrade().map(|c| (n.clone(), c)))
+            .collect()
+    }
+
+    /// The live instruments, for the latency histograms.
+    #[cfg(feature = "prometheus")]
+    pub(crate) fn instruments(&self) -> Vec<Arc<InstrumentState>> {
+        let mut v: Vec<Arc<InstrumentState>> = self
+            .read()
+            .values()
+            .filter_map(|e| e.instrument.as_ref().and_then(Weak::upgrade))
+            .collect();
+        v.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// The memory the registry's own structures take: the map's capacity
+    /// and the fixed size of every live instrument's figures. Neither grows
+    /// with the number of calls.
+    pub fn footprint(&self) -> Footprint {
+        let map = self.read();
+        let instruments = map
+            .values()
+            .filter(|e| e.instrument.as_ref().is_some_and(|w| w.strong_count() > 0))
+            .count();
+        Footprint {
+            entries: map.len(),
+            map_capacity: map.capacity(),
+            instruments,
+            instrument_bytes: std::mem::size_of::<InstrumentState>(),
+            histogram_bytes: crate::histogram::Histogram::size_bytes(),
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Name, Entry>> {
+        self.inner
+            .components
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Name, Entry>> {
+        self.inner
+            .components
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// What [`Registry::footprint`] measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Footprint {
+    /// Entries in the name map (live, plus any dropped since the last
+    /// registration).
+    pub entries: usize,
+    /// The name map's capacity.
+    pub map_capacity: usize,
+    /// Live instruments.
+    pub instruments: usize,
+    /// The bytes of one instrument's figures (fixed).
+    pub instrument_bytes: usize,
+    /// The bytes of one latency histogram (fixed).
+    pub histogram_bytes: usize,
+}

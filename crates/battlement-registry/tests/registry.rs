@@ -1,0 +1,431 @@
+//! The registry: status rules, unique names, weak holding, events,
+//! controls, and the instrument's figures.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use battlement_core::{
+    BoxError, CircuitState, Component, ComponentHealth, ComponentKind, Control, ControlError,
+    EventKind, FailureKind, HealthStatus, Level, Outcome,
+};
+use battlement_registry::Registry;
+use battlement_registry::broadcast::error::{RecvError, TryRecvError};
+use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+
+/// A component whose status the test sets: 0 healthy, 1 degraded, 2
+/// unhealthy. Supports `Reset` (back to healthy) and `SetLevel`.
+struct Fake {
+    name: &'static str,
+    kind: ComponentKind,
+    status: AtomicU8,
+    level: Mutex<Level>,
+}
+
+impl Fake {
+    fn new(name: &'static str, kind: ComponentKind) -> Arc<Fake> {
+        Arc::new(Fake {
+            name,
+            kind,
+            status: AtomicU8::new(0),
+            level: Mutex::new(Level::Normal),
+        })
+    }
+    fn set(&self, status: HealthStatus) {
+        self.status.store(status as u8, Ordering::SeqCst);
+    }
+}
+
+impl Component for Fake {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn kind(&self) -> ComponentKind {
+        self.kind.clone()
+    }
+    fn health(&self) -> ComponentHealth {
+        let status = match self.status.load(Ordering::SeqCst) {
+            0 => HealthStatus::Healthy,
+            1 => HealthStatus::Degraded,
+            _ => HealthStatus::Unhealthy,
+        };
+        ComponentHealth::new(status).detail("level", self.level.lock().unwrap().as_str())
+    }
+    fn control(&self, control: &Control) -> Result<(), ControlError> {
+        match control {
+            Control::Reset => {
+                self.set(HealthStatus::Healthy);
+                Ok(())
+            }
+            Control::SetLevel(l) => {
+                *self.level.lock().unwrap() = *l;
+                Ok(())
+            }
+            other => Err(ControlError::unsupported(self.name, other)),
+        }
+    }
+}
+
+#[test]
+fn overall_is_the_worst_component_by_default() {
+    let registry = Registry::new();
+    assert_eq!(registry.health().status, HealthStatus::Healthy);
+    let a = Fake::new("a", ComponentKind::Breaker);
+    let b = Fake::new("b", ComponentKind::Gate);
+    registry.register(&a).unwrap();
+    registry.register(&b).unwrap();
+    assert_eq!(registry.health().status, HealthStatus::Healthy);
+    a.set(HealthStatus::Degraded);
+    let report = registry.health();
+    assert_eq!(report.status, HealthStatus::Degraded);
+    assert_eq!(report.summary.total, 2);
+    assert_eq!(report.summary.degraded, 1);
+    assert_eq!(report.summary.healthy, 1);
+    assert_eq!(report.by_kind["breaker"].degraded, 1);
+    assert_eq!(report.by_kind["gate"].healthy, 1);
+    b.set(HealthStatus::Unhealthy);
+    let report = registry.health();
+    assert_eq!(report.status, HealthStatus::Unhealthy);
+    assert_eq!(report.summary.unhealthy, 1);
+    // Sorted by name; serialises with the summary.
+    let names: Vec<_> = report.components.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["a", "b"]);
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["status"], "unhealthy");
+    assert_eq!(json["summary"]["degraded"], 1);
+    assert_eq!(json["components"][0]["kind"], "breaker");
+    assert_eq!(json["components"][0]["details"]["level"], "normal");
+}
+
+#[test]
+fn mappings_thresholds_and_custom_rules() {
+    let registry = Registry::builder()
+        .map_status(
+            Some(ComponentKind::Breaker),
+            HealthStatus::Degraded,
+            HealthStatus::Unhealthy,
+        )
+        .escalate_when(
+            Some(ComponentKind::Gate),
+            HealthStatus::Degraded,
+            2,
+            HealthStatus::Unhealthy,
+        )
+        .build()
+        .unwrap();
+    let breaker = Fake::new("breaker", ComponentKind::Breaker);
+    let g1 = Fake::new("g1", ComponentKind::Gate);
+    let g2 = Fake::new("g2", ComponentKind::Gate);
+    for c in [&breaker, &g1, &g2] {
+        registry.register(c).unwrap();
+    }
+    // Mapping: a degraded breaker counts as unhealthy, and says so.
+    breaker.set(HealthStatus::Degraded);
+    let report = registry.health();
+    assert_eq!(report.status, HealthStatus::Unhealthy);
+    let b = report.component("breaker").unwrap();
+    assert_eq!(b.reported_status, HealthStatus::Degraded);
+    assert_eq!(b.status, HealthStatus::Unhealthy);
+    breaker.set(HealthStatus::Healthy);
+
+    // Threshold: one degraded gate degrades, two take the system down.
+    g1.set(HealthStatus::Degraded);
+    assert_eq!(registry.health().status, HealthStatus::Degraded);
+    g2.set(HealthStatus::Degraded);
+    assert_eq!(registry.health().status, HealthStatus::Unhealthy);
+
+    // A custom rule can only make it worse.
+    let registry = Registry::builder()
+        .rule(|cs| (cs.len() < 2).then_some(HealthStatus::Degraded))
+        .rule(|_| Some(HealthStatus::Healthy))
+        .build()
+        .unwrap();
+    assert_eq!(registry.health().status, HealthStatus::Degraded);
+}
+
+#[test]
+fn invalid_config_is_rejected() {
+    let err = Registry::builder().event_capacity(0).build().unwrap_err();
+    assert_eq!(err.field, "event_capacity");
+    let err = Registry::builder()
+        .escalate_when(None, HealthStatus::Degraded, 0, HealthStatus::Unhealthy)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field, "escalate_when.count");
+}
+
+#[test]
+fn duplicate_names_are_an_error_until_the_first_is_dropped() {
+    let registry = Registry::new();
+    let first = Fake::new("db", ComponentKind::Breaker);
+    registry.register(&first).unwrap();
+    let second = Fake::new("db", ComponentKind::Gate);
+    let err = registry.register(&second).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "a component named `db` is already registered"
+    );
+    // Not replaced.
+    assert_eq!(registry.get("db").unwrap().kind, ComponentKind::Breaker);
+    // An instrument's name is taken the same way.
+    assert!(registry.layer("db").is_err());
+
+    drop(first);
+    registry.register(&second).unwrap();
+    assert_eq!(registry.get("db").unwrap().kind, ComponentKind::Gate);
+}
+
+#[test]
+fn components_are_held_weakly() {
+    let registry = Registry::new();
+    let a = Fake::new("a", ComponentKind::Breaker);
+    registry.register(&a).unwrap();
+    let layer = registry.layer("api").unwrap();
+    assert_eq!(registry.names(), ["a", "api"]);
+    assert_eq!(Arc::strong_count(&a), 1, "the registry holds no strong ref");
+    drop(a);
+    drop(layer);
+    assert!(registry.is_empty());
+    assert_eq!(registry.health().summary.total, 0);
+    assert!(registry.get("a").is_none());
+    assert!(matches!(
+        registry.control("a", &Control::Reset),
+        Err(ControlError::NotFound { .. })
+    ));
+    // The next registration forgets the dead entries.
+    let b = Fake::new("b", ComponentKind::Gate);
+    registry.register(&b).unwrap();
+    assert_eq!(registry.footprint().entries, 1);
+    assert!(registry.unregister("b"));
+    assert!(!registry.unregister("b"));
+}
+
+#[test]
+fn controls_go_by_name() {
+    let registry = Registry::new();
+    let gate = Fake::new("gate", ComponentKind::Gate);
+    registry.register(&gate).unwrap();
+    gate.set(HealthStatus::Unhealthy);
+    registry.control("gate", &Control::Reset).unwrap();
+    assert_eq!(registry.health().status, HealthStatus::Healthy);
+    registry
+        .control("gate", &Control::SetLevel(Level::Severe))
+        .unwrap();
+    assert_eq!(registry.get("gate").unwrap().details["level"], "severe");
+    let err = registry.control("gate", &Control::ForceOpen).unwrap_err();
+    assert!(matches!(err, ControlError::Unsupported { .. }));
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_reach_every_subscriber() {
+    let registry = Registry::new();
+    let sink = registry.event_sink();
+    // No subscriber yet: sending is harmless.
+    sink.emit(&"b".into(), || EventKind::Reset);
+    let mut a = registry.subscribe();
+    let mut b = registry.subscribe();
+    sink.emit(&"b".into(), || EventKind::StateChanged {
+        from: CircuitState::Closed,
+        to: CircuitState::Open,
+        reason: "test".into(),
+    });
+    for rx in [&mut a, &mut b] {
+        let e = rx.recv().await.unwrap();
+        assert_eq!(&*e.component, "b");
+        assert!(matches!(
+            e.kind,
+            EventKind::StateChanged {
+                to: CircuitState::Open,
+                ..
+            }
+        ));
+        assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lagging_subscriber_loses_the_oldest_and_is_told() {
+    let registry = Registry::builder().event_capacity(4).build().unwrap();
+    let sink = registry.event_sink();
+    let mut slow = registry.subscribe();
+    for attempt in 1..=10 {
+        // Never blocks, however far behind the subscriber is.
+        sink.emit(&"r".into(), || EventKind::Retry {
+            attempt,
+            delay: Duration::ZERO,
+            kind: FailureKind::Network,
+        });
+    }
+    assert_eq!(slow.recv().await.unwrap_err(), RecvError::Lagged(6));
+    let mut seen = Vec::new();
+    while let Ok(e) = slow.try_recv() {
+        if let EventKind::Retry { attempt, .. } = e.kind {
+            seen.push(attempt);
+        }
+    }
+    assert_eq!(seen, [7, 8, 9, 10]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_instrument_counts_outcomes_latency_and_in_flight() {
+    let registry = Registry::new();
+    let layer = registry.layer("api").unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(layer)
+        .service(service_fn(|ms: u64| async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            match ms {
+                0 => Err::<u64, BoxError>(Box::new(std::io::Error::from(
+                    std::io::ErrorKind::ConnectionRefused,
+                ))),
+                _ => Ok(ms),
+            }
+        }));
+    for ms in 1..=100 {
+        svc.clone().oneshot(ms).await.unwrap();
+    }
+    svc.clone().oneshot(0).await.unwrap_err();
+    svc.clone().oneshot(0).await.unwrap_err();
+
+    let d = registry.get("api").unwrap().details;
+    assert_eq!(d["calls"], 102);
+    assert_eq!(d["successes"], 100);
+    assert_eq!(d["failures"], 2);
+    assert_eq!(d["consecutive_failures"], 2);
+    assert_eq!(d["failures_by_kind"]["network"], 2);
+    assert_eq!(d["in_flight"], 0);
+    assert_eq!(d["success_rate"], 100.0 / 102.0);
+    let p50 = d["latency"]["p50_ms"].as_f64().unwrap();
+    let p90 = d["latency"]["p90_ms"].as_f64().unwrap();
+    let p99 = d["latency"]["p99_ms"].as_f64().unwrap();
+    // Exact on paused time, up to the bucket's width (12.5%).
+    assert!((50.0..=50.0 * 1.125).contains(&p50), "p50 {p50}");
+    assert!((90.0..=90.0 * 1.125).contains(&p90), "p90 {p90}");
+    assert!((99.0..=99.0 * 1.125).contains(&p99), "p99 {p99}");
+
+    // A success resets the consecutive failures.
+    svc.clone().oneshot(5).await.unwrap();
+    assert_eq!(
+        registry.get("api").unwrap().details["consecutive_failures"],
+        0
+    );
+
+    // In flight while pending; a dropped call leaves and counts as cancelled.
+    let mut s = svc.clone();
+    let fut = s.ready().await.unwrap().call(1_000);
+    assert_eq!(registry.get("api").unwrap().details["in_flight"], 1);
+    drop(fut);
+    let d = registry.get("api").unwrap().details;
+    assert_eq!(d["in_flight"], 0);
+    assert_eq!(d["cancelled"], 1);
+    assert_eq!(d["calls"], 104);
+
+    // Reset clears the figures.
+    registry.control("api", &Control::Reset).unwrap();
+    let d = registry.get("api").unwrap().details;
+    assert_eq!(d["calls"], 0);
+    assert!(d["latency"]["p50_ms"].is_null());
+    assert!(d["success_rate"].is_null());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_instrument_takes_any_classifier() {
+    let registry = Registry::new();
+    let layer =
+        registry
+            .layer("http")
+            .unwrap()
+            .classifier(|res: &Result<u16, BoxError>| match res {
+                Ok(s) if *s >= 500 => Outcome::failure(FailureKind::Unavailable),
+                Ok(s) if *s >= 400 => Outcome::Ignored,
+                Ok(_) => Outcome::Success,
+                Err(_) => Outcome::failure(FailureKind::Unknown),
+            });
+    let svc = ServiceBuilder::new()
+        .layer(layer)
+        .service(service_fn(|s: u16| async move { Ok::<_, BoxError>(s) }));
+    for s in [200, 404, 503, 503] {
+        svc.clone().oneshot(s).await.unwrap();
+    }
+    let d = registry.get("http").unwrap().details;
+    assert_eq!(d["successes"], 1);
+    assert_eq!(d["ignored"], 1);
+    assert_eq!(d["failures_by_kind"]["unavailable"], 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn readiness_passes_through() {
+    let registry = Registry::new();
+    let (mut svc, mut handle) =
+        tower_test::mock::spawn_layer::<u32, u32, _>(registry.layer("mock").unwrap());
+    handle.allow(0);
+    assert!(svc.poll_ready().is_pending());
+    handle.allow(1);
+    assert!(svc.poll_ready().is_ready());
+    let fut = svc.call(7);
+    let (req, send) = handle.next_request().await.unwrap();
+    assert_eq!(req, 7);
+    send.send_response(8);
+    assert_eq!(fut.await.unwrap(), 8);
+    assert_eq!(registry.get("mock").unwrap().details["successes"], 1);
+}
+
+/// Ten million instrumented calls (one million in an unoptimised build,
+/// where ten would take minutes) leave the registry's structures exactly
+/// as big as they were: the name map's entries and capacity, and the fixed
+/// size of the instrument's figures and histogram. Calls are driven without
+/// an executor (a no-op waker), with latencies spread over every bucket
+/// range by a paused clock advanced per call.
+#[test]
+fn ten_million_calls_leave_memory_unchanged() {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let registry = Registry::new();
+    let mut svc = ServiceBuilder::new()
+        .layer(registry.layer("hot").unwrap())
+        .service(service_fn(|i: u64| async move {
+            if i.is_multiple_of(10) {
+                Err::<u64, BoxError>("boom".into())
+            } else {
+                Ok(i)
+            }
+        }));
+    let before = registry.footprint();
+    let n: u64 = if cfg!(debug_assertions) {
+        1_000_000
+    } else {
+        10_000_000
+    };
+    let mut cx = Context::from_waker(Waker::noop());
+    for i in 0..n {
+        assert!(svc.poll_ready(&mut cx).is_ready());
+        let fut = pin!(svc.call(i));
+        match fut.poll(&mut cx) {
+            Poll::Ready(_) => {}
+            Poll::Pending => unreachable!("service_fn completes at once"),
+        }
+    }
+    // Some calls with real latencies, from a nanosecond to an hour.
+    for shift in 0..42u32 {
+        let fut = svc.call(1);
+        rt.block_on(async {
+            tokio::time::advance(Duration::from_nanos(1 << shift)).await;
+        });
+        let _ = rt.block_on(fut);
+    }
+    let after = registry.footprint();
+    assert_eq!(before, after);
+    assert_eq!(after.entries, 1);
+    let d = registry.get("hot").unwrap().details;
+    assert_eq!(d["calls"], n + 42);
+    assert_eq!(d["failures"], n / 10);
+    assert_eq!(d["latency"]["count"], n + 42);
+}
