@@ -1,0 +1,419 @@
+//! The fan-out's response future: every backend call runs inside it.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::future::Future;
+use std::mem;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use battlement_core::{
+    AllFailed, BoxError, CircuitOpen, Classify, DeadlineCarrier, DeadlineExceeded, EventKind,
+    FailureKind, Name, Outcome, QuorumNotReached,
+};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+use tower_service::Service;
+
+use crate::config::Strategy;
+use crate::error::{Abandoned, ClassifiedFailure};
+use crate::merge::Merge;
+use crate::response::{BackendResult, Reply, Responses};
+use crate::service::{Backend, Readiness, Shared};
+
+pin_project! {
+    /// The [`FanOut`](crate::FanOut)'s response future. Every backend call
+    /// runs inside it (no task is spawned); dropping it drops them all.
+    pub struct ResponseFuture<S, Req, C, M>
+    where
+        S: Service<Req>,
+    {
+        #[pin]
+        timer: Option<Sleep>,
+        state: Option<Running<S, Req, C, M>>,
+    }
+}
+
+impl<S, Req, C, M> fmt::Debug for ResponseFuture<S, Req, C, M>
+where
+    S: Service<Req>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("ResponseFuture");
+        if let Some(state) = &self.state {
+            d.field("fan_out", &state.shared.name)
+                .field("in_flight", &state.in_flight.len())
+                .field("settled", &state.settled)
+                .field("succeeded", &state.succeeded);
+        }
+        d.finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum TimerCause {
+    Deadline { budget: Duration },
+    Window,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum End {
+    Decided,
+    Timer,
+}
+
+enum Slot<S, Res> {
+    Queued(S),
+    Running,
+    Done(Reply<Res>, Outcome, Option<Duration>),
+}
+
+pub(crate) struct Running<S, Req, C, M>
+where
+    S: Service<Req>,
+{
+    shared: Arc<Shared<C, M>>,
+    in_flight: FuturesUnordered<Call<S::Future>>,
+    slots: Vec<Slot<S, S::Response>>,
+    req: Option<Req>,
+    queued: usize,
+    next_queued: usize,
+    started: Instant,
+    timer_cause: Option<TimerCause>,
+    succeeded: usize,
+    settled: usize,
+}
+
+pin_project! {
+    struct Call<F> {
+        #[pin]
+        fut: F,
+        idx: usize,
+        start: Instant,
+    }
+}
+
+impl<F, T, E> Future for Call<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = (usize, Result<T, BoxError>, Duration);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let out = ready!(this.fut.poll(cx));
+        Poll::Ready((*this.idx, out.map_err(Into::into), this.start.elapsed()))
+    }
+}
+
+/// `true` when `err` or anything in its `source()` chain is a
+/// [`CircuitOpen`].
+fn is_circuit_open(err: &(dyn StdError + 'static)) -> bool {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if e.is::<CircuitOpen>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+impl<S, Req, C, M> ResponseFuture<S, Req, C, M>
+where
+    S: Service<Req> + Clone,
+    S::Error: Into<BoxError>,
+    Req: Clone + DeadlineCarrier,
+    C: Classify<S::Response, BoxError>,
+    M: Merge<S::Response>,
+{
+    pub(crate) fn start(backends: &mut [Backend<S>], shared: &Arc<Shared<C, M>>, req: Req) -> Self {
+        let n = backends.len();
+        let now = Instant::now();
+        let (timer_at, timer_cause) = match (shared.strategy, req.deadline()) {
+            (Strategy::BestEffort(window), deadline) => match (now.checked_add(window), deadline) {
+                (Some(end), Some(d)) if d.instant() > end => (Some(end), Some(TimerCause::Window)),
+                (Some(end), None) => (Some(end), Some(TimerCause::Window)),
+                (_, Some(d)) => (
+                    Some(d.instant()),
+                    Some(TimerCause::Deadline {
+                        budget: d.remaining_at(now),
+                    }),
+                ),
+                (None, None) => (None, None),
+            },
+            (_, Some(d)) => (
+                Some(d.instant()),
+                Some(TimerCause::Deadline {
+                    budget: d.remaining_at(now),
+                }),
+            ),
+            (_, None) => (None, None),
+        };
+        let mut state = Running {
+            shared: shared.clone(),
+            in_flight: FuturesUnordered::new(),
+            slots: Vec::with_capacity(n),
+            req: None,
+            queued: 0,
+            next_queued: n,
+            started: now,
+            timer_cause,
+            succeeded: 0,
+            settled: 0,
+        };
+        let limit = shared.max_concurrency;
+        let mut running = 0;
+        for (idx, backend) in backends.iter_mut().enumerate() {
+            match mem::replace(&mut backend.ready, Readiness::NotReady) {
+                Readiness::Ready if running < limit => {
+                    state.slots.push(Slot::Running);
+                    let fut = backend.service.call(req.clone());
+                    state.in_flight.push(Call {
+                        fut,
+                        idx,
+                        start: now,
+                    });
+                    running += 1;
+                }
+                Readiness::Ready => {
+                    // Clone-and-swap: the instance that was polled ready
+                    // goes into the future, to be called when a slot frees.
+                    let clone = backend.service.clone();
+                    state
+                        .slots
+                        .push(Slot::Queued(mem::replace(&mut backend.service, clone)));
+                    state.queued += 1;
+                    state.next_queued = state.next_queued.min(idx);
+                }
+                Readiness::Failed(err) => {
+                    state.slots.push(Slot::Running);
+                    state.record(idx, Err(err), None);
+                }
+                Readiness::NotReady => {
+                    panic!("FanOut::call before poll_ready returned Ready for every backend")
+                }
+            }
+        }
+        if state.queued > 0 {
+            state.req = Some(req);
+        }
+        ResponseFuture {
+            timer: timer_at.map(tokio::time::sleep_until),
+            state: Some(state),
+        }
+    }
+}
+
+impl<S, Req, C, M> Running<S, Req, C, M>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    Req: Clone,
+    C: Classify<S::Response, BoxError>,
+    M: Merge<S::Response>,
+{
+    fn record(
+        &mut self,
+        idx: usize,
+        result: Result<S::Response, BoxError>,
+        latency: Option<Duration>,
+    ) {
+        let outcome = self.shared.classifier.classify(&result);
+        let backend = &self.shared.stats.backends[idx];
+        let reply = match result {
+            Ok(res) => Reply::Response(res),
+            Err(err) if is_circuit_open(&*err) => {
+                self.shared
+                    .events
+                    .emit(&self.shared.name, || EventKind::Skipped {
+                        backend: backend.name.clone(),
+                        reason: err.to_string().into(),
+                    });
+                Reply::Skipped(err)
+            }
+            Err(err) => Reply::Error(err),
+        };
+        backend.record(outcome, reply.is_skipped(), latency);
+        if outcome.is_success() {
+            self.succeeded += 1;
+        }
+        self.settled += 1;
+        self.slots[idx] = Slot::Done(reply, outcome, latency);
+    }
+
+    fn needed(&self) -> usize {
+        match self.shared.strategy {
+            Strategy::Quorum(n) => n,
+            _ => 1,
+        }
+    }
+
+    fn decided(&self) -> bool {
+        let total = self.slots.len();
+        if self.settled == total {
+            return true;
+        }
+        match self.shared.strategy {
+            Strategy::FirstSuccess => self.succeeded >= 1,
+            Strategy::Quorum(n) => {
+                self.succeeded >= n || self.succeeded + (total - self.settled) < n
+            }
+            _ => false,
+        }
+    }
+
+    fn start_queued(&mut self) {
+        while self.queued > 0 && self.in_flight.len() < self.shared.max_concurrency {
+            let idx = self.next_queued;
+            self.next_queued += 1;
+            if !matches!(self.slots[idx], Slot::Queued(_)) {
+                continue;
+            }
+            let Slot::Queued(mut service) = mem::replace(&mut self.slots[idx], Slot::Running)
+            else {
+                continue;
+            };
+            self.queued -= 1;
+            let req = if self.queued == 0 {
+                self.req.take()
+            } else {
+                self.req.clone()
+            };
+            let req = req.expect("the request is kept while calls are queued");
+            let fut = service.call(req);
+            self.in_flight.push(Call {
+                fut,
+                idx,
+                start: Instant::now(),
+            });
+        }
+    }
+
+    fn finish(mut self, end: End) -> Result<M::Output, BoxError> {
+        // Drop every call still running, at once.
+        drop(mem::take(&mut self.in_flight));
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(self.started);
+        let needed = self.needed();
+        let total = self.slots.len();
+        let shared = self.shared;
+        let by_timer = matches!(end, End::Timer);
+        let results = self.slots.into_iter().enumerate().map(|(idx, slot)| {
+            let stats = &shared.stats.backends[idx];
+            let (reply, outcome, latency) = match slot {
+                Slot::Done(reply, outcome, latency) => (reply, outcome, latency),
+                Slot::Running if by_timer => {
+                    let outcome = Outcome::failure(FailureKind::Timeout);
+                    stats.record(outcome, false, None);
+                    (Reply::TimedOut, outcome, None)
+                }
+                Slot::Running => {
+                    stats.record_abandoned();
+                    (Reply::Cancelled, Outcome::Ignored, None)
+                }
+                Slot::Queued(_) => {
+                    stats.record_abandoned();
+                    (Reply::NotCalled, Outcome::Ignored, None)
+                }
+            };
+            BackendResult {
+                name: stats.name.clone(),
+                reply,
+                outcome,
+                latency,
+            }
+        });
+        if self.succeeded >= needed {
+            return shared.merge.merge(Responses {
+                results: results.collect(),
+                elapsed,
+            });
+        }
+        let timer_cause = self.timer_cause;
+        let errors: Vec<(Name, BoxError)> = results
+            .filter(|r| !r.outcome.is_success())
+            .map(|r| {
+                let err: BoxError = match r.reply {
+                    Reply::Error(e) | Reply::Skipped(e) => e,
+                    Reply::Response(_) => match r.outcome {
+                        Outcome::Failure(failure) => Box::new(ClassifiedFailure { failure }),
+                        _ => Box::new(Abandoned {
+                            reason: "ignored by the classifier",
+                        }),
+                    },
+                    Reply::TimedOut => match timer_cause {
+                        Some(TimerCause::Deadline { budget }) => {
+                            Box::new(DeadlineExceeded { budget, elapsed })
+                        }
+                        _ => Box::new(Abandoned {
+                            reason: "window closed",
+                        }),
+                    },
+                    Reply::Cancelled => Box::new(Abandoned {
+                        reason: "cancelled",
+                    }),
+                    Reply::NotCalled => Box::new(Abandoned {
+                        reason: "not called",
+                    }),
+                };
+                (r.name, err)
+            })
+            .collect();
+        match shared.strategy {
+            Strategy::Quorum(_) => Err(Box::new(QuorumNotReached {
+                succeeded: self.succeeded,
+                needed,
+                total,
+                errors,
+            })),
+            _ => Err(Box::new(AllFailed { errors })),
+        }
+    }
+}
+
+impl<S, Req, C, M> Future for ResponseFuture<S, Req, C, M>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    Req: Clone,
+    C: Classify<S::Response, BoxError>,
+    M: Merge<S::Response>,
+{
+    type Output = Result<M::Output, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let state = this
+            .state
+            .as_mut()
+            .expect("fan-out future polled after completion");
+        let end = loop {
+            if state.decided() {
+                break Some(End::Decided);
+            }
+            state.start_queued();
+            match state.in_flight.poll_next_unpin(cx) {
+                Poll::Ready(Some((idx, result, latency))) => {
+                    state.record(idx, result, Some(latency));
+                }
+                Poll::Ready(None) if state.queued == 0 => break Some(End::Decided),
+                Poll::Ready(None) => {}
+                Poll::Pending => break None,
+            }
+        };
+        let end = match end {
+            Some(end) => end,
+            None => match this.timer.as_pin_mut().map(|t| t.poll(cx)) {
+                Some(Poll::Ready(())) => End::Timer,
+                _ => return Poll::Pending,
+            },
+        };
+        let state = this.state.take().expect("state present until completion");
+        Poll::Ready(state.finish(end))
+    }
+}

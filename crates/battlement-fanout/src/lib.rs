@@ -1,0 +1,103 @@
+//! Fan-out for Tower: send one request to several backends at once and
+//! combine what comes back.
+//!
+//! # The problem
+//!
+//! A query that several backends can answer (search shards, replicas,
+//! price providers, adapters to different data sources) should not take as
+//! long as the sum of the backends, nor wait for the slowest or a broken
+//! one. [`FanOut`] calls every backend concurrently, inside the one
+//! response future (no task is spawned), and ends by a [`Strategy`]:
+//!
+//! - [`Strategy::All`]: wait for every backend, or the request's deadline;
+//! - [`Strategy::FirstSuccess`]: return on the first success, drop the rest;
+//! - [`Strategy::BestEffort`]: return what finished within a window;
+//! - [`Strategy::Quorum`]: return once `n` succeeded, fail as soon as `n`
+//!   is out of reach.
+//!
+//! The response, [`Responses`], holds one [`BackendResult`] per backend:
+//! its name, its [`Reply`] (the response or error, or why there is none),
+//! its [`Outcome`](battlement_core::Outcome) by the classifier and its
+//! latency. A [`merge`](FanOutBuilder::merge) function can reduce them to
+//! one response.
+//!
+//! Use it when several services can each answer (part of) a request; use
+//! a hedge (tower's `hedge`) when one service is usually fast and you want a
+//! second copy of a slow request.
+//!
+//! ```
+//! use battlement_fanout::{FanOut, Strategy};
+//! use tower::{service_fn, BoxError, Service, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), BoxError> {
+//! let shard = |n: u32| service_fn(move |q: String| async move {
+//!     Ok::<_, BoxError>(format!("shard {n}: {q}"))
+//! });
+//! let mut search = FanOut::builder("search")
+//!     .backend("eu", shard(1))
+//!     .backend("us", shard(2))
+//!     .strategy(Strategy::All)
+//!     .max_concurrency(8)
+//!     .build()?;
+//!
+//! let answers = search.ready().await?.call("rust".to_string()).await?;
+//! assert_eq!(answers.success_count(), 2);
+//! assert_eq!(answers.get("us").unwrap().reply.response().unwrap(), "shard 2: rust");
+//! # Ok(()) }
+//! ```
+//!
+//! # Decisions
+//!
+//! - **Readiness.** `FanOut` is ready when every backend is ready: its
+//!   `poll_ready` polls each backend not yet ready and remembers which are
+//!   (as `tower::steer` and `tower::hedge`'s select do); `call` consumes
+//!   that readiness. A backend whose `poll_ready` fails does not fail the
+//!   fan-out: it is reported with that error (`Reply::Error`) in the next
+//!   response, without being called. Backends beyond `max_concurrency`
+//!   are moved into the response future by clone-and-swap (the instance
+//!   polled ready goes in, a clone stays), and called there as slots free;
+//!   so backends must be `Clone` (use `tower::util::BoxCloneSyncService`
+//!   to mix service types).
+//! - **Success** is the classifier's [`Outcome::Success`](battlement_core::Outcome::Success)
+//!   (default [`ErrorClassifier`](battlement_core::ErrorClassifier): every `Ok`).
+//!   `All` and `BestEffort` succeed when at least one backend succeeded
+//!   (the failures are in the `Responses`), and otherwise fail with
+//!   [`AllFailed`](battlement_core::AllFailed) holding every backend's
+//!   error in configured order. `Quorum(n)` fails with
+//!   [`QuorumNotReached`](battlement_core::QuorumNotReached).
+//! - **Open circuits.** A backend that answers
+//!   [`CircuitOpen`](battlement_core::CircuitOpen) (anywhere in its error's
+//!   `source()` chain) was refused by its breaker without being called: it
+//!   is reported as [`Reply::Skipped`], counted as a skip (not a failure)
+//!   and an [`EventKind::Skipped`](battlement_core::EventKind::Skipped) is
+//!   emitted. It still counts as "not a success" for the strategy.
+//! - **Deadline.** The request's [`Deadline`](battlement_core::Deadline)
+//!   (through [`DeadlineCarrier`](battlement_core::DeadlineCarrier)) bounds
+//!   the whole fan-out: when it passes, the calls still running are
+//!   dropped and reported [`Reply::TimedOut`], and the fan-out ends with
+//!   what it has (under `All`, the others' results). Each backend receives
+//!   a clone of the request, deadline included.
+//! - **Dropped calls** are dropped at once when the fan-out ends (first
+//!   success, quorum decided, window or deadline passed) and reported as
+//!   [`Reply::Cancelled`], [`Reply::TimedOut`] or [`Reply::NotCalled`].
+//! - **Figures.** [`FanOut::handle`] gives a [`FanOutHandle`] for the
+//!   registry: per backend successes, failures, skips, abandoned calls and
+//!   latency. Health is `Degraded` while some backend has never succeeded
+//!   but has failed or been skipped.
+
+mod config;
+mod error;
+mod future;
+mod merge;
+mod response;
+mod service;
+mod stats;
+
+pub use config::{FanOutBuilder, Strategy};
+pub use error::{Abandoned, ClassifiedFailure};
+pub use future::ResponseFuture;
+pub use merge::{Merge, NoMerge};
+pub use response::{BackendResult, Reply, Responses};
+pub use service::FanOut;
+pub use stats::{BackendSnapshot, FanOutHandle};

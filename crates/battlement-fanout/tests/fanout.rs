@@ -1,0 +1,396 @@
+//! Fan-out behaviour on paused time.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::SeqCst;
+
+use battlement_core::{
+    AllFailed, AsComponent, BoxError, Deadline, DeadlineExceeded, EventKind, EventLog,
+    HealthStatus, QuorumNotReached,
+};
+use battlement_fanout::{FanOut, Reply, Responses, Strategy};
+use common::{Answer, Counters, Mock, Req, ms};
+use tokio::time::Instant;
+use tower::{Service, ServiceExt};
+
+fn fan(
+    strategy: Strategy,
+    backends: &[(&'static str, u64, Answer)],
+    counters: &Arc<Counters>,
+) -> FanOut<Mock> {
+    let mut b = FanOut::builder("fan").strategy(strategy);
+    for &(name, delay, answer) in backends {
+        b = b.backend(name, Mock::new(name, ms(delay), answer, counters));
+    }
+    b.build().unwrap()
+}
+
+async fn run<S: Service<Req, Error = BoxError>>(
+    svc: &mut S,
+    req: Req,
+) -> Result<S::Response, BoxError> {
+    svc.ready().await?.call(req).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn all_runs_backends_concurrently() {
+    let c = Arc::new(Counters::default());
+    let mut svc = fan(
+        Strategy::All,
+        &[
+            ("a", 1000, Answer::Ok),
+            ("b", 1000, Answer::Ok),
+            ("c", 1000, Answer::Ok),
+        ],
+        &c,
+    );
+    let start = Instant::now();
+    let res = run(&mut svc, Req::default()).await.unwrap();
+    assert_eq!(start.elapsed(), ms(1000), "concurrent, not 3 s");
+    assert_eq!(res.success_count(), 3);
+    let names: Vec<_> = res.successes().map(|(n, r)| (n.to_string(), *r)).collect();
+    assert_eq!(
+        names,
+        [("a".into(), "a"), ("b".into(), "b"), ("c".into(), "c")]
+    );
+    assert_eq!(res.get("b").unwrap().latency, Some(ms(1000)));
+    assert_eq!(c.dropped(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn deadline_bounds_the_whole_fan_out() {
+    let c = Arc::new(Counters::default());
+    let mut svc = fan(
+        Strategy::All,
+        &[
+            ("a", 1000, Answer::Ok),
+            ("b", 2000, Answer::Ok),
+            ("slow", 10_000, Answer::Ok),
+        ],
+        &c,
+    );
+    let start = Instant::now();
+    let req = Req {
+        deadline: Some(Deadline::after(ms(5000))),
+    };
+    let res = run(&mut svc, req).await.unwrap();
+    assert_eq!(start.elapsed(), ms(5000));
+    assert_eq!(res.success_count(), 2);
+    let slow = res.get("slow").unwrap();
+    assert!(matches!(slow.reply, Reply::TimedOut));
+    assert!(slow.outcome.is_failure());
+    assert_eq!(c.dropped(), 1, "the slow call was dropped");
+    assert_eq!(res.elapsed(), ms(5000));
+}
+
+#[tokio::test(start_paused = true)]
+async fn deadline_with_nothing_done_is_all_failed_with_deadline_errors() {
+    let c = Arc::new(Counters::default());
+    let mut svc = fan(Strategy::All, &[("a", 10_000, Answer::Ok)], &c);
+    let req = Req {
+        deadline: Some(Deadline::after(ms(100))),
+    };
+    let err = run(&mut svc, req).await.unwrap_err();
+    let all = err.downcast_ref::<AllFailed>().expect("AllFailed");
+    assert!(all.errors[0].1.is::<DeadlineExceeded>());
+}
+
+#[tokio::test(start_paused = true)]
+async fn first_success_returns_at_once_and_drops_the_losers() {
+    let c = Arc::new(Counters::default());
+    let mut svc = fan(
+        Strategy::FirstSuccess,
+        &[
+            ("fails", 500, Answer::Fail),
+            ("fast", 1000, Answer::Ok),
+            ("slow", 3000, Answer::Ok),
+            ("slower", 4000, Answer::Ok),
+        ],
+        &c,
+    );
+    let start = Instant::now();
+    let res = run(&mut svc, Req::default()).await.unwrap();
+    assert_eq!(start.elapsed(), ms(1000));
+    assert_eq!(res.success_count(), 1);
+    assert!(matches!(res.get("fails").unwrap().reply, Reply::Error(_)));
+    assert!(matches!(res.get("slow").unwrap().reply, Reply::Cancelled));
+    assert_eq!(c.dropped(), 2, "both losers dropped at once");
+    assert_eq!(c.in_flight.load(SeqCst), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn first_success_when_all_fail_is_all_failed() {
+    let c = Arc::new(Counters::default());
+    let mut svc = fan(
+        Strategy::FirstSuccess,
+        &[("a", 100, Answer::Fail), ("b", 200, Answer::Fail)],
+        &c,
+    );
+    let err = run(&mut svc, Req::default()).await.unwrap_err();
+    let all = err.downcast_ref::<AllFailed>().expect("AllFailed");
+    let names: Vec<_> = all.errors.iter().map(|(n, _)| n.to_string()).collect();
+    assert_eq!(names, ["a", "b"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn best_effort_returns_what_finished_in_the_window() {
+    let c = Arc::new(Counters::default());
+    let mut svc = fan(
+        Strategy::BestEffort(ms(1500)),
+        &[
+            ("a", 1000, Answer::Ok),
+            ("b", 2000, Answer::Ok),
+            ("c", 3000, Answer::Ok),
+        ],
+        &c,
+    );
+    let start = Instant::now();
+    let res = run(&mut svc, Req::default()).await.unwrap();
+    assert_eq!(start.elapsed(), ms(1500));
+    assert_eq!(res.success_count(), 1);
+    assert!(matches!(res.get("b").unwrap().reply, Reply::TimedOut));
+    assert_eq!(c.dropped(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn best_effort_ends_early_when_everything_is_done() {
+    let c = Arc::new(Counters::default());
+    let mut svc = fan(
+        Strategy::BestEffort(ms(5000)),
+        &[("a", 100, Answer::Ok), ("b", 200, Answer::Ok)],
+        &c,
+    );
+    let start = Instant::now();
+    let res = run(&mut svc, Req::default()).await.unwrap();
+    assert_eq!(start.elapsed(), ms(200));
+    assert_eq!(res.success_count(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn quorum_fails_as_soon_as_it_is_out_of_reach() {
+    let c = Arc::new(Counters::default());
+    let mut svc = fan(
+        Strategy::Quorum(2),
+        &[
+            ("a", 1000, Answer::Fail),
+            ("b", 2000, Answer::Fail),
+            ("c", 10_000, Answer::Ok),
+        ],
+        &c,
+    );
+    let start = Instant::now();
+    let err = run(&mut svc, Req::default()).await.unwrap_err();
+    assert_eq!(
+        start.elapsed(),
+        ms(2000),
+        "fails once 2 can no longer succeed"
+    );
+    let q = err
+        .downcast_ref::<QuorumNotReached>()
+        .expect("QuorumNotReached");
+    assert_eq!((q.succeeded, q.needed, q.total), (0, 2, 3));
+    assert_eq!(q.errors.len(), 3);
+    assert_eq!(c.dropped(), 1);
+    assert!(err.to_string().contains("0 of 2 needed"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn quorum_returns_once_reached() {
+    let c = Arc::new(Counters::default());
+    let mut svc = fan(
+        Strategy::Quorum(2),
+        &[
+            ("a", 1000, Answer::Ok),
+            ("b", 1500, Answer::Fail),
+            ("c", 2000, Answer::Ok),
+            ("d", 9000, Answer::Ok),
+        ],
+        &c,
+    );
+    let start = Instant::now();
+    let res = run(&mut svc, Req::default()).await.unwrap();
+    assert_eq!(start.elapsed(), ms(2000));
+    assert_eq!(res.success_count(), 2);
+    assert!(matches!(res.get("d").unwrap().reply, Reply::Cancelled));
+    assert_eq!(c.dropped(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_concurrency_is_never_exceeded() {
+    let c = Arc::new(Counters::default());
+    let mut svc = FanOut::builder("fan").max_concurrency(2);
+    for name in ["a", "b", "c", "d", "e"] {
+        svc = svc.backend(name, Mock::new(name, ms(1000), Answer::Ok, &c));
+    }
+    let mut svc = svc.build().unwrap();
+    let start = Instant::now();
+    let res = run(&mut svc, Req::default()).await.unwrap();
+    assert_eq!(c.peak(), 2);
+    assert_eq!(c.calls(), 5);
+    assert_eq!(res.success_count(), 5);
+    assert_eq!(start.elapsed(), ms(3000));
+}
+
+#[tokio::test(start_paused = true)]
+async fn queued_backends_are_reported_not_called() {
+    let c = Arc::new(Counters::default());
+    let mut svc = FanOut::builder("fan")
+        .strategy(Strategy::FirstSuccess)
+        .max_concurrency(1);
+    for name in ["a", "b", "c"] {
+        svc = svc.backend(name, Mock::new(name, ms(100), Answer::Ok, &c));
+    }
+    let res = run(&mut svc.build().unwrap(), Req::default())
+        .await
+        .unwrap();
+    assert_eq!(c.calls(), 1);
+    assert!(matches!(res.get("c").unwrap().reply, Reply::NotCalled));
+}
+
+#[tokio::test(start_paused = true)]
+async fn open_circuits_are_skipped_not_failed() {
+    let c = Arc::new(Counters::default());
+    let log = EventLog::new();
+    let mut b = FanOut::builder("fan").events(log.sink());
+    b = b
+        .backend("up", Mock::new("up", ms(100), Answer::Ok, &c))
+        .backend("open", Mock::new("open", ms(100), Answer::Open, &c));
+    let mut svc = b.build().unwrap();
+    let handle = svc.handle();
+    let res = run(&mut svc, Req::default()).await.unwrap();
+    let open = res.get("open").unwrap();
+    assert!(open.reply.is_skipped());
+    assert_eq!(res.success_count(), 1);
+    assert!(
+        log.kinds()
+            .iter()
+            .any(|k| matches!(k, EventKind::Skipped { backend, .. } if &**backend == "open"))
+    );
+    let snap = handle.backend("open").unwrap();
+    assert_eq!((snap.skips, snap.failures), (1, 0));
+    let up = handle.backend("up").unwrap();
+    assert_eq!((up.successes, up.mean_latency), (1, ms(100)));
+    let health = handle.as_component().health();
+    assert_eq!(health.status, HealthStatus::Degraded);
+    assert_eq!(health.details["backends"]["up"]["successes"], 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn all_skipped_is_all_failed() {
+    let c = Arc::new(Counters::default());
+    let mut svc = fan(
+        Strategy::All,
+        &[("x", 0, Answer::Open), ("y", 0, Answer::Open)],
+        &c,
+    );
+    let err = run(&mut svc, Req::default()).await.unwrap_err();
+    let all = err.downcast_ref::<AllFailed>().unwrap();
+    assert!(
+        all.errors
+            .iter()
+            .all(|(_, e)| e.is::<battlement_core::CircuitOpen>())
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn merge_reduces_to_one_response() {
+    let c = Arc::new(Counters::default());
+    let mut svc = FanOut::builder("fan")
+        .backend("a", Mock::new("a", ms(10), Answer::Ok, &c))
+        .backend("b", Mock::new("b", ms(20), Answer::Ok, &c))
+        .merge(|r: Responses<&'static str>| -> Result<String, BoxError> {
+            Ok(r.into_successes()
+                .map(|(_, s)| s)
+                .collect::<Vec<_>>()
+                .join("+"))
+        })
+        .build()
+        .unwrap();
+    assert_eq!(run(&mut svc, Req::default()).await.unwrap(), "a+b");
+}
+
+#[tokio::test(start_paused = true)]
+async fn ready_only_when_every_backend_is_ready() {
+    let (m1, mut h1) = tower_test::mock::pair::<Req, &'static str>();
+    let (m2, mut h2) = tower_test::mock::pair::<Req, &'static str>();
+    let mut svc = FanOut::builder("fan")
+        .backend("one", m1)
+        .backend("two", m2)
+        .build()
+        .unwrap();
+    h1.allow(0);
+    h2.allow(0);
+    let mut task = tokio_test_task(&mut svc);
+    assert!(task.is_pending());
+    h1.allow(1);
+    assert!(task.is_pending());
+    h2.allow(1);
+    assert!(task.is_ready());
+    let fut = svc.call(Req::default());
+    let (r1, r2) = tokio::join!(
+        async {
+            let (_, send) = h1.next_request().await.unwrap();
+            send.send_response("one");
+        },
+        async {
+            let (_, send) = h2.next_request().await.unwrap();
+            send.send_response("two");
+        }
+    );
+    let _ = (r1, r2);
+    assert_eq!(fut.await.unwrap().success_count(), 2);
+}
+
+/// Polls `svc.poll_ready` with a no-op waker.
+struct ReadyProbe<'a, S>(&'a mut S);
+
+fn tokio_test_task<S: Service<Req>>(svc: &mut S) -> ReadyProbe<'_, S> {
+    ReadyProbe(svc)
+}
+
+impl<S: Service<Req>> ReadyProbe<'_, S> {
+    fn poll(&mut self) -> std::task::Poll<Result<(), S::Error>> {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        self.0.poll_ready(&mut cx)
+    }
+    fn is_pending(&mut self) -> bool {
+        self.poll().is_pending()
+    }
+    fn is_ready(&mut self) -> bool {
+        matches!(self.poll(), std::task::Poll::Ready(Ok(())))
+    }
+}
+
+#[test]
+fn invalid_configs_are_rejected() {
+    let c = Arc::new(Counters::default());
+    let m = || Mock::new("m", ms(1), Answer::Ok, &c);
+    let err = FanOut::<Mock>::builder("f").build().unwrap_err();
+    assert_eq!(err.field, "backends");
+    let err = FanOut::builder("f")
+        .backend("a", m())
+        .backend("a", m())
+        .build()
+        .unwrap_err();
+    assert!(err.bound.contains("unique"));
+    let err = FanOut::builder("f")
+        .backend("a", m())
+        .max_concurrency(0)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field, "max_concurrency");
+    let err = FanOut::builder("f")
+        .backend("a", m())
+        .strategy(Strategy::Quorum(2))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field, "strategy");
+    assert!(err.to_string().contains("1..=1"));
+    let err = FanOut::builder("f")
+        .backend("a", m())
+        .strategy(Strategy::BestEffort(ms(0)))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field, "strategy");
+}
