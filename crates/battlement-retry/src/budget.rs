@@ -1,0 +1,513 @@
+//! The retry budget: [`RetryBudget`], a shared token bucket over a sliding
+//! window that bounds retries to a ratio of requests.
+
+use std::fmt;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use battlement_core::{
+    AsComponent, Component, ComponentHealth, ComponentKind, Control, ControlError, HealthStatus,
+    InvalidConfig, MetricType, Name,
+};
+use tokio::time::Instant;
+
+/// Token units per retry: a deposit is worth `ratio × SCALE`, a withdrawal
+/// costs `SCALE`, so ratios like 0.3 are exact to a thousandth.
+const SCALE: i64 = 1000;
+/// The sliding window is kept as this many slots.
+const SLOTS: usize = 10;
+
+/// A shared retry budget: every request deposits, every retry withdraws,
+/// so that over any sliding `ttl` retries are at most `ratio × requests`
+/// plus a floor of `min_per_sec × ttl` retries that is always allowed
+/// (Finagle's `RetryBudget`, gRPC's retry throttling, Envoy's budgets).
+///
+/// When the budget is empty, a retry layer returns the failure at once as
+/// [`RetriesExhausted`](battlement_core::RetriesExhausted) with
+/// [`RetryStop::BudgetExhausted`](battlement_core::RetryStop::BudgetExhausted)
+/// instead of piling more load on a struggling service.
+///
+/// The handle is cheap to clone; clones share the same bucket, so one
+/// budget can cover every route to the same backend. It implements
+/// [`Component`] (kind `retry`) through [`AsComponent`]: its health
+/// reports the tokens left and the retries allowed and denied, and
+/// [`Control::Reset`] empties the window back to the floor.
+///
+/// The window is a ring of ten atomic slots (as in tower's `TpsBudget`):
+/// deposits and withdrawals are one atomic add each plus a clock read; a
+/// lock is taken only to rotate to the next slot, at most once per
+/// `ttl / 10`. Two withdrawals racing for the last token may both win: the
+/// bound holds to within the number of concurrent retries.
+///
+/// ```
+/// use battlement_retry::RetryBudget;
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let budget = RetryBudget::builder()
+///     .name("payments-budget")
+///     .ratio(0.1)
+///     .min_per_sec(0)
+///     .ttl(Duration::from_secs(10))
+///     .build()
+///     .unwrap();
+/// for _ in 0..20 {
+///     budget.deposit();
+/// }
+/// assert!(budget.withdraw());
+/// assert!(budget.withdraw());
+/// assert!(!budget.withdraw()); // 10% of 20 requests: two retries
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RetryBudget {
+    inner: Arc<BudgetState>,
+}
+
+/// Builds a [`RetryBudget`]; see [`RetryBudget::builder`].
+#[derive(Debug, Clone)]
+pub struct RetryBudgetBuilder {
+    name: Name,
+    ratio: f64,
+    min_per_sec: u32,
+    ttl: Duration,
+}
+
+impl Default for RetryBudgetBuilder {
+    fn default() -> Self {
+        RetryBudgetBuilder {
+            name: "retry-budget".into(),
+            ratio: 0.2,
+            min_per_sec: 10,
+            ttl: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RetryBudgetBuilder {
+    /// The budget's name, as the registry shows it (default
+    /// `"retry-budget"`).
+    #[must_use]
+    pub fn name(mut self, name: impl Into<Name>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Retries allowed per request deposited (default 0.2; must be in
+    /// `[0, 1000]`). 0.1 means one retry per ten requests.
+    #[must_use]
+    pub fn ratio(mut self, ratio: f64) -> Self {
+        self.ratio = ratio;
+        self
+    }
+
+    /// Retries per second always allowed on top of the ratio, so that a
+    /// client with little traffic can still retry (default 10; at most
+    /// `i32::MAX`). Over a `ttl` this is a floor of `min_per_sec × ttl`
+    /// retries.
+    #[must_use]
+    pub fn min_per_sec(mut self, min_per_sec: u32) -> Self {
+        self.min_per_sec = min_per_sec;
+        self
+    }
+
+    /// How long a deposit counts (default 10 s; must be in `[1 s, 60 s]`).
+    #[must_use]
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Builds the budget, or names the field that is out of bounds.
+    pub fn build(self) -> Result<RetryBudget, InvalidConfig> {
+        if !(self.ratio.is_finite() && (0.0..=1000.0).contains(&self.ratio)) {
+            return Err(InvalidConfig::new(
+                "retry budget",
+                "ratio",
+                self.ratio,
+                "must be in [0, 1000]",
+            ));
+        }
+        if self.min_per_sec > i32::MAX as u32 {
+            return Err(InvalidConfig::new(
+                "retry budget",
+                "min_per_sec",
+                self.min_per_sec,
+                "must be <= i32::MAX",
+            ));
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(60)).contains(&self.ttl) {
+            return Err(InvalidConfig::new(
+                "retry budget",
+                "ttl",
+                self.ttl,
+                "must be in [1s, 60s]",
+            ));
+        }
+        let deposit = (self.ratio * SCALE as f64).round() as i64;
+        let reserve = i64::from(self.min_per_sec)
+            .saturating_mul(self.ttl.as_secs() as i64)
+            .saturating_mul(SCALE);
+        let window = self.ttl / SLOTS as u32;
+        Ok(RetryBudget {
+            inner: Arc::new(BudgetState {
+                name: self.name,
+                ratio: self.ratio,
+                min_per_sec: self.min_per_sec,
+                ttl: self.ttl,
+                deposit,
+                reserve,
+                window_nanos: window.as_nanos() as u64,
+                origin: Instant::now(),
+                slot_started: AtomicU64::new(0),
+                rotate: Mutex::new(0),
+                slots: Default::default(),
+                writer: AtomicI64::new(0),
+                deposits: AtomicU64::new(0),
+                allowed: AtomicU64::new(0),
+                denied: AtomicU64::new(0),
+            }),
+        })
+    }
+}
+
+impl RetryBudget {
+    /// A builder with the defaults: ratio 0.2, 10 retries per second
+    /// floor, ttl 10 s, name `"retry-budget"`.
+    pub fn builder() -> RetryBudgetBuilder {
+        RetryBudgetBuilder::default()
+    }
+
+    /// A budget of `ratio` retries per request over `ttl`, plus
+    /// `min_per_sec` retries per second, named `"retry-budget"`.
+    pub fn new(ttl: Duration, min_per_sec: u32, ratio: f64) -> Result<Self, InvalidConfig> {
+        RetryBudget::builder()
+            .ttl(ttl)
+            .min_per_sec(min_per_sec)
+            .ratio(ratio)
+            .build()
+    }
+
+    /// Records one request. A retry layer calls it once per request (not
+    /// per attempt).
+    pub fn deposit(&self) {
+        let s = &*self.inner;
+        s.expire();
+        s.writer.fetch_add(s.deposit, Ordering::AcqRel);
+        s.deposits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Takes the token for one retry; `false` when the budget is empty.
+    pub fn withdraw(&self) -> bool {
+        let s = &*self.inner;
+        s.expire();
+        if s.balance() >= SCALE {
+            s.writer.fetch_sub(SCALE, Ordering::AcqRel);
+            s.allowed.fetch_add(1, Ordering::Relaxed);
+            true
+        } else {
+            s.denied.fetch_add(1, Ordering::Relaxed);
+            false
+        }
+    }
+
+    /// How many retries the budget would allow now.
+    pub fn available(&self) -> u64 {
+        self.inner.expire();
+        (self.inner.balance().max(0) / SCALE) as u64
+    }
+
+    /// Retries allowed so far (a counter; [`Control::Reset`] keeps it).
+    pub fn retries_allowed(&self) -> u64 {
+        self.inner.allowed.load(Ordering::Relaxed)
+    }
+
+    /// Retries denied so far because the budget was empty.
+    pub fn retries_denied(&self) -> u64 {
+        self.inner.denied.load(Ordering::Relaxed)
+    }
+
+    /// The budget's name.
+    pub fn name(&self) -> &Name {
+        &self.inner.name
+    }
+
+    /// Empties the window: only the `min_per_sec` floor is left.
+    pub fn reset(&self) {
+        self.inner.reset();
+    }
+}
+
+impl fmt::Debug for RetryBudget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryBudget")
+            .field("name", &self.inner.name)
+            .field("ratio", &self.inner.ratio)
+            .field("min_per_sec", &self.inner.min_per_sec)
+            .field("ttl", &self.inner.ttl)
+            .field("available", &(self.inner.balance().max(0) / SCALE))
+            .finish()
+    }
+}
+
+impl AsComponent for RetryBudget {
+    fn as_component(&self) -> Arc<dyn Component> {
+        self.inner.clone()
+    }
+}
+
+/// The state behind a [`RetryBudget`] handle.
+struct BudgetState {
+    name: Name,
+    ratio: f64,
+    min_per_sec: u32,
+    ttl: Duration,
+    /// Token units one request deposits.
+    deposit: i64,
+    /// The floor, in token units.
+    reserve: i64,
+    window_nanos: u64,
+    origin: Instant,
+    /// When the current slot began, in nanoseconds since `origin`.
+    slot_started: AtomicU64,
+    /// The current slot's index; the lock is taken only to rotate.
+    rotate: Mutex<usize>,
+    /// Committed slots (older windows), token units.
+    slots: [AtomicI64; SLOTS],
+    /// The current slot's changes, not yet committed.
+    writer: AtomicI64,
+    deposits: AtomicU64,
+    allowed: AtomicU64,
+    denied: AtomicU64,
+}
+
+impl BudgetState {
+    fn now_nanos(&self) -> u64 {
+        let d = Instant::now().saturating_duration_since(self.origin);
+        u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Rotates the ring when the current slot's time is up.
+    fn expire(&self) {
+        let now = self.now_nanos();
+        if now.saturating_sub(self.slot_started.load(Ordering::Acquire)) < self.window_nanos {
+            return;
+        }
+        let mut index = self.rotate.lock().unwrap_or_else(PoisonError::into_inner);
+        let started = self.slot_started.load(Ordering::Acquire);
+        let mut elapsed = now.saturating_sub(started);
+        if elapsed < self.window_nanos {
+            return; // someone else rotated
+        }
+        let committed = self.writer.swap(0, Ordering::AcqRel);
+        self.slots[*index].store(committed, Ordering::Release);
+        let mut next = (*index + 1) % SLOTS;
+        let mut cleared = 0;
+        while elapsed >= 2 * self.window_nanos && cleared < SLOTS {
+            self.slots[next].store(0, Ordering::Release);
+            elapsed -= self.window_nanos;
+            next = (next + 1) % SLOTS;
+            cleared += 1;
+        }
+        // The slot we move into held the oldest window: it expires now.
+        self.slots[next].store(0, Ordering::Release);
+        *index = next;
+        self.slot_started.store(now, Ordering::Release);
+    }
+
+    fn balance(&self) -> i64 {
+        let windowed = self
+            .slots
+            .iter()
+            .map(|s| s.load(Ordering::Acquire))
+            .fold(0i64, i64::saturating_add);
+        self.writer
+            .load(Ordering::Acquire)
+            .saturating_add(windowed)
+            .saturating_add(self.reserve)
+    }
+
+    fn reset(&self) {
+        let _index = self.rotate.lock().unwrap_or_else(PoisonError::into_inner);
+        for slot in &self.slots {
+            slot.store(0, Ordering::Release);
+        }
+        self.writer.store(0, Ordering::Release);
+        self.slot_started.store(self.now_nanos(), Ordering::Release);
+    }
+}
+
+impl Component for BudgetState {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> ComponentKind {
+        ComponentKind::Retry
+    }
+
+    fn health(&self) -> ComponentHealth {
+        self.expire();
+        let available = (self.balance().max(0) / SCALE) as u64;
+        let allowed = self.allowed.load(Ordering::Relaxed);
+        let denied = self.denied.load(Ordering::Relaxed);
+        let deposits = self.deposits.load(Ordering::Relaxed);
+        let status = if available == 0 {
+            HealthStatus::Degraded
+        } else {
+            HealthStatus::Healthy
+        };
+        ComponentHealth::new(status)
+            .detail("tokens", available)
+            .detail("ratio", self.ratio)
+            .detail("min_per_sec", self.min_per_sec)
+            .detail("ttl_ms", self.ttl.as_millis() as u64)
+            .detail("requests", deposits)
+            .detail("retries_allowed", allowed)
+            .detail("retries_denied", denied)
+            .metric(
+                "tokens",
+                "Retries the budget would allow now.",
+                MetricType::Gauge,
+                available as f64,
+            )
+            .metric(
+                "requests_total",
+                "Requests deposited into the budget.",
+                MetricType::Counter,
+                deposits as f64,
+            )
+            .metric(
+                "retries_allowed_total",
+                "Retries the budget allowed.",
+                MetricType::Counter,
+                allowed as f64,
+            )
+            .metric(
+                "retries_denied_total",
+                "Retries refused because the budget was empty.",
+                MetricType::Counter,
+                denied as f64,
+            )
+    }
+
+    fn control(&self, control: &Control) -> Result<(), ControlError> {
+        match control {
+            Control::Reset => {
+                self.reset();
+                Ok(())
+            }
+            other => Err(ControlError::unsupported(&self.name, other)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::advance;
+
+    fn budget(ttl_s: u64, min: u32, ratio: f64) -> RetryBudget {
+        RetryBudget::new(Duration::from_secs(ttl_s), min, ratio).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn empty_without_deposits_or_floor() {
+        let b = budget(1, 0, 1.0);
+        assert!(!b.withdraw());
+        assert_eq!(b.retries_denied(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deposits_expire_after_ttl() {
+        let b = budget(1, 0, 1.0);
+        b.deposit();
+        advance(Duration::from_secs(3)).await;
+        assert!(!b.withdraw());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sliding_slots() {
+        let b = budget(1, 0, 0.5);
+        b.deposit();
+        b.deposit();
+        advance(Duration::from_millis(850)).await;
+        assert!(b.withdraw(), "still inside the ttl");
+        advance(Duration::from_millis(2001)).await;
+        b.deposit();
+        advance(Duration::from_millis(301)).await;
+        b.deposit();
+        advance(Duration::from_millis(801)).await;
+        b.deposit();
+        // the first of these three has expired; the other two make one retry
+        assert!(b.withdraw());
+        assert!(!b.withdraw());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn floor_is_min_per_sec_times_ttl_and_refills() {
+        let b = budget(2, 3, 0.0);
+        for _ in 0..6 {
+            assert!(b.withdraw());
+        }
+        assert!(!b.withdraw());
+        advance(Duration::from_secs(3)).await;
+        assert_eq!(b.available(), 6);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fractional_ratio_is_exact() {
+        let b = budget(10, 0, 0.3);
+        for _ in 0..10 {
+            b.deposit();
+        }
+        assert_eq!(b.available(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn component_health_and_reset() {
+        let b = RetryBudget::builder()
+            .name("b1")
+            .ratio(1.0)
+            .min_per_sec(0)
+            .build()
+            .unwrap();
+        b.deposit();
+        b.deposit();
+        assert!(b.withdraw());
+        assert!(
+            !RetryBudget::new(Duration::from_secs(1), 0, 0.0)
+                .unwrap()
+                .withdraw()
+        );
+        let c = b.as_component();
+        assert_eq!(c.name(), "b1");
+        assert_eq!(c.kind(), ComponentKind::Retry);
+        let h = c.health();
+        assert_eq!(h.status, HealthStatus::Healthy);
+        assert_eq!(h.details["tokens"], 1);
+        assert_eq!(h.details["retries_allowed"], 1);
+        assert_eq!(h.details["requests"], 2);
+        c.control(&Control::Reset).unwrap();
+        assert_eq!(b.available(), 0);
+        assert_eq!(c.health().status, HealthStatus::Degraded);
+        assert!(c.control(&Control::ForceOpen).is_err());
+    }
+
+    #[test]
+    fn build_rejects_bad_fields() {
+        let e = RetryBudget::builder().ratio(-1.0).build().unwrap_err();
+        assert_eq!(e.field, "ratio");
+        let e = RetryBudget::builder()
+            .ttl(Duration::from_millis(10))
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field, "ttl");
+        let e = RetryBudget::builder()
+            .min_per_sec(u32::MAX)
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field, "min_per_sec");
+    }
+}

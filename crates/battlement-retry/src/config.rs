@@ -1,0 +1,438 @@
+//! The retry policy and its builder: [`RetryPolicy`], [`RetryPolicyBuilder`],
+//! and the [`RetryIf`] predicate.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use battlement_core::{ErrorClassifier, EventSink, FailureKind, InvalidConfig, Name};
+
+use crate::backoff::Backoff;
+use crate::budget::RetryBudget;
+use crate::layer::RetryLayer;
+use crate::random::{FastRandom, RandomSource};
+
+const KINDS: usize = FailureKind::ALL.len();
+
+/// Decides whether a request may be sent more than once (is it idempotent,
+/// is its body replayable?). Any `Fn(&Req) -> bool` is one; [`Always`]
+/// allows every request.
+pub trait RetryIf<Req> {
+    /// `true` when `req` may be repeated.
+    fn may_retry(&self, req: &Req) -> bool;
+}
+
+impl<F, Req> RetryIf<Req> for F
+where
+    F: Fn(&Req) -> bool,
+{
+    fn may_retry(&self, req: &Req) -> bool {
+        self(req)
+    }
+}
+
+/// The default [`RetryIf`]: every request may be repeated.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Always {
+    _priv: (),
+}
+
+impl<Req> RetryIf<Req> for Always {
+    #[inline]
+    fn may_retry(&self, _req: &Req) -> bool {
+        true
+    }
+}
+
+/// Per-[`FailureKind`] overrides of the attempts and the base delay.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct KindOverride {
+    pub(crate) max_attempts: Option<u32>,
+    pub(crate) base_delay: Option<Duration>,
+}
+
+/// Everything a retry decision reads; shared by every clone of the
+/// service through one `Arc`.
+pub(crate) struct Shared<C, P> {
+    pub(crate) classifier: C,
+    pub(crate) retry_if: P,
+    pub(crate) max_attempts: u32,
+    /// The largest number of attempts any kind may get: when 1, no request
+    /// is ever cloned.
+    pub(crate) max_any_attempts: u32,
+    pub(crate) per_kind: [KindOverride; KINDS],
+    pub(crate) backoff: Backoff,
+    pub(crate) max_retry_after: Duration,
+    pub(crate) min_time_left: Duration,
+    pub(crate) budget: Option<RetryBudget>,
+    pub(crate) random: Arc<dyn RandomSource>,
+    pub(crate) events: EventSink,
+    pub(crate) name: Name,
+}
+
+impl<C, P> Shared<C, P> {
+    pub(crate) fn max_attempts_for(&self, kind: FailureKind) -> u32 {
+        self.per_kind
+            .get(kind.index())
+            .and_then(|o| o.max_attempts)
+            .unwrap_or(self.max_attempts)
+    }
+
+    pub(crate) fn base_delay_for(&self, kind: FailureKind) -> Option<Duration> {
+        self.per_kind.get(kind.index()).and_then(|o| o.base_delay)
+    }
+}
+
+/// When and how to retry: built once with [`RetryPolicy::builder`], then
+/// turned into a [`RetryLayer`] with [`RetryPolicy::layer`] or
+/// [`RetryLayer::new`]. Cheap to clone (one `Arc`).
+///
+/// `C` is the [`Classify`](battlement_core::Classify) that judges each
+/// attempt's result (default [`ErrorClassifier`]), `P` the [`RetryIf`]
+/// predicate (default [`Always`]).
+pub struct RetryPolicy<C = ErrorClassifier, P = Always> {
+    pub(crate) shared: Arc<Shared<C, P>>,
+}
+
+impl<C, P> Clone for RetryPolicy<C, P> {
+    fn clone(&self) -> Self {
+        RetryPolicy {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<C, P> fmt::Debug for RetryPolicy<C, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &*self.shared;
+        f.debug_struct("RetryPolicy")
+            .field("name", &s.name)
+            .field("max_attempts", &s.max_attempts)
+            .field("backoff", &s.backoff)
+            .field("max_retry_after", &s.max_retry_after)
+            .field("min_time_left", &s.min_time_left)
+            .field("budget", &s.budget)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for RetryPolicy {
+    /// The defaults of [`RetryPolicy::builder`]: [`ErrorClassifier`], 3
+    /// attempts, [`Backoff::default`], no budget.
+    fn default() -> Self {
+        RetryPolicy::builder()
+            .build()
+            .expect("the default retry configuration is valid")
+    }
+}
+
+impl RetryPolicy {
+    /// A builder with the defaults (see each method).
+    pub fn builder() -> RetryPolicyBuilder {
+        RetryPolicyBuilder::new()
+    }
+}
+
+impl<C, P> RetryPolicy<C, P> {
+    /// The layer applying this policy.
+    pub fn layer(self) -> RetryLayer<C, P> {
+        RetryLayer::new(self)
+    }
+
+    /// The policy's name (used in events).
+    pub fn name(&self) -> &Name {
+        &self.shared.name
+    }
+
+    /// The total attempts allowed by default, the first included.
+    pub fn max_attempts(&self) -> u32 {
+        self.shared.max_attempts
+    }
+
+    /// The budget, if one was set.
+    pub fn budget(&self) -> Option<&RetryBudget> {
+        self.shared.budget.as_ref()
+    }
+}
+
+/// Builds a [`RetryPolicy`]. Each method consumes and returns the builder;
+/// [`build`](RetryPolicyBuilder::build) checks the configuration.
+pub struct RetryPolicyBuilder<C = ErrorClassifier, P = Always> {
+    classifier: C,
+    retry_if: P,
+    max_attempts: u32,
+    per_kind: [KindOverride; KINDS],
+    backoff: Backoff,
+    max_retry_after: Duration,
+    min_time_left: Duration,
+    budget: Option<RetryBudget>,
+    random: Arc<dyn RandomSource>,
+    events: EventSink,
+    name: Name,
+}
+
+impl<C, P> fmt::Debug for RetryPolicyBuilder<C, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryPolicyBuilder")
+            .field("name", &self.name)
+            .field("max_attempts", &self.max_attempts)
+            .field("backoff", &self.backoff)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for RetryPolicyBuilder {
+    fn default() -> Self {
+        RetryPolicyBuilder::new()
+    }
+}
+
+impl RetryPolicyBuilder {
+    /// The defaults: [`ErrorClassifier`], every request repeatable, 3
+    /// attempts, [`Backoff::default`] (exponential from 100 ms, ×2, up to
+    /// 10 s, full jitter), `Retry-After` honoured up to 30 s, no minimum
+    /// time left, no budget, no events, name `"retry"`.
+    pub fn new() -> Self {
+        RetryPolicyBuilder {
+            classifier: ErrorClassifier::new(),
+            retry_if: Always::default(),
+            max_attempts: 3,
+            per_kind: [KindOverride::default(); KINDS],
+            backoff: Backoff::default(),
+            max_retry_after: Duration::from_secs(30),
+            min_time_left: Duration::ZERO,
+            budget: None,
+            random: Arc::new(FastRandom::new()),
+            events: EventSink::none(),
+            name: "retry".into(),
+        }
+    }
+}
+
+impl<C, P> RetryPolicyBuilder<C, P> {
+    /// Judges each attempt's result (default [`ErrorClassifier`]: errors
+    /// by their `source()` chain, every `Ok` a success). Only outcomes the
+    /// classifier calls retryable failures are retried; use a closure or
+    /// [`ResponseClassifier`](battlement_core::ResponseClassifier) to retry
+    /// `Ok` responses such as an HTTP 503.
+    pub fn classifier<C2>(self, classifier: C2) -> RetryPolicyBuilder<C2, P> {
+        RetryPolicyBuilder {
+            classifier,
+            retry_if: self.retry_if,
+            max_attempts: self.max_attempts,
+            per_kind: self.per_kind,
+            backoff: self.backoff,
+            max_retry_after: self.max_retry_after,
+            min_time_left: self.min_time_left,
+            budget: self.budget,
+            random: self.random,
+            events: self.events,
+            name: self.name,
+        }
+    }
+
+    /// Refuses retries for requests for which `predicate` is `false`
+    /// (not idempotent, body not replayable). Default: every request may
+    /// be retried. A refused request is never cloned; when it fails with
+    /// a retryable error it ends with
+    /// [`RetryStop::NotRepeatable`](battlement_core::RetryStop::NotRepeatable).
+    pub fn retry_if<P2>(self, predicate: P2) -> RetryPolicyBuilder<C, P2> {
+        RetryPolicyBuilder {
+            classifier: self.classifier,
+            retry_if: predicate,
+            max_attempts: self.max_attempts,
+            per_kind: self.per_kind,
+            backoff: self.backoff,
+            max_retry_after: self.max_retry_after,
+            min_time_left: self.min_time_left,
+            budget: self.budget,
+            random: self.random,
+            events: self.events,
+            name: self.name,
+        }
+    }
+
+    /// Total attempts, the first included (default 3; must be >= 1 and
+    /// <= 100). 1 means never retry.
+    #[must_use]
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n;
+        self
+    }
+
+    /// Total attempts for failures of `kind`, replacing
+    /// [`max_attempts`](Self::max_attempts) for them (same bounds). The
+    /// count includes every attempt of the request, whatever their kinds.
+    #[must_use]
+    pub fn max_attempts_for(mut self, kind: FailureKind, n: u32) -> Self {
+        if let Some(o) = self.per_kind.get_mut(kind.index()) {
+            o.max_attempts = Some(n);
+        }
+        self
+    }
+
+    /// Never retry failures of `kind`, even when classified retryable:
+    /// the same as `max_attempts_for(kind, 1)`.
+    #[must_use]
+    pub fn never_retry(self, kind: FailureKind) -> Self {
+        self.max_attempts_for(kind, 1)
+    }
+
+    /// The backoff's base delay for failures of `kind` (e.g. a longer one
+    /// for `RateLimited`). Default: the backoff's own base.
+    #[must_use]
+    pub fn base_delay_for(mut self, kind: FailureKind, base: Duration) -> Self {
+        if let Some(o) = self.per_kind.get_mut(kind.index()) {
+            o.base_delay = Some(base);
+        }
+        self
+    }
+
+    /// How to wait between attempts (default [`Backoff::default`]).
+    #[must_use]
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// The longest `Retry-After` (or pushback) honoured (default 30 s).
+    /// A failure asking to wait longer ends the retries with
+    /// [`RetryStop::RetryAfterTooLong`](battlement_core::RetryStop::RetryAfterTooLong),
+    /// keeping the retry-after for the caller.
+    #[must_use]
+    pub fn max_retry_after(mut self, max: Duration) -> Self {
+        self.max_retry_after = max;
+        self
+    }
+
+    /// The least time that must be left before the request's deadline to
+    /// start another attempt, after the backoff (default zero: any time
+    /// left). Only applies to requests that carry a
+    /// [`Deadline`](battlement_core::Deadline).
+    #[must_use]
+    pub fn min_time_left(mut self, min: Duration) -> Self {
+        self.min_time_left = min;
+        self
+    }
+
+    /// A shared [`RetryBudget`] (default none: retries are bounded only
+    /// by the attempts). Every request deposits, every retry withdraws.
+    #[must_use]
+    pub fn budget(mut self, budget: RetryBudget) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Where jitter comes from (default [`FastRandom`]); a
+    /// [`SeededRandom`](crate::SeededRandom) makes delays repeatable.
+    #[must_use]
+    pub fn random(mut self, random: impl RandomSource) -> Self {
+        self.random = Arc::new(random);
+        self
+    }
+
+    /// Where `Retry` and `RetriesExhausted` events go (default: only
+    /// `tracing`).
+    #[must_use]
+    pub fn events(mut self, sink: EventSink) -> Self {
+        self.events = sink;
+        self
+    }
+
+    /// The name events carry (default `"retry"`).
+    #[must_use]
+    pub fn name(mut self, name: impl Into<Name>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Checks the configuration and builds the policy.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidConfig`] naming the field: `max_attempts` or
+    /// `max_attempts_for` outside `1..=100`, a backoff whose multiplier is
+    /// below 1 or not finite, whose max is below its base, or a
+    /// decorrelated backoff with a zero base.
+    pub fn build(self) -> Result<RetryPolicy<C, P>, InvalidConfig> {
+        const BOUND: &str = "must be in 1..=100";
+        if !(1..=100).contains(&self.max_attempts) {
+            return Err(InvalidConfig::new(
+                "retry",
+                "max_attempts",
+                self.max_attempts,
+                BOUND,
+            ));
+        }
+        let mut max_any = self.max_attempts;
+        for o in &self.per_kind {
+            if let Some(n) = o.max_attempts {
+                if !(1..=100).contains(&n) {
+                    return Err(InvalidConfig::new("retry", "max_attempts_for", n, BOUND));
+                }
+                max_any = max_any.max(n);
+            }
+        }
+        self.backoff.validate()?;
+        Ok(RetryPolicy {
+            shared: Arc::new(Shared {
+                classifier: self.classifier,
+                retry_if: self.retry_if,
+                max_attempts: self.max_attempts,
+                max_any_attempts: max_any,
+                per_kind: self.per_kind,
+                backoff: self.backoff,
+                max_retry_after: self.max_retry_after,
+                min_time_left: self.min_time_left,
+                budget: self.budget,
+                random: self.random,
+                events: self.events,
+                name: self.name,
+            }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_rejects_bad_attempts() {
+        let e = RetryPolicy::builder().max_attempts(0).build().unwrap_err();
+        assert_eq!(e.field, "max_attempts");
+        assert!(e.to_string().contains("must be in 1..=100"), "{e}");
+        let e = RetryPolicy::builder()
+            .max_attempts_for(FailureKind::RateLimited, 1000)
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field, "max_attempts_for");
+        let e = RetryPolicy::builder()
+            .backoff(Backoff::exponential(Duration::from_secs(1)).multiplier(f64::NAN))
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field, "backoff.multiplier");
+    }
+
+    #[test]
+    fn overrides_and_max_any() {
+        let p = RetryPolicy::builder()
+            .max_attempts(2)
+            .max_attempts_for(FailureKind::RateLimited, 5)
+            .never_retry(FailureKind::Unknown)
+            .base_delay_for(FailureKind::RateLimited, Duration::from_secs(1))
+            .build()
+            .unwrap();
+        let s = &p.shared;
+        assert_eq!(s.max_any_attempts, 5);
+        assert_eq!(s.max_attempts_for(FailureKind::RateLimited), 5);
+        assert_eq!(s.max_attempts_for(FailureKind::Unknown), 1);
+        assert_eq!(s.max_attempts_for(FailureKind::Network), 2);
+        assert_eq!(
+            s.base_delay_for(FailureKind::RateLimited),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(s.base_delay_for(FailureKind::Network), None);
+        assert_eq!(RetryPolicy::default().max_attempts(), 3);
+    }
+}

@@ -1,0 +1,261 @@
+//! The [`ResponseFuture`] of a [`Retry`](crate::Retry) service.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use battlement_core::{
+    BoxError, Classify, Deadline, EventKind, Failure, Outcome, RetriesExhausted, RetryStop,
+};
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+use tower_service::Service;
+
+use crate::config::{RetryIf, RetryPolicy, Shared};
+
+pin_project! {
+    /// The future of one request through [`Retry`](crate::Retry): calls,
+    /// waits out the backoff, waits for the service to be ready, calls
+    /// again. The backoff's `Sleep` is created at the first wait and
+    /// `reset()` after; a request that succeeds first time never touches
+    /// the timer. Dropping it cancels: no attempt starts after a drop.
+    pub struct ResponseFuture<S, Req, C, P>
+    where
+        S: Service<Req>,
+    {
+        #[pin]
+        state: State<S::Future>,
+        #[pin]
+        sleep: Option<Sleep>,
+        request: Option<Req>,
+        service: Option<S>,
+        policy: RetryPolicy<C, P>,
+        deadline: Option<Deadline>,
+        attempts: u32,
+        prev_delay: Duration,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        // An attempt is in flight.
+        Called { #[pin] future: F },
+        // Waiting out the backoff on `sleep`.
+        Waiting,
+        // Waiting for the service to be ready for the next attempt.
+        Retrying,
+        // The output was returned.
+        Done,
+    }
+}
+
+impl<S, Req, C, P> ResponseFuture<S, Req, C, P>
+where
+    S: Service<Req>,
+{
+    pub(crate) fn new(
+        future: S::Future,
+        request: Option<Req>,
+        service: Option<S>,
+        policy: RetryPolicy<C, P>,
+        deadline: Option<Deadline>,
+    ) -> Self {
+        ResponseFuture {
+            state: State::Called { future },
+            sleep: None,
+            request,
+            service,
+            policy,
+            deadline,
+            attempts: 1,
+            prev_delay: Duration::ZERO,
+        }
+    }
+}
+
+impl<S, Req, C, P> fmt::Debug for ResponseFuture<S, Req, C, P>
+where
+    S: Service<Req>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state {
+            State::Called { .. } => "called",
+            State::Waiting => "waiting",
+            State::Retrying => "retrying",
+            State::Done => "done",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .field("attempts", &self.attempts)
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What to do after an attempt.
+enum Decision {
+    /// Return the result as it is.
+    Return,
+    /// Give up for this reason.
+    Stop(RetryStop, Failure),
+    /// Retry after this delay.
+    Retry(Duration, Failure),
+}
+
+/// Decides on the failure of attempt number `attempts`.
+fn decide<C, P>(
+    shared: &Shared<C, P>,
+    outcome: Outcome,
+    attempts: u32,
+    repeatable: bool,
+    deadline: Option<Deadline>,
+    prev_delay: Duration,
+) -> Decision {
+    let failure = match outcome {
+        Outcome::Failure(f) if f.retryable => f,
+        _ => return Decision::Return,
+    };
+    if attempts >= shared.max_attempts_for(failure.kind) {
+        return Decision::Stop(RetryStop::MaxAttempts, failure);
+    }
+    if !repeatable {
+        return Decision::Stop(RetryStop::NotRepeatable, failure);
+    }
+    let delay = match failure.retry_after {
+        Some(after) if after > shared.max_retry_after => {
+            return Decision::Stop(RetryStop::RetryAfterTooLong, failure);
+        }
+        Some(after) => after,
+        None => shared.backoff.delay(
+            attempts,
+            shared.base_delay_for(failure.kind),
+            prev_delay,
+            &*shared.random,
+        ),
+    };
+    if let Some(deadline) = deadline {
+        let left = deadline.remaining_at(Instant::now());
+        if failure.retry_after.is_some_and(|after| after >= left) {
+            return Decision::Stop(RetryStop::RetryAfterTooLong, failure);
+        }
+        if delay.saturating_add(shared.min_time_left) >= left {
+            return Decision::Stop(RetryStop::Deadline, failure);
+        }
+    }
+    if let Some(budget) = &shared.budget
+        && !budget.withdraw()
+    {
+        return Decision::Stop(RetryStop::BudgetExhausted, failure);
+    }
+    Decision::Retry(delay, failure)
+}
+
+impl<S, Req, C, P> Future for ResponseFuture<S, Req, C, P>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response, S::Error>,
+    P: RetryIf<Req>,
+    Req: Clone,
+{
+    type Output = Result<S::Response, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Called { future } => {
+                    let result = ready!(future.poll(cx));
+                    let shared = &*this.policy.shared;
+                    let outcome = shared.classifier.classify(&result);
+                    let attempts = *this.attempts;
+                    match decide(
+                        shared,
+                        outcome,
+                        attempts,
+                        this.request.is_some(),
+                        *this.deadline,
+                        *this.prev_delay,
+                    ) {
+                        Decision::Return => {
+                            this.state.set(State::Done);
+                            return Poll::Ready(result.map_err(Into::into));
+                        }
+                        Decision::Stop(reason, failure) => {
+                            this.state.set(State::Done);
+                            shared
+                                .events
+                                .emit(&shared.name, || EventKind::RetriesExhausted {
+                                    attempts,
+                                    reason,
+                                    kind: failure.kind,
+                                });
+                            return Poll::Ready(match result {
+                                // A response classified as a failure is
+                                // handed back as it is: it cannot be boxed.
+                                Ok(response) => Ok(response),
+                                Err(e) => Err(Box::new(RetriesExhausted {
+                                    attempts,
+                                    reason,
+                                    retry_after: failure.retry_after,
+                                    last: e.into(),
+                                })),
+                            });
+                        }
+                        Decision::Retry(delay, failure) => {
+                            drop(result);
+                            shared.events.emit(&shared.name, || EventKind::Retry {
+                                attempt: attempts + 1,
+                                delay,
+                                kind: failure.kind,
+                            });
+                            *this.prev_delay = delay;
+                            if delay.is_zero() {
+                                this.state.set(State::Retrying);
+                            } else {
+                                let at = Instant::now() + delay;
+                                match this.sleep.as_mut().as_pin_mut() {
+                                    Some(sleep) => sleep.reset(at),
+                                    None => this.sleep.set(Some(tokio::time::sleep_until(at))),
+                                }
+                                this.state.set(State::Waiting);
+                            }
+                        }
+                    }
+                }
+                StateProj::Waiting => {
+                    if let Some(sleep) = this.sleep.as_mut().as_pin_mut() {
+                        ready!(sleep.poll(cx));
+                    }
+                    this.state.set(State::Retrying);
+                }
+                StateProj::Retrying => {
+                    let Some(service) = this.service.as_mut() else {
+                        unreachable!("a retry is only decided with a service to send it");
+                    };
+                    if let Err(e) = ready!(service.poll_ready(cx)) {
+                        this.state.set(State::Done);
+                        return Poll::Ready(Err(e.into()));
+                    }
+                    *this.attempts += 1;
+                    // Clone again only when yet another attempt may follow.
+                    let req = if *this.attempts < this.policy.shared.max_any_attempts {
+                        this.request.clone()
+                    } else {
+                        this.request.take()
+                    };
+                    let Some(req) = req else {
+                        unreachable!("a retry is only decided with a request to send");
+                    };
+                    this.state.set(State::Called {
+                        future: service.call(req),
+                    });
+                }
+                StateProj::Done => panic!("ResponseFuture polled after completion"),
+            }
+        }
+    }
+}

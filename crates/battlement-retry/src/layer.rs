@@ -1,0 +1,72 @@
+//! [`RetryLayer`]: wraps a service in [`Retry`].
+
+use std::fmt;
+
+use battlement_core::ErrorClassifier;
+use tower_layer::Layer;
+
+use crate::config::{Always, RetryPolicy};
+use crate::service::Retry;
+
+/// Applies a [`RetryPolicy`] to a service: each request is sent again,
+/// after a backoff, while its failures are retryable and the policy allows.
+///
+/// ```
+/// use battlement_retry::{Backoff, RetryLayer, RetryPolicy};
+/// use std::time::Duration;
+///
+/// let layer = RetryLayer::new(
+///     RetryPolicy::builder()
+///         .max_attempts(3)
+///         .backoff(Backoff::exponential(Duration::from_millis(50)))
+///         .build()
+///         .unwrap(),
+/// );
+/// # let _ = layer;
+/// ```
+pub struct RetryLayer<C = ErrorClassifier, P = Always> {
+    policy: RetryPolicy<C, P>,
+}
+
+impl<C, P> RetryLayer<C, P> {
+    /// A layer applying `policy`.
+    pub const fn new(policy: RetryPolicy<C, P>) -> Self {
+        RetryLayer { policy }
+    }
+
+    /// The policy applied.
+    pub fn policy(&self) -> &RetryPolicy<C, P> {
+        &self.policy
+    }
+}
+
+impl Default for RetryLayer {
+    /// A layer with [`RetryPolicy::default`].
+    fn default() -> Self {
+        RetryLayer::new(RetryPolicy::default())
+    }
+}
+
+impl<C, P> Clone for RetryLayer<C, P> {
+    fn clone(&self) -> Self {
+        RetryLayer {
+            policy: self.policy.clone(),
+        }
+    }
+}
+
+impl<C, P> fmt::Debug for RetryLayer<C, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryLayer")
+            .field("policy", &self.policy)
+            .finish()
+    }
+}
+
+impl<S, C, P> Layer<S> for RetryLayer<C, P> {
+    type Service = Retry<S, C, P>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Retry::new(inner, self.policy.clone())
+    }
+}

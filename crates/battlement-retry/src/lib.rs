@@ -1,0 +1,152 @@
+//! Retries for Tower services that help instead of amplifying an outage.
+//!
+//! A naive retry turns a struggling backend into a dead one: every failing
+//! request becomes three, all at once, right when there is least capacity
+//! for them. [`RetryLayer`] retries only what a classifier calls a
+//! *retryable* failure, waits a jittered [`Backoff`] (or the backend's own
+//! `Retry-After`), stops at the request's deadline, and can be held to a
+//! shared [`RetryBudget`] so retries stay a small fraction of the traffic
+//! however bad things get.
+//!
+//! Use it on the client side of a call that may fail transiently (a
+//! connection reset, a 503, a timeout of one attempt), for requests that
+//! are safe to send twice. Put it inside the total deadline and outside
+//! the breaker and the per-attempt timeout:
+//! `DeadlineLayer → RetryLayer → BreakerLayer → AttemptTimeoutLayer`.
+//!
+//! ```
+//! use battlement_core::{BoxError, FailureKind};
+//! use battlement_retry::{Backoff, Jitter, RetryBudget, RetryLayer, RetryPolicy};
+//! use std::sync::atomic::{AtomicU32, Ordering};
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+//! let budget = RetryBudget::builder().ratio(0.1).min_per_sec(10).build().unwrap();
+//! let policy = RetryPolicy::builder()
+//!     .max_attempts(3)
+//!     .backoff(Backoff::exponential(Duration::from_millis(50)).jitter(Jitter::Full))
+//!     .base_delay_for(FailureKind::RateLimited, Duration::from_secs(1))
+//!     .never_retry(FailureKind::Authentication)
+//!     .budget(budget.clone())
+//!     .build()
+//!     .unwrap();
+//!
+//! // A backend that refuses the connection once, then answers.
+//! let calls = Arc::new(AtomicU32::new(0));
+//! let seen = calls.clone();
+//! let svc = ServiceBuilder::new()
+//!     .layer(RetryLayer::new(policy))
+//!     .service_fn(move |name: &'static str| {
+//!         let n = seen.fetch_add(1, Ordering::SeqCst);
+//!         async move {
+//!             if n == 0 {
+//!                 Err::<String, BoxError>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into())
+//!             } else {
+//!                 Ok(format!("hello {name}"))
+//!             }
+//!         }
+//!     });
+//!
+//! assert_eq!(svc.oneshot("world").await.unwrap(), "hello world");
+//! assert_eq!(calls.load(Ordering::SeqCst), 2);
+//! assert_eq!(budget.retries_allowed(), 1);
+//! # }
+//! ```
+//!
+//! # How a failure is handled
+//!
+//! After each attempt the policy's classifier (default
+//! [`ErrorClassifier`](battlement_core::ErrorClassifier)) turns the result
+//! into an [`Outcome`](battlement_core::Outcome). Both errors and `Ok`
+//! responses are classified, so an HTTP 503 can be retried (use a closure
+//! or [`ResponseClassifier`](battlement_core::ResponseClassifier)).
+//!
+//! - A success, an `Ignored` outcome or a failure that is **not**
+//!   retryable is returned at once, **unchanged** (the original error, not
+//!   wrapped).
+//! - A retryable failure is retried unless one of these stops it, checked
+//!   in this order; the reason is recorded as a
+//!   [`RetryStop`](battlement_core::RetryStop):
+//!   1. `MaxAttempts`: the attempts for its kind (`max_attempts`, or
+//!      `max_attempts_for(kind)`) are used up;
+//!   2. `NotRepeatable`: the `retry_if` predicate refused the request;
+//!   3. `RetryAfterTooLong`: it carries a retry-after longer than
+//!      `max_retry_after` or than the time left before the deadline;
+//!   4. `Deadline`: the delay plus `min_time_left` does not fit in the time
+//!      left before the request's deadline;
+//!   5. `BudgetExhausted`: the [`RetryBudget`] has no token.
+//! - A retryable **error** that stops is returned as
+//!   [`RetriesExhausted`](battlement_core::RetriesExhausted) with the
+//!   attempts, the reason, the failure's retry-after and the last error as
+//!   `source()`; a retryable **`Ok` response** that stops is returned as it
+//!   is (a response cannot travel as an error), so the caller sees the
+//!   last 503.
+//!
+//! Each retry emits [`EventKind::Retry`](battlement_core::EventKind::Retry)
+//! (attempt, delay, kind) and each give-up
+//! [`EventKind::RetriesExhausted`](battlement_core::EventKind::RetriesExhausted),
+//! into the policy's [`EventSink`](battlement_core::EventSink) and `tracing`.
+//!
+//! # Delays
+//!
+//! A failure with a retry-after (HTTP `Retry-After`, gRPC pushback, an open
+//! circuit's wait) waits exactly that long instead of the backoff.
+//! Otherwise the [`Backoff`] gives the delay for retry *n*, with the
+//! per-kind base delay if one is set. Randomness comes from a
+//! [`RandomSource`] ([`FastRandom`] by default, [`SeededRandom`] for
+//! repeatable tests).
+//!
+//! # Deadlines
+//!
+//! The request's [`Deadline`](battlement_core::Deadline) is read once, when
+//! the request arrives, through
+//! [`DeadlineCarrier`](battlement_core::DeadlineCarrier) (for
+//! `http::Request` from its extensions; the plain types carry none). The
+//! layer never sleeps past it and never starts an attempt with less than
+//! `min_time_left` (default zero) left. It does not enforce the deadline on
+//! an attempt in flight: that is the deadline and attempt-timeout layers'
+//! job.
+//!
+//! # Costs
+//!
+//! - A request that may be retried is cloned **once before the first
+//!   call** (it must be kept in case the call fails), then once per retry
+//!   that may be followed by another; the last attempt takes the kept
+//!   copy. Keep requests cheap to clone (`Bytes` bodies, `Arc`s); with a
+//!   `Copy` request cloning is free. A request refused by `retry_if`, or
+//!   any request when no kind may have more than one attempt, is never
+//!   cloned.
+//! - The response future keeps a clone of the inner service for its
+//!   retries (`S: Clone`), and one `Arc` clone of the policy.
+//! - A request that succeeds first time allocates nothing, takes no lock
+//!   and reads no clock; with a budget it costs one clock read and one
+//!   atomic add for the deposit.
+//! - The backoff's timer is created at the first wait and reset for the
+//!   next ones.
+//!
+//! # Decisions
+//!
+//! - `max_attempts` counts every attempt, the first included; a per-kind
+//!   limit compares against the same count (all attempts of the request).
+//! - The budget is consulted last, so a retry refused for another reason
+//!   never spends a token.
+//! - A failure of `poll_ready` while waiting to retry is returned as it is:
+//!   in Tower it means the service is gone.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod backoff;
+mod budget;
+mod config;
+pub mod future;
+mod layer;
+mod random;
+mod service;
+
+pub use backoff::{Backoff, Jitter};
+pub use budget::{RetryBudget, RetryBudgetBuilder};
+pub use config::{Always, RetryIf, RetryPolicy, RetryPolicyBuilder};
+pub use layer::RetryLayer;
+pub use random::{FastRandom, RandomSource, SeededRandom};
+pub use service::Retry;

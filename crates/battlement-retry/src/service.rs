@@ -1,0 +1,101 @@
+//! [`Retry`]: the service that re-sends failed requests.
+
+use std::fmt;
+use std::task::{Context, Poll};
+
+use battlement_core::{BoxError, Classify, DeadlineCarrier, ErrorClassifier};
+use tower_service::Service;
+
+use crate::config::{Always, RetryIf, RetryPolicy};
+use crate::future::ResponseFuture;
+
+/// Re-sends a request while its failures are retryable and the
+/// [`RetryPolicy`] allows; built by [`RetryLayer`](crate::RetryLayer).
+///
+/// Needs `Req: Clone + DeadlineCarrier` and `S: Clone` (each response
+/// future keeps a clone of the service to make its retries with).
+pub struct Retry<S, C = ErrorClassifier, P = Always> {
+    inner: S,
+    policy: RetryPolicy<C, P>,
+}
+
+impl<S, C, P> Retry<S, C, P> {
+    /// Wraps `inner` with `policy`.
+    pub const fn new(inner: S, policy: RetryPolicy<C, P>) -> Self {
+        Retry { inner, policy }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    /// The policy applied.
+    pub fn policy(&self) -> &RetryPolicy<C, P> {
+        &self.policy
+    }
+}
+
+impl<S: Clone, C, P> Clone for Retry<S, C, P> {
+    fn clone(&self) -> Self {
+        Retry {
+            inner: self.inner.clone(),
+            policy: self.policy.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, C, P> fmt::Debug for Retry<S, C, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Retry")
+            .field("inner", &self.inner)
+            .field("policy", &self.policy)
+            .finish()
+    }
+}
+
+impl<S, C, P, Req> Service<Req> for Retry<S, C, P>
+where
+    S: Service<Req> + Clone,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response, S::Error>,
+    P: RetryIf<Req>,
+    Req: Clone + DeadlineCarrier,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, Req, C, P>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let shared = &self.policy.shared;
+        if let Some(budget) = &shared.budget {
+            budget.deposit();
+        }
+        let deadline = req.deadline();
+        // Keep a copy (and a service to send it with) only when a retry
+        // may happen at all.
+        let (retained, service) = if shared.max_any_attempts > 1 && shared.retry_if.may_retry(&req)
+        {
+            (Some(req.clone()), Some(self.inner.clone()))
+        } else {
+            (None, None)
+        };
+        let future = self.inner.call(req);
+        ResponseFuture::new(future, retained, service, self.policy.clone(), deadline)
+    }
+}

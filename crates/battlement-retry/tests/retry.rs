@@ -1,0 +1,672 @@
+//! Behaviour of the retry layer on paused tokio time.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use battlement_core::{
+    BoxError, Classify, Deadline, DeadlineCarrier, ErrorClassifier, EventKind, EventLog, Failure,
+    FailureKind, Outcome, RetriesExhausted, RetryStop,
+};
+use battlement_retry::{Backoff, Jitter, RetryBudget, RetryLayer, RetryPolicy, SeededRandom};
+use tokio::time::{Instant, advance};
+use tower::{Layer, Service, ServiceExt};
+
+/// A response with a status and an optional retry-after, as HTTP has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Resp {
+    status: u16,
+    retry_after: Option<Duration>,
+}
+
+const fn status(status: u16) -> Resp {
+    Resp {
+        status,
+        retry_after: None,
+    }
+}
+
+/// What a scripted backend does on one call.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Answer(Resp),
+    Refused,
+    NotFound,
+}
+
+fn classify(res: &Result<Resp, BoxError>) -> Outcome {
+    match res {
+        Ok(r) => match r.status {
+            200..=299 => Outcome::Success,
+            429 => Failure::new(FailureKind::RateLimited)
+                .with_retry_after(r.retry_after)
+                .into(),
+            // a classifier that (wrongly) calls 401 retryable: the policy's
+            // per-kind override must still refuse it
+            401 => Failure::new(FailureKind::Authentication)
+                .retryable(true)
+                .into(),
+            499 => Outcome::Ignored,
+            400 => Outcome::failure(FailureKind::InvalidRequest),
+            _ => Outcome::failure(FailureKind::Unavailable),
+        },
+        Err(_) => ErrorClassifier::new().classify(res),
+    }
+}
+
+type Classifier = fn(&Result<Resp, BoxError>) -> Outcome;
+
+/// A request that counts its clones and may carry a deadline.
+#[derive(Debug)]
+struct Req {
+    clones: Arc<AtomicU32>,
+    deadline: Option<Deadline>,
+    idempotent: bool,
+}
+
+impl Clone for Req {
+    fn clone(&self) -> Self {
+        self.clones.fetch_add(1, Ordering::SeqCst);
+        Req {
+            clones: self.clones.clone(),
+            deadline: self.deadline,
+            idempotent: self.idempotent,
+        }
+    }
+}
+
+impl DeadlineCarrier for Req {
+    fn deadline(&self) -> Option<Deadline> {
+        self.deadline
+    }
+    fn set_deadline(&mut self, deadline: Deadline) {
+        self.deadline = Some(deadline);
+    }
+}
+
+fn req() -> Req {
+    Req {
+        clones: Arc::new(AtomicU32::new(0)),
+        deadline: None,
+        idempotent: true,
+    }
+}
+
+/// A backend answering from a script (the last step repeats), taking
+/// `latency` per call, and recording when each call started.
+#[derive(Clone)]
+struct Backend {
+    script: Arc<Mutex<VecDeque<Step>>>,
+    starts: Arc<Mutex<Vec<Instant>>>,
+    latency: Duration,
+}
+
+impl Backend {
+    fn new(steps: &[Step]) -> Self {
+        Backend {
+            script: Arc::new(Mutex::new(steps.iter().copied().collect())),
+            starts: Arc::default(),
+            latency: Duration::ZERO,
+        }
+    }
+
+    fn latency(mut self, latency: Duration) -> Self {
+        self.latency = latency;
+        self
+    }
+
+    fn calls(&self) -> usize {
+        self.starts.lock().unwrap().len()
+    }
+
+    /// The gaps between the starts of consecutive calls.
+    fn gaps(&self) -> Vec<Duration> {
+        let s = self.starts.lock().unwrap();
+        s.windows(2).map(|w| w[1] - w[0]).collect()
+    }
+
+    fn offsets(&self, from: Instant) -> Vec<Duration> {
+        self.starts
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|t| *t - from)
+            .collect()
+    }
+}
+
+impl Service<Req> for Backend {
+    type Response = Resp;
+    type Error = BoxError;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<Resp, BoxError>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _req: Req) -> Self::Future {
+        self.starts.lock().unwrap().push(Instant::now());
+        let step = {
+            let mut s = self.script.lock().unwrap();
+            if s.len() > 1 {
+                s.pop_front().unwrap()
+            } else {
+                *s.front().expect("a script")
+            }
+        };
+        let latency = self.latency;
+        Box::pin(async move {
+            if !latency.is_zero() {
+                tokio::time::sleep(latency).await;
+            }
+            match step {
+                Step::Answer(r) => Ok(r),
+                Step::Refused => Err(io::Error::from(io::ErrorKind::ConnectionRefused).into()),
+                Step::NotFound => Err(io::Error::from(io::ErrorKind::NotFound).into()),
+            }
+        })
+    }
+}
+
+fn policy() -> battlement_retry::RetryPolicyBuilder<Classifier> {
+    RetryPolicy::builder()
+        .classifier(classify as Classifier)
+        .backoff(Backoff::constant(Duration::from_millis(10)))
+}
+
+fn exhausted(err: &BoxError) -> &RetriesExhausted {
+    err.downcast_ref::<RetriesExhausted>()
+        .unwrap_or_else(|| panic!("expected RetriesExhausted, got {err}"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn success_first_time_calls_once() {
+    let backend = Backend::new(&[Step::Answer(status(200))]);
+    let svc = RetryLayer::new(policy().build().unwrap()).layer(backend.clone());
+    let r = req();
+    let clones = r.clones.clone();
+    assert_eq!(svc.oneshot(r).await.unwrap(), status(200));
+    assert_eq!(backend.calls(), 1);
+    // kept once in case it failed
+    assert_eq!(clones.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retryable_error_is_retried_until_success() {
+    let backend = Backend::new(&[Step::Refused, Step::Refused, Step::Answer(status(200))]);
+    let log = EventLog::new();
+    let svc = RetryLayer::new(policy().events(log.sink()).name("api").build().unwrap())
+        .layer(backend.clone());
+    let r = req();
+    let clones = r.clones.clone();
+    assert_eq!(svc.oneshot(r).await.unwrap(), status(200));
+    assert_eq!(backend.calls(), 3);
+    // kept once, cloned for the second attempt, the third took the kept one
+    assert_eq!(clones.load(Ordering::SeqCst), 2);
+    let kinds = log.kinds();
+    assert_eq!(
+        kinds,
+        vec![
+            EventKind::Retry {
+                attempt: 2,
+                delay: Duration::from_millis(10),
+                kind: FailureKind::Network
+            },
+            EventKind::Retry {
+                attempt: 3,
+                delay: Duration::from_millis(10),
+                kind: FailureKind::Network
+            },
+        ]
+    );
+    assert_eq!(&*log.events()[0].component, "api");
+}
+
+#[tokio::test(start_paused = true)]
+async fn gives_up_with_retries_exhausted() {
+    let backend = Backend::new(&[Step::Refused]);
+    let log = EventLog::new();
+    let svc = RetryLayer::new(policy().max_attempts(4).events(log.sink()).build().unwrap())
+        .layer(backend.clone());
+    let err = svc.oneshot(req()).await.unwrap_err();
+    let ex = exhausted(&err);
+    assert_eq!(ex.attempts, 4);
+    assert_eq!(ex.reason, RetryStop::MaxAttempts);
+    let last = std::error::Error::source(ex).unwrap();
+    assert_eq!(
+        last.downcast_ref::<io::Error>().unwrap().kind(),
+        io::ErrorKind::ConnectionRefused
+    );
+    assert_eq!(backend.calls(), 4);
+    assert_eq!(
+        log.kinds().last(),
+        Some(&EventKind::RetriesExhausted {
+            attempts: 4,
+            reason: RetryStop::MaxAttempts,
+            kind: FailureKind::Network
+        })
+    );
+    // An outer retry layer does not multiply the attempts.
+    assert!(
+        !ErrorClassifier::new()
+            .classify(&Err::<(), _>(err))
+            .is_retryable()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn non_retryable_error_is_returned_unchanged() {
+    let backend = Backend::new(&[Step::NotFound]);
+    let log = EventLog::new();
+    let svc = RetryLayer::new(policy().events(log.sink()).build().unwrap()).layer(backend.clone());
+    let err = svc.oneshot(req()).await.unwrap_err();
+    assert_eq!(
+        err.downcast_ref::<io::Error>().unwrap().kind(),
+        io::ErrorKind::NotFound
+    );
+    assert_eq!(backend.calls(), 1);
+    assert!(log.kinds().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn ignored_and_non_retryable_responses_are_not_retried() {
+    for code in [499, 400] {
+        let backend = Backend::new(&[Step::Answer(status(code)), Step::Answer(status(200))]);
+        let svc = RetryLayer::new(policy().build().unwrap()).layer(backend.clone());
+        assert_eq!(svc.oneshot(req()).await.unwrap(), status(code));
+        assert_eq!(backend.calls(), 1, "status {code}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn ok_responses_classified_retryable_are_retried() {
+    let backend = Backend::new(&[Step::Answer(status(503)), Step::Answer(status(200))]);
+    let svc = RetryLayer::new(policy().build().unwrap()).layer(backend.clone());
+    assert_eq!(svc.oneshot(req()).await.unwrap(), status(200));
+    assert_eq!(backend.calls(), 2);
+
+    // When the attempts run out, the last response comes back as it is.
+    let backend = Backend::new(&[Step::Answer(status(503))]);
+    let log = EventLog::new();
+    let svc = RetryLayer::new(policy().max_attempts(2).events(log.sink()).build().unwrap())
+        .layer(backend.clone());
+    assert_eq!(svc.oneshot(req()).await.unwrap(), status(503));
+    assert_eq!(backend.calls(), 2);
+    assert!(matches!(
+        log.kinds().last(),
+        Some(EventKind::RetriesExhausted {
+            reason: RetryStop::MaxAttempts,
+            kind: FailureKind::Unavailable,
+            ..
+        })
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn exponential_delays_are_exact() {
+    let backend = Backend::new(&[Step::Refused]);
+    let p = policy()
+        .max_attempts(5)
+        .backoff(Backoff::exponential(Duration::from_millis(100)).max(Duration::from_millis(300)))
+        .build()
+        .unwrap();
+    let svc = RetryLayer::new(p).layer(backend.clone());
+    svc.oneshot(req()).await.unwrap_err();
+    let ms = Duration::from_millis;
+    assert_eq!(backend.gaps(), [ms(100), ms(200), ms(300), ms(300)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn seeded_jitter_gives_the_same_sequence_twice() {
+    async fn run(seed: u64, jitter: Jitter) -> Vec<Duration> {
+        let backend = Backend::new(&[Step::Refused]);
+        let p = policy()
+            .max_attempts(6)
+            .backoff(Backoff::exponential(Duration::from_millis(100)).jitter(jitter))
+            .random(SeededRandom::new(seed))
+            .build()
+            .unwrap();
+        RetryLayer::new(p)
+            .layer(backend.clone())
+            .oneshot(req())
+            .await
+            .unwrap_err();
+        backend.gaps()
+    }
+    for jitter in [Jitter::Full, Jitter::Equal] {
+        let a = run(5, jitter).await;
+        assert_eq!(a, run(5, jitter).await);
+        assert_ne!(a, run(6, jitter).await);
+        // the sequence is the backoff's own, draw by draw
+        let b = Backoff::exponential(Duration::from_millis(100)).jitter(jitter);
+        let src = SeededRandom::new(5);
+        let mut prev = Duration::ZERO;
+        let expected: Vec<Duration> = (1..=5)
+            .map(|n| {
+                // the layer works in nanoseconds on tokio's clock
+                prev = b.delay(n, None, prev, &src);
+                prev
+            })
+            .collect();
+        for (got, want) in a.iter().zip(&expected) {
+            let diff = got.abs_diff(*want);
+            assert!(diff <= Duration::from_millis(1), "{got:?} vs {want:?}");
+        }
+    }
+    // decorrelated
+    let a = run(11, Jitter::None).await;
+    assert_eq!(a.len(), 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn per_kind_overrides() {
+    // RateLimited: longer base and more attempts; Authentication: never.
+    let p = || {
+        policy()
+            .max_attempts(2)
+            .max_attempts_for(FailureKind::RateLimited, 4)
+            .base_delay_for(FailureKind::RateLimited, Duration::from_secs(1))
+            .never_retry(FailureKind::Authentication)
+            .build()
+            .unwrap()
+    };
+    let backend = Backend::new(&[Step::Answer(status(429))]);
+    let res = RetryLayer::new(p())
+        .layer(backend.clone())
+        .oneshot(req())
+        .await
+        .unwrap();
+    assert_eq!(res.status, 429);
+    assert_eq!(backend.calls(), 4);
+    assert_eq!(backend.gaps(), [Duration::from_secs(1); 3]);
+
+    let backend = Backend::new(&[Step::Answer(status(401))]);
+    RetryLayer::new(p())
+        .layer(backend.clone())
+        .oneshot(req())
+        .await
+        .unwrap();
+    assert_eq!(backend.calls(), 1);
+
+    let backend = Backend::new(&[Step::Refused]);
+    let err = RetryLayer::new(p())
+        .layer(backend.clone())
+        .oneshot(req())
+        .await
+        .unwrap_err();
+    assert_eq!(exhausted(&err).attempts, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_is_honoured_and_capped() {
+    let after = |d| {
+        Step::Answer(Resp {
+            status: 429,
+            retry_after: Some(d),
+        })
+    };
+    let backend = Backend::new(&[after(Duration::from_secs(3)), Step::Answer(status(200))]);
+    let svc = RetryLayer::new(policy().build().unwrap()).layer(backend.clone());
+    assert_eq!(svc.oneshot(req()).await.unwrap(), status(200));
+    assert_eq!(backend.gaps(), [Duration::from_secs(3)]);
+
+    // Longer than max_retry_after: stop at once, keep the retry-after.
+    let log = EventLog::new();
+    let backend = Backend::new(&[after(Duration::from_secs(60))]);
+    let svc = RetryLayer::new(
+        policy()
+            .max_retry_after(Duration::from_secs(10))
+            .events(log.sink())
+            .build()
+            .unwrap(),
+    )
+    .layer(backend.clone());
+    let res = svc.oneshot(req()).await.unwrap();
+    assert_eq!(res.retry_after, Some(Duration::from_secs(60)));
+    assert_eq!(backend.calls(), 1);
+    assert!(matches!(
+        log.kinds()[..],
+        [EventKind::RetriesExhausted {
+            reason: RetryStop::RetryAfterTooLong,
+            ..
+        }]
+    ));
+
+    // An error carrying a retry-after longer than the time left.
+    let classify_err = |res: &Result<Resp, BoxError>| match res {
+        Ok(_) => Outcome::Success,
+        Err(_) => Failure::new(FailureKind::Unavailable)
+            .with_retry_after(Some(Duration::from_secs(2)))
+            .into(),
+    };
+    let backend = Backend::new(&[Step::Refused]);
+    let svc = RetryLayer::new(
+        RetryPolicy::builder()
+            .classifier(classify_err)
+            .build()
+            .unwrap(),
+    )
+    .layer(backend.clone());
+    let mut r = req();
+    r.deadline = Some(Deadline::after(Duration::from_secs(1)));
+    let err = svc.oneshot(r).await.unwrap_err();
+    let ex = exhausted(&err);
+    assert_eq!(ex.reason, RetryStop::RetryAfterTooLong);
+    assert_eq!(ex.retry_after, Some(Duration::from_secs(2)));
+    assert_eq!(backend.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn deadline_stops_the_third_attempt() {
+    // 1 s deadline, attempts of 400 ms, 100 ms backoff: attempt 1 runs
+    // 0-400, attempt 2 runs 500-900; 100 ms left is not enough for the
+    // backoff, so the third never starts and the caller hears at 900 ms.
+    let backend = Backend::new(&[Step::Refused]).latency(Duration::from_millis(400));
+    let svc = RetryLayer::new(
+        policy()
+            .max_attempts(10)
+            .backoff(Backoff::constant(Duration::from_millis(100)))
+            .build()
+            .unwrap(),
+    )
+    .layer(backend.clone());
+    let start = Instant::now();
+    let mut r = req();
+    r.deadline = Some(Deadline::after(Duration::from_secs(1)));
+    let err = svc.oneshot(r).await.unwrap_err();
+    let ex = exhausted(&err);
+    assert_eq!(ex.reason, RetryStop::Deadline);
+    assert_eq!(ex.attempts, 2);
+    assert_eq!(backend.calls(), 2);
+    assert_eq!(start.elapsed(), Duration::from_millis(900));
+
+    // With no backoff, min_time_left keeps the third from starting with
+    // 200 ms left.
+    let backend = Backend::new(&[Step::Refused]).latency(Duration::from_millis(400));
+    let svc = RetryLayer::new(
+        policy()
+            .max_attempts(10)
+            .backoff(Backoff::none())
+            .min_time_left(Duration::from_millis(300))
+            .build()
+            .unwrap(),
+    )
+    .layer(backend.clone());
+    let start = Instant::now();
+    let mut r = req();
+    r.deadline = Some(Deadline::after(Duration::from_secs(1)));
+    let err = svc.oneshot(r).await.unwrap_err();
+    assert_eq!(exhausted(&err).reason, RetryStop::Deadline);
+    assert_eq!(
+        backend.offsets(start),
+        [Duration::ZERO, Duration::from_millis(400)]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn backoff_never_sleeps_past_the_deadline() {
+    // Exponential backoff that would reach 800 ms: with a 1 s deadline and
+    // instant failures, it stops before a sleep that ends past it.
+    let backend = Backend::new(&[Step::Refused]);
+    let svc = RetryLayer::new(
+        policy()
+            .max_attempts(10)
+            .backoff(Backoff::exponential(Duration::from_millis(100)))
+            .build()
+            .unwrap(),
+    )
+    .layer(backend.clone());
+    let start = Instant::now();
+    let deadline = Deadline::after(Duration::from_secs(1));
+    let mut r = req();
+    r.deadline = Some(deadline);
+    let err = svc.oneshot(r).await.unwrap_err();
+    assert_eq!(exhausted(&err).reason, RetryStop::Deadline);
+    // 0, 100, 300, 700: next would wait 800 ms to 1500 ms
+    let ms = Duration::from_millis;
+    assert_eq!(backend.offsets(start), [ms(0), ms(100), ms(300), ms(700)]);
+    assert!(Instant::now() <= deadline.instant());
+}
+
+#[tokio::test(start_paused = true)]
+async fn budget_bounds_retries_under_total_outage() {
+    let budget = RetryBudget::builder()
+        .ratio(0.1)
+        .min_per_sec(1)
+        .ttl(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let log = EventLog::with_capacity(10_000);
+    let backend = Backend::new(&[Step::Refused]);
+    let mut svc = RetryLayer::new(
+        policy()
+            .max_attempts(3)
+            .backoff(Backoff::none())
+            .budget(budget.clone())
+            .events(log.sink())
+            .build()
+            .unwrap(),
+    )
+    .layer(backend.clone());
+    let requests = 1000u32;
+    let mut budget_stops = 0;
+    for _ in 0..requests {
+        let err = svc.ready().await.unwrap().call(req()).await.unwrap_err();
+        if exhausted(&err).reason == RetryStop::BudgetExhausted {
+            budget_stops += 1;
+        }
+        // 1000 requests over 5 s
+        advance(Duration::from_millis(5)).await;
+    }
+    let retries = backend.calls() as u32 - requests;
+    // 0.1 x requests + the floor (1/s over the 10 s ttl)
+    assert!(retries <= requests / 10 + 10, "retries {retries}");
+    assert!(retries >= requests / 10, "retries {retries}");
+    assert!(budget_stops > 900, "budget stops {budget_stops}");
+    assert_eq!(budget.retries_allowed(), u64::from(retries));
+    let exhausted_events = log
+        .kinds()
+        .iter()
+        .filter(|k| {
+            matches!(
+                k,
+                EventKind::RetriesExhausted {
+                    reason: RetryStop::BudgetExhausted,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(exhausted_events, budget_stops);
+
+    // Traffic that succeeds refills it.
+    advance(Duration::from_secs(11)).await;
+    let ok = Backend::new(&[Step::Answer(status(200))]);
+    let mut ok_svc = RetryLayer::new(policy().budget(budget.clone()).build().unwrap()).layer(ok);
+    for _ in 0..200 {
+        ok_svc.ready().await.unwrap().call(req()).await.unwrap();
+    }
+    assert_eq!(budget.available(), 20 + 10);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_mid_backoff_cancels() {
+    let backend = Backend::new(&[Step::Refused]);
+    let mut svc = RetryLayer::new(
+        policy()
+            .backoff(Backoff::constant(Duration::from_secs(1)))
+            .build()
+            .unwrap(),
+    )
+    .layer(backend.clone());
+    let fut = svc.ready().await.unwrap().call(req());
+    let mut fut = Box::pin(fut);
+    // First poll: the attempt fails at once and the backoff starts.
+    assert!(futures_poll(&mut fut).is_pending());
+    assert_eq!(backend.calls(), 1);
+    drop(fut);
+    advance(Duration::from_secs(5)).await;
+    assert_eq!(backend.calls(), 1);
+}
+
+fn futures_poll<F: Future + Unpin>(f: &mut F) -> std::task::Poll<F::Output> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    std::pin::Pin::new(f).poll(&mut cx)
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_if_refuses_unsafe_requests_without_cloning() {
+    let backend = Backend::new(&[Step::Refused]);
+    let p = policy().retry_if(|r: &Req| r.idempotent).build().unwrap();
+    let svc = RetryLayer::new(p).layer(backend.clone());
+    let mut r = req();
+    r.idempotent = false;
+    let clones = r.clones.clone();
+    let err = svc.oneshot(r).await.unwrap_err();
+    assert_eq!(exhausted(&err).reason, RetryStop::NotRepeatable);
+    assert_eq!(exhausted(&err).attempts, 1);
+    assert_eq!(clones.load(Ordering::SeqCst), 0);
+    assert_eq!(backend.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_attempts_one_never_clones() {
+    let backend = Backend::new(&[Step::Refused]);
+    let svc = RetryLayer::new(policy().max_attempts(1).build().unwrap()).layer(backend.clone());
+    let r = req();
+    let clones = r.clones.clone();
+    let err = svc.oneshot(r).await.unwrap_err();
+    assert_eq!(exhausted(&err).attempts, 1);
+    assert_eq!(clones.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn waits_for_readiness_before_retrying() {
+    let p = RetryPolicy::builder()
+        .backoff(Backoff::none())
+        .build()
+        .unwrap();
+    let (mock, mut handle) = tower_test::mock::pair::<&'static str, &'static str>();
+    let mut svc = RetryLayer::new(p).layer(mock);
+    handle.allow(1);
+    let fut = svc.ready().await.unwrap().call("hello");
+    let mut fut = Box::pin(fut);
+    let (req, send) = handle.next_request().await.unwrap();
+    assert_eq!(req, "hello");
+    send.send_error(io::Error::from(io::ErrorKind::ConnectionReset));
+    // the retry waits: the mock has no readiness left
+    assert!(futures_poll(&mut fut).is_pending());
+    handle.allow(1);
+    let (req, send) = tokio::select! {
+        r = handle.next_request() => r.unwrap(),
+        _ = &mut fut => panic!("finished early"),
+    };
+    assert_eq!(req, "hello");
+    send.send_response("world");
+    assert_eq!(fut.await.unwrap(), "world");
+}
