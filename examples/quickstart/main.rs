@@ -7,8 +7,10 @@
 //! layer on its own; `main` runs them in order.
 
 mod classify;
+mod fallback;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     classify::run().await;
+    fallback::run().await;
 }

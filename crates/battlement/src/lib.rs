@@ -21,8 +21,14 @@ pub use battlement_core::*;
 /// The shared vocabulary itself, for paths like `battlement::core::Outcome`.
 pub use battlement_core as core;
 
+#[cfg(feature = "fallback")]
+#[doc(inline)]
+pub use battlement_fallback as fallback;
+
 /// The names most stacks need, in one import: `use battlement::prelude::*;`.
 pub mod prelude {
+    #[cfg(feature = "fallback")]
+    pub use battlement_fallback::{CacheConfig, FallbackLayer};
     pub use battlement_core::{
         BoxError, CircuitOpen, CircuitState, Classify, Component, ComponentHealth, Control,
         Deadline, DeadlineCarrier, DeadlineExceeded, ErrorClassifier, Event, EventKind, EventSink,
