@@ -8,9 +8,11 @@
 
 mod classify;
 mod fallback;
+mod retry;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     classify::run().await;
+    retry::run().await;
     fallback::run().await;
 }

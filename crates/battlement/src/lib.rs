@@ -25,8 +25,14 @@ pub use battlement_core as core;
 #[doc(inline)]
 pub use battlement_fallback as fallback;
 
+#[cfg(feature = "retry")]
+#[doc(inline)]
+pub use battlement_retry as retry;
+
 /// The names most stacks need, in one import: `use battlement::prelude::*;`.
 pub mod prelude {
+    #[cfg(feature = "retry")]
+    pub use battlement_retry::{Backoff, Jitter, RetryBudget, RetryLayer, RetryPolicy};
     #[cfg(feature = "fallback")]
     pub use battlement_fallback::{CacheConfig, FallbackLayer};
     pub use battlement_core::{
