@@ -6,6 +6,7 @@
 //! Each section lives in its own module beside this file and shows one
 //! layer on its own; `main` runs them in order.
 
+mod breaker;
 mod classify;
 mod fallback;
 mod retry;
@@ -13,6 +14,7 @@ mod retry;
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     classify::run().await;
+    breaker::run().await;
     retry::run().await;
     fallback::run().await;
 }

@@ -21,6 +21,10 @@ pub use battlement_core::*;
 /// The shared vocabulary itself, for paths like `battlement::core::Outcome`.
 pub use battlement_core as core;
 
+#[cfg(feature = "breaker")]
+#[doc(inline)]
+pub use battlement_breaker as breaker;
+
 #[cfg(feature = "fallback")]
 #[doc(inline)]
 pub use battlement_fallback as fallback;
@@ -31,6 +35,8 @@ pub use battlement_retry as retry;
 
 /// The names most stacks need, in one import: `use battlement::prelude::*;`.
 pub mod prelude {
+    #[cfg(feature = "breaker")]
+    pub use battlement_breaker::{Breaker, BreakerLayer};
     #[cfg(feature = "retry")]
     pub use battlement_retry::{Backoff, Jitter, RetryBudget, RetryLayer, RetryPolicy};
     #[cfg(feature = "fallback")]

@@ -1,0 +1,282 @@
+//! Property test: random sequences of calls (started, finished with an
+//! outcome after some time, or dropped) and clock advances, driven through
+//! the breaker and through a small reference model; both must agree on
+//! every state and every admission decision.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use battlement_breaker::{Breaker, CircuitState};
+use battlement_core::{BoxError, CircuitOpen, FailureKind, Outcome};
+use proptest::prelude::*;
+use tokio::sync::oneshot;
+use tower::{Layer, Service, service_fn};
+
+const PERMITTED: u32 = 2;
+const SUCCESS_THRESHOLD: u32 = 2;
+const WINDOW: usize = 5;
+const MIN_CALLS: usize = 3;
+const CONSECUTIVE: u32 = 3;
+const SLOW_MS: u64 = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum St {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Ticket {
+    generation: u32,
+    probe: bool,
+    start: u64,
+}
+
+/// The reference model, written as plainly as possible.
+#[derive(Debug)]
+struct Model {
+    state: St,
+    generation: u32,
+    window: VecDeque<(bool, bool)>,
+    consecutive: u32,
+    open_until: u64,
+    reopens: u32,
+    in_flight: u32,
+    successes: u32,
+}
+
+impl Model {
+    fn new() -> Self {
+        Model {
+            state: St::Closed,
+            generation: 0,
+            window: VecDeque::new(),
+            consecutive: 0,
+            open_until: 0,
+            reopens: 0,
+            in_flight: 0,
+            successes: 0,
+        }
+    }
+
+    fn go(&mut self, to: St, now: u64) {
+        match to {
+            St::Open => {
+                self.reopens = if self.state == St::HalfOpen {
+                    self.reopens + 1
+                } else {
+                    0
+                };
+                let d = (1000u64 << self.reopens.min(10)).min(8000);
+                self.open_until = now + d;
+            }
+            St::HalfOpen => {
+                self.in_flight = 0;
+                self.successes = 0;
+            }
+            St::Closed => {
+                self.reopens = 0;
+                self.window.clear();
+                self.consecutive = 0;
+            }
+        }
+        self.state = to;
+        self.generation += 1;
+    }
+
+    fn admit(&mut self, now: u64) -> Option<Ticket> {
+        if self.state == St::Open {
+            if now < self.open_until {
+                return None;
+            }
+            self.go(St::HalfOpen, now);
+        }
+        match self.state {
+            St::Closed => Some(Ticket {
+                generation: self.generation,
+                probe: false,
+                start: now,
+            }),
+            St::HalfOpen if self.in_flight < PERMITTED => {
+                self.in_flight += 1;
+                Some(Ticket {
+                    generation: self.generation,
+                    probe: true,
+                    start: now,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    fn drop_ticket(&mut self, t: Ticket) {
+        if t.probe && t.generation == self.generation {
+            self.in_flight -= 1;
+        }
+    }
+
+    fn finish(&mut self, t: Ticket, outcome: Outcome, now: u64) {
+        let current = t.generation == self.generation;
+        if outcome.is_ignored() {
+            if t.probe && current {
+                self.in_flight -= 1;
+            }
+            return;
+        }
+        let slow = now - t.start > SLOW_MS;
+        let failed = outcome.is_failure();
+        if !current {
+            return;
+        }
+        if t.probe {
+            self.in_flight -= 1;
+            if failed || slow {
+                self.go(St::Open, now);
+            } else {
+                self.successes += 1;
+                if self.successes >= SUCCESS_THRESHOLD {
+                    self.go(St::Closed, now);
+                }
+            }
+            return;
+        }
+        if self.window.len() == WINDOW {
+            self.window.pop_front();
+        }
+        self.window.push_back((failed, slow));
+        self.consecutive = if failed { self.consecutive + 1 } else { 0 };
+        if !(failed || slow) {
+            return;
+        }
+        if self.consecutive >= CONSECUTIVE {
+            return self.go(St::Open, now);
+        }
+        let calls = self.window.len();
+        if calls < MIN_CALLS {
+            return;
+        }
+        let fails = self.window.iter().filter(|w| w.0).count();
+        let slows = self.window.iter().filter(|w| w.1).count();
+        if fails as f64 / calls as f64 >= 0.5 || slows as f64 / calls as f64 >= 0.5 {
+            self.go(St::Open, now);
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Start,
+    Finish(usize, u8),
+    Drop(usize),
+    Advance(u64),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => Just(Op::Start),
+        4 => (any::<usize>(), 0u8..3).prop_map(|(i, o)| Op::Finish(i, o)),
+        1 => any::<usize>().prop_map(Op::Drop),
+        3 => prop_oneof![0u64..150, 0u64..3000].prop_map(Op::Advance),
+    ]
+}
+
+fn outcome(o: u8) -> Outcome {
+    match o {
+        0 => Outcome::Success,
+        1 => Outcome::failure(FailureKind::Unavailable),
+        _ => Outcome::Ignored,
+    }
+}
+
+type Fut = Pin<Box<dyn Future<Output = Result<Outcome, BoxError>>>>;
+
+fn poll_once(f: &mut Fut) -> Poll<Result<Outcome, BoxError>> {
+    f.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+}
+
+fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let breaker = Breaker::builder("model")
+            .consecutive_failures(CONSECUTIVE)
+            .failure_rate(0.5)
+            .slow_calls(Duration::from_millis(SLOW_MS), 0.5)
+            .count_window(WINDOW as u32)
+            .minimum_calls(MIN_CALLS as u32)
+            .exponential_open(Duration::from_secs(1), 2.0, Duration::from_secs(8))
+            .permitted_probes(PERMITTED)
+            .success_threshold(SUCCESS_THRESHOLD)
+            .build()
+            .unwrap();
+        let layer = breaker
+            .layer()
+            .with_classifier(|r: &Result<Outcome, BoxError>| match r {
+                Ok(o) => *o,
+                Err(_) => Outcome::failure(FailureKind::Unknown),
+            });
+        let mut svc = layer.layer(service_fn(|rx: oneshot::Receiver<Outcome>| async move {
+            Ok::<_, BoxError>(rx.await.unwrap_or(Outcome::Ignored))
+        }));
+        let mut model = Model::new();
+        let mut now = 0u64;
+        let mut pending: Vec<(Fut, oneshot::Sender<Outcome>, Ticket)> = vec![];
+        for op in ops {
+            match op {
+                Op::Start => {
+                    let (tx, rx) = oneshot::channel();
+                    let mut fut: Fut = Box::pin(svc.call(rx));
+                    let expected = model.admit(now);
+                    match (poll_once(&mut fut), expected) {
+                        (Poll::Pending, Some(t)) => pending.push((fut, tx, t)),
+                        (Poll::Ready(Err(e)), None) => {
+                            prop_assert!(e.is::<CircuitOpen>());
+                        }
+                        (got, want) => {
+                            prop_assert!(false, "admission differs: {got:?} vs model {want:?}")
+                        }
+                    }
+                }
+                Op::Finish(i, o) if !pending.is_empty() => {
+                    let (mut fut, tx, t) = pending.swap_remove(i % pending.len());
+                    tx.send(outcome(o)).unwrap();
+                    prop_assert!(poll_once(&mut fut).is_ready());
+                    model.finish(t, outcome(o), now);
+                }
+                Op::Drop(i) if !pending.is_empty() => {
+                    let (fut, _tx, t) = pending.swap_remove(i % pending.len());
+                    drop(fut);
+                    model.drop_ticket(t);
+                }
+                Op::Advance(ms) => {
+                    tokio::time::advance(Duration::from_millis(ms)).await;
+                    now += ms;
+                }
+                _ => {}
+            }
+            let want = match model.state {
+                St::Closed => CircuitState::Closed,
+                St::Open => CircuitState::Open,
+                St::HalfOpen => CircuitState::HalfOpen,
+            };
+            prop_assert_eq!(breaker.state(), want, "model: {:?}", model);
+        }
+        Ok(())
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn breaker_agrees_with_the_model(ops in proptest::collection::vec(op(), 1..120)) {
+        run(ops)?;
+    }
+}
