@@ -88,11 +88,13 @@ where
 }
 
 pin_project! {
-    struct Call<F> {
+    /// One backend call with its index and start, yielding its result and
+    /// latency.
+    pub(crate) struct Call<F> {
         #[pin]
-        fut: F,
-        idx: usize,
-        start: Instant,
+        pub(crate) fut: F,
+        pub(crate) idx: usize,
+        pub(crate) start: Instant,
     }
 }
 

@@ -22,8 +22,8 @@
 //! one response.
 //!
 //! Use it when several services can each answer (part of) a request; use
-//! a hedge (tower's `hedge`) when one service is usually fast and you want a
-//! second copy of a slow request.
+//! [`HedgeLayer`] (module [`hedge`]) when one service is usually fast and
+//! a second copy of a slow request should race the first.
 //!
 //! ```
 //! use battlement_fanout::{FanOut, Strategy};
@@ -89,6 +89,7 @@
 mod config;
 mod error;
 mod future;
+pub mod hedge;
 mod merge;
 mod response;
 mod service;
@@ -97,6 +98,7 @@ mod stats;
 pub use config::{FanOutBuilder, Strategy};
 pub use error::{Abandoned, ClassifiedFailure};
 pub use future::ResponseFuture;
+pub use hedge::{Hedge, HedgeBuilder, HedgeHandle, HedgeLayer};
 pub use merge::{Merge, NoMerge};
 pub use response::{BackendResult, Reply, Responses};
 pub use service::FanOut;

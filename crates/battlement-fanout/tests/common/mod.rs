@@ -65,6 +65,8 @@ pub struct Mock {
     pub delay_ms: Arc<AtomicUsize>,
     pub answer: Answer,
     pub counters: Arc<Counters>,
+    /// Per-call (delay ms, answer), taken in order before the defaults.
+    pub script: Arc<std::sync::Mutex<std::collections::VecDeque<(u64, Answer)>>>,
 }
 
 impl Mock {
@@ -79,7 +81,13 @@ impl Mock {
             delay_ms: Arc::new(AtomicUsize::new(delay.as_millis() as usize)),
             answer,
             counters: counters.clone(),
+            script: Arc::default(),
         }
+    }
+
+    pub fn script(self, calls: &[(u64, Answer)]) -> Self {
+        self.script.lock().unwrap().extend(calls.iter().copied());
+        self
     }
 }
 
@@ -117,8 +125,14 @@ impl Service<Req> for Mock {
             counters: c.clone(),
             done: false,
         };
-        let delay = Duration::from_millis(self.delay_ms.load(SeqCst) as u64);
-        let (name, answer) = (self.name, self.answer);
+        let (delay, answer) = self
+            .script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or((self.delay_ms.load(SeqCst) as u64, self.answer));
+        let delay = Duration::from_millis(delay);
+        let name = self.name;
         Box::pin(async move {
             let mut guard = guard;
             if answer == Answer::Open {
