@@ -9,6 +9,8 @@
 mod breaker;
 mod classify;
 mod fallback;
+mod http;
+mod registry;
 mod retry;
 
 #[tokio::main(flavor = "current_thread")]
@@ -17,4 +19,6 @@ async fn main() {
     breaker::run().await;
     retry::run().await;
     fallback::run().await;
+    registry::run().await;
+    http::run().await;
 }

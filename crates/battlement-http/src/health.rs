@@ -366,7 +366,7 @@ impl HealthService {
                 let health = self.registry.get(name).map(|r| component_json(&r));
                 json_response(
                     StatusCode::OK,
-                    &json!({ "component": name, "control": control, "applied": true, "health": health }),
+                    &json!({ "component": name, "control": control.as_str(), "applied": true, "health": health }),
                 )
             }
             Err(ControlError::NotFound { name }) => {

@@ -165,6 +165,10 @@ impl Collector for RegistryCollector {
             for (labels, value) in &family.samples {
                 let enc = metric.encode_family(labels)?;
                 match family.kind {
+                    // Whole counts print as integers.
+                    CoreType::Counter if value.fract() == 0.0 && *value < 9.0e15 => {
+                        ConstCounter::new(value.max(0.0) as u64).encode(enc)?
+                    }
                     CoreType::Counter => ConstCounter::new(value.max(0.0)).encode(enc)?,
                     CoreType::Gauge => ConstGauge::new(*value).encode(enc)?,
                 }

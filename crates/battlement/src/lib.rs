@@ -33,8 +33,20 @@ pub use battlement_fallback as fallback;
 #[doc(inline)]
 pub use battlement_retry as retry;
 
+#[cfg(feature = "registry")]
+#[doc(inline)]
+pub use battlement_registry as registry;
+
+#[cfg(feature = "http")]
+#[doc(inline)]
+pub use battlement_http as http;
+
 /// The names most stacks need, in one import: `use battlement::prelude::*;`.
 pub mod prelude {
+    #[cfg(feature = "registry")]
+    pub use battlement_registry::{HealthReport, InstrumentLayer, Registry};
+    #[cfg(feature = "http")]
+    pub use battlement_http::HealthService;
     #[cfg(feature = "breaker")]
     pub use battlement_breaker::{Breaker, BreakerLayer};
     #[cfg(feature = "retry")]
