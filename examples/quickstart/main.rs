@@ -12,6 +12,7 @@ mod fallback;
 mod http;
 mod registry;
 mod retry;
+mod deadline;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
@@ -21,4 +22,5 @@ async fn main() {
     fallback::run().await;
     registry::run().await;
     http::run().await;
+    deadline::run().await;
 }

@@ -41,6 +41,10 @@ pub use battlement_registry as registry;
 #[doc(inline)]
 pub use battlement_http as http;
 
+#[cfg(feature = "deadline")]
+#[doc(inline)]
+pub use battlement_deadline as deadline;
+
 /// The names most stacks need, in one import: `use battlement::prelude::*;`.
 pub mod prelude {
     #[cfg(feature = "registry")]
@@ -58,4 +62,6 @@ pub mod prelude {
         Deadline, DeadlineCarrier, DeadlineExceeded, ErrorClassifier, Event, EventKind, EventSink,
         Failure, FailureKind, HealthStatus, Level, Outcome, Priority, RetriesExhausted, Shed,
     };
+    #[cfg(feature = "deadline")]
+    pub use battlement_deadline::{AttemptTimeoutLayer, DeadlineLayer};
 }
