@@ -495,6 +495,46 @@ mod tests {
         assert!(c.control(&Control::ForceOpen).is_err());
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Within one ttl, retries allowed never exceed the floor plus
+        /// ratio x requests, whatever the interleaving.
+        #[test]
+        fn allowed_within_ttl_is_bounded(
+            ops in proptest::collection::vec((0u8..3, 0u64..200), 1..300),
+            ratio_pct in 0u32..200,
+            min in 0u32..5,
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let ratio = f64::from(ratio_pct) / 100.0;
+                let b = budget(10, min, ratio);
+                let (mut deposits, mut allowed, mut elapsed) = (0u64, 0u64, 0u64);
+                for (op, ms) in ops {
+                    match op {
+                        0 => { b.deposit(); deposits += 1; }
+                        1 => { if b.withdraw() { allowed += 1; } }
+                        _ => {
+                            // stay inside one ttl so nothing expires
+                            if elapsed + ms < 9_000 {
+                                advance(Duration::from_millis(ms)).await;
+                                elapsed += ms;
+                            }
+                        }
+                    }
+                }
+                let bound = u64::from(min) * 10 + (ratio * deposits as f64).floor() as u64;
+                assert!(allowed <= bound, "allowed {allowed} > bound {bound}");
+                assert_eq!(b.retries_allowed(), allowed);
+            });
+        }
+    }
+
     #[test]
     fn build_rejects_bad_fields() {
         let e = RetryBudget::builder().ratio(-1.0).build().unwrap_err();
