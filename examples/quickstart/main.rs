@@ -9,6 +9,7 @@
 mod breaker;
 mod classify;
 mod fallback;
+mod fanout;
 mod http;
 mod registry;
 mod retry;
@@ -20,6 +21,7 @@ async fn main() {
     breaker::run().await;
     retry::run().await;
     fallback::run().await;
+    fanout::run().await;
     registry::run().await;
     http::run().await;
     deadline::run().await;

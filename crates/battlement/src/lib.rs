@@ -33,6 +33,10 @@ pub use battlement_fallback as fallback;
 #[doc(inline)]
 pub use battlement_retry as retry;
 
+#[cfg(feature = "fanout")]
+#[doc(inline)]
+pub use battlement_fanout as fanout;
+
 #[cfg(feature = "registry")]
 #[doc(inline)]
 pub use battlement_registry as registry;
@@ -55,6 +59,8 @@ pub mod prelude {
     pub use battlement_breaker::{Breaker, BreakerLayer};
     #[cfg(feature = "retry")]
     pub use battlement_retry::{Backoff, Jitter, RetryBudget, RetryLayer, RetryPolicy};
+    #[cfg(feature = "fanout")]
+    pub use battlement_fanout::{FanOut, HedgeLayer, Strategy};
     #[cfg(feature = "fallback")]
     pub use battlement_fallback::{CacheConfig, FallbackLayer};
     pub use battlement_core::{
