@@ -105,13 +105,13 @@ where
                         bump(&shared.passed_through);
                         return Poll::Ready(result);
                     }
-                    let fut = Box::pin(run_fallback(
+                    let fut = start_fallback(
                         this.shared.clone(),
                         failure,
                         result,
                         this.key.take(),
                         this.req.take(),
-                    ));
+                    );
                     this.state.set(State::Fallback { fut });
                 }
                 StateProj::Fallback { fut } => return fut.as_mut().poll(cx),
@@ -130,6 +130,25 @@ fn is_open_circuit(err: &BoxError) -> bool {
         current = e.source();
     }
     false
+}
+
+/// Boxes the fallback chain: out of line, so the success path stays small.
+#[cold]
+#[inline(never)]
+fn start_fallback<Req, Res, K, C>(
+    shared: Arc<Shared<Req, Res, K, C>>,
+    failure: Failure,
+    primary: Result<Res, BoxError>,
+    key: Option<K>,
+    req: Option<Req>,
+) -> BoxFuture<Res>
+where
+    C: Classify<Res, BoxError> + Send + Sync + 'static,
+    Req: Send + 'static,
+    Res: Send + 'static,
+    K: Send + Sync + 'static,
+{
+    Box::pin(run_fallback(shared, failure, primary, key, req))
 }
 
 /// Tries every source in order after the primary failed with `failure`.
