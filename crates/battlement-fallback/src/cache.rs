@@ -295,3 +295,67 @@ where
         self.misses.load(Ordering::Relaxed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn bytes_held(lkg: &LastKnownGood<u16, String>) -> u64 {
+        lkg.cache.iter().map(|(_, e)| e.bytes).sum()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// Whatever is inserted, the cache never holds more than
+        /// `max_entries` responses nor more than `max_bytes` bytes.
+        #[test]
+        fn never_exceeds_entries_or_bytes(
+            max_entries in 1u64..20,
+            max_bytes in 1u64..400,
+            inserts in proptest::collection::vec((0u16..64, 0usize..60), 1..200),
+        ) {
+            let lkg = LastKnownGood::<u16, String>::new(
+                CacheConfig::new()
+                    .max_entries(max_entries)
+                    .max_bytes(max_bytes, |s: &String| s.len() as u64),
+            );
+            for (key, len) in inserts {
+                lkg.store(key, &"x".repeat(len));
+                prop_assert!(lkg.len() as u64 <= max_entries, "{} > {}", lkg.len(), max_entries);
+                prop_assert!(bytes_held(&lkg) <= max_bytes, "{} > {}", bytes_held(&lkg), max_bytes);
+            }
+        }
+
+        /// Without a byte bound, only the entry count bounds it.
+        #[test]
+        fn never_exceeds_entries(
+            max_entries in 1u64..50,
+            keys in proptest::collection::vec(0u16..500, 1..300),
+        ) {
+            let lkg = LastKnownGood::<u16, String>::new(CacheConfig::new().max_entries(max_entries));
+            for key in keys {
+                lkg.store(key, &String::new());
+                prop_assert!(lkg.len() as u64 <= max_entries);
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fresh_then_stale_then_gone() {
+        let lkg = LastKnownGood::<u16, String>::new(
+            CacheConfig::new()
+                .ttl(Duration::from_secs(1))
+                .max_age(Duration::from_secs(2)),
+        );
+        lkg.store(1, &"a".to_owned());
+        assert!(!lkg.lookup(&1).unwrap().stale);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(lkg.lookup(&1).unwrap().stale);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(lkg.lookup(&1).is_none());
+        assert_eq!(lkg.len(), 0, "expired entries are dropped on lookup");
+        assert_eq!((lkg.hits(), lkg.misses()), (2, 1));
+    }
+}
