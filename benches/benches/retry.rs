@@ -62,6 +62,13 @@ fn bench(c: &mut Criterion) {
             .expect("policy"),
     )
     .layer(bare());
+    let mut ours_single = RetryLayer::new(
+        RetryPolicy::builder()
+            .max_attempts(1)
+            .build()
+            .expect("policy"),
+    )
+    .layer(bare());
     let mut tower_retry = tower::retry::RetryLayer::new(NeverRetry).layer(bare());
     let mut resilience = tower_resilience_layer().layer(bare());
 
@@ -74,6 +81,9 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("battlement_no_retry_with_budget", |b| {
         b.iter(|| call_now(&mut ours_budget, black_box(7)))
+    });
+    group.bench_function("battlement_max_attempts_1", |b| {
+        b.iter(|| call_now(&mut ours_single, black_box(7)))
     });
     group.bench_function("tower_retry_never", |b| {
         b.iter(|| call_now(&mut tower_retry, black_box(7)))
