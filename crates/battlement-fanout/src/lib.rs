@@ -83,8 +83,9 @@
 //!   [`Reply::Cancelled`], [`Reply::TimedOut`] or [`Reply::NotCalled`].
 //! - **Figures.** [`FanOut::handle`] gives a [`FanOutHandle`] for the
 //!   registry: per backend successes, failures, skips, abandoned calls and
-//!   latency. Health is `Degraded` while some backend has never succeeded
-//!   but has failed or been skipped.
+//!   latency. Health goes by each backend's last settled call: `Healthy`
+//!   when none failed or was skipped, `Unhealthy` when all did, `Degraded`
+//!   in between.
 
 mod config;
 mod error;

@@ -1,7 +1,7 @@
 //! The fan-out's figures and its registry handle: [`FanOutHandle`].
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use battlement_core::{
@@ -20,7 +20,14 @@ pub(crate) struct BackendStats {
     latency_ns_total: AtomicU64,
     latency_count: AtomicU64,
     last_latency_ns: AtomicU64,
+    /// The last settled call: 0 none yet, 1 success, 2 failure, 3 skip.
+    last: AtomicU8,
 }
+
+const LAST_NONE: u8 = 0;
+const LAST_SUCCESS: u8 = 1;
+const LAST_FAILURE: u8 = 2;
+const LAST_SKIP: u8 = 3;
 
 impl BackendStats {
     pub(crate) fn new(name: Name) -> Self {
@@ -33,19 +40,29 @@ impl BackendStats {
             latency_ns_total: AtomicU64::new(0),
             latency_count: AtomicU64::new(0),
             last_latency_ns: AtomicU64::new(0),
+            last: AtomicU8::new(LAST_NONE),
         }
     }
 
     pub(crate) fn record(&self, outcome: Outcome, skipped: bool, latency: Option<Duration>) {
         if skipped {
             self.skips.fetch_add(1, Relaxed);
+            self.last.store(LAST_SKIP, Relaxed);
             return;
         }
         match outcome {
-            Outcome::Success => self.successes.fetch_add(1, Relaxed),
-            Outcome::Failure(_) => self.failures.fetch_add(1, Relaxed),
-            Outcome::Ignored => self.abandoned.fetch_add(1, Relaxed),
-        };
+            Outcome::Success => {
+                self.successes.fetch_add(1, Relaxed);
+                self.last.store(LAST_SUCCESS, Relaxed);
+            }
+            Outcome::Failure(_) => {
+                self.failures.fetch_add(1, Relaxed);
+                self.last.store(LAST_FAILURE, Relaxed);
+            }
+            Outcome::Ignored => {
+                self.abandoned.fetch_add(1, Relaxed);
+            }
+        }
         if let Some(latency) = latency {
             let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
             self.latency_ns_total.fetch_add(ns, Relaxed);
@@ -143,23 +160,34 @@ impl Component for FanOutStats {
         ComponentKind::FanOut
     }
 
-    /// Healthy while at least one backend's last finished call succeeded
-    /// or nothing has been called yet; degraded when some backend has only
-    /// failed or been skipped.
+    /// By each backend's last settled call (cancelled calls do not
+    /// count): `Healthy` when none failed or was skipped, `Unhealthy` when
+    /// every backend's did, `Degraded` in between.
     fn health(&self) -> ComponentHealth {
         let mut details = Map::new();
         let mut health_metrics = Vec::new();
-        let mut degraded = false;
+        let mut bad = 0;
         for b in self.backends.iter() {
             let s = b.snapshot();
-            if s.successes == 0 && (s.failures > 0 || s.skips > 0) {
-                degraded = true;
+            let last = b.last.load(Relaxed);
+            if last == LAST_FAILURE || last == LAST_SKIP {
+                bad += 1;
             }
             let mut m = Map::new();
             m.insert("successes".into(), s.successes.into());
             m.insert("failures".into(), s.failures.into());
             m.insert("skips".into(), s.skips.into());
             m.insert("abandoned".into(), s.abandoned.into());
+            m.insert(
+                "last".into(),
+                match last {
+                    LAST_SUCCESS => "success",
+                    LAST_FAILURE => "failure",
+                    LAST_SKIP => "skipped",
+                    _ => "none",
+                }
+                .into(),
+            );
             m.insert(
                 "mean_latency_ms".into(),
                 Value::from(s.mean_latency.as_secs_f64() * 1000.0),
@@ -205,10 +233,12 @@ impl Component for FanOutStats {
                 });
             }
         }
-        let status = if degraded {
-            HealthStatus::Degraded
-        } else {
+        let status = if bad == 0 {
             HealthStatus::Healthy
+        } else if bad == self.backends.len() {
+            HealthStatus::Unhealthy
+        } else {
+            HealthStatus::Degraded
         };
         let mut health = ComponentHealth::new(status).detail("backends", Value::Object(details));
         for m in health_metrics {

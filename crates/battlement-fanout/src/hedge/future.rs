@@ -68,7 +68,7 @@ where
         ResponseFuture {
             primary: Some(primary),
             backups: None,
-            sleep: tokio::time::sleep_until(start + delay),
+            sleep: tokio::time::sleep_until(instant_after(start, delay)),
             service,
             req: Some(req),
             state,
@@ -79,6 +79,12 @@ where
             last_error: None,
         }
     }
+}
+
+/// `at + delay`, or about thirty years on if that overflows.
+fn instant_after(at: Instant, delay: Duration) -> Instant {
+    at.checked_add(delay)
+        .unwrap_or_else(|| at + Duration::from_secs(86_400 * 365 * 30))
 }
 
 impl<S, Req> Future for ResponseFuture<S, Req>
@@ -173,7 +179,7 @@ where
                 });
             if this.req.is_some() {
                 *this.timer_fired = false;
-                this.sleep.as_mut().reset(now + *this.delay);
+                this.sleep.as_mut().reset(instant_after(now, *this.delay));
             }
         }
     }
