@@ -253,7 +253,7 @@ impl<C, P> RetryPolicyBuilder<C, P> {
     }
 
     /// Total attempts, the first included (default 3; must be >= 1 and
-    /// <= 100). 1 means never retry.
+    /// <= 100). 1 means never retry: failures come back unchanged.
     #[must_use]
     pub fn max_attempts(mut self, n: u32) -> Self {
         self.max_attempts = n;
@@ -271,8 +271,9 @@ impl<C, P> RetryPolicyBuilder<C, P> {
         self
     }
 
-    /// Never retry failures of `kind`, even when classified retryable:
-    /// the same as `max_attempts_for(kind, 1)`.
+    /// Never retry failures of `kind`, even when classified retryable
+    /// (they come back unchanged, as a non-retryable failure does): the
+    /// same as `max_attempts_for(kind, 1)`.
     #[must_use]
     pub fn never_retry(self, kind: FailureKind) -> Self {
         self.max_attempts_for(kind, 1)

@@ -118,7 +118,13 @@ fn decide<C, P>(
         Outcome::Failure(f) if f.retryable => f,
         _ => return Decision::Return,
     };
-    if attempts >= shared.max_attempts_for(failure.kind) {
+    let max = shared.max_attempts_for(failure.kind);
+    if max <= 1 {
+        // Never retried by policy (`never_retry`, `max_attempts(1)`): the
+        // same as a failure that is not retryable.
+        return Decision::Return;
+    }
+    if attempts >= max {
         return Decision::Stop(RetryStop::MaxAttempts, failure);
     }
     if !repeatable {

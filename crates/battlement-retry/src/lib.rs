@@ -63,9 +63,10 @@
 //! responses are classified, so an HTTP 503 can be retried (use a closure
 //! or [`ResponseClassifier`](battlement_core::ResponseClassifier)).
 //!
-//! - A success, an `Ignored` outcome or a failure that is **not**
-//!   retryable is returned at once, **unchanged** (the original error, not
-//!   wrapped).
+//! - A success, an `Ignored` outcome, a failure that is **not** retryable,
+//!   or one whose kind the policy never retries (`never_retry(kind)`, or a
+//!   limit of one attempt) is returned at once, **unchanged** (the original
+//!   error, not wrapped), with no event.
 //! - A retryable failure is retried unless one of these stops it, checked
 //!   in this order; the reason is recorded as a
 //!   [`RetryStop`](battlement_core::RetryStop):
@@ -121,8 +122,10 @@
 //! - The response future keeps a clone of the inner service for its
 //!   retries (`S: Clone`), and one `Arc` clone of the policy.
 //! - A request that succeeds first time allocates nothing, takes no lock
-//!   and reads no clock; with a budget it costs one clock read and one
-//!   atomic add for the deposit.
+//!   and reads no clock; its main cost is the policy's `Arc` count going
+//!   up and down (about 20 ns over a bare `service_fn` on our busy bench
+//!   machine). With a budget it also costs one clock read and one atomic
+//!   add for the deposit.
 //! - The backoff's timer is created at the first wait and reset for the
 //!   next ones.
 //!
@@ -134,6 +137,15 @@
 //!   never spends a token.
 //! - A failure of `poll_ready` while waiting to retry is returned as it is:
 //!   in Tower it means the service is gone.
+//! - No budget by default: a budget is shared state whose scope (one
+//!   backend, every route to it) only the user knows. Set one for any
+//!   client that may see an outage.
+//! - The deadline is checked when the retry is decided, before the
+//!   backoff; the time spent waiting for the service to become ready
+//!   afterwards is not checked again (the deadline layer outside still
+//!   cuts the request when it passes).
+//! - An `Ok` response that stops for the budget comes back as it is; the
+//!   `RetriesExhausted` event (reason `budget_exhausted`) records it.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backoff;
