@@ -213,6 +213,7 @@ where
         match served {
             Ok((mut res, source)) => {
                 bump(&stats.served);
+                bump(&stats.served_by_reason[failure.kind.index()]);
                 shared.events.emit(&shared.name, || EventKind::Fallback {
                     source: source.as_str().to_owned().into(),
                     kind: failure.kind,

@@ -63,6 +63,8 @@ pub(crate) struct SourceStats {
     pub(crate) served_stale: AtomicU64,
     pub(crate) failed: AtomicU64,
     pub(crate) skipped: AtomicU64,
+    /// Responses served, by the kind of the primary's failure.
+    pub(crate) served_by_reason: [AtomicU64; FailureKind::ALL.len()],
 }
 
 pub(crate) struct Shared<Req, Res, K, C> {
@@ -108,13 +110,26 @@ impl<Req, Res, K, C> Shared<Req, Res, K, C> {
             }
             s.insert("failed".into(), get(&stats.failed).into());
             s.insert("skipped".into(), get(&stats.skipped).into());
+            let mut by_reason = Map::new();
+            for kind in FailureKind::ALL {
+                let n = get(&stats.served_by_reason[kind.index()]);
+                if n > 0 {
+                    by_reason.insert(kind.as_str().into(), n.into());
+                    health = health.labelled_metric(Metric {
+                        name: "activations_total",
+                        help: "Responses served by fallback, by source and reason.",
+                        kind: MetricType::Counter,
+                        labels: vec![
+                            ("source", label.clone().into()),
+                            ("reason", kind.as_str().into()),
+                        ],
+                        value: n as f64,
+                    });
+                }
+            }
+            s.insert("served_by_reason".into(), Value::Object(by_reason));
             sources.insert(label.clone(), Value::Object(s));
             for (metric, help, value) in [
-                (
-                    "activations_total",
-                    "Responses served by fallback, by source.",
-                    get(&stats.served),
-                ),
                 (
                     "source_failures_total",
                     "Fallback sources that failed, by source.",

@@ -125,6 +125,10 @@ async fn service_chain_in_order_and_skip_open_circuit() {
     assert_eq!(health.details["sources"]["broken"]["failed"], 1);
     assert_eq!(health.details["sources"]["emergency"]["served"], 1);
     assert_eq!(health.details["reasons"]["network"], 1);
+    assert_eq!(
+        health.details["sources"]["emergency"]["served_by_reason"]["network"],
+        1
+    );
     // Success: nothing is called but the primary.
     assert_eq!(call(&mut svc, 4).await.unwrap(), "primary 4");
     assert_eq!(emergency_calls.load(Ordering::SeqCst), 1);
@@ -397,7 +401,7 @@ async fn component_reports_kind_and_metrics() {
     let h = c.health();
     assert_eq!(h.details["cache_entries"], 1);
     assert!(h.metrics.iter().any(|m| m.name == "activations_total"
-        && m.labels == [("source", "cache".into())]
+        && m.labels == [("source", "cache".into()), ("reason", "network".into())]
         && m.value == 1.0));
 }
 
