@@ -10,6 +10,7 @@ mod breaker;
 mod classify;
 mod fallback;
 mod fanout;
+mod gate;
 mod http;
 mod registry;
 mod retry;
@@ -18,6 +19,7 @@ mod deadline;
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     classify::run().await;
+    gate::run().await;
     breaker::run().await;
     retry::run().await;
     fallback::run().await;

@@ -19,30 +19,30 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         kind: Kind<F>,
-        observe: Option<Observe>,
     }
 }
 
 pin_project! {
     #[project = KindProj]
     enum Kind<F> {
-        Called { #[pin] fut: F },
-        Shed { error: Option<Shed> },
+        Called { #[pin] fut: F, observe: Option<Observe> },
+        Shed { error: Option<BoxError> },
     }
 }
 
 impl<F> ResponseFuture<F> {
     pub(crate) fn called(fut: F, observe: Option<Observe>) -> Self {
         ResponseFuture {
-            kind: Kind::Called { fut },
-            observe,
+            kind: Kind::Called { fut, observe },
         }
     }
 
     pub(crate) fn shed(error: Shed) -> Self {
+        // Boxed here rather than when polled: the future stays small.
         ResponseFuture {
-            kind: Kind::Shed { error: Some(error) },
-            observe: None,
+            kind: Kind::Shed {
+                error: Some(Box::new(error)),
+            },
         }
     }
 }
@@ -61,20 +61,17 @@ where
     type Output = Result<T, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        match this.kind.project() {
-            KindProj::Called { fut } => {
+        match self.project().kind.project() {
+            KindProj::Called { fut, observe } => {
                 let res = ready!(fut.poll(cx));
-                if let Some(observe) = this.observe.take() {
+                if let Some(observe) = observe.take() {
                     observe.finish(res.is_ok());
                 }
                 Poll::Ready(res.map_err(Into::into))
             }
-            KindProj::Shed { error } => Poll::Ready(Err(Box::new(
-                error
-                    .take()
-                    .expect("ResponseFuture polled after completion"),
-            ))),
+            KindProj::Shed { error } => Poll::Ready(Err(error
+                .take()
+                .expect("ResponseFuture polled after completion"))),
         }
     }
 }

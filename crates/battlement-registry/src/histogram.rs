@@ -88,6 +88,14 @@ impl Histogram {
         self.sum_ns.fetch_add(ns, Ordering::Relaxed);
     }
 
+    /// How many values were recorded (a sum over the buckets).
+    pub(crate) fn count(&self) -> u64 {
+        self.counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .fold(0, u64::saturating_add)
+    }
+
     /// Clears every bucket.
     pub(crate) fn clear(&self) {
         for c in &self.counts {
@@ -130,6 +138,7 @@ impl Snapshot {
     /// The value at quantile `q` in `[0, 1]`, in nanoseconds: the upper
     /// bound of the bucket holding that rank (so never an underestimate by
     /// more than a bucket), or `None` when nothing was recorded.
+    #[cfg(test)]
     pub(crate) fn quantile(&self, q: f64) -> Option<u64> {
         if self.total == 0 {
             return None;
@@ -147,7 +156,31 @@ impl Snapshot {
         Some(u64::MAX)
     }
 
+    /// The values at several ascending quantiles, in one pass.
+    pub(crate) fn quantiles<const N: usize>(&self, qs: [f64; N]) -> [Option<u64>; N] {
+        let mut out = [None; N];
+        if self.total == 0 {
+            return out;
+        }
+        let ranks = qs
+            .map(|q| ((q.clamp(0.0, 1.0) * self.total as f64).ceil() as u64).clamp(1, self.total));
+        let mut next = 0;
+        let mut seen = 0u64;
+        for (i, c) in self.counts.iter().enumerate() {
+            seen += c;
+            while next < N && seen >= ranks[next] {
+                out[next] = Some(upper_bound(i));
+                next += 1;
+            }
+            if next == N {
+                break;
+            }
+        }
+        out
+    }
+
     /// The largest value recorded, as its bucket's upper bound.
+    #[cfg(test)]
     pub(crate) fn max(&self) -> Option<u64> {
         self.counts.iter().rposition(|c| *c > 0).map(upper_bound)
     }
@@ -224,6 +257,10 @@ mod tests {
         assert!((99.0..=99.0 * 1.125).contains(&p99), "p99 {p99}");
         assert!((s.mean().unwrap() / 1e6 - 50.5).abs() < 1e-9);
         assert!(s.max().unwrap() >= 100_000_000);
+        let [a, b, c] = s.quantiles([0.5, 0.99, 1.0]);
+        assert_eq!(a, s.quantile(0.5));
+        assert_eq!(b, s.quantile(0.99));
+        assert_eq!(c, s.max());
         h.clear();
         assert_eq!(h.snapshot().quantile(0.5), None);
     }

@@ -13,14 +13,19 @@ use serde_json::{Map, Value};
 use crate::histogram::{Histogram, Snapshot};
 
 /// The figures of one instrumented service: relaxed atomics of fixed size.
+///
+/// To keep a successful call to three atomic additions (calls started, a
+/// histogram bucket, the latency sum), successes and calls in flight are
+/// derived rather than counted: every completed call is in the histogram,
+/// so successes = completed − failures − ignored, and in flight = started −
+/// completed − cancelled.
 #[derive(Debug)]
 pub(crate) struct InstrumentState {
     pub(crate) name: Name,
-    pub(crate) successes: AtomicU64,
+    pub(crate) started: AtomicU64,
     pub(crate) failures: AtomicU64,
     pub(crate) ignored: AtomicU64,
     pub(crate) cancelled: AtomicU64,
-    pub(crate) in_flight: AtomicU64,
     pub(crate) consecutive_failures: AtomicU64,
     pub(crate) by_kind: [AtomicU64; FailureKind::ALL.len()],
     pub(crate) latency: Histogram,
@@ -30,11 +35,10 @@ impl InstrumentState {
     pub(crate) fn new(name: Name) -> Self {
         InstrumentState {
             name,
-            successes: AtomicU64::new(0),
+            started: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             ignored: AtomicU64::new(0),
             cancelled: AtomicU64::new(0),
-            in_flight: AtomicU64::new(0),
             consecutive_failures: AtomicU64::new(0),
             by_kind: [const { AtomicU64::new(0) }; FailureKind::ALL.len()],
             latency: Histogram::new(),
@@ -44,7 +48,7 @@ impl InstrumentState {
     /// A call started.
     #[inline]
     pub(crate) fn start(&self) {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.started.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A call that started ended: completed with `outcome` after `latency`,
@@ -56,7 +60,6 @@ impl InstrumentState {
                 self.latency.record(latency);
                 match outcome {
                     Outcome::Success => {
-                        self.successes.fetch_add(1, Ordering::Relaxed);
                         if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
                             self.consecutive_failures.store(0, Ordering::Relaxed);
                         }
@@ -75,13 +78,13 @@ impl InstrumentState {
                 self.cancelled.fetch_add(1, Ordering::Relaxed);
             }
         }
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Clears every figure except the calls in flight.
     fn reset(&self) {
+        let in_flight = self.figures(self.latency.count()).in_flight;
+        self.started.store(in_flight, Ordering::Relaxed);
         for c in [
-            &self.successes,
             &self.failures,
             &self.ignored,
             &self.cancelled,
@@ -95,9 +98,34 @@ impl InstrumentState {
         self.latency.clear();
     }
 
+    /// The counts, read one by one (a call racing the read may show in
+    /// one figure and not yet in another; derived figures saturate).
+    fn figures(&self, completed: u64) -> Figures {
+        // Read `started` last so it is never behind what it derives from.
+        let failures = self.failures.load(Ordering::Relaxed);
+        let ignored = self.ignored.load(Ordering::Relaxed);
+        let cancelled = self.cancelled.load(Ordering::Relaxed);
+        let started = self.started.load(Ordering::Relaxed);
+        Figures {
+            successes: completed.saturating_sub(failures + ignored),
+            failures,
+            ignored,
+            cancelled,
+            in_flight: started.saturating_sub(completed + cancelled),
+        }
+    }
+
     pub(crate) fn latency_snapshot(&self) -> Snapshot {
         self.latency.snapshot()
     }
+}
+
+struct Figures {
+    successes: u64,
+    failures: u64,
+    ignored: u64,
+    cancelled: u64,
+    in_flight: u64,
 }
 
 fn ms(ns: Option<u64>) -> Value {
@@ -116,11 +144,14 @@ impl Component for InstrumentState {
     /// Always `Healthy` on its own: an instrument observes, it does not
     /// protect. Use the registry's rules to judge it by its figures.
     fn health(&self) -> ComponentHealth {
-        let successes = self.successes.load(Ordering::Relaxed);
-        let failures = self.failures.load(Ordering::Relaxed);
-        let ignored = self.ignored.load(Ordering::Relaxed);
-        let cancelled = self.cancelled.load(Ordering::Relaxed);
-        let in_flight = self.in_flight.load(Ordering::Relaxed);
+        let snap = self.latency_snapshot();
+        let Figures {
+            successes,
+            failures,
+            ignored,
+            cancelled,
+            in_flight,
+        } = self.figures(snap.total);
         let consecutive = self.consecutive_failures.load(Ordering::Relaxed);
         let calls = successes + failures + ignored + cancelled + in_flight;
         let judged = successes + failures;
@@ -144,17 +175,17 @@ impl Component for InstrumentState {
                 });
             }
         }
-        let snap = self.latency_snapshot();
+        let [p50, p90, p99, max] = snap.quantiles([0.5, 0.9, 0.99, 1.0]);
         let mut latency = Map::new();
         latency.insert("count".into(), snap.total.into());
         latency.insert(
             "mean_ms".into(),
             snap.mean().map_or(Value::Null, |m| (m / 1e6).into()),
         );
-        latency.insert("p50_ms".into(), ms(snap.quantile(0.5)));
-        latency.insert("p90_ms".into(), ms(snap.quantile(0.9)));
-        latency.insert("p99_ms".into(), ms(snap.quantile(0.99)));
-        latency.insert("max_ms".into(), ms(snap.max()));
+        latency.insert("p50_ms".into(), ms(p50));
+        latency.insert("p90_ms".into(), ms(p90));
+        latency.insert("p99_ms".into(), ms(p99));
+        latency.insert("max_ms".into(), ms(max));
         health
             .detail("calls", calls)
             .detail("successes", successes)

@@ -251,10 +251,14 @@ impl Registry {
         let mut by_kind: BTreeMap<String, StatusCounts> = BTreeMap::new();
         for c in &components {
             summary.add(c.status);
-            by_kind
-                .entry(c.kind.as_str().to_owned())
-                .or_default()
-                .add(c.status);
+            match by_kind.get_mut(c.kind.as_str()) {
+                Some(counts) => counts.add(c.status),
+                None => {
+                    let mut counts = StatusCounts::default();
+                    counts.add(c.status);
+                    by_kind.insert(c.kind.as_str().to_owned(), counts);
+                }
+            }
         }
         HealthReport {
             status: self.inner.rules.overall(&components),

@@ -49,8 +49,14 @@ pub use battlement_http as http;
 #[doc(inline)]
 pub use battlement_deadline as deadline;
 
+#[cfg(feature = "gate")]
+#[doc(inline)]
+pub use battlement_gate as gate;
+
 /// The names most stacks need, in one import: `use battlement::prelude::*;`.
 pub mod prelude {
+    #[cfg(feature = "gate")]
+    pub use battlement_gate::{AdaptiveThrottle, Gate, GateLayer, Governor, Rule, ThrottleLayer};
     #[cfg(feature = "registry")]
     pub use battlement_registry::{HealthReport, InstrumentLayer, Registry};
     #[cfg(feature = "http")]
