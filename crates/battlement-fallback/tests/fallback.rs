@@ -448,3 +448,45 @@ async fn readiness_is_the_primary_s() {
     send.send_error(refused());
     assert_eq!(fut.await.unwrap(), "default");
 }
+
+#[tokio::test(start_paused = true)]
+async fn builder_order_rules() {
+    // A value closure added before `key` keeps working (it sees no key type).
+    let layer = FallbackLayer::builder("order")
+        .value_fn(|f| Ok(format!("saw key: {}", f.key.is_some())))
+        .key(|n: &u32| Some(*n))
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(primary());
+    assert_eq!(call(&mut svc, 1).await.unwrap(), "saw key: true");
+
+    let err = FallbackLayer::<u32, String>::builder("x")
+        .key(|n: &u32| Some(*n))
+        .cache(CacheConfig::new())
+        .cache(CacheConfig::new())
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field, "cache");
+    let err = FallbackLayer::<u32, String>::builder("x")
+        .cache(CacheConfig::new())
+        .key(|n: &u32| Some(*n))
+        .value("v".to_owned())
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field, "cache");
+    assert!(err.to_string().contains("after `key`"), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_without_a_key_are_not_cached() {
+    let layer = FallbackLayer::builder("nokey")
+        .key(|n: &u32| (*n < 100).then_some(*n / 2))
+        .cache(CacheConfig::new())
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(primary());
+    call(&mut svc, 200).await.unwrap();
+    assert_eq!(layer.cache_len(), 0);
+    call(&mut svc, 2).await.unwrap();
+    assert_eq!(layer.cache_len(), 1);
+}
