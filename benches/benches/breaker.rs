@@ -1,0 +1,169 @@
+//! The circuit breaker's overhead per call over a bare `service_fn`, closed
+//! and open, side by side with `tower-resilience`'s circuit breaker
+//! (`CircuitBreakerLayer::standard()`) and `failsafe`'s; then two threads
+//! sharing one breaker (tower-resilience's contended calls are driven by
+//! `block_on`, as its future is not always ready on the first poll there).
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use battlement_benches::{allocs_per_call, call_now, poll_now, report, runtime};
+use battlement_breaker::Breaker;
+use battlement_core::BoxError;
+use criterion::{Criterion, criterion_group, criterion_main};
+use failsafe::futures::CircuitBreaker as _;
+use tower::{Layer, Service, service_fn};
+
+fn ok(x: u64) -> std::future::Ready<Result<u64, BoxError>> {
+    std::future::ready(Ok(x))
+}
+
+fn ok_io(x: u64) -> std::future::Ready<Result<u64, std::io::Error>> {
+    std::future::ready(Ok(x))
+}
+
+fn battlement_closed() -> impl Service<u64, Response = u64, Error = BoxError> + Clone {
+    let breaker = Breaker::builder("bench").build().expect("valid config");
+    breaker.layer().layer(service_fn(ok))
+}
+
+fn battlement_open() -> impl Service<u64, Response = u64, Error = BoxError> + Clone {
+    let breaker = Breaker::builder("bench").build().expect("valid config");
+    breaker.force_open();
+    breaker.layer().layer(service_fn(ok))
+}
+
+fn failsafe_breaker() -> impl failsafe::futures::CircuitBreaker + Clone + Send + Sync {
+    failsafe::Config::new().build()
+}
+
+fn failsafe_open() -> impl failsafe::futures::CircuitBreaker + Clone + Send + Sync {
+    let policy = failsafe::failure_policy::consecutive_failures(
+        1,
+        failsafe::backoff::constant(Duration::from_secs(3600)),
+    );
+    let cb = failsafe::Config::new().failure_policy(policy).build();
+    let _ = poll_now(cb.call(std::future::ready(Err::<u64, ()>(()))));
+    cb
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = runtime();
+    let _context = rt.enter();
+    let mut group = c.benchmark_group("breaker");
+
+    let mut bare = service_fn(ok);
+    group.bench_function("bare_service_fn", |b| {
+        b.iter(|| call_now(&mut bare, black_box(1)))
+    });
+
+    let mut closed = battlement_closed();
+    group.bench_function("battlement_closed", |b| {
+        b.iter(|| call_now(&mut closed, black_box(1)))
+    });
+    let mut open = battlement_open();
+    group.bench_function("battlement_open_rejection", |b| {
+        b.iter(|| call_now(&mut open, black_box(1)))
+    });
+
+    let tr_layer = tower_resilience::circuitbreaker::CircuitBreakerLayer::standard()
+        .build()
+        .expect("tower-resilience config");
+    let mut tr = tr_layer.layer(service_fn(ok_io));
+    group.bench_function("tower_resilience_closed", |b| {
+        b.iter(|| call_now(&mut tr, black_box(1)))
+    });
+    let mut tr_open = tr_layer.layer(service_fn(ok_io));
+    rt.block_on(tr_open.force_open());
+    group.bench_function("tower_resilience_open_rejection", |b| {
+        b.iter(|| call_now(&mut tr_open, black_box(1)))
+    });
+
+    let fs = failsafe_breaker();
+    group.bench_function("failsafe_closed", |b| {
+        b.iter(|| poll_now(fs.call(ok(black_box(1)))))
+    });
+    let fs_open = failsafe_open();
+    group.bench_function("failsafe_open_rejection", |b| {
+        b.iter(|| poll_now(fs_open.call(ok(black_box(1)))))
+    });
+
+    // Two threads sharing one breaker: time per call, per thread.
+    let shared = battlement_closed();
+    group.bench_function("battlement_closed_two_threads", |b| {
+        b.iter_custom(|iters| two_threads(iters, shared.clone(), |s, _| call_now(s, 1).is_ok()))
+    });
+    let fs_shared = failsafe_breaker();
+    group.bench_function("failsafe_closed_two_threads", |b| {
+        b.iter_custom(|iters| {
+            two_threads(iters, fs_shared.clone(), |cb, _| {
+                poll_now(cb.call(ok(1))).is_ok()
+            })
+        })
+    });
+    let tr_shared = tr_layer.layer(service_fn(ok_io));
+    group.bench_function("tower_resilience_closed_two_threads", |b| {
+        b.iter_custom(|iters| {
+            two_threads(iters, tr_shared.clone(), |s, rt| {
+                rt.block_on(tower::ServiceExt::oneshot(s, 1)).is_ok()
+            })
+        })
+    });
+    group.finish();
+
+    report(
+        "breaker/battlement_closed",
+        allocs_per_call(10_000, || {
+            black_box(call_now(&mut closed, 1).ok());
+        }),
+    );
+    report(
+        "breaker/battlement_open_rejection",
+        allocs_per_call(10_000, || {
+            black_box(call_now(&mut open, 1).is_err());
+        }),
+    );
+    report(
+        "breaker/tower_resilience_closed",
+        allocs_per_call(10_000, || {
+            black_box(call_now(&mut tr, 1).ok());
+        }),
+    );
+    report(
+        "breaker/failsafe_closed",
+        allocs_per_call(10_000, || {
+            black_box(poll_now(fs.call(ok(1))).ok());
+        }),
+    );
+}
+
+/// Runs `iters` calls split over two threads sharing `shared`; returns the
+/// wall time, so criterion reports time per call with two threads busy.
+fn two_threads<T: Clone + Send>(
+    iters: u64,
+    shared: T,
+    call: impl Fn(&mut T, &tokio::runtime::Runtime) -> bool + Sync,
+) -> Duration {
+    let call = Arc::new(&call);
+    let start = tokio::time::Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            let mut mine = shared.clone();
+            let call = call.clone();
+            s.spawn(move || {
+                // Each thread has its own runtime context, as a server's
+                // worker threads do.
+                let rt = runtime();
+                let _context = rt.enter();
+                for _ in 0..iters / 2 {
+                    black_box(call(&mut mine, &rt));
+                }
+            });
+        }
+    });
+    start.elapsed()
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
