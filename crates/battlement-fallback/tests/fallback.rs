@@ -9,7 +9,7 @@ use battlement_core::{
     EventLog, FailureKind, FallbackFailed, Outcome,
 };
 use battlement_fallback::{
-    CacheConfig, CacheMiss, FailureResponse, Fallback, FallbackLayer, HEADER, Source,
+    CacheConfig, CacheMiss, FailureResponse, Fallback, FallbackLayer, Source,
 };
 use tower::{Layer, Service, ServiceExt, service_fn};
 
@@ -405,6 +405,7 @@ async fn component_reports_kind_and_metrics() {
         && m.value == 1.0));
 }
 
+#[cfg(feature = "http")]
 #[tokio::test(start_paused = true)]
 async fn http_marker_and_header() {
     let layer = FallbackLayer::builder("web")
@@ -422,7 +423,7 @@ async fn http_marker_and_header() {
         .call(http::Request::new(()))
         .await
         .unwrap();
-    assert_eq!(res.headers()[HEADER], "value");
+    assert_eq!(res.headers()[battlement_fallback::HEADER], "value");
     assert_eq!(
         res.extensions().get::<Fallback>(),
         Some(&Fallback {
