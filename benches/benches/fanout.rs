@@ -49,6 +49,24 @@ fn bench(c: &mut Criterion) {
     group.bench_function("join_all", |b| {
         b.iter(|| join_all_call(&mut svcs, black_box(1)))
     });
+    // The floor of driving the calls inside one future without a spawn.
+    group.bench_function("futures_unordered", |b| {
+        b.iter(|| {
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            for s in svcs.iter_mut() {
+                assert!(s.poll_ready(&mut cx).is_ready());
+            }
+            let mut set: futures_util::stream::FuturesUnordered<_> =
+                svcs.iter_mut().map(|s| s.call(black_box(1))).collect();
+            let mut n = 0;
+            while let std::task::Poll::Ready(Some(r)) =
+                futures_util::StreamExt::poll_next_unpin(&mut set, &mut cx)
+            {
+                n += r.unwrap();
+            }
+            n
+        })
+    });
     group.bench_function("fanout_all", |b| {
         b.iter(|| call_now(&mut fan, black_box(1)).unwrap())
     });

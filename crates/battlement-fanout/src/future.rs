@@ -103,12 +103,13 @@ where
     F: Future<Output = Result<T, E>>,
     E: Into<BoxError>,
 {
-    type Output = (usize, Result<T, BoxError>, Duration);
+    /// The index, the result and when the call started.
+    type Output = (usize, Result<T, BoxError>, Instant);
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let out = ready!(this.fut.poll(cx));
-        Poll::Ready((*this.idx, out.map_err(Into::into), this.start.elapsed()))
+        Poll::Ready((*this.idx, out.map_err(Into::into), *this.start))
     }
 }
 
@@ -394,14 +395,18 @@ where
             .state
             .as_mut()
             .expect("fan-out future polled after completion");
+        // One clock read per poll: the calls that finished in this poll
+        // finished "now".
+        let mut now = None;
         let end = loop {
             if state.decided() {
                 break Some(End::Decided);
             }
             state.start_queued();
             match state.in_flight.poll_next_unpin(cx) {
-                Poll::Ready(Some((idx, result, latency))) => {
-                    state.record(idx, result, Some(latency));
+                Poll::Ready(Some((idx, result, started))) => {
+                    let now = *now.get_or_insert_with(Instant::now);
+                    state.record(idx, result, Some(now.saturating_duration_since(started)));
                 }
                 Poll::Ready(None) if state.queued == 0 => break Some(End::Decided),
                 Poll::Ready(None) => {}

@@ -111,10 +111,10 @@ where
                 }
             }
             if let Some(backups) = this.backups.as_mut() {
-                while let Poll::Ready(Some((_, result, latency))) = backups.poll_next_unpin(cx) {
+                while let Poll::Ready(Some((_, result, started))) = backups.poll_next_unpin(cx) {
                     match result {
                         Ok(res) => {
-                            this.state.record_latency(latency);
+                            this.state.record_latency(started.elapsed());
                             this.state.hedges_won.fetch_add(1, Relaxed);
                             return Poll::Ready(Ok(res));
                         }
