@@ -3,11 +3,11 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll};
 
-use battlement_core::{BoxError, EventKind, Shed};
+use battlement_core::{BoxError, EventKind, Priority, Shed};
 use tower_service::Service;
 
 use crate::future::{Observe, ResponseFuture};
-use crate::gate::level_from;
+use crate::gate::{Shared, level_from};
 use crate::{ExtractPriority, Gate};
 
 /// A service behind a [`Gate`]: made by [`GateLayer`](crate::GateLayer).
@@ -84,17 +84,24 @@ where
             };
             ResponseFuture::called(self.inner.call(req), observe)
         } else {
-            shared.shed[priority.index()].fetch_add(1, Relaxed);
-            let level = level_from(raw);
-            shared
-                .events
-                .emit(&shared.name, || EventKind::Shed { level, priority });
-            ResponseFuture::shed(Shed {
-                gate: shared.name.clone(),
-                level,
-                priority,
-                retry_after: shared.retry_after,
-            })
+            shed(shared, raw, priority)
         }
     }
+}
+
+/// The shed path, kept out of line so the admitted path stays small.
+#[cold]
+#[inline(never)]
+fn shed<F>(shared: &Shared, raw: u8, priority: Priority) -> ResponseFuture<F> {
+    shared.shed[priority.index()].fetch_add(1, Relaxed);
+    let level = level_from(raw);
+    shared
+        .events
+        .emit(&shared.name, || EventKind::Shed { level, priority });
+    ResponseFuture::shed(Shed {
+        gate: shared.name.clone(),
+        level,
+        priority,
+        retry_after: shared.retry_after,
+    })
 }
