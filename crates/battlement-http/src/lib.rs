@@ -8,7 +8,8 @@
 //! service needs an honest status code when a layer refused its call. This
 //! crate serves a [`Registry`](battlement_registry::Registry) over HTTP
 //! ([`HealthService`]) and maps the workspace's errors to responses
-//! ([`error_status`], [`error_response`]).
+//! ([`error_status`], [`error_response`]), and judges HTTP and gRPC
+//! responses for every layer ([`HttpClassifier`], [`GrpcClassifier`]).
 //!
 //! # When to use it
 //!
@@ -57,14 +58,20 @@
 //!   open), then one SSE message per event; it sends no keep-alive pings
 //!   (put a proxy timeout above your quietest period, or reconnect).
 //! - Bodies of controls are read up to 16 KiB; anything bigger is `400`.
-//! - `HttpClassifier` and `GrpcClassifier` of the design are not here yet.
+//! - [`HttpClassifier`] counts 4xx other than 408 and 429 as `Ignored` (a
+//!   caller's mistake is neither a success nor a failure of the service);
+//!   [`GrpcClassifier`] reads `grpc-status` from the response's headers
+//!   only (a trailers-only response), not from trailers.
+//! - Header propagation of deadlines lives in `battlement-deadline`.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod body;
+mod classify;
 mod health;
 mod response;
 
 pub use body::HealthBody;
+pub use classify::{GrpcClassifier, HttpClassifier};
 pub use health::{Authorization, HealthFuture, HealthService};
 pub use response::{error_response, error_status};

@@ -54,6 +54,13 @@ pub fn error_status(err: &(dyn Error + 'static)) -> (StatusCode, Option<Duration
             };
             return (status, round_up(ex.retry_after).or(after));
         }
+        // `io::Error::other(e)`: its own `source()` skips what it wraps.
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            return error_status(inner);
+        }
         current = e.source();
     }
     (StatusCode::INTERNAL_SERVER_ERROR, None)
@@ -108,4 +115,65 @@ pub fn error_response(err: &(dyn Error + 'static)) -> Response<HealthBody> {
             .insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs()));
     }
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use battlement_core::{BoxError, Level, Priority, RetryStop};
+
+    #[test]
+    fn the_table() {
+        let shed: BoxError = Box::new(Shed {
+            gate: "g".into(),
+            level: Level::Severe,
+            priority: Priority::Low,
+            retry_after: Some(Duration::from_millis(10)),
+        });
+        assert_eq!(
+            error_status(&*shed),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some(Duration::from_secs(1))
+            )
+        );
+        let open: BoxError = Box::new(CircuitOpen::new(
+            "b",
+            battlement_core::CircuitState::Open,
+            None,
+        ));
+        let res = error_response(&*open);
+        assert_eq!(res.status(), 503);
+        assert!(res.headers().get("retry-after").is_none());
+        let late = DeadlineExceeded {
+            budget: Duration::from_secs(1),
+            elapsed: Duration::from_secs(1),
+        };
+        // Wrapped in an io::Error, the chain is still walked.
+        let wrapped: BoxError = Box::new(std::io::Error::other(late));
+        assert_eq!(error_status(&*wrapped).0, StatusCode::GATEWAY_TIMEOUT);
+        let exhausted: BoxError = Box::new(RetriesExhausted {
+            attempts: 3,
+            reason: RetryStop::MaxAttempts,
+            retry_after: None,
+            last: Box::new(late),
+        });
+        assert_eq!(error_status(&*exhausted).0, StatusCode::GATEWAY_TIMEOUT);
+        let exhausted: BoxError = Box::new(RetriesExhausted {
+            attempts: 3,
+            reason: RetryStop::MaxAttempts,
+            retry_after: Some(Duration::from_secs(4)),
+            last: "boom".into(),
+        });
+        assert_eq!(
+            error_status(&*exhausted),
+            (StatusCode::BAD_GATEWAY, Some(Duration::from_secs(4)))
+        );
+        let plain: BoxError = "boom".into();
+        let res = error_response(&*plain);
+        assert_eq!(res.status(), 500);
+        let body = res.into_body().into_bytes_now();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["message"], "boom");
+    }
 }

@@ -1,0 +1,319 @@
+//! Classifiers for HTTP and gRPC responses: [`HttpClassifier`] and
+//! [`GrpcClassifier`].
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use battlement_core::{AsDynError, Classify, ErrorClassifier, Failure, FailureKind, Outcome};
+use http::{HeaderMap, Response, StatusCode};
+
+/// Judges `http::Response`s by status, and errors with [`ErrorClassifier`].
+///
+/// | status | outcome | retryable | retry-after |
+/// |---|---|---|---|
+/// | 1xx, 2xx, 3xx | success | | |
+/// | 408 | `Timeout` | yes | |
+/// | 429 | `RateLimited` | yes | `Retry-After` |
+/// | 500 | `Transient` | yes | |
+/// | 501 | `Configuration` | no | |
+/// | 502, 503 | `Unavailable` | yes | `Retry-After` |
+/// | 504 | `Timeout` | yes | |
+/// | other 5xx | `Unknown` | yes | |
+/// | other 4xx | ignored: the caller's mistake, neither a success nor a failure of the service | | |
+///
+/// `Retry-After` is read as delay-seconds or as an HTTP date
+/// (`Sun, 06 Nov 1994 08:49:37 GMT`; a date in the past is no wait).
+///
+/// ```
+/// use battlement_core::{BoxError, Classify, FailureKind};
+/// use battlement_http::HttpClassifier;
+/// use std::time::Duration;
+///
+/// let res = http::Response::builder().status(503).header("retry-after", "3").body(()).unwrap();
+/// let outcome = HttpClassifier::new().classify(&Ok::<_, BoxError>(res));
+/// let failure = outcome.as_failure().unwrap();
+/// assert_eq!(failure.kind, FailureKind::Unavailable);
+/// assert_eq!(failure.retry_after, Some(Duration::from_secs(3)));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HttpClassifier {
+    _priv: (),
+}
+
+impl HttpClassifier {
+    /// The classifier.
+    pub const fn new() -> Self {
+        HttpClassifier { _priv: () }
+    }
+
+    /// The outcome of a status with its headers.
+    pub fn classify_status(&self, status: StatusCode, headers: &HeaderMap) -> Outcome {
+        let retry_after = || retry_after(headers);
+        let kind = match status.as_u16() {
+            100..=399 => return Outcome::Success,
+            408 => FailureKind::Timeout,
+            429 => {
+                return Failure::new(FailureKind::RateLimited)
+                    .with_retry_after(retry_after())
+                    .into();
+            }
+            500 => FailureKind::Transient,
+            501 => FailureKind::Configuration,
+            502 | 503 => {
+                return Failure::new(FailureKind::Unavailable)
+                    .with_retry_after(retry_after())
+                    .into();
+            }
+            504 => FailureKind::Timeout,
+            400..=499 => return Outcome::Ignored,
+            _ => FailureKind::Unknown,
+        };
+        Outcome::failure(kind)
+    }
+}
+
+impl<B, E: AsDynError> Classify<Response<B>, E> for HttpClassifier {
+    fn classify(&self, result: &Result<Response<B>, E>) -> Outcome {
+        match result {
+            Ok(res) => self.classify_status(res.status(), res.headers()),
+            Err(e) => Outcome::Failure(ErrorClassifier::new().classify_error(e.as_dyn_error())),
+        }
+    }
+}
+
+/// Reads `Retry-After` as seconds or an HTTP date.
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = parse_http_date(value)?;
+    Some(
+        at.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
+fn parse_http_date(s: &str) -> Option<SystemTime> {
+    let rest = s.split_once(", ")?.1;
+    let mut parts = rest.split(' ');
+    let day: u64 = parts.next()?.parse().ok()?;
+    let month = match parts.next()? {
+        "Jan" => 1,
+        "Feb" => 2,
+        "Mar" => 3,
+        "Apr" => 4,
+        "May" => 5,
+        "Jun" => 6,
+        "Jul" => 7,
+        "Aug" => 8,
+        "Sep" => 9,
+        "Oct" => 10,
+        "Nov" => 11,
+        "Dec" => 12,
+        _ => return None,
+    };
+    let year: i64 = parts.next()?.parse().ok()?;
+    let mut hms = parts.next()?.split(':');
+    let h: u64 = hms.next()?.parse().ok()?;
+    let m: u64 = hms.next()?.parse().ok()?;
+    let sec: u64 = hms.next()?.parse().ok()?;
+    if parts.next()? != "GMT" || !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 60 {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = u64::try_from(days).ok()? * 86_400 + h * 3600 + m * 60 + sec;
+    Some(UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+/// Judges gRPC responses by the `grpc-status` header (a trailers-only
+/// response, or a server that sends it in the headers), and errors with
+/// [`ErrorClassifier`]. A response without `grpc-status` in its headers is
+/// a success here: its status comes in the trailers, which a response
+/// classifier does not see.
+///
+/// | code | outcome | retryable |
+/// |---|---|---|
+/// | 0 `OK` | success | |
+/// | 1 `CANCELLED` | ignored | |
+/// | 4 `DEADLINE_EXCEEDED` | `Timeout` | yes |
+/// | 8 `RESOURCE_EXHAUSTED` | `RateLimited` | yes |
+/// | 10 `ABORTED` | `Transient` | yes |
+/// | 14 `UNAVAILABLE` | `Unavailable` | yes |
+/// | 16 `UNAUTHENTICATED` | `Authentication` | no |
+/// | 7 `PERMISSION_DENIED` | `Authorization` | no |
+/// | 3 `INVALID_ARGUMENT`, 9 `FAILED_PRECONDITION`, 11 `OUT_OF_RANGE` | `InvalidRequest` | no |
+/// | 5 `NOT_FOUND` | `NotFound` | no |
+/// | 12 `UNIMPLEMENTED` | `Configuration` | no |
+/// | 2, 6, 13, 15 and others | `Unknown` | yes |
+///
+/// `grpc-retry-pushback-ms` sets the retry-after; a negative pushback
+/// means "do not retry" and makes the failure not retryable.
+///
+/// ```
+/// use battlement_core::{BoxError, Classify, FailureKind};
+/// use battlement_http::GrpcClassifier;
+///
+/// let res = http::Response::builder().header("grpc-status", "14").body(()).unwrap();
+/// let outcome = GrpcClassifier::new().classify(&Ok::<_, BoxError>(res));
+/// assert_eq!(outcome.as_failure().unwrap().kind, FailureKind::Unavailable);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GrpcClassifier {
+    _priv: (),
+}
+
+impl GrpcClassifier {
+    /// The classifier.
+    pub const fn new() -> Self {
+        GrpcClassifier { _priv: () }
+    }
+
+    /// The outcome of a response's (or trailers') headers.
+    pub fn classify_headers(&self, headers: &HeaderMap) -> Outcome {
+        let Some(code) = headers
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u32>().ok())
+        else {
+            return Outcome::Success;
+        };
+        use FailureKind::*;
+        let kind = match code {
+            0 => return Outcome::Success,
+            1 => return Outcome::Ignored,
+            4 => Timeout,
+            8 => RateLimited,
+            10 => Transient,
+            14 => Unavailable,
+            16 => Authentication,
+            7 => Authorization,
+            3 | 9 | 11 => InvalidRequest,
+            5 => NotFound,
+            12 => Configuration,
+            _ => Unknown,
+        };
+        let mut failure = Failure::new(kind);
+        if let Some(ms) = headers
+            .get("grpc-retry-pushback-ms")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<i64>().ok())
+        {
+            match u64::try_from(ms) {
+                Ok(ms) => failure = failure.with_retry_after(Some(Duration::from_millis(ms))),
+                Err(_) => failure = failure.retryable(false),
+            }
+        }
+        failure.into()
+    }
+}
+
+impl<B, E: AsDynError> Classify<Response<B>, E> for GrpcClassifier {
+    fn classify(&self, result: &Result<Response<B>, E>) -> Outcome {
+        match result {
+            Ok(res) => self.classify_headers(res.headers()),
+            Err(e) => Outcome::Failure(ErrorClassifier::new().classify_error(e.as_dyn_error())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use battlement_core::BoxError;
+
+    fn http(status: u16, headers: &[(&str, &str)]) -> Outcome {
+        let mut b = Response::builder().status(status);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        HttpClassifier::new().classify(&Ok::<_, BoxError>(b.body(()).unwrap()))
+    }
+
+    #[test]
+    fn http_table() {
+        assert!(http(200, &[]).is_success());
+        assert!(http(304, &[]).is_success());
+        assert!(http(404, &[]).is_ignored());
+        assert!(http(400, &[]).is_ignored());
+        let f = |s| *http(s, &[]).as_failure().unwrap();
+        assert_eq!(f(408).kind, FailureKind::Timeout);
+        assert_eq!(f(500).kind, FailureKind::Transient);
+        assert!(!f(501).retryable);
+        assert_eq!(f(504).kind, FailureKind::Timeout);
+        assert_eq!(f(599).kind, FailureKind::Unknown);
+        let r = http(429, &[("retry-after", "7")]);
+        assert_eq!(r.as_failure().unwrap().kind, FailureKind::RateLimited);
+        assert_eq!(
+            r.as_failure().unwrap().retry_after,
+            Some(Duration::from_secs(7))
+        );
+        let past = http(503, &[("retry-after", "Sun, 06 Nov 1994 08:49:37 GMT")]);
+        assert_eq!(past.as_failure().unwrap().retry_after, Some(Duration::ZERO));
+        let junk = http(503, &[("retry-after", "soon")]);
+        assert_eq!(junk.as_failure().unwrap().retry_after, None);
+        let err: Result<Response<()>, BoxError> = Err(Box::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )));
+        assert_eq!(
+            HttpClassifier::new()
+                .classify(&err)
+                .as_failure()
+                .unwrap()
+                .kind,
+            FailureKind::Network
+        );
+    }
+
+    #[test]
+    fn http_dates() {
+        let t = parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        assert_eq!(t.duration_since(UNIX_EPOCH).unwrap().as_secs(), 784_111_777);
+        let t = parse_http_date("Thu, 29 Feb 2024 00:00:00 GMT").unwrap();
+        assert_eq!(
+            t.duration_since(UNIX_EPOCH).unwrap().as_secs(),
+            1_709_164_800
+        );
+        assert!(parse_http_date("Sun, 06 Foo 1994 08:49:37 GMT").is_none());
+        assert!(parse_http_date("06 Nov 1994").is_none());
+    }
+
+    #[test]
+    fn grpc_table() {
+        let g = |h: &[(&str, &str)]| {
+            let mut b = Response::builder();
+            for (k, v) in h {
+                b = b.header(*k, *v);
+            }
+            GrpcClassifier::new().classify(&Ok::<_, BoxError>(b.body(()).unwrap()))
+        };
+        assert!(g(&[]).is_success());
+        assert!(g(&[("grpc-status", "0")]).is_success());
+        assert!(g(&[("grpc-status", "1")]).is_ignored());
+        let f = g(&[("grpc-status", "14"), ("grpc-retry-pushback-ms", "250")]);
+        let f = f.as_failure().unwrap();
+        assert_eq!(f.kind, FailureKind::Unavailable);
+        assert_eq!(f.retry_after, Some(Duration::from_millis(250)));
+        let f = g(&[("grpc-status", "8"), ("grpc-retry-pushback-ms", "-1")]);
+        assert!(!f.is_retryable());
+        assert_eq!(
+            g(&[("grpc-status", "5")]).as_failure().unwrap().kind,
+            FailureKind::NotFound
+        );
+        assert_eq!(
+            g(&[("grpc-status", "13")]).as_failure().unwrap().kind,
+            FailureKind::Unknown
+        );
+    }
+}
