@@ -28,10 +28,24 @@ fn battlement_closed() -> impl Service<u64, Response = u64, Error = BoxError> + 
     breaker.layer().layer(service_fn(ok))
 }
 
+/// Tripped by a real failure (state `Open`, one hour to go), so each
+/// rejection reads the clock for its retry-after.
 fn battlement_open() -> impl Service<u64, Response = u64, Error = BoxError> + Clone {
-    let breaker = Breaker::builder("bench").build().expect("valid config");
-    breaker.force_open();
-    breaker.layer().layer(service_fn(ok))
+    let breaker = Breaker::builder("bench")
+        .consecutive_failures(1)
+        .open_duration(Duration::from_secs(3600))
+        .build()
+        .expect("valid config");
+    let mut svc = breaker.layer().layer(service_fn(|x: u64| {
+        std::future::ready(if x == 0 {
+            Err::<u64, BoxError>("down".into())
+        } else {
+            Ok(x)
+        })
+    }));
+    let _ = call_now(&mut svc, 0);
+    assert!(breaker.state().is_open());
+    svc
 }
 
 fn failsafe_breaker() -> impl failsafe::futures::CircuitBreaker + Clone + Send + Sync {
@@ -66,6 +80,15 @@ fn bench(c: &mut Criterion) {
     group.bench_function("battlement_open_rejection", |b| {
         b.iter(|| call_now(&mut open, black_box(1)))
     });
+
+    let forced_breaker = Breaker::builder("forced").build().expect("valid config");
+    forced_breaker.force_open();
+    let mut forced = forced_breaker.layer().layer(service_fn(ok));
+    group.bench_function("battlement_forced_open_rejection", |b| {
+        b.iter(|| call_now(&mut forced, black_box(1)))
+    });
+    // What one read of tokio's clock costs here: an open breaker pays it.
+    group.bench_function("clock_read", |b| b.iter(tokio::time::Instant::now));
 
     let tr_layer = tower_resilience::circuitbreaker::CircuitBreakerLayer::standard()
         .build()

@@ -105,6 +105,26 @@
 //! uncontended atomic updates (the ring slot, its head, the streak, the
 //! lifetime counter); no lock, no allocation. The clock is read only when a
 //! slow-call rule or a time window needs it. Transitions take a mutex.
+//!
+//! # Performance
+//!
+//! `cargo bench -p battlement-benches --no-default-features --features
+//! breaker --bench breaker`, per call over a bare `service_fn` (itself
+//! ~1 ns), on a shared 2-core machine under load (so noisy):
+//!
+//! | per call | battlement | tower-resilience 0.13 (`standard()`) | failsafe 1.3 |
+//! |---|---|---|---|
+//! | closed | **25 ns**, 0 allocations | 291 ns, 3 allocations | 225 ns, 0 allocations |
+//! | open (rejection) | **39 ns**, 1 allocation | 254 ns | 97 ns |
+//! | closed, two threads sharing one breaker | **22 ns** (≈ 46 M calls/s) | ≈ 1.2 µs (≈ 0.8 M calls/s)¹ | 169 ns (≈ 5.9 M calls/s) |
+//!
+//! ¹ tower-resilience's future is not always ready on its first poll under
+//! contention, so that row is driven with `block_on` and includes it.
+//!
+//! The open rejection misses the 15 ns aim: it reads the clock (to know
+//! whether the open duration has passed and to tell the caller when to
+//! come back) and boxes the [`CircuitOpen`] error, which carries the name
+//! and that time; `ForcedOpen` skips the clock read.
 
 mod config;
 pub mod future;
