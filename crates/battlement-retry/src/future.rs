@@ -106,6 +106,7 @@ enum Decision {
 }
 
 /// Decides on the failure of attempt number `attempts`.
+#[inline]
 fn decide<C, P>(
     shared: &Shared<C, P>,
     outcome: Outcome,

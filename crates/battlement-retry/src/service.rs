@@ -81,6 +81,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
+    #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
         let shared = &self.policy.shared;
         if let Some(budget) = &shared.budget {
