@@ -108,6 +108,24 @@
 //!   `Severe` and `Critical` unhealthy.
 //! - **Table.** A custom [`AdmissionTable`] must be monotone (what a level
 //!   admits, each lower level admits).
+//! - **Throttle accounting.** A call counts as rejected by the backend
+//!   when the throttle's classifier says `RateLimited`, `Unavailable` or
+//!   `Rejected`; everything else (other failures included) is an accept,
+//!   as in the SRE book, where only explicit overload refusals count.
+//!
+//! # Performance
+//!
+//! Measured with criterion (`benches/benches/gate.rs`) on a shared,
+//! noisy 2-core machine: an admitted call costs about 2–5 ns over a bare
+//! `service_fn` when the call is driven inline, with zero allocations; a
+//! shed call about 50 ns and one allocation (the boxed [`Shed`](battlement_core::Shed)
+//! error). With outcome recording on, add a clock read and a few atomic
+//! adds. A call through the adaptive throttle that is let through costs
+//! about 100 ns (a clock read and a sum over the window's buckets; the
+//! answer is counted in the request's bucket without another clock read),
+//! with zero allocations. Through the shared `call_now` bench driver, which
+//! moves the response future into a non-inlined helper, the admitted call
+//! shows 20–30 ns: that move, not the gate, is most of it.
 
 mod config;
 pub mod future;

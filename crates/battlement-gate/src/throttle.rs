@@ -203,7 +203,10 @@ impl ThrottleShared {
     }
 
     fn bucket(&self, now: Instant) -> &Bucket {
-        let epoch = self.epoch(now);
+        self.bucket_at(self.epoch(now))
+    }
+
+    fn bucket_at(&self, epoch: u64) -> &Bucket {
         let b = &self.buckets[(epoch % self.buckets.len() as u64) as usize];
         let seen = b.epoch.load(Relaxed);
         if seen != epoch
@@ -288,10 +291,18 @@ impl AdaptiveThrottle {
     ///
     /// [`Throttled`] when the call is refused.
     pub fn try_acquire(&self) -> Result<(), Throttled> {
+        self.acquire().map(|_| ())
+    }
+
+    /// As `try_acquire`, returning the epoch of the bucket the request was
+    /// counted in, so its answer is counted in the same bucket without
+    /// another clock read.
+    fn acquire(&self) -> Result<u64, Throttled> {
         let now = Instant::now();
         let s = &self.shared;
         let p = s.probability(now);
-        s.bucket(now).requests.fetch_add(1, Relaxed);
+        let epoch = s.epoch(now);
+        s.bucket_at(epoch).requests.fetch_add(1, Relaxed);
         if p > 0.0 && (s.random)() < p {
             s.throttled.fetch_add(1, Relaxed);
             return Err(Throttled {
@@ -299,7 +310,21 @@ impl AdaptiveThrottle {
                 probability: p,
             });
         }
-        Ok(())
+        Ok(epoch)
+    }
+
+    /// Counts an accept in the bucket of `epoch`, unless that bucket has
+    /// been reused for a later epoch since (the answer came after the
+    /// request left the window).
+    fn record_at(&self, epoch: u64, accepted: bool) {
+        if !accepted {
+            return;
+        }
+        let s = &self.shared;
+        let b = &s.buckets[(epoch % s.buckets.len() as u64) as usize];
+        if b.epoch.load(Relaxed) == epoch {
+            b.accepts.fetch_add(1, Relaxed);
+        }
     }
 
     /// Records the backend's answer to a call [`try_acquire`](Self::try_acquire)
@@ -505,10 +530,11 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        match self.throttle.try_acquire() {
-            Ok(()) => ThrottleFuture {
+        match self.throttle.acquire() {
+            Ok(epoch) => ThrottleFuture {
                 kind: ThrottleKind::Called {
                     fut: self.inner.call(req),
+                    epoch,
                     throttle: self.throttle.clone(),
                     classifier: self.classifier.clone(),
                 },
@@ -531,7 +557,7 @@ pin_project! {
 pin_project! {
     #[project = ThrottleKindProj]
     enum ThrottleKind<F, C> {
-        Called { #[pin] fut: F, throttle: AdaptiveThrottle, classifier: C },
+        Called { #[pin] fut: F, epoch: u64, throttle: AdaptiveThrottle, classifier: C },
         Throttled { error: Option<Throttled> },
     }
 }
@@ -554,11 +580,12 @@ where
         match self.project().kind.project() {
             ThrottleKindProj::Called {
                 fut,
+                epoch,
                 throttle,
                 classifier,
             } => {
                 let res = ready!(fut.poll(cx)).map_err(Into::into);
-                throttle.record(!rejected_by_backend(&classifier.classify(&res)));
+                throttle.record_at(*epoch, !rejected_by_backend(&classifier.classify(&res)));
                 Poll::Ready(res)
             }
             ThrottleKindProj::Throttled { error } => Poll::Ready(Err(Box::new(

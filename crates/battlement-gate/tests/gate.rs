@@ -1,5 +1,6 @@
 //! The gate on a service: admission at every level, custom tables, the
 //! priority extractors, the `Shed` error, counters, health and controls.
+#![cfg(feature = "http")]
 
 use std::time::Duration;
 

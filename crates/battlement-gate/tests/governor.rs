@@ -1,5 +1,6 @@
 //! The governor on paused time: escalation, recovery after dwell, no
 //! flapping, manual override, the spawned loop, and its invariants.
+#![cfg(feature = "http")]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
