@@ -174,7 +174,7 @@ impl Gate {
         self.shared.reset();
     }
 
-    /// How long the gate has been at its current level.
+    /// When the gate entered its current level.
     pub fn since(&self) -> Instant {
         self.lock().at
     }
