@@ -51,6 +51,16 @@ fn bench(c: &mut Criterion) {
         b.iter(|| call_now(&mut instrumented, black_box(1)))
     });
 
+    // Timing one call in 16: the clock reads leave the hot path.
+    let mut sampled = registry
+        .layer("sampled")
+        .unwrap()
+        .sample_latency(16)
+        .layer(bare());
+    group.bench_function("instrument_sampled_1_in_16", |b| {
+        b.iter(|| call_now(&mut sampled, black_box(1)))
+    });
+
     let components = Registry::new();
     let held: Vec<Arc<Plain>> = (0..1000)
         .map(|i| Arc::new(Plain(format!("breaker-{i}"))))
@@ -81,6 +91,12 @@ fn bench(c: &mut Criterion) {
         "registry/instrument",
         allocs_per_call(10_000, || {
             black_box(call_now(&mut instrumented, black_box(1)).unwrap());
+        }),
+    );
+    report(
+        "registry/instrument_sampled_1_in_16",
+        allocs_per_call(10_000, || {
+            black_box(call_now(&mut sampled, black_box(1)).unwrap());
         }),
     );
 }

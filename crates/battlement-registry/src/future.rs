@@ -17,7 +17,8 @@ use crate::instrument::InstrumentState;
 /// the in-flight count.
 pub(crate) struct Guard<C> {
     pub(crate) state: Arc<InstrumentState>,
-    pub(crate) start: Instant,
+    /// When the call started, if its latency is sampled.
+    pub(crate) start: Option<Instant>,
     pub(crate) classifier: C,
     pub(crate) done: bool,
 }
@@ -68,7 +69,9 @@ where
         if !guard.done {
             guard.done = true;
             let outcome = guard.classifier.classify(&result);
-            let latency = Instant::now().saturating_duration_since(guard.start);
+            let latency = guard
+                .start
+                .map(|start| Instant::now().saturating_duration_since(start));
             guard.state.finish(Some((outcome, latency)));
         }
         Poll::Ready(result)

@@ -23,6 +23,8 @@ use crate::histogram::{Histogram, Snapshot};
 pub(crate) struct InstrumentState {
     pub(crate) name: Name,
     pub(crate) started: AtomicU64,
+    /// Completed calls whose latency was not sampled.
+    pub(crate) unsampled: AtomicU64,
     pub(crate) failures: AtomicU64,
     pub(crate) ignored: AtomicU64,
     pub(crate) cancelled: AtomicU64,
@@ -36,6 +38,7 @@ impl InstrumentState {
         InstrumentState {
             name,
             started: AtomicU64::new(0),
+            unsampled: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             ignored: AtomicU64::new(0),
             cancelled: AtomicU64::new(0),
@@ -47,17 +50,24 @@ impl InstrumentState {
 
     /// A call started.
     #[inline]
-    pub(crate) fn start(&self) {
-        self.started.fetch_add(1, Ordering::Relaxed);
+    /// Returns the call's sequence number.
+    pub(crate) fn start(&self) -> u64 {
+        self.started.fetch_add(1, Ordering::Relaxed)
     }
 
     /// A call that started ended: completed with `outcome` after `latency`,
     /// or dropped unfinished (`None`).
     #[inline]
-    pub(crate) fn finish(&self, done: Option<(Outcome, Duration)>) {
+    /// A completed call's latency is `None` when it was not sampled.
+    pub(crate) fn finish(&self, done: Option<(Outcome, Option<Duration>)>) {
         match done {
             Some((outcome, latency)) => {
-                self.latency.record(latency);
+                match latency {
+                    Some(latency) => self.latency.record(latency),
+                    None => {
+                        self.unsampled.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
                 match outcome {
                     Outcome::Success => {
                         if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
@@ -85,6 +95,7 @@ impl InstrumentState {
         let in_flight = self.figures(self.latency.count()).in_flight;
         self.started.store(in_flight, Ordering::Relaxed);
         for c in [
+            &self.unsampled,
             &self.failures,
             &self.ignored,
             &self.cancelled,
@@ -100,7 +111,8 @@ impl InstrumentState {
 
     /// The counts, read one by one (a call racing the read may show in
     /// one figure and not yet in another; derived figures saturate).
-    fn figures(&self, completed: u64) -> Figures {
+    fn figures(&self, sampled: u64) -> Figures {
+        let completed = sampled.saturating_add(self.unsampled.load(Ordering::Relaxed));
         // Read `started` last so it is never behind what it derives from.
         let failures = self.failures.load(Ordering::Relaxed);
         let ignored = self.ignored.load(Ordering::Relaxed);

@@ -74,6 +74,13 @@
 //!   before completing counts as `cancelled` and leaves the in-flight
 //!   count. `calls` = successes + failures + ignored + cancelled +
 //!   in-flight.
+//! - **Cost of the instrument.** Per call: three or four relaxed atomic
+//!   additions, a reference count and two reads of tokio's clock; no
+//!   allocation. The two clock reads are most of it (about 30 ns each on
+//!   the development machine, so the instrument costs about 80 ns, over
+//!   the 40 ns budget); on a very hot path,
+//!   [`InstrumentLayer::sample_latency`] times one call in N and keeps
+//!   counting every call.
 //! - **Prometheus** (feature `prometheus`, on by default):
 //!   [`Registry::prometheus_text`] and [`RegistryCollector`]; the names are
 //!   described in the `prometheus` module.

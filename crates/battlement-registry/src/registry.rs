@@ -155,6 +155,7 @@ impl Registry {
         Ok(InstrumentLayer {
             state,
             classifier: ErrorClassifier::new(),
+            sample_mask: 0,
         })
     }
 

@@ -16,20 +16,27 @@ use crate::instrument::InstrumentState;
 /// [`InstrumentLayer`](crate::InstrumentLayer).
 ///
 /// Readiness passes straight through; per call it costs a few relaxed
-/// atomic operations, two clock reads and a reference count, and allocates
-/// nothing.
+/// atomic operations, a reference count and, for a call whose latency is
+/// sampled, two clock reads; it allocates nothing.
 pub struct Instrument<S, C> {
     inner: S,
     state: Arc<InstrumentState>,
     classifier: C,
+    sample_mask: u64,
 }
 
 impl<S, C> Instrument<S, C> {
-    pub(crate) const fn new(inner: S, state: Arc<InstrumentState>, classifier: C) -> Self {
+    pub(crate) const fn new(
+        inner: S,
+        state: Arc<InstrumentState>,
+        classifier: C,
+        sample_mask: u64,
+    ) -> Self {
         Instrument {
             inner,
             state,
             classifier,
+            sample_mask,
         }
     }
 
@@ -55,6 +62,7 @@ impl<S: Clone, C: Clone> Clone for Instrument<S, C> {
             inner: self.inner.clone(),
             state: self.state.clone(),
             classifier: self.classifier.clone(),
+            sample_mask: self.sample_mask,
         }
     }
 }
@@ -89,10 +97,10 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        self.state.start();
+        let seq = self.state.start();
         let guard = Guard {
             state: self.state.clone(),
-            start: Instant::now(),
+            start: (seq & self.sample_mask == 0).then(Instant::now),
             classifier: self.classifier.clone(),
             done: false,
         };

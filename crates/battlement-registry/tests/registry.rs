@@ -429,3 +429,26 @@ fn ten_million_calls_leave_memory_unchanged() {
     assert_eq!(d["failures"], n / 10);
     assert_eq!(d["latency"]["count"], n + 42);
 }
+
+#[tokio::test(start_paused = true)]
+async fn sampled_latency_still_counts_every_call() {
+    let registry = Registry::new();
+    let layer = registry.layer("sampled").unwrap().sample_latency(3); // rounds to 4
+    let svc = ServiceBuilder::new()
+        .layer(layer)
+        .service(service_fn(|ms: u64| async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok::<_, BoxError>(ms)
+        }));
+    for ms in 1..=8 {
+        svc.clone().oneshot(ms).await.unwrap();
+    }
+    let d = registry.get("sampled").unwrap().details;
+    assert_eq!(d["calls"], 8);
+    assert_eq!(d["successes"], 8);
+    assert_eq!(d["in_flight"], 0);
+    // Calls 0 and 4 (1 ms and 5 ms) were timed.
+    assert_eq!(d["latency"]["count"], 2);
+    let max = d["latency"]["max_ms"].as_f64().unwrap();
+    assert!((5.0..=5.0 * 1.125).contains(&max), "{max}");
+}
