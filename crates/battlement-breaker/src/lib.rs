@@ -132,6 +132,7 @@ mod handle;
 mod layer;
 mod service;
 mod state;
+mod sync;
 mod window;
 
 pub use battlement_core::{CircuitOpen, CircuitState};

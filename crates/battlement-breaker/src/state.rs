@@ -8,14 +8,15 @@
 //! across an `.await` or on the closed hot path), check the state word is
 //! still what the caller saw, and publish the new word last.
 
-use std::sync::atomic::{AtomicU64, Ordering::*};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::PoisonError;
+use std::sync::atomic::Ordering::*;
 use std::time::{Duration, SystemTime};
 
 use battlement_core::{CircuitOpen, CircuitState, EventKind, EventSink, Name, Outcome, Reason};
 use tokio::time::Instant;
 
 use crate::config::{Config, WindowConfig};
+use crate::sync::{AtomicU64, Mutex, MutexGuard};
 use crate::window::{CountWindow, FAILURE, SLOW, SUCCESS, TimeWindow, Window};
 
 const CLOSED: u64 = 0;

@@ -2,8 +2,10 @@
 //! time in B buckets ([`TimeWindow`]). Both are O(1) per call with memory
 //! fixed at build time, and updated with atomics only.
 
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
-use std::sync::{Mutex, PoisonError};
+use std::sync::PoisonError;
+use std::sync::atomic::Ordering::*;
+
+use crate::sync::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Mutex};
 
 /// A slot holds no call.
 const EMPTY: u8 = 0;
@@ -148,7 +150,7 @@ pub(crate) struct TimeWindow {
     rotate: Mutex<()>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Bucket {
     /// The epoch counted, plus one; zero for a bucket never used.
     tag: AtomicU64,
@@ -160,7 +162,14 @@ struct Bucket {
 impl TimeWindow {
     pub(crate) fn new(buckets: usize, width_ns: u64) -> Self {
         TimeWindow {
-            buckets: (0..buckets).map(|_| Bucket::default()).collect(),
+            buckets: (0..buckets)
+                .map(|_| Bucket {
+                    tag: AtomicU64::new(0),
+                    calls: AtomicU32::new(0),
+                    failures: AtomicU32::new(0),
+                    slow: AtomicU32::new(0),
+                })
+                .collect(),
             width_ns: width_ns.max(1),
             rotate: Mutex::new(()),
         }
