@@ -88,7 +88,13 @@ impl CountWindow {
         }) {
             Ok(h) | Err(h) => h,
         };
-        let old = self.slots[idx].swap(code, Relaxed);
+        let slot = &self.slots[idx];
+        // Steady state: the slot already holds this outcome, nothing
+        // changes, and a load is cheaper than a swap.
+        if slot.load(Relaxed) == code {
+            return;
+        }
+        let old = slot.swap(code, Relaxed);
         if old == code {
             return;
         }
