@@ -506,3 +506,30 @@ fn build_rejects_bad_config() {
     let err = b().failure_rate(2.0).build().unwrap_err();
     assert!(err.to_string().contains("failure_rate"), "{err}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn poll_ready_forwards_inner_readiness_only() {
+    let b = Breaker::builder("b")
+        .no_failure_rate()
+        .consecutive_failures(1)
+        .build()
+        .unwrap();
+    let (mut svc, mut handle) = tower_test::mock::spawn_layer::<u32, u32, _>(b.layer());
+    handle.allow(0);
+    assert!(svc.poll_ready().is_pending(), "inner not ready: not ready");
+    handle.allow(1);
+    assert!(svc.poll_ready().is_ready());
+    let fut = svc.call(1);
+    let (req, send) = handle.next_request().await.unwrap();
+    assert_eq!(req, 1);
+    send.send_error(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+    fut.await.unwrap_err();
+    assert_eq!(b.state(), CircuitState::Open);
+    // Open: still ready (readiness is the inner's), and `call` rejects
+    // without reaching the inner service.
+    handle.allow(1);
+    assert!(matches!(svc.poll_ready(), std::task::Poll::Ready(Ok(()))));
+    let err = svc.call(2).await.unwrap_err();
+    assert!(err.is::<CircuitOpen>());
+    assert!(handle.poll_request().is_pending(), "inner was not called");
+}
