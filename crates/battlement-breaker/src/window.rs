@@ -322,4 +322,63 @@ mod tests {
             }
         );
     }
+
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn code(c: u8) -> u8 {
+            [SUCCESS, FAILURE, SUCCESS | SLOW, FAILURE | SLOW][usize::from(c % 4)]
+        }
+
+        fn naive(calls: &[u8]) -> Counts {
+            Counts {
+                calls: calls.len() as u32,
+                failures: calls.iter().filter(|c| *c & FAILURE != 0).count() as u32,
+                slow: calls.iter().filter(|c| *c & SLOW != 0).count() as u32,
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+            /// The count window holds exactly the last `size` calls.
+            #[test]
+            fn count_window_is_the_last_n(size in 1usize..8, codes in proptest::collection::vec(0u8..4, 0..40)) {
+                let w = CountWindow::new(size);
+                let mut all = vec![];
+                for c in codes {
+                    w.record(code(c));
+                    all.push(code(c));
+                    let start = all.len().saturating_sub(size);
+                    prop_assert_eq!(w.counts(), naive(&all[start..]));
+                }
+            }
+
+            /// The time window holds exactly the calls whose epoch is one
+            /// of the last `buckets` epochs, whatever the gaps between them.
+            #[test]
+            fn time_window_is_the_last_buckets(
+                buckets in 1usize..6,
+                steps in proptest::collection::vec((0u64..40, 0u8..4), 0..40),
+            ) {
+                let width = 10;
+                let w = TimeWindow::new(buckets, width);
+                let mut now = 0u64;
+                let mut all: Vec<(u64, u8)> = vec![];
+                for (gap, c) in steps {
+                    now += gap;
+                    w.record(now, code(c));
+                    all.push((now / width, code(c)));
+                    let epoch = now / width;
+                    let live: Vec<u8> = all
+                        .iter()
+                        .filter(|(e, _)| epoch - e < buckets as u64)
+                        .map(|(_, c)| *c)
+                        .collect();
+                    prop_assert_eq!(w.counts(now), naive(&live));
+                }
+            }
+        }
+    }
 }
