@@ -104,8 +104,10 @@ where
                 classify,
             } => {
                 let result = ready!(future.poll(cx)).map_err(Into::into);
+                // Classify before taking the state out of the guard: if the
+                // classifier panics, the guard still returns a probe permit.
+                let outcome = classify.classify(&result);
                 if let Some(shared) = guard.shared.take() {
-                    let outcome = classify.classify(&result);
                     shared.complete(guard.admit, outcome, guard.start);
                 }
                 Poll::Ready(result)
