@@ -9,6 +9,8 @@ use std::task::{Context, Poll};
 
 use battlement_core::{AttemptTimedOut, BoxError, DeadlineExceeded};
 use pin_project_lite::pin_project;
+use std::time::Duration;
+
 use tokio::time::{Instant, Sleep};
 
 use crate::shared::{Role, Shared, attempt_hit, deadline_hit};
@@ -26,16 +28,38 @@ pub(crate) enum Cut {
 pin_project! {
     #[project = StateProj]
     enum State<F> {
-        // The inner call, raced against the timer.
-        Running { #[pin] inner: F, #[pin] sleep: Sleep, cut: Cut },
-        // No bound applies: the inner call alone.
-        Unbounded { #[pin] inner: F },
+        // The inner call, raced against the timer (a far-future one when
+        // no bound applies).
+        Running { #[pin] inner: F, #[pin] sleep: Sleep },
         // The deadline had passed before the call: fail at once, the inner
         // service was not called.
         Expired,
         // Finished; the inner future has been dropped.
         Done,
     }
+}
+
+/// Bit 63 of `meta`: the timer means the total deadline.
+const CUT_DEADLINE: u64 = 1 << 63;
+/// Bit 62 of `meta`: the future belongs to an `AttemptTimeout`.
+const ROLE_ATTEMPT: u64 = 1 << 62;
+/// The low 62 bits of `meta`: the bound in nanoseconds (146 years).
+const NANOS: u64 = ROLE_ATTEMPT - 1;
+
+/// Packs what a timeout needs to report into one word, which keeps the
+/// future as small as `tower::timeout`'s plus two words.
+#[inline]
+fn pack(bound: Duration, cut: Cut, role: Role) -> u64 {
+    let nanos = u64::try_from(bound.as_nanos()).unwrap_or(NANOS).min(NANOS);
+    let cut = match cut {
+        Cut::Deadline => CUT_DEADLINE,
+        Cut::Attempt => 0,
+    };
+    let role = match role {
+        Role::Total => 0,
+        Role::Attempt => ROLE_ATTEMPT,
+    };
+    nanos | cut | role
 }
 
 pin_project! {
@@ -46,44 +70,37 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         state: State<F>,
-        start: Instant,
-        role: Role,
+        meta: u64,
         shared: Option<Arc<Shared>>,
     }
 }
 
 impl<F> ResponseFuture<F> {
+    /// Races `inner` against a timer ending at `at`; `start` is when the
+    /// layer took the call.
     #[inline]
     pub(crate) fn running(
         inner: F,
-        sleep: Sleep,
-        cut: Cut,
         start: Instant,
+        at: Instant,
+        cut: Cut,
         role: Role,
         shared: Option<Arc<Shared>>,
     ) -> Self {
         ResponseFuture {
-            state: State::Running { inner, sleep, cut },
-            start,
-            role,
+            state: State::Running {
+                inner,
+                sleep: tokio::time::sleep_until(at),
+            },
+            meta: pack(at.saturating_duration_since(start), cut, role),
             shared,
         }
     }
 
-    pub(crate) fn unbounded(inner: F, start: Instant, role: Role) -> Self {
-        ResponseFuture {
-            state: State::Unbounded { inner },
-            start,
-            role,
-            shared: None,
-        }
-    }
-
-    pub(crate) fn expired(start: Instant, role: Role, shared: Option<Arc<Shared>>) -> Self {
+    pub(crate) fn expired(role: Role, shared: Option<Arc<Shared>>) -> Self {
         ResponseFuture {
             state: State::Expired,
-            start,
-            role,
+            meta: pack(Duration::ZERO, Cut::Deadline, role),
             shared,
         }
     }
@@ -92,17 +109,13 @@ impl<F> ResponseFuture<F> {
 impl<F> fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
-            State::Running { cut, .. } => match cut {
-                Cut::Deadline => "running (deadline)",
-                Cut::Attempt => "running (attempt)",
-            },
-            State::Unbounded { .. } => "unbounded",
+            State::Running { .. } => "running",
             State::Expired => "expired",
             State::Done => "done",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)
-            .field("start", &self.start)
+            .field("bound", &Duration::from_nanos(self.meta & NANOS))
             .finish()
     }
 }
@@ -117,45 +130,62 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let (at, cut) = match this.state.as_mut().project() {
-            StateProj::Running {
-                inner,
-                mut sleep,
-                cut,
-            } => {
+        let fired_at = match this.state.as_mut().project() {
+            StateProj::Running { inner, mut sleep } => {
                 if let Poll::Ready(out) = inner.poll(cx) {
                     return Poll::Ready(out.map_err(Into::into));
                 }
                 match sleep.as_mut().poll(cx) {
                     Poll::Pending => return Poll::Pending,
-                    Poll::Ready(()) => (sleep.deadline(), *cut),
+                    Poll::Ready(()) => Some(sleep.deadline()),
                 }
             }
-            StateProj::Unbounded { inner } => {
-                return inner.poll(cx).map_err(Into::into);
-            }
-            StateProj::Expired => (*this.start, Cut::Deadline),
+            StateProj::Expired => None,
             StateProj::Done => panic!("ResponseFuture polled after completion"),
         };
-        // The timer won: drop the inner future now, which cancels the call.
-        this.state.set(State::Done);
-        let now = Instant::now();
-        let bound = at.saturating_duration_since(*this.start);
-        let shared = this.shared.as_deref();
-        let err: BoxError = match cut {
-            Cut::Deadline => {
-                let elapsed = now.saturating_duration_since(*this.start);
-                deadline_hit(shared, *this.role, bound, elapsed);
-                Box::new(DeadlineExceeded {
-                    budget: bound,
-                    elapsed,
-                })
-            }
-            Cut::Attempt => {
-                attempt_hit(shared, *this.role, bound);
-                Box::new(AttemptTimedOut { timeout: bound })
-            }
+        Poll::Ready(Err(fire(
+            *this.meta,
+            this.shared.as_deref(),
+            fired_at,
+            || {
+                // The timer won: drop the inner future now, which cancels the call.
+                this.state.set(State::Done);
+            },
+        )))
+    }
+}
+
+/// Builds the error of a timer that fired (cold path).
+#[cold]
+#[inline(never)]
+fn fire(
+    meta: u64,
+    shared: Option<&Shared>,
+    fired_at: Option<Instant>,
+    cancel: impl FnOnce(),
+) -> BoxError {
+    cancel();
+    let bound = Duration::from_nanos(meta & NANOS);
+    let role = if meta & ROLE_ATTEMPT != 0 {
+        Role::Attempt
+    } else {
+        Role::Total
+    };
+    if meta & CUT_DEADLINE != 0 {
+        // The timer ran for `bound` from the start and fires late, never
+        // early: the elapsed time is the bound plus the lateness (zero for
+        // a request that arrived expired).
+        let elapsed = match fired_at {
+            Some(at) => bound + Instant::now().saturating_duration_since(at),
+            None => Duration::ZERO,
         };
-        Poll::Ready(Err(err))
+        deadline_hit(shared, role, bound, elapsed);
+        Box::new(DeadlineExceeded {
+            budget: bound,
+            elapsed,
+        })
+    } else {
+        attempt_hit(shared, role, bound);
+        Box::new(AttemptTimedOut { timeout: bound })
     }
 }

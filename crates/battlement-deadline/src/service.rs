@@ -97,17 +97,10 @@ where
         let at = req.tighten_deadline(own).instant();
         let shared = self.shared.for_future();
         if at <= now {
-            return ResponseFuture::expired(now, Role::Total, shared);
+            return ResponseFuture::expired(Role::Total, shared);
         }
         let inner = self.inner.call(req);
-        ResponseFuture::running(
-            inner,
-            tokio::time::sleep_until(at),
-            Cut::Deadline,
-            now,
-            Role::Total,
-            shared,
-        )
+        ResponseFuture::running(inner, now, at, Cut::Deadline, Role::Total, shared)
     }
 }
 
@@ -207,28 +200,20 @@ where
             own = Some(own.map_or(by_fraction, |o| o.min(by_fraction)));
         }
         let (at, cut) = match (own, carried) {
-            (None, None) => {
-                return ResponseFuture::unbounded(self.inner.call(req), now, Role::Attempt);
-            }
+            // No bound applies: a timer that never fires in practice.
+            (None, None) => (add_saturating(now, Duration::MAX), Cut::Attempt),
             (Some(o), Some(c)) if o < c => (o, Cut::Attempt),
             (Some(o), None) => (o, Cut::Attempt),
             (_, Some(c)) => (c, Cut::Deadline),
         };
         let shared = self.shared.for_future();
         if carried.is_some_and(|c| c <= now) {
-            return ResponseFuture::expired(now, Role::Attempt, shared);
+            return ResponseFuture::expired(Role::Attempt, shared);
         }
-        if cut == Cut::Attempt {
+        if cut == Cut::Attempt && own.is_some() {
             req.tighten_deadline(Deadline::at(at));
         }
         let inner = self.inner.call(req);
-        ResponseFuture::running(
-            inner,
-            tokio::time::sleep_until(at),
-            cut,
-            now,
-            Role::Attempt,
-            shared,
-        )
+        ResponseFuture::running(inner, now, at, cut, Role::Attempt, shared)
     }
 }

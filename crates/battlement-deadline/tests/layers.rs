@@ -461,3 +461,14 @@ fn invalid_config_names_the_field() {
         .unwrap();
     assert_eq!(layer.handle().name(), "x");
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_unbounded_attempt_sets_no_deadline() {
+    let mut svc = AttemptTimeoutLayer::builder()
+        .fraction(0.5)
+        .build()
+        .unwrap()
+        .layer(sleeper(Duration::from_millis(10)));
+    let seen = svc.ready().await.unwrap().call(Req::new(())).await.unwrap();
+    assert_eq!(seen, None);
+}
