@@ -98,6 +98,15 @@
 //!   closed path allocates nothing.
 //! - `Breaker::close` and `Breaker::reset` both clear the window and reset
 //!   the open duration.
+//! - **No `Breaker::subscribe()`**: transitions go to the
+//!   [`EventSink`](battlement_core::EventSink) given with
+//!   [`BreakerBuilder::events`]; for a stream, give it the registry's sink
+//!   and use the registry's `subscribe()`.
+//! - **Health**: [`Component::health`](battlement_core::Component::health)
+//!   is `Degraded` in `Open`, `HalfOpen` and `ForcedOpen`, `Healthy`
+//!   otherwise, with the detail `state` (the `snake_case` state) and the
+//!   figures of [`BreakerMetrics`] as details and metrics. Controls:
+//!   `Reset`, `Close`, `ForceOpen`, `Disable`.
 //!
 //! # Hot path
 //!
