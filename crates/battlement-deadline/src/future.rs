@@ -76,12 +76,12 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    /// Races `inner` against a timer ending at `at`; `start` is when the
+    /// Races `inner` against a timer ending at `at`, `bound` after the
     /// layer took the call.
     #[inline]
     pub(crate) fn running(
         inner: F,
-        start: Instant,
+        bound: Duration,
         at: Instant,
         cut: Cut,
         role: Role,
@@ -92,7 +92,7 @@ impl<F> ResponseFuture<F> {
                 inner,
                 sleep: tokio::time::sleep_until(at),
             },
-            meta: pack(at.saturating_duration_since(start), cut, role),
+            meta: pack(bound, cut, role),
             shared,
         }
     }

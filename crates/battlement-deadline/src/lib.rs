@@ -90,7 +90,12 @@
 //!   future, as in `tower::timeout`. A layer that was named, given an
 //!   event sink or asked for a [`DeadlineHandle`] adds one reference-count
 //!   increment per call; an unobserved one traces hits under the default
-//!   name (`"deadline"`, `"attempt_timeout"`).
+//!   name (`"deadline"`, `"attempt_timeout"`). The response future packs
+//!   its bound, kind and role into one word so it stays two words larger
+//!   than `tower::timeout`'s. Measured (`benches/benches/deadline.rs`, a
+//!   busy 2-core machine): about 63 ns per call against 44 ns for
+//!   `tower::timeout` over a bare `service_fn`, no allocation; most of
+//!   either is the clock read and the `Sleep`.
 //! - **Events.** Each hit is an
 //!   [`EventKind::DeadlineExceeded`](battlement_core::EventKind::DeadlineExceeded)
 //!   (budget and elapsed) or

@@ -100,7 +100,13 @@ where
             return ResponseFuture::expired(Role::Total, shared);
         }
         let inner = self.inner.call(req);
-        ResponseFuture::running(inner, now, at, Cut::Deadline, Role::Total, shared)
+        // Most often the deadline is our own: its bound is `total`.
+        let bound = if at == own.instant() {
+            self.total
+        } else {
+            at.saturating_duration_since(now)
+        };
+        ResponseFuture::running(inner, bound, at, Cut::Deadline, Role::Total, shared)
     }
 }
 
@@ -214,6 +220,7 @@ where
             req.tighten_deadline(Deadline::at(at));
         }
         let inner = self.inner.call(req);
-        ResponseFuture::running(inner, now, at, cut, Role::Attempt, shared)
+        let bound = at.saturating_duration_since(now);
+        ResponseFuture::running(inner, bound, at, cut, Role::Attempt, shared)
     }
 }
