@@ -8,23 +8,23 @@
 
 mod breaker;
 mod classify;
+mod deadline;
 mod fallback;
 mod fanout;
 mod gate;
 mod http;
 mod registry;
 mod retry;
-mod deadline;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     classify::run().await;
-    gate::run().await;
     breaker::run().await;
     retry::run().await;
+    gate::run().await;
     fallback::run().await;
     fanout::run().await;
+    deadline::run().await;
     registry::run().await;
     http::run().await;
-    deadline::run().await;
 }

@@ -33,9 +33,17 @@ pub use battlement_fallback as fallback;
 #[doc(inline)]
 pub use battlement_retry as retry;
 
+#[cfg(feature = "deadline")]
+#[doc(inline)]
+pub use battlement_deadline as deadline;
+
 #[cfg(feature = "fanout")]
 #[doc(inline)]
 pub use battlement_fanout as fanout;
+
+#[cfg(feature = "gate")]
+#[doc(inline)]
+pub use battlement_gate as gate;
 
 #[cfg(feature = "registry")]
 #[doc(inline)]
@@ -45,30 +53,10 @@ pub use battlement_registry as registry;
 #[doc(inline)]
 pub use battlement_http as http;
 
-#[cfg(feature = "deadline")]
-#[doc(inline)]
-pub use battlement_deadline as deadline;
-
-#[cfg(feature = "gate")]
-#[doc(inline)]
-pub use battlement_gate as gate;
-
 /// The names most stacks need, in one import: `use battlement::prelude::*;`.
 pub mod prelude {
-    #[cfg(feature = "gate")]
-    pub use battlement_gate::{AdaptiveThrottle, Gate, GateLayer, Governor, Rule, ThrottleLayer};
-    #[cfg(feature = "registry")]
-    pub use battlement_registry::{HealthReport, InstrumentLayer, Registry};
-    #[cfg(feature = "http")]
-    pub use battlement_http::HealthService;
     #[cfg(feature = "breaker")]
     pub use battlement_breaker::{Breaker, BreakerLayer};
-    #[cfg(feature = "retry")]
-    pub use battlement_retry::{Backoff, Jitter, RetryBudget, RetryLayer, RetryPolicy};
-    #[cfg(feature = "fanout")]
-    pub use battlement_fanout::{FanOut, HedgeLayer, Strategy};
-    #[cfg(feature = "fallback")]
-    pub use battlement_fallback::{CacheConfig, FallbackLayer};
     pub use battlement_core::{
         BoxError, CircuitOpen, CircuitState, Classify, Component, ComponentHealth, Control,
         Deadline, DeadlineCarrier, DeadlineExceeded, ErrorClassifier, Event, EventKind, EventSink,
@@ -76,4 +64,16 @@ pub mod prelude {
     };
     #[cfg(feature = "deadline")]
     pub use battlement_deadline::{AttemptTimeoutLayer, DeadlineLayer};
+    #[cfg(feature = "fallback")]
+    pub use battlement_fallback::{CacheConfig, FallbackLayer};
+    #[cfg(feature = "fanout")]
+    pub use battlement_fanout::{FanOut, HedgeLayer, Strategy};
+    #[cfg(feature = "gate")]
+    pub use battlement_gate::{AdaptiveThrottle, Gate, GateLayer, Governor, Rule, ThrottleLayer};
+    #[cfg(feature = "http")]
+    pub use battlement_http::HealthService;
+    #[cfg(feature = "registry")]
+    pub use battlement_registry::{HealthReport, InstrumentLayer, Registry};
+    #[cfg(feature = "retry")]
+    pub use battlement_retry::{Backoff, Jitter, RetryBudget, RetryLayer, RetryPolicy};
 }
