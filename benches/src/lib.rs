@@ -4,7 +4,9 @@
 //!   binary that links this library, and [`allocs_per_call`] to read it.
 //! - [`call_now`], which drives a service whose calls complete without
 //!   waiting, by polling with a no-op waker: the bench then measures the
-//!   layer, not an executor.
+//!   layer, not an executor. Both are `#[inline(always)]`: moving a large
+//!   response future into a non-inlined driver costs a store-forwarding
+//!   stall that belongs to the driver, not to the layer under test.
 //! - [`runtime`], a current-thread tokio runtime with time enabled, to
 //!   `enter()` before building layers that read tokio's clock or sleep.
 //!
@@ -48,6 +50,7 @@ pub fn report(name: &str, allocs_per_call: f64) {
 ///
 /// If the future is not ready on the first poll: the benches only drive
 /// services whose calls complete at once.
+#[inline(always)]
 pub fn poll_now<F: Future>(fut: F) -> F::Output {
     let mut cx = Context::from_waker(Waker::noop());
     match pin!(fut).poll(&mut cx) {
@@ -62,6 +65,7 @@ pub fn poll_now<F: Future>(fut: F) -> F::Output {
 /// # Panics
 ///
 /// If the service is not ready or the call does not complete at once.
+#[inline(always)]
 pub fn call_now<S, Req>(svc: &mut S, req: Req) -> Result<S::Response, S::Error>
 where
     S: Service<Req>,
