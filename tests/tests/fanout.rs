@@ -86,3 +86,59 @@ async fn a_hedge_registers_and_counts() {
     assert_eq!(h.details["hedges_sent"], 1.0);
     assert_eq!(h.details["hedges_won"], 0.0);
 }
+
+/// A cloneable request that carries its deadline.
+#[derive(Clone, Debug, Default)]
+struct Job {
+    deadline: Option<battlement_core::Deadline>,
+}
+
+impl battlement_core::DeadlineCarrier for Job {
+    fn deadline(&self) -> Option<battlement_core::Deadline> {
+        self.deadline
+    }
+    fn set_deadline(&mut self, deadline: battlement_core::Deadline) {
+        self.deadline = Some(deadline);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hedge_under_a_deadline_layer_sends_only_backups_that_can_help() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    let hedge = HedgeLayer::builder("lookup")
+        .delay(Duration::from_millis(100))
+        .max_hedges(3)
+        .build()
+        .unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    let seen = calls.clone();
+    let mut svc = tower::ServiceBuilder::new()
+        .layer(battlement::deadline::DeadlineLayer::new(
+            Duration::from_millis(250),
+        ))
+        .layer(hedge.clone())
+        .service(service_fn(move |job: Job| {
+            seen.fetch_add(1, Ordering::SeqCst);
+            async move {
+                assert!(job.deadline.is_some(), "every copy carries the deadline");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                Ok::<_, BoxError>(())
+            }
+        }));
+    let start = tokio::time::Instant::now();
+    let err = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(Job::default())
+        .await
+        .unwrap_err();
+    assert!(err.is::<battlement_core::DeadlineExceeded>());
+    assert_eq!(start.elapsed(), Duration::from_millis(250));
+    // Backup at 100 ms (150 ms left) sent; at 200 ms (50 ms left) not.
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(hedge.handle().hedges_sent(), 1);
+    assert_eq!(hedge.handle().deadline_skipped(), 1);
+}

@@ -77,7 +77,11 @@
 //!   the whole fan-out: when it passes, the calls still running are
 //!   dropped and reported [`Reply::TimedOut`], and the fan-out ends with
 //!   what it has (under `All`, the others' results). Each backend receives
-//!   a clone of the request, deadline included.
+//!   a clone of the request, deadline included. [`HedgeLayer`] honours
+//!   the deadline too: it ends the hedged call with
+//!   [`DeadlineExceeded`](battlement_core::DeadlineExceeded) when it
+//!   passes and sends no backup that could not answer in time (see
+//!   [`hedge`]).
 //! - **Dropped calls** are dropped at once when the fan-out ends (first
 //!   success, quorum decided, window or deadline passed) and reported as
 //!   [`Reply::Cancelled`], [`Reply::TimedOut`] or [`Reply::NotCalled`].

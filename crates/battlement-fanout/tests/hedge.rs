@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 
-use battlement_core::{AsComponent, BoxError, EventKind, EventLog};
+use battlement_core::{AsComponent, BoxError, Deadline, DeadlineExceeded, EventKind, EventLog};
 use battlement_fanout::{Hedge, HedgeLayer};
 use common::{Answer, Counters, Mock, Req, ms};
 use tokio::time::Instant;
@@ -227,6 +227,149 @@ async fn the_budget_caps_backups_as_a_fraction_of_requests() {
     assert_eq!(h.requests(), 100);
     assert_eq!(h.hedges_sent(), 10);
     assert_eq!(h.budget_denied(), 90);
+}
+
+fn with_deadline(after: std::time::Duration) -> Req {
+    Req {
+        deadline: Some(Deadline::after(after)),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_ends_the_hedged_call_and_stops_backups_that_cannot_help() {
+    let c = Arc::new(Counters::default());
+    let log = EventLog::new();
+    let layer = HedgeLayer::builder("h")
+        .delay(ms(100))
+        .max_hedges(3)
+        .events(log.sink())
+        .build()
+        .unwrap();
+    let mut svc = hedged(&layer, Mock::new("m", ms(1000), Answer::Ok, &c));
+    let start = Instant::now();
+    let err = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(with_deadline(ms(250)))
+        .await
+        .unwrap_err();
+    assert_eq!(start.elapsed(), ms(250), "ends at the deadline");
+    let exceeded = err.downcast_ref::<DeadlineExceeded>().unwrap();
+    assert_eq!((exceeded.budget, exceeded.elapsed), (ms(250), ms(250)));
+    // Backup 1 at 100 ms had 150 ms left (>= the 100 ms delay): sent.
+    // Backup 2 would have been due at 200 ms with 50 ms left: not sent.
+    assert_eq!(c.calls(), 2);
+    assert_eq!(c.dropped(), 2, "every attempt dropped at the deadline");
+    let h = layer.handle();
+    assert_eq!(
+        (h.hedges_sent(), h.deadline_skipped(), h.deadline_exceeded()),
+        (1, 1, 1)
+    );
+    assert_eq!(
+        log.kinds(),
+        [EventKind::Hedged {
+            hedge: 1,
+            after: ms(100)
+        }]
+    );
+    assert_eq!(h.as_component().health().details["deadline_exceeded"], 1.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_backup_when_less_than_the_delay_is_left_and_the_budget_is_untouched() {
+    let c = Arc::new(Counters::default());
+    let layer = HedgeLayer::builder("h")
+        .delay(ms(100))
+        .budget(1.0)
+        .build()
+        .unwrap();
+    let mut svc = hedged(&layer, Mock::new("m", ms(1000), Answer::Ok, &c));
+    let start = Instant::now();
+    let mut fut: Fut = Box::pin(svc.ready().await.unwrap().call(with_deadline(ms(150))));
+    assert!(poll_once(&mut fut).await.is_none());
+    tokio::time::advance(ms(100)).await;
+    assert!(poll_once(&mut fut).await.is_none());
+    assert_eq!(c.calls(), 1, "a backup at 100 ms would have 50 ms left");
+    let err = fut.await.unwrap_err();
+    assert!(err.is::<DeadlineExceeded>());
+    assert_eq!(start.elapsed(), ms(150));
+    let h = layer.handle();
+    assert_eq!((h.hedges_sent(), h.budget_denied()), (0, 0));
+    assert_eq!(h.deadline_skipped(), 1);
+    assert_eq!(c.dropped(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_backup_is_sent_when_exactly_the_delay_is_left_and_can_win() {
+    let c = Arc::new(Counters::default());
+    let layer = HedgeLayer::builder("h").delay(ms(100)).build().unwrap();
+    let mock =
+        Mock::new("m", ms(0), Answer::Ok, &c).script(&[(1000, Answer::Ok), (80, Answer::Ok)]);
+    let mut svc = hedged(&layer, mock);
+    let start = Instant::now();
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(with_deadline(ms(200)))
+        .await
+        .unwrap();
+    assert_eq!(res, "m");
+    assert_eq!(
+        start.elapsed(),
+        ms(180),
+        "the backup answered before the deadline"
+    );
+    let h = layer.handle();
+    assert_eq!((h.hedges_sent(), h.hedges_won()), (1, 1));
+    assert_eq!((h.deadline_skipped(), h.deadline_exceeded()), (0, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expired_deadline_fails_at_once_without_calling() {
+    let c = Arc::new(Counters::default());
+    let layer = HedgeLayer::builder("h").delay(ms(100)).build().unwrap();
+    let mut svc = hedged(&layer, Mock::new("m", ms(10), Answer::Ok, &c));
+    let req = with_deadline(ms(50));
+    tokio::time::advance(ms(50)).await;
+    let start = Instant::now();
+    let err = svc.ready().await.unwrap().call(req).await.unwrap_err();
+    assert_eq!(start.elapsed(), ms(0));
+    let exceeded = err.downcast_ref::<DeadlineExceeded>().unwrap();
+    assert_eq!(exceeded.budget, ms(0));
+    assert_eq!(c.calls(), 0, "the inner service was not called");
+    assert_eq!(layer.handle().deadline_exceeded(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_still_ends_the_call_while_the_backup_service_is_not_ready() {
+    let layer = HedgeLayer::builder("h").delay(ms(100)).build().unwrap();
+    let (mock, mut handle) = tower_test::mock::pair::<Req, &'static str>();
+    let mut svc = layer.layer(mock);
+    handle.allow(1);
+    let start = Instant::now();
+    let mut fut = Box::pin(svc.ready().await.unwrap().call(with_deadline(ms(300))));
+    let (_req, _primary) = handle.next_request().await.unwrap();
+    tokio::time::advance(ms(100)).await;
+    // The backup is due, but its service has no capacity.
+    assert!(std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx).is_pending())).await);
+    let err = fut.await.unwrap_err();
+    assert!(err.is::<DeadlineExceeded>());
+    assert_eq!(start.elapsed(), ms(300));
+    assert_eq!(layer.handle().hedges_sent(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_deadline_nothing_changes() {
+    let c = Arc::new(Counters::default());
+    let layer = HedgeLayer::builder("h").delay(ms(100)).build().unwrap();
+    let mut svc = hedged(&layer, Mock::new("m", ms(5000), Answer::Ok, &c));
+    let start = Instant::now();
+    let res = svc.ready().await.unwrap().call(Req::default()).await;
+    assert_eq!(res.unwrap(), "m");
+    assert_eq!(start.elapsed(), ms(5000), "no deadline, no timeout");
+    assert_eq!(layer.handle().deadline_exceeded(), 0);
 }
 
 #[test]

@@ -47,6 +47,23 @@
 //!   of credit (so a quiet spell does not allow a burst of backups). It
 //!   starts empty. A backup refused by the budget is not sent, and no
 //!   later backup is sent for that request.
+//! - **Deadline.** The request's [`Deadline`](battlement_core::Deadline)
+//!   (read through [`DeadlineCarrier`](battlement_core::DeadlineCarrier))
+//!   bounds the hedged call as a whole: when it passes before any attempt
+//!   succeeded, every attempt is dropped and the call fails with
+//!   [`DeadlineExceeded`](battlement_core::DeadlineExceeded) (`budget` the
+//!   time from the call to the deadline, `elapsed` the time run), even if
+//!   the inner service does not watch the deadline itself. A request whose
+//!   deadline has already passed fails at once without calling the inner
+//!   service. A backup is sent only while at least the hedge delay is left
+//!   before the deadline: the delay is what the layer expects an answer to
+//!   take (with a percentile, by definition), so a copy sent with less time
+//!   left would most likely be cut by the deadline and only add load. That
+//!   is decided when a backup is due, without touching the budget, and
+//!   ends the backups for that request (counted in
+//!   [`HedgeHandle::deadline_skipped`]). Each copy carries the request's
+//!   deadline, so the inner service can also stop at it. A request with no
+//!   deadline is hedged as before and never times out here.
 
 mod budget;
 mod future;
@@ -208,6 +225,8 @@ impl HedgeBuilder {
                 hedges_sent: AtomicU64::new(0),
                 hedges_won: AtomicU64::new(0),
                 budget_denied: AtomicU64::new(0),
+                deadline_skipped: AtomicU64::new(0),
+                deadline_exceeded: AtomicU64::new(0),
             }),
         })
     }
@@ -222,10 +241,12 @@ pub(crate) struct HedgeState {
     pub(crate) max_hedges: u32,
     budget: Option<HedgeBudget>,
     pub(crate) events: EventSink,
-    requests: AtomicU64,
+    pub(crate) requests: AtomicU64,
     pub(crate) hedges_sent: AtomicU64,
     pub(crate) hedges_won: AtomicU64,
     budget_denied: AtomicU64,
+    pub(crate) deadline_skipped: AtomicU64,
+    pub(crate) deadline_exceeded: AtomicU64,
 }
 
 impl HedgeState {
@@ -291,6 +312,20 @@ impl HedgeHandle {
         self.state.budget_denied.load(Relaxed)
     }
 
+    /// Backups not sent because too little time was left before the
+    /// request's deadline (counted once per request).
+    pub fn deadline_skipped(&self) -> u64 {
+        self.state.deadline_skipped.load(Relaxed)
+    }
+
+    /// Requests the layer ended with
+    /// [`DeadlineExceeded`](battlement_core::DeadlineExceeded) (their
+    /// deadline passed before any attempt succeeded, or before they were
+    /// sent).
+    pub fn deadline_exceeded(&self) -> u64 {
+        self.state.deadline_exceeded.load(Relaxed)
+    }
+
     /// The delay a request arriving now would wait before its backup.
     pub fn current_delay(&self) -> Duration {
         self.state.current_delay()
@@ -319,12 +354,16 @@ impl Component for HedgeState {
         let sent = self.hedges_sent.load(Relaxed) as f64;
         let won = self.hedges_won.load(Relaxed) as f64;
         let denied = self.budget_denied.load(Relaxed) as f64;
+        let deadline_skipped = self.deadline_skipped.load(Relaxed) as f64;
+        let deadline_exceeded = self.deadline_exceeded.load(Relaxed) as f64;
         let delay = self.current_delay().as_secs_f64();
         ComponentHealth::new(HealthStatus::Healthy)
             .detail("requests", requests)
             .detail("hedges_sent", sent)
             .detail("hedges_won", won)
             .detail("budget_denied", denied)
+            .detail("deadline_skipped", deadline_skipped)
+            .detail("deadline_exceeded", deadline_exceeded)
             .detail("delay_ms", delay * 1000.0)
             .metric(
                 "requests_total",
@@ -349,6 +388,18 @@ impl Component for HedgeState {
                 "Backups refused by the budget.",
                 MetricType::Counter,
                 denied,
+            )
+            .metric(
+                "deadline_skipped_total",
+                "Backups not sent for lack of time before the deadline.",
+                MetricType::Counter,
+                deadline_skipped,
+            )
+            .metric(
+                "deadline_exceeded_total",
+                "Requests ended by their deadline.",
+                MetricType::Counter,
+                deadline_exceeded,
             )
             .metric(
                 "delay_seconds",

@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use battlement_core::{BoxError, EventSink, Name};
+use battlement_core::{BoxError, DeadlineCarrier, EventSink, Name};
+use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -86,7 +87,7 @@ impl<S, Req> Service<Req> for Hedge<S>
 where
     S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
-    Req: Clone,
+    Req: Clone + DeadlineCarrier,
 {
     type Response = S::Response;
     type Error = BoxError;
@@ -97,11 +98,26 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        let delay = self.state.on_request();
+        let start = Instant::now();
+        let deadline = req.deadline().map(|d| d.instant());
         // The backups go through a clone, driven to readiness in the
         // future; the instance polled ready takes the primary.
         let backup = self.inner.clone();
+        if deadline.is_some_and(|d| d <= start) {
+            // Nothing to send: the inner service's readiness is left
+            // unused, as `tower::load_shed` does.
+            return ResponseFuture::expired(backup, start, self.state.clone());
+        }
+        let delay = self.state.on_request();
         let primary = self.inner.call(req.clone());
-        ResponseFuture::new(primary, backup, req, delay, self.state.clone())
+        ResponseFuture::new(
+            primary,
+            backup,
+            req,
+            start,
+            delay,
+            deadline,
+            self.state.clone(),
+        )
     }
 }
