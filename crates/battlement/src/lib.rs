@@ -77,3 +77,14 @@ pub mod prelude {
     #[cfg(feature = "retry")]
     pub use battlement_retry::{Backoff, Jitter, RetryBudget, RetryLayer, RetryPolicy};
 }
+
+/// The README's example, compiled and run as a doctest so it cannot rot.
+#[cfg(all(
+    doctest,
+    feature = "breaker",
+    feature = "retry",
+    feature = "deadline",
+    feature = "registry"
+))]
+#[doc = include_str!("../../../README.md")]
+mod readme {}
