@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use battlement_benches::{allocs_per_call, call_now, report};
 use battlement_core::{Component, ComponentHealth, ComponentKind, HealthStatus, MetricType};
-use battlement_registry::Registry;
+use battlement_registry::{LatencyClock, Registry};
 use criterion::{Criterion, criterion_group, criterion_main};
 use tower::{Layer, service_fn};
 
@@ -45,10 +45,21 @@ fn bench(c: &mut Criterion) {
     group.bench_function("bare_service_fn", |b| {
         b.iter(|| call_now(&mut plain, black_box(1)))
     });
-    // The floor: the instrument reads the clock twice per call.
+    // What one read of tokio's clock costs (the instrument reads a clock
+    // twice per call).
     group.bench_function("tokio_instant_now", |b| b.iter(tokio::time::Instant::now));
+    // The default clock off paused time: the time-stamp counter.
     group.bench_function("instrument", |b| {
         b.iter(|| call_now(&mut instrumented, black_box(1)))
+    });
+    // The same instrument timing with tokio's clock.
+    let mut tokio_clock = registry
+        .layer("tokio-clock")
+        .unwrap()
+        .latency_clock(LatencyClock::Tokio)
+        .layer(bare());
+    group.bench_function("instrument_tokio_clock", |b| {
+        b.iter(|| call_now(&mut tokio_clock, black_box(1)))
     });
 
     // Timing one call in 16: the clock reads leave the hot path.

@@ -6,11 +6,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
+use crate::clock::Start;
+use crate::instrument::InstrumentState;
 use battlement_core::Classify;
 use pin_project_lite::pin_project;
-use tokio::time::Instant;
-
-use crate::instrument::InstrumentState;
 
 /// One call in flight: on completion it records the outcome and latency;
 /// when dropped unfinished it counts a cancellation. Either way it leaves
@@ -18,7 +17,7 @@ use crate::instrument::InstrumentState;
 pub(crate) struct Guard<C> {
     pub(crate) state: Arc<InstrumentState>,
     /// When the call started, if its latency is sampled.
-    pub(crate) start: Option<Instant>,
+    pub(crate) start: Start,
     pub(crate) classifier: C,
     pub(crate) done: bool,
 }
@@ -69,9 +68,7 @@ where
         if !guard.done {
             guard.done = true;
             let outcome = guard.classifier.classify(&result);
-            let latency = guard
-                .start
-                .map(|start| Instant::now().saturating_duration_since(start));
+            let latency = guard.start.elapsed_ns();
             guard.state.finish(Some((outcome, latency)));
         }
         Poll::Ready(result)

@@ -2,7 +2,6 @@
 //! [`Component`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use battlement_core::{
     Component, ComponentHealth, ComponentKind, Control, ControlError, FailureKind, HealthStatus,
@@ -59,11 +58,11 @@ impl InstrumentState {
     /// or dropped unfinished (`None`).
     #[inline]
     /// A completed call's latency is `None` when it was not sampled.
-    pub(crate) fn finish(&self, done: Option<(Outcome, Option<Duration>)>) {
+    pub(crate) fn finish(&self, done: Option<(Outcome, Option<u64>)>) {
         match done {
             Some((outcome, latency)) => {
                 match latency {
-                    Some(latency) => self.latency.record(latency),
+                    Some(ns) => self.latency.record_ns(ns),
                     None => {
                         self.unsampled.fetch_add(1, Ordering::Relaxed);
                     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use battlement_core::{AsComponent, Component, ErrorClassifier};
 use tower_layer::Layer;
 
+use crate::clock::{LatencyClock, Mode};
 use crate::instrument::InstrumentState;
 use crate::service::Instrument;
 
@@ -37,6 +38,7 @@ pub struct InstrumentLayer<C = ErrorClassifier> {
     pub(crate) state: Arc<InstrumentState>,
     pub(crate) classifier: C,
     pub(crate) sample_mask: u64,
+    pub(crate) clock: Mode,
 }
 
 impl<C> InstrumentLayer<C> {
@@ -47,6 +49,7 @@ impl<C> InstrumentLayer<C> {
             state: self.state,
             classifier,
             sample_mask: self.sample_mask,
+            clock: self.clock,
         }
     }
 
@@ -58,6 +61,15 @@ impl<C> InstrumentLayer<C> {
     #[must_use]
     pub fn sample_latency(mut self, every: u32) -> Self {
         self.sample_mask = u64::from(every.max(1).next_power_of_two()) - 1;
+        self
+    }
+
+    /// Times calls with `clock` (default: [`LatencyClock::Auto`], tokio's
+    /// clock on paused time, otherwise the fast clock; see
+    /// [`LatencyClock`]). `Auto` is decided again, here and now.
+    #[must_use]
+    pub fn latency_clock(mut self, clock: LatencyClock) -> Self {
+        self.clock = clock.resolve();
         self
     }
 
@@ -73,6 +85,7 @@ impl<C: Clone> Clone for InstrumentLayer<C> {
             state: self.state.clone(),
             classifier: self.classifier.clone(),
             sample_mask: self.sample_mask,
+            clock: self.clock,
         }
     }
 }
@@ -100,6 +113,7 @@ impl<S, C: Clone> Layer<S> for InstrumentLayer<C> {
             self.state.clone(),
             self.classifier.clone(),
             self.sample_mask,
+            self.clock,
         )
     }
 }

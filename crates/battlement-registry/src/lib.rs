@@ -87,6 +87,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod clock;
 mod config;
 mod error;
 mod future;
@@ -99,6 +100,7 @@ mod registry;
 mod report;
 mod service;
 
+pub use clock::LatencyClock;
 pub use config::{RegistryBuilder, StatusRules};
 pub use error::DuplicateName;
 pub use future::ResponseFuture;

@@ -10,6 +10,7 @@ use battlement_core::{
 };
 use tokio::sync::broadcast;
 
+use crate::clock::LatencyClock;
 use crate::config::{RegistryBuilder, StatusRules};
 use crate::error::DuplicateName;
 use crate::instrument::InstrumentState;
@@ -156,6 +157,7 @@ impl Registry {
             state,
             classifier: ErrorClassifier::new(),
             sample_mask: 0,
+            clock: LatencyClock::Auto.resolve(),
         })
     }
 

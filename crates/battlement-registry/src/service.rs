@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use battlement_core::{AsComponent, Classify, Component};
-use tokio::time::Instant;
 use tower_service::Service;
 
+use crate::clock::{Mode, Start};
 use crate::future::{Guard, ResponseFuture};
 use crate::instrument::InstrumentState;
 
@@ -23,6 +23,7 @@ pub struct Instrument<S, C> {
     state: Arc<InstrumentState>,
     classifier: C,
     sample_mask: u64,
+    clock: Mode,
 }
 
 impl<S, C> Instrument<S, C> {
@@ -31,12 +32,14 @@ impl<S, C> Instrument<S, C> {
         state: Arc<InstrumentState>,
         classifier: C,
         sample_mask: u64,
+        clock: Mode,
     ) -> Self {
         Instrument {
             inner,
             state,
             classifier,
             sample_mask,
+            clock,
         }
     }
 
@@ -63,6 +66,7 @@ impl<S: Clone, C: Clone> Clone for Instrument<S, C> {
             state: self.state.clone(),
             classifier: self.classifier.clone(),
             sample_mask: self.sample_mask,
+            clock: self.clock,
         }
     }
 }
@@ -100,7 +104,11 @@ where
         let seq = self.state.start();
         let guard = Guard {
             state: self.state.clone(),
-            start: (seq & self.sample_mask == 0).then(Instant::now),
+            start: if seq & self.sample_mask == 0 {
+                self.clock.start()
+            } else {
+                Start::Untimed
+            },
             classifier: self.classifier.clone(),
             done: false,
         };
