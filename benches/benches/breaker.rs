@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use battlement_benches::{allocs_per_call, call_now, poll_now, report, runtime};
 use battlement_breaker::Breaker;
-use battlement_core::BoxError;
+use battlement_core::{BoxError, CircuitOpen, CircuitState};
 use criterion::{Criterion, criterion_group, criterion_main};
 use failsafe::futures::CircuitBreaker as _;
 use tower::{Layer, Service, service_fn};
@@ -87,8 +87,22 @@ fn bench(c: &mut Criterion) {
     group.bench_function("battlement_forced_open_rejection", |b| {
         b.iter(|| call_now(&mut forced, black_box(1)))
     });
-    // What one read of tokio's clock costs here: an open breaker pays it.
+    // The floors under a rejection: one read of tokio's clock (a tripped
+    // `Open` breaker pays it to know whether its open duration has passed)
+    // and boxing a `CircuitOpen` into a `BoxError` and dropping it (every
+    // rejection pays it: errors travel as `BoxError`).
     group.bench_function("clock_read", |b| b.iter(tokio::time::Instant::now));
+    let name: battlement_core::Name = "bench".into();
+    group.bench_function("box_circuit_open_floor", |b| {
+        b.iter(|| {
+            let e: BoxError = Box::new(CircuitOpen::new(
+                name.clone(),
+                CircuitState::Open,
+                Some(Duration::from_secs(1)),
+            ));
+            black_box(e)
+        })
+    });
 
     let tr_layer = tower_resilience::circuitbreaker::CircuitBreakerLayer::standard()
         .build()
@@ -148,6 +162,12 @@ fn bench(c: &mut Criterion) {
         }),
     );
     report(
+        "breaker/battlement_forced_open_rejection",
+        allocs_per_call(10_000, || {
+            black_box(call_now(&mut forced, 1).is_err());
+        }),
+    );
+    report(
         "breaker/tower_resilience_closed",
         allocs_per_call(10_000, || {
             black_box(call_now(&mut tr, 1).ok());
@@ -157,6 +177,18 @@ fn bench(c: &mut Criterion) {
         "breaker/failsafe_closed",
         allocs_per_call(10_000, || {
             black_box(poll_now(fs.call(ok(1))).ok());
+        }),
+    );
+    report(
+        "breaker/tower_resilience_open_rejection",
+        allocs_per_call(10_000, || {
+            black_box(call_now(&mut tr_open, 1).is_err());
+        }),
+    );
+    report(
+        "breaker/failsafe_open_rejection",
+        allocs_per_call(10_000, || {
+            black_box(poll_now(fs_open.call(ok(1))).is_err());
         }),
     );
 }

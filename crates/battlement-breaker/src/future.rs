@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use battlement_core::{BoxError, CircuitOpen, Classify};
+use battlement_core::{BoxError, Classify};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
@@ -26,7 +26,7 @@ pin_project! {
 pin_project! {
     #[project = KindProj]
     enum Kind<F, C> {
-        Rejected { error: Option<CircuitOpen> },
+        Rejected { error: Option<BoxError> },
         Unrecorded { #[pin] future: F },
         Recorded { #[pin] future: F, guard: Guard, classify: C },
     }
@@ -49,7 +49,7 @@ impl Drop for Guard {
 }
 
 impl<F, C> ResponseFuture<F, C> {
-    pub(crate) fn rejected(error: CircuitOpen) -> Self {
+    pub(crate) fn rejected(error: BoxError) -> Self {
         ResponseFuture {
             kind: Kind::Rejected { error: Some(error) },
         }
@@ -90,12 +90,14 @@ where
 {
     type Output = Result<T, BoxError>;
 
-    #[inline]
+    // Inlined into the caller's poll so the closed path's few fields stay
+    // in registers; the rare paths are out of line in `Shared`.
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Rejected { error } => Poll::Ready(Err(match error.take() {
-                Some(e) => Box::new(e),
-                None => "breaker response future polled after completion".into(),
+                Some(e) => e,
+                None => polled_after_completion(),
             })),
             KindProj::Unrecorded { future } => future.poll(cx).map_err(Into::into),
             KindProj::Recorded {
@@ -114,6 +116,11 @@ where
             }
         }
     }
+}
+
+#[cold]
+fn polled_after_completion() -> BoxError {
+    "breaker response future polled after completion".into()
 }
 
 impl<F, C> fmt::Debug for ResponseFuture<F, C> {

@@ -12,11 +12,13 @@ use std::sync::PoisonError;
 use std::sync::atomic::Ordering::*;
 use std::time::{Duration, SystemTime};
 
-use battlement_core::{CircuitOpen, CircuitState, EventKind, EventSink, Name, Outcome, Reason};
+use battlement_core::{
+    BoxError, CircuitOpen, CircuitState, EventKind, EventSink, Name, Outcome, Reason,
+};
 use tokio::time::Instant;
 
 use crate::config::{Config, WindowConfig};
-use crate::sync::{AtomicU64, Mutex, MutexGuard};
+use crate::sync::{AtomicU32, AtomicU64, Mutex, MutexGuard};
 use crate::window::{CountWindow, FAILURE, SLOW, SUCCESS, TimeWindow, Window};
 
 const CLOSED: u64 = 0;
@@ -136,9 +138,18 @@ pub(crate) struct Shared {
     open_until_ns: AtomicU64,
     transition_ns: AtomicU64,
     window: Window,
-    /// `failures << 32 | successes`, in a row, recorded while closed.
-    streak: AtomicU64,
+    /// Successes recorded into the window (closed or metrics-only, in the
+    /// generation that admitted them): the hot path's one counter.
     successes: AtomicU64,
+    /// `successes` when the last failure was recorded (or the window was
+    /// cleared): successes in a row are `successes - success_mark`, so a
+    /// success needs no second read-modify-write for the streak.
+    success_mark: AtomicU64,
+    /// Failures in a row, recorded while closed; a success resets it.
+    fail_streak: AtomicU32,
+    /// Successes not recorded into the window: probes, and calls that
+    /// completed after a transition.
+    other_successes: AtomicU64,
     failures: AtomicU64,
     ignored: AtomicU64,
     slow_calls: AtomicU64,
@@ -170,8 +181,10 @@ impl Shared {
             open_until_ns: AtomicU64::new(0),
             transition_ns: AtomicU64::new(0),
             window,
-            streak: AtomicU64::new(0),
             successes: AtomicU64::new(0),
+            success_mark: AtomicU64::new(0),
+            fail_streak: AtomicU32::new(0),
+            other_successes: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             ignored: AtomicU64::new(0),
             slow_calls: AtomicU64::new(0),
@@ -205,17 +218,32 @@ impl Shared {
     }
 
     /// Admits a call, or says why not. `None` means admitted and not
-    /// recorded (disabled).
-    #[inline]
-    pub(crate) fn try_acquire(&self) -> Result<Option<Admit>, CircuitOpen> {
+    /// recorded (disabled). The refusal is the boxed [`CircuitOpen`], made
+    /// here so the response future only moves a pointer.
+    #[inline(always)]
+    pub(crate) fn try_acquire(&self) -> Result<Option<Admit>, BoxError> {
+        let current = self.state.load(Acquire);
+        let (generation, code) = split(current);
+        if code == CLOSED || code == METRICS_ONLY {
+            return Ok(Some(Admit::Record(generation)));
+        }
+        self.try_acquire_slow(current)
+    }
+
+    /// [`try_acquire`](Self::try_acquire) in any state but closed and
+    /// metrics-only.
+    #[inline(never)]
+    fn try_acquire_slow(&self, mut current: u64) -> Result<Option<Admit>, BoxError> {
         loop {
-            let current = self.state.load(Acquire);
             let (generation, code) = split(current);
             match code {
                 CLOSED | METRICS_ONLY => return Ok(Some(Admit::Record(generation))),
                 DISABLED => return Ok(None),
                 FORCED_OPEN => return Err(self.reject(CircuitState::ForcedOpen, None)),
                 OPEN => {
+                    // The one clock read of a rejection: without a timer
+                    // task, only the clock tells whether the open duration
+                    // has passed.
                     let now = self.now_ns();
                     let until = self.open_until_ns.load(Acquire);
                     if now < until {
@@ -231,6 +259,7 @@ impl Shared {
                         return Ok(Some(Admit::Probe(generation)));
                     }
                     if self.state.load(Acquire) != current {
+                        current = self.state.load(Acquire);
                         continue;
                     }
                     if let Some(wait) = self.config.max_half_open_wait {
@@ -240,23 +269,26 @@ impl Shared {
                             self.transition(current, CircuitState::Open, || {
                                 "probes did not finish within max_half_open_wait".into()
                             });
+                            current = self.state.load(Acquire);
                             continue;
                         }
                     }
                     return Err(self.reject(CircuitState::HalfOpen, None));
                 }
             }
+            current = self.state.load(Acquire);
         }
     }
 
-    #[cold]
-    fn reject(&self, state: CircuitState, retry_after: Option<Duration>) -> CircuitOpen {
+    /// Counts a refusal and boxes its error: the one allocation of a
+    /// rejected call, which the `BoxError` convention makes the floor.
+    fn reject(&self, state: CircuitState, retry_after: Option<Duration>) -> BoxError {
         self.rejections.fetch_add(1, Relaxed);
-        CircuitOpen {
+        Box::new(CircuitOpen {
             name: self.name.clone(),
             state,
             retry_after,
-        }
+        })
     }
 
     /// Takes a probe permit of `generation`, if one is free.
@@ -317,8 +349,28 @@ impl Shared {
 
     /// Records the outcome of a call admitted as `admit`, that started at
     /// `start` (when the breaker is timed).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn complete(&self, admit: Admit, outcome: Outcome, start: Option<Instant>) {
+        // The hot path, kept small enough to inline into the response
+        // future: a success, untimed (so a count window), recorded in the
+        // generation and state (closed or metrics-only) that admitted it.
+        if let (Admit::Record(generation), Outcome::Success, None) = (admit, &outcome, start) {
+            let current = self.state.load(Acquire);
+            if current == word(generation, CLOSED) || current == word(generation, METRICS_ONLY) {
+                self.successes.fetch_add(1, Relaxed);
+                if self.fail_streak.load(Relaxed) != 0 {
+                    self.fail_streak.store(0, Relaxed);
+                }
+                self.window.record(0, SUCCESS);
+                return;
+            }
+        }
+        self.complete_slow(admit, outcome, start);
+    }
+
+    /// [`complete`](Self::complete) for every other case.
+    #[inline(never)]
+    fn complete_slow(&self, admit: Admit, outcome: Outcome, start: Option<Instant>) {
         let (now_ns, slow) = match start {
             Some(start) => {
                 let now = Instant::now();
@@ -330,13 +382,9 @@ impl Shared {
             }
             None => (0, false),
         };
-        match outcome {
-            Outcome::Success => {
-                self.successes.fetch_add(1, Relaxed);
-            }
-            Outcome::Failure(_) => {
-                self.failures.fetch_add(1, Relaxed);
-            }
+        let failed = match outcome {
+            Outcome::Success => false,
+            Outcome::Failure(_) => true,
             Outcome::Ignored => {
                 self.ignored.fetch_add(1, Relaxed);
                 if let Admit::Probe(generation) = admit {
@@ -344,45 +392,64 @@ impl Shared {
                 }
                 return;
             }
-        }
+        };
         if slow {
             self.slow_calls.fetch_add(1, Relaxed);
         }
         let generation = match admit {
-            Admit::Probe(generation) => return self.finish_probe(generation, outcome, slow),
+            Admit::Probe(generation) => {
+                self.count_unrecorded(failed);
+                return self.finish_probe(generation, outcome, slow);
+            }
             Admit::Record(generation) => generation,
         };
         let current = self.state.load(Acquire);
         let (g, code) = split(current);
         if g != generation || !(code == CLOSED || code == METRICS_ONLY) {
             // Admitted before the last transition: not this state's business.
+            return self.count_unrecorded(failed);
+        }
+        if !failed {
+            // The hot path: one read-modify-write for the lifetime total and
+            // the streak, one for the window's head, nothing else written in
+            // the steady state.
+            self.successes.fetch_add(1, Relaxed);
+            if self.fail_streak.load(Relaxed) != 0 {
+                self.fail_streak.store(0, Relaxed);
+            }
+            self.window
+                .record(now_ns, if slow { SUCCESS | SLOW } else { SUCCESS });
+            if slow && code == CLOSED {
+                self.evaluate(current, 0, now_ns);
+            }
             return;
         }
-        let failed = outcome.is_failure();
-        let mut code_bits = if failed { FAILURE } else { SUCCESS };
-        if slow {
-            code_bits |= SLOW;
-        }
-        self.window.record(now_ns, code_bits);
-        let fails_in_row = if failed {
-            let prev = self
-                .streak
-                .fetch_update(Relaxed, Relaxed, |s| {
-                    Some(((s >> 32) + 1).min(u64::from(u32::MAX)) << 32)
-                })
-                .unwrap_or(0);
-            ((prev >> 32) + 1) as u32
-        } else {
-            let s = self.streak.load(Relaxed);
-            if s >> 32 == 0 {
-                self.streak.fetch_add(1, Relaxed);
-            } else {
-                self.streak.store(1, Relaxed);
-            }
-            0
-        };
-        if code == CLOSED && (failed || slow) {
+        self.record_failure(current, slow, now_ns);
+    }
+
+    /// Records a failure into the window of the state word `current`
+    /// (closed or metrics-only) and checks the trip rules.
+    #[cold]
+    #[inline(never)]
+    fn record_failure(&self, current: u64, slow: bool, now_ns: u64) {
+        self.failures.fetch_add(1, Relaxed);
+        self.success_mark
+            .store(self.successes.load(Relaxed), Relaxed);
+        let fails_in_row = self.fail_streak.fetch_add(1, Relaxed).saturating_add(1);
+        self.window
+            .record(now_ns, if slow { FAILURE | SLOW } else { FAILURE });
+        if split(current).1 == CLOSED {
             self.evaluate(current, fails_in_row, now_ns);
+        }
+    }
+
+    /// Counts a result that is not recorded into the window (a probe's, or
+    /// one that completed after a transition) in the lifetime totals.
+    fn count_unrecorded(&self, failed: bool) {
+        if failed {
+            self.failures.fetch_add(1, Relaxed);
+        } else {
+            self.other_successes.fetch_add(1, Relaxed);
         }
     }
 
@@ -486,7 +553,9 @@ impl Shared {
                 slow.reopens = 0;
                 slow.open_duration = self.config.open_duration.after(0);
                 self.window.clear();
-                self.streak.store(0, Relaxed);
+                self.fail_streak.store(0, Relaxed);
+                self.success_mark
+                    .store(self.successes.load(Relaxed), Relaxed);
             }
             _ => {}
         }
@@ -504,7 +573,8 @@ impl Shared {
         let slow = self.lock();
         let now_ns = self.now_ns();
         let counts = self.window.counts(now_ns);
-        let streak = self.streak.load(Relaxed);
+        let recorded_successes = self.successes.load(Relaxed);
+        let in_row = recorded_successes.saturating_sub(self.success_mark.load(Relaxed));
         let rate = |n: u32| {
             if counts.calls == 0 {
                 0.0
@@ -512,7 +582,7 @@ impl Shared {
                 f64::from(n) / f64::from(counts.calls)
             }
         };
-        let successes = self.successes.load(Relaxed);
+        let successes = recorded_successes + self.other_successes.load(Relaxed);
         let failures = self.failures.load(Relaxed);
         let ignored = self.ignored.load(Relaxed);
         BreakerMetrics {
@@ -522,8 +592,8 @@ impl Shared {
             window_slow_calls: counts.slow,
             failure_rate: rate(counts.failures),
             slow_rate: rate(counts.slow),
-            consecutive_failures: (streak >> 32) as u32,
-            consecutive_successes: streak as u32,
+            consecutive_failures: self.fail_streak.load(Relaxed),
+            consecutive_successes: u32::try_from(in_row).unwrap_or(u32::MAX),
             calls: successes + failures + ignored,
             successes,
             failures,

@@ -95,6 +95,61 @@ async fn consecutive_failures_trip_and_success_resets_the_streak() {
     }
 }
 
+/// The streaks and lifetime totals through every path a result can take:
+/// recorded while closed, a probe, and a stale result that lands after the
+/// breaker moved on (counted in the totals, not in the streak).
+#[tokio::test(start_paused = true)]
+async fn streaks_and_lifetime_totals_count_every_path() {
+    let b = Breaker::builder("b")
+        .no_failure_rate()
+        .consecutive_failures(2)
+        .open_duration(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let mut stale_caller = svc(&b);
+    let stale = tokio::spawn(async move {
+        call(
+            &mut stale_caller,
+            Req {
+                fail: false,
+                delay: Duration::from_secs(10),
+            },
+        )
+        .await
+    });
+    tokio::task::yield_now().await;
+    let mut s = svc(&b);
+    let streaks = |b: &Breaker| {
+        let m = b.metrics();
+        (m.consecutive_successes, m.consecutive_failures)
+    };
+    call(&mut s, OK).await.unwrap();
+    call(&mut s, OK).await.unwrap();
+    assert_eq!(streaks(&b), (2, 0));
+    call(&mut s, FAIL).await.unwrap_err();
+    assert_eq!(streaks(&b), (0, 1));
+    call(&mut s, OK).await.unwrap();
+    assert_eq!(streaks(&b), (1, 0));
+    call(&mut s, FAIL).await.unwrap_err();
+    call(&mut s, FAIL).await.unwrap_err();
+    assert_eq!(b.state(), CircuitState::Open);
+    assert_eq!(streaks(&b), (0, 2));
+    open_err(call(&mut s, OK).await);
+    advance(Duration::from_secs(1)).await;
+    call(&mut s, OK).await.unwrap(); // the probe closes
+    assert_eq!(b.state(), CircuitState::Closed);
+    assert_eq!(streaks(&b), (0, 0), "a close starts both streaks afresh");
+    call(&mut s, OK).await.unwrap();
+    assert_eq!(streaks(&b), (1, 0));
+    advance(Duration::from_secs(10)).await;
+    stale.await.unwrap().unwrap();
+    let m = b.metrics();
+    assert_eq!((m.consecutive_successes, m.consecutive_failures), (1, 0));
+    // 3 closed successes + the probe + 1 after the close + the stale one.
+    assert_eq!((m.successes, m.failures, m.ignored), (6, 3, 0));
+    assert_eq!((m.calls, m.rejections), (9, 1));
+}
+
 #[tokio::test(start_paused = true)]
 async fn failure_rate_needs_minimum_calls() {
     let b = Breaker::builder("b")
