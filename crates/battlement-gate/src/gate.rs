@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use battlement_core::{
@@ -12,6 +12,7 @@ use battlement_core::{
 };
 use tokio::time::Instant;
 
+use crate::histogram::LatencyHistogram;
 use crate::{AdmissionTable, GateBuilder, GateLayer, governor::GovernorBuilder};
 
 /// A degradation gate: the shared service [`Level`] and the
@@ -53,6 +54,8 @@ pub(crate) struct Shared {
     pub(crate) completed: AtomicU64,
     pub(crate) failed: AtomicU64,
     pub(crate) latency_nanos: AtomicU64,
+    /// Latencies by bucket, made with the first percentile latency signal.
+    pub(crate) histogram: OnceLock<LatencyHistogram>,
     change: Mutex<Change>,
 }
 
@@ -72,6 +75,9 @@ impl Shared {
         }
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         self.latency_nanos.fetch_add(nanos, Relaxed);
+        if let Some(histogram) = self.histogram.get() {
+            histogram.record(nanos);
+        }
     }
 }
 
@@ -105,6 +111,7 @@ impl Gate {
                 completed: AtomicU64::new(0),
                 failed: AtomicU64::new(0),
                 latency_nanos: AtomicU64::new(0),
+                histogram: OnceLock::new(),
                 change: Mutex::new(Change {
                     at: Instant::now(),
                     time: SystemTime::now(),

@@ -11,12 +11,14 @@ use tokio::time::Instant;
 
 use crate::Gate;
 use crate::gate::Shared;
+use crate::histogram::{BUCKETS, LatencyHistogram, percentile_between};
 
 /// A number the governor samples on every tick: an error rate, a latency,
 /// a count. Higher means worse.
 ///
 /// Implemented by the built-ins ([`Gate::error_rate_signal`],
-/// [`Gate::latency_signal`], [`Gate::in_flight_signal`], [`OpenBreakers`],
+/// [`Gate::latency_percentile_signal`], [`Gate::latency_signal`],
+/// [`Gate::in_flight_signal`], [`OpenBreakers`],
 /// [`AdaptiveThrottle::signal`](crate::AdaptiveThrottle::signal)) and by
 /// [`signal_fn`] for closures.
 pub trait Signal: Send + 'static {
@@ -25,6 +27,16 @@ pub trait Signal: Send + 'static {
 
     /// The signal's value now. Called once per governor tick, by one task.
     fn sample(&mut self, now: Instant) -> f64;
+
+    /// Checks the signal's own configuration; [`GovernorBuilder::build`]
+    /// calls it for every rule. Default: always valid.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidConfig`] naming the setting that is out of bounds.
+    fn validate(&self) -> Result<(), InvalidConfig> {
+        Ok(())
+    }
 }
 
 /// A [`Signal`] from a name and a closure of the tick's time.
@@ -118,6 +130,10 @@ impl Signal for ErrorRate {
 /// The mean latency, in milliseconds, of the calls through the gate that
 /// completed since the previous sample (`0.0` when none did): made by
 /// [`Gate::latency_signal`].
+///
+/// A mean hides a slow tail (one call in a hundred taking seconds barely
+/// moves it); prefer [`LatencyPercentile`] to govern on latency, as
+/// Envoy and resilience4j users expect.
 #[derive(Debug)]
 pub struct Latency {
     shared: Arc<Shared>,
@@ -141,6 +157,112 @@ impl Signal for Latency {
             0.0
         } else {
             total as f64 / calls as f64 / 1e6
+        }
+    }
+}
+
+/// A high percentile (p99 by default in the docs' examples) of the latency,
+/// in milliseconds, of the calls through the gate that completed in the
+/// last [`window`](Self::window) samples: made by
+/// [`Gate::latency_percentile_signal`].
+///
+/// Calls are counted in a fixed histogram of the gate's (one relaxed
+/// atomic increment per call, no lock, no allocation; 249 buckets, made
+/// once, when the first such signal is made). Each bucket spans at most an
+/// eighth of its lower bound, and the signal reads the upper bound of the
+/// bucket the percentile falls in: never below the true nearest-rank
+/// percentile, at most 12.5% above it (latencies under about 1 µs read as
+/// 1.024 µs; over about 37 minutes, as 37 minutes). Below
+/// [`min_calls`](Self::min_calls) calls in the window it reads `0.0`, so a
+/// trickle of traffic cannot raise the level on one slow call.
+///
+/// ```
+/// use battlement_gate::{Gate, Level, Rule};
+///
+/// let gate = Gate::new("api");
+/// // Raise at a p99 of 500 ms over the last 10 ticks; recover under 200 ms.
+/// let rule = Rule::new(gate.latency_percentile_signal(99.0).window(10))
+///     .step(Level::Minimal, 500.0, 200.0);
+/// # let _ = rule;
+/// ```
+#[derive(Debug)]
+pub struct LatencyPercentile {
+    shared: Arc<Shared>,
+    name: String,
+    percentile: f64,
+    min_calls: u64,
+    /// The cumulative counts at each of the last `window` samples, oldest
+    /// at `oldest`.
+    snapshots: Vec<Box<[u64]>>,
+    oldest: usize,
+    scratch: Box<[u64]>,
+}
+
+impl LatencyPercentile {
+    /// Reads over the calls completed during the last `ticks` samples
+    /// (at least 1) rather than since the previous one. Default: 1.
+    #[must_use]
+    pub fn window(mut self, ticks: usize) -> Self {
+        let ticks = ticks.max(1);
+        let current = self.current();
+        self.snapshots = (0..ticks).map(|_| current.clone()).collect();
+        self.oldest = 0;
+        self
+    }
+
+    /// Reads `0.0` when fewer than `min_calls` calls completed in the
+    /// window. Default: 10.
+    #[must_use]
+    pub fn min_calls(mut self, min_calls: u64) -> Self {
+        self.min_calls = min_calls;
+        self
+    }
+
+    /// The percentile this signal reads.
+    pub fn percentile(&self) -> f64 {
+        self.percentile
+    }
+
+    fn histogram(&self) -> &LatencyHistogram {
+        self.shared.histogram.get_or_init(LatencyHistogram::new)
+    }
+
+    fn current(&self) -> Box<[u64]> {
+        let mut counts = vec![0; BUCKETS].into_boxed_slice();
+        self.histogram().snapshot(&mut counts);
+        counts
+    }
+}
+
+impl Signal for LatencyPercentile {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn sample(&mut self, _now: Instant) -> f64 {
+        let histogram = self.shared.histogram.get_or_init(LatencyHistogram::new);
+        histogram.snapshot(&mut self.scratch);
+        let oldest = &mut self.snapshots[self.oldest];
+        let value = match percentile_between(oldest, &self.scratch, self.percentile) {
+            Some((latency, calls)) if calls >= self.min_calls => latency.as_secs_f64() * 1e3,
+            _ => 0.0,
+        };
+        // The newest snapshot takes the oldest's place; no allocation.
+        std::mem::swap(oldest, &mut self.scratch);
+        self.oldest = (self.oldest + 1) % self.snapshots.len();
+        value
+    }
+
+    fn validate(&self) -> Result<(), InvalidConfig> {
+        if self.percentile > 0.0 && self.percentile <= 100.0 {
+            Ok(())
+        } else {
+            Err(InvalidConfig::new(
+                "governor",
+                "latency.percentile",
+                self.percentile,
+                "must be in (0, 100]",
+            ))
         }
     }
 }
@@ -176,8 +298,33 @@ impl Gate {
         }
     }
 
+    /// A signal of the `percentile` (in (0, 100], e.g. `99.0`) of the
+    /// latency (milliseconds) the gate itself sees: see
+    /// [`LatencyPercentile`]. Turns on outcome recording, as
+    /// [`error_rate_signal`](Self::error_rate_signal), plus one atomic
+    /// increment per call into the gate's latency histogram. An invalid
+    /// percentile is reported by [`GovernorBuilder::build`].
+    pub fn latency_percentile_signal(&self, percentile: f64) -> LatencyPercentile {
+        self.shared.observe.store(true, Relaxed);
+        let histogram = self.shared.histogram.get_or_init(LatencyHistogram::new);
+        let mut now = vec![0; BUCKETS].into_boxed_slice();
+        histogram.snapshot(&mut now);
+        LatencyPercentile {
+            shared: self.shared.clone(),
+            name: format!("latency_p{percentile}_ms"),
+            percentile,
+            min_calls: 10,
+            snapshots: vec![now.clone()],
+            oldest: 0,
+            scratch: now,
+        }
+    }
+
     /// A signal of the mean latency (milliseconds) the gate itself sees.
     /// Turns on outcome recording, as [`error_rate_signal`](Self::error_rate_signal).
+    /// To govern on latency, prefer
+    /// [`latency_percentile_signal`](Self::latency_percentile_signal): a
+    /// mean hides the slow tail.
     pub fn latency_signal(&self) -> Latency {
         self.shared.observe.store(true, Relaxed);
         Latency {
@@ -324,6 +471,7 @@ impl Rule {
                 bound,
             ))
         };
+        self.signal.validate()?;
         if self.steps.is_empty() {
             return bad("rule.steps", &self.steps, "must hold at least one step");
         }
