@@ -105,6 +105,12 @@ fn bench(c: &mut Criterion) {
         }),
     );
     report(
+        "registry/health_1000_instruments",
+        allocs_per_call(10, || {
+            black_box(instruments.health());
+        }),
+    );
+    report(
         "registry/instrument_sampled_1_in_16",
         allocs_per_call(10_000, || {
             black_box(call_now(&mut sampled, black_box(1)).unwrap());

@@ -9,7 +9,7 @@ use battlement_core::{
 };
 use serde_json::{Map, Value};
 
-use crate::histogram::{Histogram, Snapshot};
+use crate::histogram::Histogram;
 
 /// The figures of one instrumented service: relaxed atomics of fixed size.
 ///
@@ -125,10 +125,6 @@ impl InstrumentState {
             in_flight: started.saturating_sub(completed + cancelled),
         }
     }
-
-    pub(crate) fn latency_snapshot(&self) -> Snapshot {
-        self.latency.snapshot()
-    }
 }
 
 struct Figures {
@@ -155,14 +151,14 @@ impl Component for InstrumentState {
     /// Always `Healthy` on its own: an instrument observes, it does not
     /// protect. Use the registry's rules to judge it by its figures.
     fn health(&self) -> ComponentHealth {
-        let snap = self.latency_snapshot();
+        let latency = self.latency.summary([0.5, 0.9, 0.99, 1.0]);
         let Figures {
             successes,
             failures,
             ignored,
             cancelled,
             in_flight,
-        } = self.figures(snap.total);
+        } = self.figures(latency.total);
         let consecutive = self.consecutive_failures.load(Ordering::Relaxed);
         let calls = successes + failures + ignored + cancelled + in_flight;
         let judged = successes + failures;
@@ -171,8 +167,10 @@ impl Component for InstrumentState {
         } else {
             Value::from(successes as f64 / judged as f64)
         };
-        let mut by_kind = Map::new();
         let mut health = ComponentHealth::new(HealthStatus::Healthy);
+        // One allocation for the figures, however many there are.
+        health.metrics.reserve_exact(7 + FailureKind::ALL.len());
+        let mut by_kind = Map::new();
         for kind in FailureKind::ALL {
             let n = self.by_kind[kind.index()].load(Ordering::Relaxed);
             if n > 0 {
@@ -186,17 +184,17 @@ impl Component for InstrumentState {
                 });
             }
         }
-        let [p50, p90, p99, max] = snap.quantiles([0.5, 0.9, 0.99, 1.0]);
-        let mut latency = Map::new();
-        latency.insert("count".into(), snap.total.into());
-        latency.insert(
+        let [p50, p90, p99, max] = latency.quantiles;
+        let mut figures = Map::new();
+        figures.insert("count".into(), latency.total.into());
+        figures.insert(
             "mean_ms".into(),
-            snap.mean().map_or(Value::Null, |m| (m / 1e6).into()),
+            latency.mean().map_or(Value::Null, |m| (m / 1e6).into()),
         );
-        latency.insert("p50_ms".into(), ms(p50));
-        latency.insert("p90_ms".into(), ms(p90));
-        latency.insert("p99_ms".into(), ms(p99));
-        latency.insert("max_ms".into(), ms(max));
+        figures.insert("p50_ms".into(), ms(p50));
+        figures.insert("p90_ms".into(), ms(p90));
+        figures.insert("p99_ms".into(), ms(p99));
+        figures.insert("max_ms".into(), ms(max));
         health
             .detail("calls", calls)
             .detail("successes", successes)
@@ -207,7 +205,7 @@ impl Component for InstrumentState {
             .detail("success_rate", success_rate)
             .detail("consecutive_failures", consecutive)
             .detail("failures_by_kind", by_kind)
-            .detail("latency", latency)
+            .detail("latency", figures)
             .metric(
                 "calls_total",
                 "Calls started.",

@@ -188,19 +188,18 @@ impl Collector for RegistryCollector {
                 MetricType::Histogram,
             )?;
             for inst in instruments {
-                let snap = inst.latency_snapshot();
-                let cumulative = snap.cumulative(&bounds_ns);
+                let (total, sum_ns, cumulative) = inst.latency.cumulative(&bounds_ns);
                 let mut buckets = Vec::with_capacity(cumulative.len() + 1);
                 let mut prev = 0;
                 for (bound, cum) in LATENCY_BOUNDS_SECONDS.iter().zip(&cumulative) {
                     buckets.push((*bound, cum - prev));
                     prev = *cum;
                 }
-                buckets.push((f64::INFINITY, snap.total - prev));
+                buckets.push((f64::INFINITY, total - prev));
                 let labels: Labels = vec![("component".into(), inst.name.to_string())];
                 metric.encode_family(&labels)?.encode_histogram::<Labels>(
-                    snap.sum_ns as f64 / 1e9,
-                    snap.total,
+                    sum_ns as f64 / 1e9,
+                    total,
                     &buckets,
                     None,
                 )?;

@@ -244,12 +244,13 @@ impl Registry {
     /// Locks the map only to copy out the live components (no component is
     /// asked for its health under the lock).
     pub fn health(&self) -> HealthReport {
-        let live = self.live();
-        let mut components: Vec<ComponentReport> = live
+        let mut live = self.live();
+        // Sort the small (name, handle) pairs, not the reports.
+        live.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let components: Vec<ComponentReport> = live
             .iter()
             .map(|(name, c)| self.report_of(name, &**c))
             .collect();
-        components.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         let mut summary = StatusCounts::default();
         let mut by_kind: BTreeMap<String, StatusCounts> = BTreeMap::new();
         for c in &components {
