@@ -1,0 +1,105 @@
+//! The canonical stack of DESIGN.md on the happy path (the budget: ≤ 250 ns
+//! per call over a bare `service_fn`), outermost first:
+//!
+//! `InstrumentLayer → FallbackLayer → GateLayer → DeadlineLayer(total) →
+//! RetryLayer → BreakerLayer → AttemptTimeoutLayer → service`
+//!
+//! with the "standard resilience handler" figures (30 s total, 10 s per
+//! attempt, 3 attempts with jittered exponential backoff, a breaker at 10 %
+//! failures over 30 s, a retry budget). The request carries its deadline,
+//! so every layer that reads it pays for reading it.
+
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::time::Duration;
+
+use battlement_benches::{allocs_per_call, call_now, report};
+use battlement_breaker::Breaker;
+use battlement_core::{BoxError, Deadline, DeadlineCarrier, Priority};
+use battlement_deadline::{AttemptTimeoutLayer, DeadlineLayer};
+use battlement_fallback::FallbackLayer;
+use battlement_gate::{Gate, GateLayer};
+use battlement_registry::Registry;
+use battlement_retry::{Backoff, Jitter, RetryBudget, RetryLayer, RetryPolicy};
+use criterion::{Criterion, criterion_group, criterion_main};
+use tower::{ServiceBuilder, service_fn};
+
+/// A small `Copy` request that carries its deadline, as a user's own
+/// request type would.
+#[derive(Debug, Clone, Copy)]
+struct Query {
+    id: u64,
+    deadline: Option<Deadline>,
+}
+
+impl DeadlineCarrier for Query {
+    fn deadline(&self) -> Option<Deadline> {
+        self.deadline
+    }
+
+    fn set_deadline(&mut self, deadline: Deadline) {
+        self.deadline = Some(deadline);
+    }
+}
+
+fn query(id: u64) -> Query {
+    Query { id, deadline: None }
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = battlement_benches::runtime();
+    let _guard = rt.enter();
+    let bare = || service_fn(|q: Query| std::future::ready(Ok::<u64, Infallible>(q.id)));
+
+    let registry = Registry::new();
+    let breaker = Breaker::builder("stack-db")
+        .failure_rate(0.1)
+        .build()
+        .expect("valid breaker");
+    let budget = RetryBudget::builder()
+        .name("stack-budget")
+        .build()
+        .expect("valid budget");
+    let retry = RetryPolicy::builder()
+        .max_attempts(3)
+        .backoff(Backoff::exponential(Duration::from_millis(100)).jitter(Jitter::Full))
+        .budget(budget)
+        .build()
+        .expect("valid retry policy");
+    let fallback = FallbackLayer::builder("stack-fallback")
+        .value(0u64)
+        .build()
+        .expect("valid fallback");
+    let gate = Gate::new("stack-gate");
+
+    let mut stacked = ServiceBuilder::new()
+        .layer(registry.layer("stack").expect("unique name"))
+        .layer(fallback)
+        .layer(GateLayer::new(gate).priority_fn(|_: &Query| Some(Priority::Normal)))
+        .layer(DeadlineLayer::new(Duration::from_secs(30)))
+        .layer(RetryLayer::new(retry))
+        .layer(breaker.layer())
+        .layer(AttemptTimeoutLayer::new(Duration::from_secs(10)))
+        .map_err(BoxError::from)
+        .service(bare());
+    let mut plain = bare();
+
+    let mut group = c.benchmark_group("stack");
+    group.bench_function("bare_service_fn", |b| {
+        b.iter(|| call_now(&mut plain, black_box(query(1))))
+    });
+    group.bench_function("canonical", |b| {
+        b.iter(|| call_now(&mut stacked, black_box(query(1))))
+    });
+    group.finish();
+
+    report(
+        "stack/canonical",
+        allocs_per_call(10_000, || {
+            black_box(call_now(&mut stacked, black_box(query(1))).expect("served"));
+        }),
+    );
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
