@@ -83,6 +83,11 @@ fn bench(c: &mut Criterion) {
         .map_err(BoxError::from)
         .service(bare());
     let mut plain = bare();
+    {
+        use tower::Service;
+        let size = std::mem::size_of_val(&stacked.call(query(1)));
+        println!("size stack/canonical: {size} bytes per response future");
+    }
 
     let mut group = c.benchmark_group("stack");
     group.bench_function("bare_service_fn", |b| {
