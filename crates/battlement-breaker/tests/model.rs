@@ -47,11 +47,15 @@ struct Model {
     reopens: u32,
     in_flight: u32,
     successes: u32,
+    /// Whether the slow-call rule is on (the breaker then reads the clock
+    /// on every call; without it, a closed success takes the untimed path).
+    slow_rule: bool,
 }
 
 impl Model {
-    fn new() -> Self {
+    fn new(slow_rule: bool) -> Self {
         Model {
+            slow_rule,
             state: St::Closed,
             generation: 0,
             window: VecDeque::new(),
@@ -127,7 +131,7 @@ impl Model {
             }
             return;
         }
-        let slow = now - t.start > SLOW_MS;
+        let slow = self.slow_rule && now - t.start > SLOW_MS;
         let failed = outcome.is_failure();
         if !current {
             return;
@@ -198,17 +202,20 @@ fn poll_once(f: &mut Fut) -> Poll<Result<Outcome, BoxError>> {
     f.as_mut().poll(&mut Context::from_waker(Waker::noop()))
 }
 
-fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+fn run(ops: Vec<Op>, slow_rule: bool) -> Result<(), TestCaseError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
         .build()
         .unwrap();
     rt.block_on(async move {
-        let breaker = Breaker::builder("model")
+        let mut builder = Breaker::builder("model")
             .consecutive_failures(CONSECUTIVE)
-            .failure_rate(0.5)
-            .slow_calls(Duration::from_millis(SLOW_MS), 0.5)
+            .failure_rate(0.5);
+        if slow_rule {
+            builder = builder.slow_calls(Duration::from_millis(SLOW_MS), 0.5);
+        }
+        let breaker = builder
             .count_window(WINDOW as u32)
             .minimum_calls(MIN_CALLS as u32)
             .exponential_open(Duration::from_secs(1), 2.0, Duration::from_secs(8))
@@ -225,7 +232,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         let mut svc = layer.layer(service_fn(|rx: oneshot::Receiver<Outcome>| async move {
             Ok::<_, BoxError>(rx.await.unwrap_or(Outcome::Ignored))
         }));
-        let mut model = Model::new();
+        let mut model = Model::new(slow_rule);
         let mut now = 0u64;
         let mut pending: Vec<(Fut, oneshot::Sender<Outcome>, Ticket)> = vec![];
         for op in ops {
@@ -267,6 +274,16 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 St::HalfOpen => CircuitState::HalfOpen,
             };
             prop_assert_eq!(breaker.state(), want, "model: {:?}", model);
+            let m = breaker.metrics();
+            let failures = model.window.iter().filter(|w| w.0).count() as u32;
+            let slow = model.window.iter().filter(|w| w.1).count() as u32;
+            prop_assert_eq!(
+                (m.window_calls, m.window_failures, m.window_slow_calls),
+                (model.window.len() as u32, failures, slow),
+                "window, model: {:?}",
+                model
+            );
+            prop_assert_eq!(m.consecutive_failures, model.consecutive);
         }
         Ok(())
     })
@@ -277,6 +294,13 @@ proptest! {
 
     #[test]
     fn breaker_agrees_with_the_model(ops in proptest::collection::vec(op(), 1..120)) {
-        run(ops)?;
+        run(ops, true)?;
+    }
+
+    /// Without a slow-call rule (nor a time window) the breaker does not
+    /// read the clock and a closed success takes the inlined fast path.
+    #[test]
+    fn untimed_breaker_agrees_with_the_model(ops in proptest::collection::vec(op(), 1..120)) {
+        run(ops, false)?;
     }
 }
