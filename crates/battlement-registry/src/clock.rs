@@ -84,7 +84,7 @@ impl LatencyClock {
 /// The process's calibrated fast clock.
 static FAST: OnceLock<quanta::Clock> = OnceLock::new();
 
-fn fast() -> &'static quanta::Clock {
+pub(crate) fn fast() -> &'static quanta::Clock {
     FAST.get_or_init(quanta::Clock::new)
 }
 

@@ -3,11 +3,10 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use crate::clock::Start;
-use crate::instrument::InstrumentState;
+use crate::instrument::Counters;
 use battlement_core::Classify;
 use pin_project_lite::pin_project;
 
@@ -15,7 +14,10 @@ use pin_project_lite::pin_project;
 /// when dropped unfinished it counts a cancellation. Either way it leaves
 /// the in-flight count.
 pub(crate) struct Guard<C> {
-    pub(crate) state: Arc<InstrumentState>,
+    /// Borrowed for good: no reference count per call (see `Counters`).
+    pub(crate) counters: &'static Counters,
+    /// The instrument's generation when the call started.
+    pub(crate) generation: u64,
     /// When the call started, if its latency is sampled.
     pub(crate) start: Start,
     pub(crate) classifier: C,
@@ -25,7 +27,7 @@ pub(crate) struct Guard<C> {
 impl<C> Drop for Guard<C> {
     fn drop(&mut self) {
         if !self.done {
-            self.state.finish(None);
+            self.counters.finish(self.generation, None);
         }
     }
 }
@@ -48,7 +50,7 @@ impl<F, C> ResponseFuture<F, C> {
 impl<F, C> fmt::Debug for ResponseFuture<F, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
-            .field("name", &self.guard.state.name)
+            .field("done", &self.guard.done)
             .finish_non_exhaustive()
     }
 }
@@ -69,7 +71,9 @@ where
             guard.done = true;
             let outcome = guard.classifier.classify(&result);
             let latency = guard.start.elapsed_ns();
-            guard.state.finish(Some((outcome, latency)));
+            guard
+                .counters
+                .finish(guard.generation, Some((outcome, latency)));
         }
         Poll::Ready(result)
     }

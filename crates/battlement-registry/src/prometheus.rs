@@ -188,7 +188,7 @@ impl Collector for RegistryCollector {
                 MetricType::Histogram,
             )?;
             for inst in instruments {
-                let (total, sum_ns, cumulative) = inst.latency.cumulative(&bounds_ns);
+                let (total, sum_ns, cumulative) = inst.counters.latency.cumulative(&bounds_ns);
                 let mut buckets = Vec::with_capacity(cumulative.len() + 1);
                 let mut prev = 0;
                 for (bound, cum) in LATENCY_BOUNDS_SECONDS.iter().zip(&cumulative) {

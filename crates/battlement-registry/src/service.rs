@@ -101,9 +101,11 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        let seq = self.state.start();
+        let counters = self.state.counters;
+        let seq = counters.start();
         let guard = Guard {
-            state: self.state.clone(),
+            counters,
+            generation: self.state.generation,
             start: if seq & self.sample_mask == 0 {
                 self.clock.start()
             } else {
