@@ -4,16 +4,14 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use battlement_core::{AttemptTimedOut, BoxError, DeadlineExceeded};
 use pin_project_lite::pin_project;
-use std::time::Duration;
-
 use tokio::time::{Instant, Sleep};
 
-use crate::shared::{Role, Shared, attempt_hit, deadline_hit};
+use crate::shared::{Observer, Role, Shared, attempt_hit, deadline_hit};
 
 /// What a timer that fires means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,31 +23,19 @@ pub(crate) enum Cut {
     Attempt,
 }
 
-pin_project! {
-    #[project = StateProj]
-    enum State<F> {
-        // The inner call, raced against the timer (a far-future one when
-        // no bound applies).
-        Running { #[pin] inner: F, #[pin] sleep: Sleep },
-        // The deadline had passed before the call: fail at once, the inner
-        // service was not called.
-        Expired,
-        // Finished; the inner future has been dropped.
-        Done,
-    }
-}
-
 /// Bit 63 of `meta`: the timer means the total deadline.
 const CUT_DEADLINE: u64 = 1 << 63;
 /// Bit 62 of `meta`: the future belongs to an `AttemptTimeout`.
 const ROLE_ATTEMPT: u64 = 1 << 62;
-/// The low 62 bits of `meta`: the bound in nanoseconds (146 years).
-const NANOS: u64 = ROLE_ATTEMPT - 1;
+/// Bit 61 of `meta`: the future has answered with its error.
+const DONE: u64 = 1 << 61;
+/// The low 61 bits of `meta`: the bound in nanoseconds (73 years).
+const NANOS: u64 = DONE - 1;
 
 /// Packs what a timeout needs to report into one word, which keeps the
 /// future as small as `tower::timeout`'s plus two words.
 #[inline]
-fn pack(bound: Duration, cut: Cut, role: Role) -> u64 {
+pub(crate) fn pack(bound: Duration, cut: Cut, role: Role) -> u64 {
     let nanos = u64::try_from(bound.as_nanos()).unwrap_or(NANOS).min(NANOS);
     let cut = match cut {
         Cut::Deadline => CUT_DEADLINE,
@@ -67,51 +53,57 @@ pin_project! {
     /// against one timer. When the timer wins, the inner future is dropped
     /// (the call is cancelled) and the future fails with
     /// [`DeadlineExceeded`] or [`AttemptTimedOut`].
+    ///
+    /// Laid out as `tower::timeout`'s (the inner future and a `Sleep`,
+    /// built in place) plus one word of bound and flags and one optional
+    /// reference to the layer's counters.
     pub struct ResponseFuture<F> {
+        // `None` when the deadline had passed before the call (the inner
+        // service was not called) or once the timer has won.
         #[pin]
-        state: State<F>,
+        inner: Option<F>,
+        #[pin]
+        sleep: Sleep,
         meta: u64,
-        shared: Option<Arc<Shared>>,
+        shared: Observer,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    /// Races `inner` against a timer ending at `at`, `bound` after the
-    /// layer took the call.
+    /// Races `inner` against a timer ending at `at`; `meta` is
+    /// [`pack`]ed from the bound, what a hit means and the role. With no
+    /// `inner` (the deadline had passed before the call) the future fails
+    /// at once.
+    ///
+    /// The only constructor, so the compiler sees one `Sleep` built in
+    /// place and never registered on the happy path, as in
+    /// `tower::timeout`.
     #[inline]
-    pub(crate) fn running(
-        inner: F,
-        bound: Duration,
-        at: Instant,
-        cut: Cut,
-        role: Role,
-        shared: Option<Arc<Shared>>,
-    ) -> Self {
+    pub(crate) fn new(inner: Option<F>, at: Instant, meta: u64, shared: Observer) -> Self {
         ResponseFuture {
-            state: State::Running {
-                inner,
-                sleep: tokio::time::sleep_until(at),
-            },
-            meta: pack(bound, cut, role),
-            shared,
-        }
-    }
-
-    pub(crate) fn expired(role: Role, shared: Option<Arc<Shared>>) -> Self {
-        ResponseFuture {
-            state: State::Expired,
-            meta: pack(Duration::ZERO, Cut::Deadline, role),
+            inner,
+            sleep: tokio::time::sleep_until(at),
+            meta,
             shared,
         }
     }
 }
 
+/// The `meta` of a future whose deadline had passed before the call.
+pub(crate) const fn expired_meta(role: Role) -> u64 {
+    CUT_DEADLINE
+        | match role {
+            Role::Total => 0,
+            Role::Attempt => ROLE_ATTEMPT,
+        }
+}
+
 impl<F> fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match &self.state {
-            State::Running { .. } => "running",
-            State::Expired => "expired",
-            State::Done => "done",
+        let state = match (&self.inner, self.meta & DONE != 0) {
+            (Some(_), _) => "running",
+            (None, false) => "expired",
+            (None, true) => "done",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)
@@ -130,48 +122,41 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let fired_at = match this.state.as_mut().project() {
-            StateProj::Running { inner, mut sleep } => {
+        let fired_at = match this.inner.as_mut().as_pin_mut() {
+            Some(inner) => {
                 if let Poll::Ready(out) = inner.poll(cx) {
                     return Poll::Ready(out.map_err(Into::into));
                 }
-                match sleep.as_mut().poll(cx) {
+                match this.sleep.as_mut().poll(cx) {
                     Poll::Pending => return Poll::Pending,
-                    Poll::Ready(()) => Some(sleep.deadline()),
+                    Poll::Ready(()) => {
+                        // The timer won: drop the inner future now, which
+                        // cancels the call.
+                        this.inner.set(None);
+                        Some(this.sleep.deadline())
+                    }
                 }
             }
-            StateProj::Expired => None,
-            StateProj::Done => panic!("ResponseFuture polled after completion"),
+            None => None,
         };
-        Poll::Ready(Err(fire(
-            *this.meta,
-            this.shared.as_deref(),
-            fired_at,
-            || {
-                // The timer won: drop the inner future now, which cancels the call.
-                this.state.set(State::Done);
-            },
-        )))
+        Poll::Ready(Err(fire(this.meta, this.shared.get(), fired_at)))
     }
 }
 
-/// Builds the error of a timer that fired (cold path).
+/// Builds the error of a timer that fired, or of a deadline that had
+/// passed before the call (cold path).
 #[cold]
 #[inline(never)]
-fn fire(
-    meta: u64,
-    shared: Option<&Shared>,
-    fired_at: Option<Instant>,
-    cancel: impl FnOnce(),
-) -> BoxError {
-    cancel();
-    let bound = Duration::from_nanos(meta & NANOS);
-    let role = if meta & ROLE_ATTEMPT != 0 {
+fn fire(meta: &mut u64, shared: Option<&Shared>, fired_at: Option<Instant>) -> BoxError {
+    assert!(*meta & DONE == 0, "ResponseFuture polled after completion");
+    *meta |= DONE;
+    let bound = Duration::from_nanos(*meta & NANOS);
+    let role = if *meta & ROLE_ATTEMPT != 0 {
         Role::Attempt
     } else {
         Role::Total
     };
-    if meta & CUT_DEADLINE != 0 {
+    if *meta & CUT_DEADLINE != 0 {
         // The timer ran for `bound` from the start and fires late, never
         // early: the elapsed time is the bound plus the lateness (zero for
         // a request that arrived expired).

@@ -9,7 +9,7 @@ use battlement_core::{BoxError, Deadline, DeadlineCarrier};
 use tokio::time::Instant;
 use tower_service::Service;
 
-use crate::future::{Cut, ResponseFuture};
+use crate::future::{Cut, ResponseFuture, expired_meta, pack};
 use crate::shared::{Role, Shared};
 
 /// About thirty years from `now`: "no deadline" without overflowing.
@@ -33,23 +33,23 @@ fn add_saturating(now: Instant, d: Duration) -> Instant {
 pub struct DeadlineService<S> {
     inner: S,
     total: Duration,
+    /// `total`, what a hit means and the role, packed once for the
+    /// future (the common case: the deadline is the layer's own).
+    meta: u64,
     shared: Arc<Shared>,
 }
 
 impl<S> DeadlineService<S> {
     /// Wraps `inner` with a total budget of `total` per request.
     pub fn new(inner: S, total: Duration) -> Self {
-        DeadlineService {
-            inner,
-            total,
-            shared: Arc::new(Shared::new(Role::Total)),
-        }
+        DeadlineService::from_parts(inner, total, Arc::new(Shared::new(Role::Total)))
     }
 
     pub(crate) fn from_parts(inner: S, total: Duration, shared: Arc<Shared>) -> Self {
         DeadlineService {
             inner,
             total,
+            meta: pack(total, Cut::Deadline, Role::Total),
             shared,
         }
     }
@@ -92,21 +92,52 @@ where
 
     #[inline]
     fn call(&mut self, mut req: Req) -> Self::Future {
+        // One clock read, as `tower::timeout`'s `sleep(d)` makes.
         let now = Instant::now();
-        let own = Deadline::at(add_saturating(now, self.total));
-        let at = req.tighten_deadline(own).instant();
-        let shared = self.shared.for_future();
-        if at <= now {
-            return ResponseFuture::expired(Role::Total, shared);
-        }
-        let inner = self.inner.call(req);
-        // Most often the deadline is our own: its bound is `total`.
-        let bound = if at == own.instant() {
-            self.total
-        } else {
-            at.saturating_duration_since(now)
+        let own = add_saturating(now, self.total);
+        let (inner, at, meta) = match req.deadline() {
+            // The common case, and the only one for a type that carries
+            // nothing: the deadline is the layer's own, and its bound is
+            // `total`, packed when the service was built.
+            None if !self.total.is_zero() => {
+                req.set_deadline(Deadline::at(own));
+                (Some(self.inner.call(req)), own, self.meta)
+            }
+            None => (None, now, expired_meta(Role::Total)),
+            Some(carried) => self.call_carried(req, now, own, carried.instant()),
         };
-        ResponseFuture::running(inner, bound, at, Cut::Deadline, Role::Total, shared)
+        ResponseFuture::new(inner, at, meta, self.shared.for_future())
+    }
+}
+
+impl<S> DeadlineService<S> {
+    /// A request that already carries a deadline: keep the earlier.
+    fn call_carried<Req>(
+        &mut self,
+        mut req: Req,
+        now: Instant,
+        own: Instant,
+        carried: Instant,
+    ) -> (Option<S::Future>, Instant, u64)
+    where
+        S: Service<Req>,
+        Req: DeadlineCarrier,
+    {
+        let at = carried.min(own);
+        if at <= now {
+            return (None, now, expired_meta(Role::Total));
+        }
+        let meta = if at == own {
+            req.set_deadline(Deadline::at(own));
+            self.meta
+        } else {
+            pack(
+                at.saturating_duration_since(now),
+                Cut::Deadline,
+                Role::Total,
+            )
+        };
+        (Some(self.inner.call(req)), at, meta)
     }
 }
 
@@ -212,15 +243,15 @@ where
             (Some(o), None) => (o, Cut::Attempt),
             (_, Some(c)) => (c, Cut::Deadline),
         };
-        let shared = self.shared.for_future();
-        if carried.is_some_and(|c| c <= now) {
-            return ResponseFuture::expired(Role::Attempt, shared);
-        }
-        if cut == Cut::Attempt && own.is_some() {
-            req.tighten_deadline(Deadline::at(at));
-        }
-        let inner = self.inner.call(req);
-        let bound = at.saturating_duration_since(now);
-        ResponseFuture::running(inner, bound, at, cut, Role::Attempt, shared)
+        let (inner, at, meta) = if carried.is_some_and(|c| c <= now) {
+            (None, now, expired_meta(Role::Attempt))
+        } else {
+            if cut == Cut::Attempt && own.is_some() {
+                req.tighten_deadline(Deadline::at(at));
+            }
+            let meta = pack(at.saturating_duration_since(now), cut, Role::Attempt);
+            (Some(self.inner.call(req)), at, meta)
+        };
+        ResponseFuture::new(inner, at, meta, self.shared.for_future())
     }
 }

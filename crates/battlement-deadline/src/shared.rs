@@ -61,15 +61,46 @@ impl Shared {
         self.observed.store(true, Ordering::Relaxed);
     }
 
-    /// The state a future should carry: `None` when nobody is watching.
+    /// The state a future should carry: nothing when nobody is watching.
     #[inline]
-    pub(crate) fn for_future(self: &Arc<Self>) -> Option<Arc<Self>> {
+    pub(crate) fn for_future(self: &Arc<Self>) -> Observer {
         if self.observed.load(Ordering::Relaxed) {
-            Some(self.clone())
+            Observer(Some(self.clone()))
         } else {
-            None
+            Observer(None)
         }
     }
+}
+
+/// What a response future carries of its layer's state: nothing, unless
+/// the layer is observed (named, given a sink or a handle).
+///
+/// Its drop is a test and a branch inline, the reference-count decrement
+/// out of line, so the future's drop stays small enough to be inlined
+/// like `tower::timeout`'s.
+#[derive(Debug)]
+pub(crate) struct Observer(Option<Arc<Shared>>);
+
+impl Observer {
+    #[inline]
+    pub(crate) fn get(&self) -> Option<&Shared> {
+        self.0.as_deref()
+    }
+}
+
+impl Drop for Observer {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.take() {
+            release(shared);
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn release(shared: Arc<Shared>) {
+    drop(shared);
 }
 
 pub(crate) fn default_name(role: Role) -> &'static Name {

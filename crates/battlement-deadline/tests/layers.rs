@@ -472,3 +472,30 @@ async fn an_unbounded_attempt_sets_no_deadline() {
     let seen = svc.ready().await.unwrap().call(Req::new(())).await.unwrap();
     assert_eq!(seen, None);
 }
+
+#[test]
+fn the_response_future_is_tower_timeouts_plus_two_words() {
+    type Inner = std::future::Ready<Result<u64, std::convert::Infallible>>;
+    type Ours = battlement_deadline::future::ResponseFuture<Inner>;
+    type Towers = tower::timeout::future::ResponseFuture<Inner>;
+    let word = std::mem::size_of::<usize>();
+    // The bound and flags in one word, the layer's counters in another;
+    // `Option<Inner>` fits in `Inner`'s niche here.
+    assert!(
+        std::mem::size_of::<Ours>() <= std::mem::size_of::<Towers>() + 2 * word,
+        "ours {} bytes, tower's {}",
+        std::mem::size_of::<Ours>(),
+        std::mem::size_of::<Towers>(),
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_zero_budget_fails_at_once_without_calling() {
+    let (mut svc, mut handle) = mock::spawn_layer::<Req, (), _>(DeadlineLayer::new(Duration::ZERO));
+    handle.allow(1);
+    assert!(svc.poll_ready().is_ready());
+    let err = svc.call(Req::new(())).await.unwrap_err();
+    let err = err.downcast::<DeadlineExceeded>().unwrap();
+    assert_eq!((err.budget, err.elapsed), (Duration::ZERO, Duration::ZERO));
+    assert!(handle.poll_request().is_pending());
+}
