@@ -297,27 +297,30 @@ impl Component for InstrumentState {
             }
         }
         let [p50, p90, p99, max] = latency.quantiles;
+        // Inserted in descending key order: a B-tree node is searched from
+        // its smallest key, so each insertion compares one key.
         let mut figures = Map::new();
-        figures.insert("count".into(), latency.total.into());
+        figures.insert("p99_ms".to_owned(), ms(p99));
+        figures.insert("p90_ms".to_owned(), ms(p90));
+        figures.insert("p50_ms".to_owned(), ms(p50));
         figures.insert(
-            "mean_ms".into(),
+            "mean_ms".to_owned(),
             latency.mean().map_or(Value::Null, |m| (m / 1e6).into()),
         );
-        figures.insert("p50_ms".into(), ms(p50));
-        figures.insert("p90_ms".into(), ms(p90));
-        figures.insert("p99_ms".into(), ms(p99));
-        figures.insert("max_ms".into(), ms(max));
+        figures.insert("max_ms".to_owned(), ms(max));
+        figures.insert("count".to_owned(), latency.total.into());
+        let d = &mut health.details;
+        d.insert("successes".to_owned(), successes.into());
+        d.insert("success_rate".to_owned(), success_rate);
+        d.insert("latency".to_owned(), figures.into());
+        d.insert("in_flight".to_owned(), in_flight.into());
+        d.insert("ignored".to_owned(), ignored.into());
+        d.insert("failures_by_kind".to_owned(), by_kind.into());
+        d.insert("failures".to_owned(), failures.into());
+        d.insert("consecutive_failures".to_owned(), consecutive.into());
+        d.insert("cancelled".to_owned(), cancelled.into());
+        d.insert("calls".to_owned(), calls.into());
         health
-            .detail("calls", calls)
-            .detail("successes", successes)
-            .detail("failures", failures)
-            .detail("ignored", ignored)
-            .detail("cancelled", cancelled)
-            .detail("in_flight", in_flight)
-            .detail("success_rate", success_rate)
-            .detail("consecutive_failures", consecutive)
-            .detail("failures_by_kind", by_kind)
-            .detail("latency", figures)
             .metric(
                 "calls_total",
                 "Calls started.",

@@ -1,8 +1,9 @@
 //! [`Registry`]: the shared, cheaply cloneable handle every layer reports
 //! into.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, Weak};
 
 use battlement_core::{
@@ -17,6 +18,9 @@ use crate::instrument::InstrumentState;
 use crate::layer::InstrumentLayer;
 use crate::report::{ComponentReport, HealthReport, StatusCounts};
 
+/// The map's size below which dropped components are not swept.
+const MIN_SWEEP: usize = 16;
+
 /// One registered component, held weakly.
 pub(crate) struct Entry {
     pub(crate) component: Weak<dyn Component>,
@@ -26,7 +30,11 @@ pub(crate) struct Entry {
 }
 
 pub(crate) struct Inner {
-    pub(crate) components: RwLock<HashMap<Name, Entry>>,
+    /// Sorted by name, so reports come out sorted.
+    pub(crate) components: RwLock<BTreeMap<Name, Entry>>,
+    /// The map's size at which the next registration forgets the dropped
+    /// components (changed only under the map's write lock).
+    sweep_at: AtomicUsize,
     events: broadcast::Sender<Event>,
     rules: StatusRules,
 }
@@ -99,7 +107,8 @@ impl Registry {
         let (events, _) = broadcast::channel(event_capacity);
         Registry {
             inner: Arc::new(Inner {
-                components: RwLock::new(HashMap::new()),
+                components: RwLock::new(BTreeMap::new()),
+                sweep_at: AtomicUsize::new(MIN_SWEEP),
                 events,
                 rules,
             }),
@@ -120,14 +129,25 @@ impl Registry {
     ) -> Result<(), DuplicateName> {
         let name: Name = component.name().into();
         let mut map = self.write();
-        // Forget the dropped, so the map only ever holds live components
-        // (plus the ones dropped since the last registration).
-        map.retain(|_, e| e.component.strong_count() > 0);
-        if map.contains_key(&name) {
+        // Forget the dropped once the map has doubled since it last did:
+        // the map never holds more than twice the live components (or
+        // `MIN_SWEEP`), and a registration costs O(log n) amortised, not a
+        // walk over every entry.
+        if map.len() >= self.inner.sweep_at.load(Ordering::Relaxed) {
+            map.retain(|_, e| e.component.strong_count() > 0);
+            self.inner
+                .sweep_at
+                .store((map.len() * 2).max(MIN_SWEEP), Ordering::Relaxed);
+        }
+        if map
+            .get(&name)
+            .is_some_and(|e| e.component.strong_count() > 0)
+        {
             return Err(DuplicateName {
                 name: name.to_string(),
             });
         }
+        // Replaces a dropped component's entry of the same name.
         map.insert(
             name,
             Entry {
@@ -187,14 +207,12 @@ impl Registry {
 
     /// The names of the live components, sorted.
     pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .read()
+        // In name order: the map is sorted.
+        self.read()
             .iter()
             .filter(|(_, e)| e.component.strong_count() > 0)
             .map(|(n, _)| n.to_string())
-            .collect();
-        names.sort_unstable();
-        names
+            .collect()
     }
 
     /// How many live components are registered.
@@ -244,9 +262,8 @@ impl Registry {
     /// Locks the map only to copy out the live components (no component is
     /// asked for its health under the lock).
     pub fn health(&self) -> HealthReport {
-        let mut live = self.live();
-        // Sort the small (name, handle) pairs, not the reports.
-        live.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        // In name order: the map is sorted.
+        let live = self.live();
         let components: Vec<ComponentReport> = live
             .iter()
             .map(|(name, c)| self.report_of(name, &**c))
@@ -283,13 +300,11 @@ impl Registry {
     /// The live instruments, for the latency histograms.
     #[cfg(feature = "prometheus")]
     pub(crate) fn instruments(&self) -> Vec<Arc<InstrumentState>> {
-        let mut v: Vec<Arc<InstrumentState>> = self
-            .read()
+        // In name order: the map is sorted.
+        self.read()
             .values()
             .filter_map(|e| e.instrument.as_ref().and_then(Weak::upgrade))
-            .collect();
-        v.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        v
+            .collect()
     }
 
     /// The memory the registry's own structures take: the map's capacity
@@ -304,7 +319,8 @@ impl Registry {
             .count();
         Footprint {
             entries: map.len(),
-            map_capacity: map.capacity(),
+            // A B-tree holds the nodes its entries need, no more.
+            map_capacity: map.len(),
             instruments,
             instrument_bytes: std::mem::size_of::<InstrumentState>()
                 + std::mem::size_of::<crate::instrument::Counters>(),
@@ -313,14 +329,14 @@ impl Registry {
         }
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Name, Entry>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Name, Entry>> {
         self.inner
             .components
             .read()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Name, Entry>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<Name, Entry>> {
         self.inner
             .components
             .write()
@@ -332,10 +348,10 @@ impl Registry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Footprint {
-    /// Entries in the name map (live, plus any dropped since the last
-    /// registration).
+    /// Entries in the name map: the live components, plus dropped ones not
+    /// yet forgotten (at most as many as live ones, or 16).
     pub entries: usize,
-    /// The name map's capacity.
+    /// The name map's capacity (a B-tree's: what its entries need).
     pub map_capacity: usize,
     /// Live instruments.
     pub instruments: usize,

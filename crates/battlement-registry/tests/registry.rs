@@ -192,12 +192,32 @@ fn components_are_held_weakly() {
         registry.control("a", &Control::Reset),
         Err(ControlError::NotFound { .. })
     ));
-    // The next registration forgets the dead entries.
     let b = Fake::new("b", ComponentKind::Gate);
     registry.register(&b).unwrap();
-    assert_eq!(registry.footprint().entries, 1);
     assert!(registry.unregister("b"));
     assert!(!registry.unregister("b"));
+}
+
+/// Registrations forget dropped components in sweeps, once the map has
+/// doubled: it never holds more than twice the live components (or 16),
+/// however many come and go, and a dropped name is free at once.
+#[test]
+fn the_map_never_outgrows_twice_the_live_components() {
+    let registry = Registry::new();
+    let keep: Vec<_> = (0..20)
+        .map(|i| registry.layer(&format!("keep-{i}")).unwrap())
+        .collect();
+    for round in 0..1_000 {
+        let gone = registry.layer(&format!("gone-{round}")).unwrap();
+        drop(gone);
+        let entries = registry.footprint().entries;
+        assert!(entries <= 2 * keep.len() + 1, "round {round}: {entries}");
+    }
+    assert_eq!(registry.len(), 20);
+    // A dropped component's name is free at once, swept or not.
+    let again = registry.layer("gone-999").unwrap();
+    assert_eq!(registry.len(), 21);
+    drop((again, keep));
 }
 
 #[test]
