@@ -2,8 +2,9 @@
 //! a hyper client behind `DeadlineLayer(500 ms)` + `PropagateDeadlineLayer`.
 //!
 //! This runs on real time (a server over loopback cannot use paused time),
-//! so its bounds are generous; it takes about half a second.
+//! so its bounds are generous; it takes about a second and a half.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -20,8 +21,40 @@ use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
+/// `/cut` handlers whose futures were dropped before they answered.
+static CUT_CANCELLED: AtomicUsize = AtomicUsize::new(0);
+
+struct CountIfCancelled(&'static AtomicUsize);
+impl Drop for CountIfCancelled {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Sleeps 5 s.
+async fn slow() -> &'static str {
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    "too late"
+}
+
+/// Sleeps 5 s; counts itself cancelled if dropped before.
+async fn cut() -> &'static str {
+    let guard = CountIfCancelled(&CUT_CANCELLED);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    std::mem::forget(guard);
+    "too late"
+}
+
 /// Starts the server on 127.0.0.1, port 0; returns its base address.
+/// `/budget`, `/slow` and `/cut` sit behind the default (enforcing)
+/// `ServerDeadlineLayer`; `/uncut` behind one that only reads the budget.
 async fn server() -> String {
+    let uncut = Router::new().route("/uncut", get(slow)).layer(
+        ServerDeadlineLayer::builder()
+            .enforce(false)
+            .build()
+            .unwrap(),
+    );
     let app = Router::new()
         .route(
             "/budget",
@@ -32,14 +65,10 @@ async fn server() -> String {
                 }
             }),
         )
-        .route(
-            "/slow",
-            get(|| async {
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                "too late"
-            }),
-        )
-        .layer(ServerDeadlineLayer::new());
+        .route("/slow", get(slow))
+        .route("/cut", get(cut))
+        .layer(ServerDeadlineLayer::new())
+        .merge(uncut);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -84,13 +113,14 @@ async fn the_budget_crosses_the_wire_and_cuts_a_slow_handler() {
     let left: u64 = body_text(res).await.parse().unwrap();
     assert!((400..=500).contains(&left), "handler saw {left} ms left");
 
-    // A slow handler: the client gives up at its 500 ms deadline.
+    // A slow handler the server does not cut: the client gives up at its
+    // 500 ms deadline with `DeadlineExceeded`.
     let start = Instant::now();
     let err = client
         .ready()
         .await
         .unwrap()
-        .call(get_req(format!("{base}/slow"), &[]))
+        .call(get_req(format!("{base}/uncut"), &[]))
         .await
         .unwrap_err();
     let took = start.elapsed();
@@ -103,9 +133,61 @@ async fn the_budget_crosses_the_wire_and_cuts_a_slow_handler() {
         "gave up after {took:?}"
     );
 
+    // A slow handler behind the enforcing layer: the server cuts it at the
+    // budget it was sent (500 ms less the 5 ms margin and the trip), so the
+    // client gets the server's 504 just before its own deadline, or, on a
+    // machine too busy for the 5 ms margin, its own `DeadlineExceeded`.
+    let start = Instant::now();
+    let out = client
+        .ready()
+        .await
+        .unwrap()
+        .call(get_req(format!("{base}/slow"), &[]))
+        .await;
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_millis(1500),
+        "answered after {took:?}"
+    );
+    match out {
+        Ok(res) => {
+            assert_eq!(res.status(), 504);
+            let body: serde_json::Value = serde_json::from_str(&body_text(res).await).unwrap();
+            assert_eq!(body["error"], "deadline exceeded");
+            assert_eq!(body["header"], "x-request-timeout-ms");
+        }
+        Err(err) => assert!(err.is::<DeadlineExceeded>(), "{err}"),
+    }
+
+    // Straight to the server with a 200 ms budget: the server alone cuts
+    // the handler and says why.
+    let mut raw = hyper_client.clone();
+    let start = Instant::now();
+    let res = raw
+        .ready()
+        .await
+        .unwrap()
+        .call(get_req(
+            format!("{base}/cut"),
+            &[("x-request-timeout-ms", "200")],
+        ))
+        .await
+        .unwrap();
+    let took = start.elapsed();
+    assert_eq!(res.status(), 504);
+    assert_eq!(res.headers()["content-type"], "application/json");
+    let body: serde_json::Value = serde_json::from_str(&body_text(res).await).unwrap();
+    assert_eq!(body["error"], "deadline exceeded");
+    assert_eq!(body["budget_ms"], 200);
+    assert!(
+        took >= Duration::from_millis(200) && took < Duration::from_millis(1200),
+        "cut after {took:?}"
+    );
+    // The server dropped the handler (cancelling it) before it answered.
+    assert_eq!(CUT_CANCELLED.load(Ordering::SeqCst), 1);
+
     // Straight to the server: a bad header is a 400 saying which and why,
     // a spent budget a 504, and neither reaches the handler.
-    let mut raw = hyper_client;
     let res = raw
         .ready()
         .await

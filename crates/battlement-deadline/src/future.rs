@@ -42,7 +42,7 @@ pub(crate) fn pack(bound: Duration, cut: Cut, role: Role) -> u64 {
         Cut::Attempt => 0,
     };
     let role = match role {
-        Role::Total => 0,
+        Role::Total | Role::Server => 0,
         Role::Attempt => ROLE_ATTEMPT,
     };
     nanos | cut | role
@@ -93,7 +93,7 @@ impl<F> ResponseFuture<F> {
 pub(crate) const fn expired_meta(role: Role) -> u64 {
     CUT_DEADLINE
         | match role {
-            Role::Total => 0,
+            Role::Total | Role::Server => 0,
             Role::Attempt => ROLE_ATTEMPT,
         }
 }

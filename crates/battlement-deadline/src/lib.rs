@@ -103,6 +103,19 @@
 //!   (budget and elapsed) or
 //!   [`EventKind::AttemptTimedOut`](battlement_core::EventKind::AttemptTimedOut)
 //!   (the bound), emitted to the layer's sink and traced at `INFO`.
+//! - **The server enforces the caller's budget.** An experienced user
+//!   expects what Envoy and gRPC servers do with an incoming timeout:
+//!   [`http::ServerDeadlineLayer`] not only hands the deadline to the
+//!   handler but, when it passes first, drops the handler's future
+//!   (cancelling it) and answers `504` with a JSON error (`grpc-status: 4`
+//!   for a gRPC request), so a slow handler does not keep working for a
+//!   caller who has given up. The bound covers the response head, not a
+//!   streamed body. `enforce(false)` keeps the read-only behaviour for
+//!   handlers that must decide themselves. Because the client's
+//!   [`http::PropagateDeadlineLayer`] sends the time left minus a margin,
+//!   the server's 504 usually reaches a client just before the client's
+//!   own `DeadlineLayer` would fail with `DeadlineExceeded`: a client sees
+//!   one or the other, both meaning "the budget passed".
 //! - **HTTP propagation lives here** (module [`http`], feature `http`),
 //!   not in `battlement-http`: the deadline and its wire format are one
 //!   crate.

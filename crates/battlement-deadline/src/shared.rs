@@ -18,6 +18,9 @@ pub(crate) enum Role {
     Total,
     /// `AttemptTimeoutLayer`: one attempt.
     Attempt,
+    /// `ServerDeadlineLayer`: the caller's budget, read from the headers.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    Server,
 }
 
 #[derive(Debug)]
@@ -106,9 +109,11 @@ fn release(shared: Arc<Shared>) {
 pub(crate) fn default_name(role: Role) -> &'static Name {
     static TOTAL: std::sync::OnceLock<Name> = std::sync::OnceLock::new();
     static ATTEMPT: std::sync::OnceLock<Name> = std::sync::OnceLock::new();
+    static SERVER: std::sync::OnceLock<Name> = std::sync::OnceLock::new();
     match role {
         Role::Total => TOTAL.get_or_init(|| Name::from("deadline")),
         Role::Attempt => ATTEMPT.get_or_init(|| Name::from("attempt_timeout")),
+        Role::Server => SERVER.get_or_init(|| Name::from("server_deadline")),
     }
 }
 
@@ -164,6 +169,7 @@ impl Component for Shared {
                 match self.role {
                     Role::Total => "total",
                     Role::Attempt => "attempt",
+                    Role::Server => "server",
                 },
             )
             .detail("deadline_exceeded", exceeded)
@@ -197,7 +203,9 @@ impl Component for Shared {
 /// A cheap cloneable handle on a deadline layer: its counters, and what
 /// the registry registers (it implements [`AsComponent`]).
 ///
-/// Taken with `DeadlineLayer::handle` or `AttemptTimeoutLayer::handle`.
+/// Taken with `DeadlineLayer::handle`, `AttemptTimeoutLayer::handle` or
+/// (feature `http`) `ServerDeadlineLayer::handle`, whose hits count as
+/// [`deadline_exceeded`](DeadlineHandle::deadline_exceeded).
 /// Counters count hits only, never calls, so the happy path stays free of
 /// shared writes. [`Control::Reset`] zeroes them.
 #[derive(Debug, Clone)]

@@ -2,15 +2,18 @@
 #![cfg(feature = "http")]
 
 use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use battlement_core::{BoxError, Deadline, DeadlineCarrier};
+use battlement_core::{BoxError, Deadline, DeadlineCarrier, EventKind, EventLog};
 use battlement_deadline::DeadlineLayer;
 use battlement_deadline::http::{
     HeaderError, PropagateDeadlineLayer, ServerDeadlineLayer, format_grpc_timeout, format_millis,
     parse_grpc_timeout, parse_millis,
 };
 use proptest::prelude::*;
+use tokio::time::Instant;
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
 #[test]
@@ -304,6 +307,170 @@ async fn client_writes_the_time_left_minus_the_margin() {
         }));
     let res = chain.ready().await.unwrap().call(req(&[])).await.unwrap();
     assert_eq!(res.body(), "800ms");
+}
+
+/// A handler that takes `delay` to answer and flags when its future is
+/// dropped.
+fn slow_handler(
+    delay: Duration,
+    dropped: Arc<AtomicBool>,
+) -> impl Service<http::Request<()>, Response = Res, Error = Infallible> + Clone {
+    struct Flag(Arc<AtomicBool>);
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    service_fn(move |_: http::Request<()>| {
+        let flag = Flag(dropped.clone());
+        async move {
+            let _flag = flag;
+            tokio::time::sleep(delay).await;
+            Ok::<_, Infallible>(http::Response::new("done".to_owned()))
+        }
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_cuts_a_slow_handler_at_the_budget_and_reports() {
+    let log = EventLog::new();
+    let layer = ServerDeadlineLayer::builder()
+        .name("api")
+        .events(log.sink())
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let dropped = Arc::new(AtomicBool::new(false));
+    let mut svc = layer.layer_on(slow_handler(Duration::from_secs(5), dropped.clone()));
+
+    let start = Instant::now();
+    let res = call(&mut svc, req(&[("x-request-timeout-ms", "300")])).await;
+    assert_eq!(start.elapsed(), Duration::from_millis(300));
+    assert_eq!(res.status(), 504);
+    assert_eq!(res.headers()["content-type"], "application/json");
+    let body: serde_json::Value = serde_json::from_str(res.body()).unwrap();
+    assert_eq!(body["error"], "deadline exceeded");
+    assert_eq!(body["header"], "x-request-timeout-ms");
+    assert_eq!(body["budget_ms"], 300);
+    // The handler was cancelled.
+    assert!(dropped.load(Ordering::SeqCst));
+    assert_eq!(
+        log.kinds(),
+        vec![EventKind::DeadlineExceeded {
+            budget: Duration::from_millis(300),
+            elapsed: Duration::from_millis(300),
+        }]
+    );
+    assert_eq!(log.events()[0].component.as_ref(), "api");
+    assert_eq!(handle.deadline_exceeded(), 1);
+
+    // A budget spent on arrival is a hit too.
+    let res = call(&mut svc, req(&[("grpc-timeout", "0n")])).await;
+    assert_eq!(res.status(), 504);
+    assert_eq!(handle.deadline_exceeded(), 2);
+    assert_eq!(log.kinds().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_passes_a_handler_that_answers_in_time() {
+    let dropped = Arc::new(AtomicBool::new(false));
+    let mut svc = ServerDeadlineLayer::new()
+        .layer_on(slow_handler(Duration::from_millis(290), dropped.clone()));
+    let start = Instant::now();
+    let res = call(&mut svc, req(&[("grpc-timeout", "300m")])).await;
+    assert_eq!(start.elapsed(), Duration::from_millis(290));
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.body(), "done");
+
+    // No budget at all: no timer, however long the handler takes.
+    let start = Instant::now();
+    let res = call(&mut svc, req(&[])).await;
+    assert_eq!(res.body(), "done");
+    assert_eq!(start.elapsed(), Duration::from_millis(290));
+    let mut unbounded =
+        ServerDeadlineLayer::new().layer_on(slow_handler(Duration::from_secs(600), dropped));
+    let start = Instant::now();
+    assert_eq!(call(&mut unbounded, req(&[])).await.body(), "done");
+    assert_eq!(start.elapsed(), Duration::from_secs(600));
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_enforces_the_default_budget_and_the_cap() {
+    let dropped = Arc::new(AtomicBool::new(false));
+    let mut svc = ServerDeadlineLayer::builder()
+        .default_budget(Some(Duration::from_millis(200)))
+        .max(Duration::from_secs(1))
+        .build()
+        .unwrap()
+        .layer_on(slow_handler(Duration::from_secs(5), dropped));
+    let start = Instant::now();
+    let res = call(&mut svc, req(&[])).await;
+    assert_eq!(
+        (res.status().as_u16(), start.elapsed()),
+        (504, Duration::from_millis(200))
+    );
+    let body: serde_json::Value = serde_json::from_str(res.body()).unwrap();
+    assert_eq!(body["header"], serde_json::Value::Null);
+
+    let start = Instant::now();
+    let res = call(&mut svc, req(&[("grpc-timeout", "1H")])).await;
+    assert_eq!(
+        (res.status().as_u16(), start.elapsed()),
+        (504, Duration::from_secs(1))
+    );
+    let body: serde_json::Value = serde_json::from_str(res.body()).unwrap();
+    assert_eq!(body["budget_ms"], 1000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_without_enforcement_only_reads_the_deadline() {
+    let dropped = Arc::new(AtomicBool::new(false));
+    let mut svc = ServerDeadlineLayer::builder()
+        .enforce(false)
+        .build()
+        .unwrap()
+        .layer_on(slow_handler(Duration::from_secs(1), dropped.clone()));
+    let start = Instant::now();
+    let res = call(&mut svc, req(&[("x-request-timeout-ms", "100")])).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+    // A spent budget is still answered at once.
+    let res = call(&mut svc, req(&[("x-request-timeout-ms", "0")])).await;
+    assert_eq!(res.status(), 504);
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_answers_grpc_requests_with_grpc_status() {
+    let dropped = Arc::new(AtomicBool::new(false));
+    let mut svc =
+        ServerDeadlineLayer::new().layer_on(slow_handler(Duration::from_secs(5), dropped.clone()));
+    let grpc = |timeout: &str| {
+        req(&[
+            ("content-type", "application/grpc+proto"),
+            ("grpc-timeout", timeout),
+        ])
+    };
+    for (timeout, status, message) in [
+        ("soon", "3", "grpc-timeout: not a decimal number"),
+        (
+            "0m",
+            "4",
+            "grpc-timeout: the caller's time budget was already spent",
+        ),
+        (
+            "250m",
+            "4",
+            "grpc-timeout: the handler did not answer within the caller's time budget",
+        ),
+    ] {
+        let res = call(&mut svc, grpc(timeout)).await;
+        assert_eq!(res.status(), 200, "{timeout}");
+        assert_eq!(res.headers()["content-type"], "application/grpc");
+        assert_eq!(res.headers()["grpc-status"], status, "{timeout}");
+        assert_eq!(res.headers()["grpc-message"], message);
+        assert_eq!(res.body(), "");
+    }
+    assert!(dropped.load(Ordering::SeqCst));
 }
 
 trait LayerOn {

@@ -3,7 +3,9 @@
 //!
 //! - [`ServerDeadlineLayer`], in a server: reads `grpc-timeout` and
 //!   `x-request-timeout-ms` into the request's deadline (capped), answers
-//!   400 for a malformed header and 504 for a spent budget.
+//!   400 for a malformed header and 504 for a spent budget, and cuts a
+//!   handler that is still running when the deadline passes (504, or
+//!   `grpc-status: 4` for gRPC), unless told only to read.
 //! - [`PropagateDeadlineLayer`], in a client: writes the time left, minus a
 //!   margin, on the outgoing request.
 //! - [`parse_grpc_timeout`], [`parse_millis`], [`format_grpc_timeout`],
