@@ -8,14 +8,14 @@
 
 use std::future::{Ready, ready};
 use std::hint::black_box;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use battlement_benches::{allocs_per_call, call_now, report, runtime};
 use battlement_core::BoxError;
 use battlement_retry::{Backoff, RetryBudget, RetryLayer, RetryPolicy};
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 /// The bare service: a `Copy` request answered at once.
@@ -41,6 +41,9 @@ impl<E> tower::retry::Policy<u64, u64, E> for NeverRetry {
     }
 }
 
+/// The default policy, kept in a `static` (`RetryPolicy::from_static`).
+static STATIC_POLICY: LazyLock<RetryPolicy> = LazyLock::new(RetryPolicy::default);
+
 fn tower_resilience_layer() -> tower_resilience::retry::RetryLayer<u64, u64, BoxError> {
     tower_resilience::retry::RetryLayer::<u64, u64, BoxError>::builder()
         .max_attempts(3)
@@ -54,6 +57,7 @@ fn bench(c: &mut Criterion) {
 
     let mut plain = bare();
     let mut ours = RetryLayer::new(RetryPolicy::default()).layer(bare());
+    let mut ours_static = RetryLayer::new(RetryPolicy::from_static(&STATIC_POLICY)).layer(bare());
     let budget = RetryBudget::builder().ratio(0.1).build().expect("budget");
     let mut ours_budget = RetryLayer::new(
         RetryPolicy::builder()
@@ -78,6 +82,9 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("battlement_no_retry", |b| {
         b.iter(|| call_now(&mut ours, black_box(7)))
+    });
+    group.bench_function("battlement_no_retry_static_policy", |b| {
+        b.iter(|| call_now(&mut ours_static, black_box(7)))
     });
     group.bench_function("battlement_no_retry_with_budget", |b| {
         b.iter(|| call_now(&mut ours_budget, black_box(7)))
@@ -242,5 +249,80 @@ fn amplification(rt: &tokio::runtime::Runtime) {
     println!("amplification tower-resilience aimd (defaults): {tr_aimd:.3}");
 }
 
+/// Runs `n` calls of `svc`; a function of its own so that callgrind can
+/// attribute its instructions (`callgrind_annotate --inclusive=yes`).
+macro_rules! ir_loop {
+    ($name:ident) => {
+        #[inline(never)]
+        fn $name<S: Service<u64>>(svc: &mut S, n: u64) {
+            // Keeps the linker from folding identical loops into one.
+            black_box(stringify!($name));
+            for i in 0..n {
+                black_box(call_now(svc, black_box(i)).is_ok());
+            }
+        }
+    };
+}
+ir_loop!(ir_bare);
+ir_loop!(ir_battlement);
+ir_loop!(ir_battlement_static);
+ir_loop!(ir_battlement_budget);
+ir_loop!(ir_battlement_single);
+ir_loop!(ir_tower_retry);
+
+/// Instruction counts, repeatable on a busy machine: with
+/// `BATTLEMENT_IR=<calls>` set, runs each variant that many times and exits,
+/// for `valgrind --tool=callgrind` to count (each variant's loop is its own
+/// function; divide its inclusive count by the calls).
+fn instructions(n: u64) {
+    let rt = runtime();
+    let _guard = rt.enter();
+    let budget = RetryBudget::builder().ratio(0.1).build().expect("budget");
+    ir_bare(&mut bare(), n);
+    ir_battlement(
+        &mut RetryLayer::new(RetryPolicy::default()).layer(bare()),
+        n,
+    );
+    ir_battlement_static(
+        &mut RetryLayer::new(RetryPolicy::from_static(&STATIC_POLICY)).layer(bare()),
+        n,
+    );
+    ir_battlement_budget(
+        &mut RetryLayer::new(
+            RetryPolicy::builder()
+                .budget(budget)
+                .build()
+                .expect("policy"),
+        )
+        .layer(bare()),
+        n,
+    );
+    ir_battlement_single(
+        &mut RetryLayer::new(
+            RetryPolicy::builder()
+                .max_attempts(1)
+                .build()
+                .expect("policy"),
+        )
+        .layer(bare()),
+        n,
+    );
+    ir_tower_retry(
+        &mut tower::retry::RetryLayer::new(NeverRetry).layer(bare()),
+        n,
+    );
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    if let Some(n) = std::env::var("BATTLEMENT_IR")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        instructions(n);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -85,16 +85,51 @@ impl<C, P> Shared<C, P> {
 
 /// When and how to retry: built once with [`RetryPolicy::builder`], then
 /// turned into a [`RetryLayer`] with [`RetryPolicy::layer`] or
-/// [`RetryLayer::new`]. Cheap to clone (one `Arc`).
+/// [`RetryLayer::new`]. Cheap to clone (one `Arc`, or a plain reference
+/// for a policy kept in a `static`: see [`RetryPolicy::from_static`]).
 ///
 /// `C` is the [`Classify`](battlement_core::Classify) that judges each
 /// attempt's result (default [`ErrorClassifier`]), `P` the [`RetryIf`]
 /// predicate (default [`Always`]).
-pub struct RetryPolicy<C = ErrorClassifier, P = Always> {
-    pub(crate) shared: Arc<Shared<C, P>>,
+pub struct RetryPolicy<C = ErrorClassifier, P = Always>
+where
+    C: 'static,
+    P: 'static,
+{
+    pub(crate) shared: Handle<Shared<C, P>>,
 }
 
-impl<C, P> Clone for RetryPolicy<C, P> {
+/// How a policy reaches its shared state: counted, or a reference to a
+/// policy that lives as long as the program (nothing to count).
+pub(crate) enum Handle<T: 'static> {
+    Owned(Arc<T>),
+    Static(&'static T),
+}
+
+impl<T> Clone for Handle<T> {
+    #[inline]
+    fn clone(&self) -> Self {
+        match self {
+            Handle::Owned(arc) => Handle::Owned(Arc::clone(arc)),
+            Handle::Static(r) => Handle::Static(r),
+        }
+    }
+}
+
+impl<T> std::ops::Deref for Handle<T> {
+    type Target = T;
+
+    #[inline]
+    fn deref(&self) -> &T {
+        match self {
+            Handle::Owned(arc) => arc,
+            Handle::Static(r) => r,
+        }
+    }
+}
+
+impl<C: 'static, P: 'static> Clone for RetryPolicy<C, P> {
+    #[inline]
     fn clone(&self) -> Self {
         RetryPolicy {
             shared: self.shared.clone(),
@@ -102,7 +137,7 @@ impl<C, P> Clone for RetryPolicy<C, P> {
     }
 }
 
-impl<C, P> fmt::Debug for RetryPolicy<C, P> {
+impl<C: 'static, P: 'static> fmt::Debug for RetryPolicy<C, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = &*self.shared;
         f.debug_struct("RetryPolicy")
@@ -133,7 +168,30 @@ impl RetryPolicy {
     }
 }
 
-impl<C, P> RetryPolicy<C, P> {
+impl<C: 'static, P: 'static> RetryPolicy<C, P> {
+    /// A handle on a policy that lives as long as the program (kept in a
+    /// `static`): its clones, one per request in each response future,
+    /// copy a reference instead of counting an `Arc`, which takes an
+    /// atomic increment and decrement off every call. Behaviour is the
+    /// same in every other respect.
+    ///
+    /// ```
+    /// use battlement_retry::{RetryLayer, RetryPolicy};
+    /// use std::sync::LazyLock;
+    ///
+    /// static POLICY: LazyLock<RetryPolicy> =
+    ///     LazyLock::new(|| RetryPolicy::builder().max_attempts(3).build().unwrap());
+    ///
+    /// let layer = RetryLayer::new(RetryPolicy::from_static(&POLICY));
+    /// # let _ = layer;
+    /// ```
+    pub fn from_static(policy: &'static RetryPolicy<C, P>) -> Self {
+        let shared: &'static Shared<C, P> = &policy.shared;
+        RetryPolicy {
+            shared: Handle::Static(shared),
+        }
+    }
+
     /// The layer applying this policy.
     pub fn layer(self) -> RetryLayer<C, P> {
         RetryLayer::new(self)
@@ -209,7 +267,7 @@ impl RetryPolicyBuilder {
     }
 }
 
-impl<C, P> RetryPolicyBuilder<C, P> {
+impl<C: 'static, P: 'static> RetryPolicyBuilder<C, P> {
     /// Judges each attempt's result (default [`ErrorClassifier`]: errors
     /// by their `source()` chain, every `Ok` a success). Only outcomes the
     /// classifier calls retryable failures are retried; use a closure or
@@ -376,7 +434,7 @@ impl<C, P> RetryPolicyBuilder<C, P> {
         }
         self.backoff.validate()?;
         Ok(RetryPolicy {
-            shared: Arc::new(Shared {
+            shared: Handle::Owned(Arc::new(Shared {
                 classifier: self.classifier,
                 retry_if: self.retry_if,
                 max_attempts: self.max_attempts,
@@ -389,7 +447,7 @@ impl<C, P> RetryPolicyBuilder<C, P> {
                 random: self.random,
                 events: self.events,
                 name: self.name,
-            }),
+            })),
         })
     }
 }

@@ -21,9 +21,12 @@ pin_project! {
     /// again. The backoff's `Sleep` is created at the first wait and
     /// `reset()` after; a request that succeeds first time never touches
     /// the timer. Dropping it cancels: no attempt starts after a drop.
+    #[project = ResponseFutureProj]
     pub struct ResponseFuture<S, Req, C, P>
     where
         S: Service<Req>,
+        C: 'static,
+        P: 'static,
     {
         #[pin]
         state: State<S::Future>,
@@ -52,7 +55,7 @@ pin_project! {
     }
 }
 
-impl<S, Req, C, P> ResponseFuture<S, Req, C, P>
+impl<S, Req, C: 'static, P: 'static> ResponseFuture<S, Req, C, P>
 where
     S: Service<Req>,
 {
@@ -76,7 +79,7 @@ where
     }
 }
 
-impl<S, Req, C, P> fmt::Debug for ResponseFuture<S, Req, C, P>
+impl<S, Req, C: 'static, P: 'static> fmt::Debug for ResponseFuture<S, Req, C, P>
 where
     S: Service<Req>,
 {
@@ -105,20 +108,15 @@ enum Decision {
     Retry(Duration, Failure),
 }
 
-/// Decides on the failure of attempt number `attempts`.
-#[inline]
+/// Decides on the retryable failure of attempt number `attempts`.
 fn decide<C, P>(
     shared: &Shared<C, P>,
-    outcome: Outcome,
+    failure: Failure,
     attempts: u32,
     repeatable: bool,
     deadline: Option<Deadline>,
     prev_delay: Duration,
 ) -> Decision {
-    let failure = match outcome {
-        Outcome::Failure(f) if f.retryable => f,
-        _ => return Decision::Return,
-    };
     let max = shared.max_attempts_for(failure.kind);
     if max <= 1 {
         // Never retried by policy (`never_retry`, `max_attempts(1)`): the
@@ -160,7 +158,7 @@ fn decide<C, P>(
     Decision::Retry(delay, failure)
 }
 
-impl<S, Req, C, P> Future for ResponseFuture<S, Req, C, P>
+impl<S, Req, C: 'static, P: 'static> Future for ResponseFuture<S, Req, C, P>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
@@ -170,99 +168,164 @@ where
 {
     type Output = Result<S::Response, BoxError>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        loop {
-            match this.state.as_mut().project() {
-                StateProj::Called { future } => {
-                    let result = ready!(future.poll(cx));
-                    let shared = &*this.policy.shared;
-                    let outcome = shared.classifier.classify(&result);
-                    let attempts = *this.attempts;
-                    match decide(
-                        shared,
-                        outcome,
-                        attempts,
-                        this.request.is_some(),
-                        *this.deadline,
-                        *this.prev_delay,
-                    ) {
-                        Decision::Return => {
-                            this.state.set(State::Done);
-                            return Poll::Ready(result.map_err(Into::into));
-                        }
-                        Decision::Stop(reason, failure) => {
-                            this.state.set(State::Done);
-                            shared
-                                .events
-                                .emit(&shared.name, || EventKind::RetriesExhausted {
-                                    attempts,
-                                    reason,
-                                    kind: failure.kind,
-                                });
-                            return Poll::Ready(match result {
-                                // A response classified as a failure is
-                                // handed back as it is: it cannot be boxed.
-                                Ok(response) => Ok(response),
-                                Err(e) => Err(Box::new(RetriesExhausted {
-                                    attempts,
-                                    reason,
-                                    retry_after: failure.retry_after,
-                                    last: e.into(),
-                                })),
-                            });
-                        }
-                        Decision::Retry(delay, failure) => {
-                            drop(result);
-                            shared.events.emit(&shared.name, || EventKind::Retry {
-                                attempt: attempts + 1,
-                                delay,
-                                kind: failure.kind,
-                            });
-                            *this.prev_delay = delay;
-                            if delay.is_zero() {
-                                this.state.set(State::Retrying);
-                            } else {
-                                let at = Instant::now() + delay;
-                                match this.sleep.as_mut().as_pin_mut() {
-                                    Some(sleep) => sleep.reset(at),
-                                    None => this.sleep.set(Some(tokio::time::sleep_until(at))),
-                                }
-                                this.state.set(State::Waiting);
-                            }
-                        }
-                    }
+    /// The first attempt's path is kept small and inline: poll the inner
+    /// future, classify, and return unless the outcome is a retryable
+    /// failure. Everything else (the decision, events, the backoff, the
+    /// next attempts) is out of line.
+    #[inline(always)]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.as_mut().project();
+        let StateProj::Called { future } = this.state.project() else {
+            return poll_retry(&mut self.project(), cx);
+        };
+        let result = ready!(future.poll(cx));
+        match this.policy.shared.classifier.classify(&result) {
+            Outcome::Failure(failure) if failure.retryable => {
+                let mut this = self.project();
+                match after_failure(&mut this, result, failure) {
+                    Some(output) => Poll::Ready(output),
+                    None => poll_retry(&mut this, cx),
                 }
-                StateProj::Waiting => {
-                    if let Some(sleep) = this.sleep.as_mut().as_pin_mut() {
-                        ready!(sleep.poll(cx));
-                    }
-                    this.state.set(State::Retrying);
-                }
-                StateProj::Retrying => {
-                    let Some(service) = this.service.as_mut() else {
-                        unreachable!("a retry is only decided with a service to send it");
-                    };
-                    if let Err(e) = ready!(service.poll_ready(cx)) {
-                        this.state.set(State::Done);
-                        return Poll::Ready(Err(e.into()));
-                    }
-                    *this.attempts += 1;
-                    // Clone again only when yet another attempt may follow.
-                    let req = if *this.attempts < this.policy.shared.max_any_attempts {
-                        this.request.clone()
-                    } else {
-                        this.request.take()
-                    };
-                    let Some(req) = req else {
-                        unreachable!("a retry is only decided with a request to send");
-                    };
-                    this.state.set(State::Called {
-                        future: service.call(req),
-                    });
-                }
-                StateProj::Done => panic!("ResponseFuture polled after completion"),
             }
+            _ => {
+                self.project().state.set(State::Done);
+                Poll::Ready(result.map_err(Into::into))
+            }
+        }
+    }
+}
+
+/// Decides what follows a retryable failure: `Some(output)` to return it,
+/// `None` when a retry was scheduled (the state is then `Waiting` or
+/// `Retrying`).
+#[cold]
+#[inline(never)]
+fn after_failure<S, Req, C: 'static, P: 'static>(
+    this: &mut ResponseFutureProj<'_, S, Req, C, P>,
+    result: Result<S::Response, S::Error>,
+    failure: Failure,
+) -> Option<Result<S::Response, BoxError>>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+{
+    let shared = &*this.policy.shared;
+    let attempts = *this.attempts;
+    match decide(
+        shared,
+        failure,
+        attempts,
+        this.request.is_some(),
+        *this.deadline,
+        *this.prev_delay,
+    ) {
+        Decision::Return => {
+            this.state.set(State::Done);
+            Some(result.map_err(Into::into))
+        }
+        Decision::Stop(reason, failure) => {
+            this.state.set(State::Done);
+            shared
+                .events
+                .emit(&shared.name, || EventKind::RetriesExhausted {
+                    attempts,
+                    reason,
+                    kind: failure.kind,
+                });
+            Some(match result {
+                // A response classified as a failure is handed back as it
+                // is: it cannot be boxed.
+                Ok(response) => Ok(response),
+                Err(e) => Err(Box::new(RetriesExhausted {
+                    attempts,
+                    reason,
+                    retry_after: failure.retry_after,
+                    last: e.into(),
+                })),
+            })
+        }
+        Decision::Retry(delay, failure) => {
+            drop(result);
+            shared.events.emit(&shared.name, || EventKind::Retry {
+                attempt: attempts + 1,
+                delay,
+                kind: failure.kind,
+            });
+            *this.prev_delay = delay;
+            if delay.is_zero() {
+                this.state.set(State::Retrying);
+            } else {
+                let at = Instant::now() + delay;
+                match this.sleep.as_mut().as_pin_mut() {
+                    Some(sleep) => sleep.reset(at),
+                    None => this.sleep.set(Some(tokio::time::sleep_until(at))),
+                }
+                this.state.set(State::Waiting);
+            }
+            None
+        }
+    }
+}
+
+/// Drives the future after the first attempt: the backoff, readiness, the
+/// next attempts and their outcomes.
+#[cold]
+#[inline(never)]
+fn poll_retry<S, Req, C, P: 'static>(
+    this: &mut ResponseFutureProj<'_, S, Req, C, P>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<S::Response, BoxError>>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response, S::Error> + 'static,
+    Req: Clone,
+{
+    loop {
+        match this.state.as_mut().project() {
+            StateProj::Called { future } => {
+                let result = ready!(future.poll(cx));
+                match this.policy.shared.classifier.classify(&result) {
+                    Outcome::Failure(failure) if failure.retryable => {
+                        if let Some(output) = after_failure(this, result, failure) {
+                            return Poll::Ready(output);
+                        }
+                    }
+                    _ => {
+                        this.state.set(State::Done);
+                        return Poll::Ready(result.map_err(Into::into));
+                    }
+                }
+            }
+            StateProj::Waiting => {
+                if let Some(sleep) = this.sleep.as_mut().as_pin_mut() {
+                    ready!(sleep.poll(cx));
+                }
+                this.state.set(State::Retrying);
+            }
+            StateProj::Retrying => {
+                let Some(service) = this.service.as_mut() else {
+                    unreachable!("a retry is only decided with a service to send it");
+                };
+                if let Err(e) = ready!(service.poll_ready(cx)) {
+                    this.state.set(State::Done);
+                    return Poll::Ready(Err(e.into()));
+                }
+                *this.attempts += 1;
+                // Clone again only when yet another attempt may follow.
+                let req = if *this.attempts < this.policy.shared.max_any_attempts {
+                    this.request.clone()
+                } else {
+                    this.request.take()
+                };
+                let Some(req) = req else {
+                    unreachable!("a retry is only decided with a request to send");
+                };
+                this.state.set(State::Called {
+                    future: service.call(req),
+                });
+            }
+            StateProj::Done => panic!("ResponseFuture polled after completion"),
         }
     }
 }

@@ -24,11 +24,15 @@ use crate::service::Retry;
 /// );
 /// # let _ = layer;
 /// ```
-pub struct RetryLayer<C = ErrorClassifier, P = Always> {
+pub struct RetryLayer<C = ErrorClassifier, P = Always>
+where
+    C: 'static,
+    P: 'static,
+{
     policy: RetryPolicy<C, P>,
 }
 
-impl<C, P> RetryLayer<C, P> {
+impl<C: 'static, P: 'static> RetryLayer<C, P> {
     /// A layer applying `policy`.
     pub const fn new(policy: RetryPolicy<C, P>) -> Self {
         RetryLayer { policy }
@@ -47,7 +51,7 @@ impl Default for RetryLayer {
     }
 }
 
-impl<C, P> Clone for RetryLayer<C, P> {
+impl<C: 'static, P: 'static> Clone for RetryLayer<C, P> {
     fn clone(&self) -> Self {
         RetryLayer {
             policy: self.policy.clone(),
@@ -55,7 +59,7 @@ impl<C, P> Clone for RetryLayer<C, P> {
     }
 }
 
-impl<C, P> fmt::Debug for RetryLayer<C, P> {
+impl<C: 'static, P: 'static> fmt::Debug for RetryLayer<C, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RetryLayer")
             .field("policy", &self.policy)
@@ -63,7 +67,7 @@ impl<C, P> fmt::Debug for RetryLayer<C, P> {
     }
 }
 
-impl<S, C, P> Layer<S> for RetryLayer<C, P> {
+impl<S, C: 'static, P: 'static> Layer<S> for RetryLayer<C, P> {
     type Service = Retry<S, C, P>;
 
     fn layer(&self, inner: S) -> Self::Service {

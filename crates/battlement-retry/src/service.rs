@@ -14,12 +14,16 @@ use crate::future::ResponseFuture;
 ///
 /// Needs `Req: Clone + DeadlineCarrier` and `S: Clone` (each response
 /// future keeps a clone of the service to make its retries with).
-pub struct Retry<S, C = ErrorClassifier, P = Always> {
+pub struct Retry<S, C = ErrorClassifier, P = Always>
+where
+    C: 'static,
+    P: 'static,
+{
     inner: S,
     policy: RetryPolicy<C, P>,
 }
 
-impl<S, C, P> Retry<S, C, P> {
+impl<S, C: 'static, P: 'static> Retry<S, C, P> {
     /// Wraps `inner` with `policy`.
     pub const fn new(inner: S, policy: RetryPolicy<C, P>) -> Self {
         Retry { inner, policy }
@@ -46,7 +50,7 @@ impl<S, C, P> Retry<S, C, P> {
     }
 }
 
-impl<S: Clone, C, P> Clone for Retry<S, C, P> {
+impl<S: Clone, C: 'static, P: 'static> Clone for Retry<S, C, P> {
     fn clone(&self) -> Self {
         Retry {
             inner: self.inner.clone(),
@@ -55,7 +59,7 @@ impl<S: Clone, C, P> Clone for Retry<S, C, P> {
     }
 }
 
-impl<S: fmt::Debug, C, P> fmt::Debug for Retry<S, C, P> {
+impl<S: fmt::Debug, C: 'static, P: 'static> fmt::Debug for Retry<S, C, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Retry")
             .field("inner", &self.inner)
@@ -64,7 +68,7 @@ impl<S: fmt::Debug, C, P> fmt::Debug for Retry<S, C, P> {
     }
 }
 
-impl<S, C, P, Req> Service<Req> for Retry<S, C, P>
+impl<S, C: 'static, P: 'static, Req> Service<Req> for Retry<S, C, P>
 where
     S: Service<Req> + Clone,
     S::Error: Into<BoxError>,

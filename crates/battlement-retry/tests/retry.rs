@@ -227,6 +227,27 @@ async fn retryable_error_is_retried_until_success() {
     assert_eq!(&*log.events()[0].component, "api");
 }
 
+/// A policy kept in a `static` behaves as an owned one: retries, delays,
+/// the give-up error, and the policy seen through the layer.
+#[tokio::test(start_paused = true)]
+async fn static_policy_behaves_like_an_owned_one() {
+    static POLICY: std::sync::LazyLock<RetryPolicy<Classifier>> =
+        std::sync::LazyLock::new(|| policy().max_attempts(3).name("static").build().unwrap());
+    let layer = RetryLayer::new(RetryPolicy::from_static(&POLICY));
+    assert_eq!(&**layer.policy().name(), "static");
+
+    let backend = Backend::new(&[Step::Refused, Step::Answer(status(200))]);
+    let svc = layer.layer(backend.clone());
+    assert_eq!(svc.oneshot(req()).await.unwrap(), status(200));
+    assert_eq!(backend.gaps(), [Duration::from_millis(10)]);
+
+    let down = Backend::new(&[Step::Refused]);
+    let err = layer.layer(down.clone()).oneshot(req()).await.unwrap_err();
+    assert_eq!(exhausted(&err).attempts, 3);
+    assert_eq!(exhausted(&err).reason, RetryStop::MaxAttempts);
+    assert_eq!(down.calls(), 3);
+}
+
 #[tokio::test(start_paused = true)]
 async fn gives_up_with_retries_exhausted() {
     let backend = Backend::new(&[Step::Refused]);
