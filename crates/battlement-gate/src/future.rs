@@ -25,15 +25,26 @@ pin_project! {
 pin_project! {
     #[project = KindProj]
     enum Kind<F> {
-        Called { #[pin] fut: F, observe: Option<Observe> },
+        Called { #[pin] fut: F },
+        Observed { #[pin] fut: F, observe: Option<Observe> },
         Shed { error: Option<BoxError> },
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn called(fut: F, observe: Option<Observe>) -> Self {
+    #[inline]
+    pub(crate) fn called(fut: F) -> Self {
         ResponseFuture {
-            kind: Kind::Called { fut, observe },
+            kind: Kind::Called { fut },
+        }
+    }
+
+    pub(crate) fn observed(fut: F, observe: Observe) -> Self {
+        ResponseFuture {
+            kind: Kind::Observed {
+                fut,
+                observe: Some(observe),
+            },
         }
     }
 
@@ -62,7 +73,8 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Called { fut, observe } => {
+            KindProj::Called { fut } => fut.poll(cx).map_err(Into::into),
+            KindProj::Observed { fut, observe } => {
                 let res = ready!(fut.poll(cx));
                 if let Some(observe) = observe.take() {
                     observe.finish(res.is_ok());

@@ -287,7 +287,7 @@ impl Signal for InFlight {
 impl Gate {
     /// A signal of the error rate the gate itself sees. Making it turns on
     /// outcome recording for calls through this gate (an atomic counter
-    /// and a clock read per call).
+    /// and two clock reads per call).
     pub fn error_rate_signal(&self) -> ErrorRate {
         self.shared.observe.store(true, Relaxed);
         ErrorRate {

@@ -77,12 +77,11 @@ where
         let raw = shared.level.load(Relaxed);
         if shared.table.admits_index(raw as usize, priority) {
             shared.admitted[priority.index()].fetch_add(1, Relaxed);
-            let observe = if shared.observe.load(Relaxed) {
-                Some(Observe::start(shared.clone()))
+            if shared.observe.load(Relaxed) {
+                ResponseFuture::observed(self.inner.call(req), Observe::start(shared.clone()))
             } else {
-                None
-            };
-            ResponseFuture::called(self.inner.call(req), observe)
+                ResponseFuture::called(self.inner.call(req))
+            }
         } else {
             shed(shared, raw, priority)
         }
