@@ -148,8 +148,54 @@ impl AttemptTimeoutLayer {
         }
     }
 
-    /// A validating builder; the way to bound attempts by a fraction of
-    /// the time left.
+    /// Bounds each attempt by `fraction` of the time left on the
+    /// request's deadline when the attempt starts, instead of by a fixed
+    /// bound: `AttemptTimeoutLayer::new(d).fraction(0.3)` gives a setup
+    /// phase 30% of whatever budget is left. A request carrying no
+    /// deadline then runs unbounded by this layer. To keep the fixed bound
+    /// as a cap as well, use the [`builder`](AttemptTimeoutLayer::builder)
+    /// with both.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use battlement_core::{AttemptTimedOut, BoxError};
+    /// use battlement_deadline::{AttemptTimeoutLayer, DeadlineLayer};
+    /// use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let mut svc = ServiceBuilder::new()
+    ///     .layer(DeadlineLayer::new(Duration::from_secs(1)))
+    ///     .layer(AttemptTimeoutLayer::new(Duration::from_secs(10)).fraction(0.3))
+    ///     .service(service_fn(|_: http::Request<()>| async {
+    ///         tokio::time::sleep(Duration::from_secs(1)).await;
+    ///         Ok::<_, BoxError>(())
+    ///     }));
+    /// let err = svc.ready().await.unwrap().call(http::Request::new(())).await.unwrap_err();
+    /// let err = err.downcast::<AttemptTimedOut>().unwrap();
+    /// assert_eq!(err.timeout, Duration::from_millis(300));
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `fraction` is not in `(0, 1]` (the builder returns an error
+    /// instead).
+    #[must_use]
+    pub fn fraction(self, fraction: f64) -> Self {
+        assert!(
+            fraction > 0.0 && fraction <= 1.0,
+            "attempt_timeout: fraction must be in (0, 1], got {fraction}"
+        );
+        AttemptTimeoutLayer {
+            per_attempt: None,
+            fraction: Some(fraction),
+            ..self
+        }
+    }
+
+    /// A validating builder; the way to bound attempts by both a fixed
+    /// bound and a fraction of the time left.
     pub fn builder() -> AttemptTimeoutConfig {
         AttemptTimeoutConfig::default()
     }

@@ -18,9 +18,9 @@
 //!   [`DeadlineExceeded`](battlement_core::DeadlineExceeded) when it
 //!   passes, cancelling the inner future. Not retryable.
 //! - [`AttemptTimeoutLayer::new(per_attempt)`](AttemptTimeoutLayer) bounds
-//!   one attempt by `min(per_attempt, time left)`, or (through
-//!   [`builder().fraction(f)`](AttemptTimeoutConfig::fraction)) by a
-//!   fraction of the time left, and fails with
+//!   one attempt by `min(per_attempt, time left)`, or (with
+//!   [`.fraction(f)`](AttemptTimeoutLayer::fraction)) by a fraction of
+//!   the time left instead, and fails with
 //!   [`AttemptTimedOut`](battlement_core::AttemptTimedOut), which is
 //!   retryable.
 //! - [`http`] (feature `http`, on by default) carries the budget across

@@ -330,6 +330,44 @@ async fn fraction_splits_a_budget_between_setup_and_execution() {
     assert_eq!(start.elapsed(), Duration::from_secs(1));
 }
 
+#[tokio::test(start_paused = true)]
+async fn the_layers_fraction_replaces_the_fixed_bound() {
+    let layer = AttemptTimeoutLayer::new(Duration::from_millis(100)).fraction(0.5);
+    let mut svc = layer.layer(sleeper(Duration::from_secs(5)));
+    let mut req = Req::new(());
+    req.set_deadline(Deadline::after(Duration::from_secs(1)));
+    let start = Instant::now();
+    let err = svc.ready().await.unwrap().call(req).await.unwrap_err();
+    // Half of the 1 s left, not the 100 ms it was built with.
+    assert_eq!(
+        *err.downcast_ref::<AttemptTimedOut>().unwrap(),
+        AttemptTimedOut {
+            timeout: Duration::from_millis(500)
+        }
+    );
+    assert_eq!(start.elapsed(), Duration::from_millis(500));
+
+    // No deadline to take a fraction of: unbounded by this layer.
+    let mut quick = layer.layer(sleeper(Duration::from_secs(3)));
+    let start = Instant::now();
+    assert!(
+        quick
+            .ready()
+            .await
+            .unwrap()
+            .call(Req::new(()))
+            .await
+            .is_ok()
+    );
+    assert_eq!(start.elapsed(), Duration::from_secs(3));
+}
+
+#[test]
+#[should_panic(expected = "fraction must be in (0, 1]")]
+fn the_layers_fraction_rejects_a_bad_value() {
+    let _ = AttemptTimeoutLayer::new(Duration::from_secs(1)).fraction(0.0);
+}
+
 trait CloneHead {
     fn clone_head(&self) -> Req;
 }
