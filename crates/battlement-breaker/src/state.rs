@@ -123,6 +123,20 @@ pub struct BreakerMetrics {
     pub reopens: u32,
 }
 
+/// The fields every closed call writes (besides the `Arc`'s count), kept
+/// together on cache lines of their own: under contention they move
+/// between cores as one line, and the fields every call only reads (the
+/// state word, the config) stay shared in every core's cache. Its
+/// alignment also gives the `Arc`'s counts their own line.
+#[derive(Debug)]
+#[repr(C, align(64))]
+struct Hot {
+    /// Successes recorded into the window (closed or metrics-only, in the
+    /// generation that admitted them): the hot path's one counter.
+    successes: AtomicU64,
+    window: Window,
+}
+
 /// The state every clone of a [`Breaker`](crate::Breaker) and every
 /// service built from it share.
 #[derive(Debug)]
@@ -137,10 +151,8 @@ pub(crate) struct Shared {
     half_open: AtomicU64,
     open_until_ns: AtomicU64,
     transition_ns: AtomicU64,
-    window: Window,
-    /// Successes recorded into the window (closed or metrics-only, in the
-    /// generation that admitted them): the hot path's one counter.
-    successes: AtomicU64,
+    /// What every closed call writes, on cache lines of its own.
+    hot: Hot,
     /// `successes` when the last failure was recorded (or the window was
     /// cleared): successes in a row are `successes - success_mark`, so a
     /// success needs no second read-modify-write for the streak.
@@ -180,8 +192,10 @@ impl Shared {
             half_open: AtomicU64::new(0),
             open_until_ns: AtomicU64::new(0),
             transition_ns: AtomicU64::new(0),
-            window,
-            successes: AtomicU64::new(0),
+            hot: Hot {
+                successes: AtomicU64::new(0),
+                window,
+            },
             success_mark: AtomicU64::new(0),
             fail_streak: AtomicU32::new(0),
             other_successes: AtomicU64::new(0),
@@ -357,11 +371,11 @@ impl Shared {
         if let (Admit::Record(generation), Outcome::Success, None) = (admit, &outcome, start) {
             let current = self.state.load(Acquire);
             if current == word(generation, CLOSED) || current == word(generation, METRICS_ONLY) {
-                self.successes.fetch_add(1, Relaxed);
+                self.hot.successes.fetch_add(1, Relaxed);
                 if self.fail_streak.load(Relaxed) != 0 {
                     self.fail_streak.store(0, Relaxed);
                 }
-                self.window.record(0, SUCCESS);
+                self.hot.window.record(0, SUCCESS);
                 return;
             }
         }
@@ -413,11 +427,12 @@ impl Shared {
             // The hot path: one read-modify-write for the lifetime total and
             // the streak, one for the window's head, nothing else written in
             // the steady state.
-            self.successes.fetch_add(1, Relaxed);
+            self.hot.successes.fetch_add(1, Relaxed);
             if self.fail_streak.load(Relaxed) != 0 {
                 self.fail_streak.store(0, Relaxed);
             }
-            self.window
+            self.hot
+                .window
                 .record(now_ns, if slow { SUCCESS | SLOW } else { SUCCESS });
             if slow && code == CLOSED {
                 self.evaluate(current, 0, now_ns);
@@ -434,9 +449,10 @@ impl Shared {
     fn record_failure(&self, current: u64, slow: bool, now_ns: u64) {
         self.failures.fetch_add(1, Relaxed);
         self.success_mark
-            .store(self.successes.load(Relaxed), Relaxed);
+            .store(self.hot.successes.load(Relaxed), Relaxed);
         let fails_in_row = self.fail_streak.fetch_add(1, Relaxed).saturating_add(1);
-        self.window
+        self.hot
+            .window
             .record(now_ns, if slow { FAILURE | SLOW } else { FAILURE });
         if split(current).1 == CLOSED {
             self.evaluate(current, fails_in_row, now_ns);
@@ -468,7 +484,7 @@ impl Shared {
         if c.failure_rate.is_none() && c.slow_call.is_none() {
             return;
         }
-        let counts = self.window.counts(now_ns);
+        let counts = self.hot.window.counts(now_ns);
         if counts.calls < c.minimum_calls {
             return;
         }
@@ -552,10 +568,10 @@ impl Shared {
             CircuitState::Closed => {
                 slow.reopens = 0;
                 slow.open_duration = self.config.open_duration.after(0);
-                self.window.clear();
+                self.hot.window.clear();
                 self.fail_streak.store(0, Relaxed);
                 self.success_mark
-                    .store(self.successes.load(Relaxed), Relaxed);
+                    .store(self.hot.successes.load(Relaxed), Relaxed);
             }
             _ => {}
         }
@@ -572,8 +588,8 @@ impl Shared {
     pub(crate) fn metrics(&self) -> BreakerMetrics {
         let slow = self.lock();
         let now_ns = self.now_ns();
-        let counts = self.window.counts(now_ns);
-        let recorded_successes = self.successes.load(Relaxed);
+        let counts = self.hot.window.counts(now_ns);
+        let recorded_successes = self.hot.successes.load(Relaxed);
         let in_row = recorded_successes.saturating_sub(self.success_mark.load(Relaxed));
         let rate = |n: u32| {
             if counts.calls == 0 {
