@@ -184,7 +184,15 @@ async fn percentile_delay_follows_a_changed_latency_distribution() {
             .await
             .unwrap();
     }
-    assert_eq!(handle.current_delay(), ms(10));
+    // Read from a bucketed histogram: at most 12.5% above the exact value.
+    let near = |d: std::time::Duration, exact: std::time::Duration| {
+        d >= exact && d.as_secs_f64() <= exact.as_secs_f64() * 1.125
+    };
+    assert!(
+        near(handle.current_delay(), ms(10)),
+        "{:?}",
+        handle.current_delay()
+    );
     assert_eq!(handle.hedges_sent(), 0);
     delay_ms.store(200, std::sync::atomic::Ordering::SeqCst);
     for _ in 0..20 {
@@ -195,10 +203,10 @@ async fn percentile_delay_follows_a_changed_latency_distribution() {
             .await
             .unwrap();
     }
-    assert_eq!(
-        handle.current_delay(),
-        ms(200),
-        "the window moved to the new latency"
+    assert!(
+        near(handle.current_delay(), ms(200)),
+        "the window moved to the new latency: {:?}",
+        handle.current_delay()
     );
     assert!(
         handle.hedges_sent() > 0,

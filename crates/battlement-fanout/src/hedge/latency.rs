@@ -1,33 +1,81 @@
-//! The latency window a percentile hedge delay is read from: a fixed ring
-//! of atomics, written without a lock; the percentile is recomputed every
-//! few samples into a scratch buffer allocated once.
+//! The latency window a percentile hedge delay is read from: two fixed
+//! log-linear histograms of atomics, each filled with half of the window,
+//! written without a lock and without allocating. The percentile is
+//! recomputed every few samples from the buckets (a fixed scan of a few
+//! hundred counters, whatever the window's size).
+//!
+//! Buckets: one for everything under 2^10 ns (about 1 µs), then each power
+//! of two from 2^10 ns to 2^41 ns (about 37 minutes) split into 8 equal
+//! sub-buckets, and everything above in the last bucket. The percentile
+//! reads as the upper bound of its bucket: never below the exact
+//! nearest-rank value, at most 12.5% above it.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+/// Sub-buckets per power of two, as a number of bits.
+const SUB_BITS: u32 = 3;
+const SUB: usize = 1 << SUB_BITS;
+/// Below 2^MIN_EXP ns, one bucket.
+const MIN_EXP: u32 = 10;
+/// The last power of two with sub-buckets.
+const MAX_EXP: u32 = 40;
+/// How many buckets a histogram has.
+const BUCKETS: usize = 1 + (MAX_EXP - MIN_EXP + 1) as usize * SUB;
+
+/// The bucket of a latency of `nanos`.
+#[inline]
+fn bucket_of(nanos: u64) -> usize {
+    if nanos < (1 << MIN_EXP) {
+        return 0;
+    }
+    let exp = 63 - nanos.leading_zeros();
+    if exp > MAX_EXP {
+        return BUCKETS - 1;
+    }
+    let sub = (nanos >> (exp - SUB_BITS)) as usize & (SUB - 1);
+    1 + (exp - MIN_EXP) as usize * SUB + sub
+}
+
+/// The (exclusive) upper bound of bucket `i`, in nanoseconds.
+fn upper_bound(i: usize) -> u64 {
+    if i == 0 {
+        return 1 << MIN_EXP;
+    }
+    let exp = MIN_EXP + ((i - 1) / SUB) as u32;
+    let sub = ((i - 1) % SUB) as u64;
+    (1u64 << exp) + (sub + 1) * (1u64 << (exp - SUB_BITS))
+}
+
+/// The last `window` latencies, roughly: two halves of `ceil(window / 2)`
+/// samples each; when a half is full the older one is emptied and
+/// refilled, so the percentile covers between the last `window / 2` and
+/// `window` latencies (rounded up). Under concurrency a sample recorded
+/// while its half is being emptied may be lost: the window is a
+/// statistic, not a ledger.
 #[derive(Debug)]
 pub(crate) struct LatencyWindow {
-    ring: Box<[AtomicU64]>,
+    halves: [Box<[AtomicU64]>; 2],
+    half: u64,
     recorded: AtomicU64,
     percentile: f64,
     min_samples: u64,
     refresh: u64,
     current_ns: AtomicU64,
-    scratch: Mutex<Vec<u64>>,
 }
 
 impl LatencyWindow {
     /// A window of the last `size` latencies; `percentile` in (0, 100].
     pub(crate) fn new(size: usize, percentile: f64, min_samples: usize) -> Self {
+        let histogram = || (0..BUCKETS).map(|_| AtomicU64::new(0)).collect();
         LatencyWindow {
-            ring: (0..size).map(|_| AtomicU64::new(0)).collect(),
+            halves: [histogram(), histogram()],
+            half: (size as u64).div_ceil(2).max(1),
             recorded: AtomicU64::new(0),
             percentile,
             min_samples: min_samples as u64,
             refresh: (size as u64 / 16).max(1),
             current_ns: AtomicU64::new(0),
-            scratch: Mutex::new(Vec::with_capacity(size)),
         }
     }
 
@@ -41,23 +89,39 @@ impl LatencyWindow {
     pub(crate) fn record(&self, latency: Duration) {
         let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
         let i = self.recorded.fetch_add(1, Relaxed);
-        let len = self.ring.len() as u64;
-        self.ring[(i % len) as usize].store(ns, Relaxed);
+        let epoch = i / self.half;
+        let half = &self.halves[(epoch % 2) as usize];
+        if i > 0 && i.is_multiple_of(self.half) {
+            // The first sample of a new half empties what it held.
+            for bucket in half.iter() {
+                bucket.store(0, Relaxed);
+            }
+        }
+        half[bucket_of(ns)].fetch_add(1, Relaxed);
         let n = i + 1;
         if n >= self.min_samples && (n - self.min_samples).is_multiple_of(self.refresh) {
-            self.recompute(n.min(len) as usize);
+            self.recompute();
         }
     }
 
-    fn recompute(&self, filled: usize) {
-        // Another thread recomputing is as good as this one doing it.
-        let Ok(mut scratch) = self.scratch.try_lock() else {
+    fn recompute(&self) {
+        let count = |i: usize| self.halves[0][i].load(Relaxed) + self.halves[1][i].load(Relaxed);
+        let total: u64 = (0..BUCKETS).map(count).sum();
+        if total == 0 {
             return;
-        };
-        scratch.clear();
-        scratch.extend(self.ring[..filled].iter().map(|a| a.load(Relaxed)));
-        let value = percentile_of(&mut scratch, self.percentile);
-        self.current_ns.store(value, Relaxed);
+        }
+        let fraction = (self.percentile / 100.0).clamp(0.0, 1.0);
+        let rank = ((fraction * total as f64).ceil() as u64).clamp(1, total);
+        let mut seen = 0;
+        let mut bucket = BUCKETS - 1;
+        for i in 0..BUCKETS {
+            seen += count(i);
+            if seen >= rank {
+                bucket = i;
+                break;
+            }
+        }
+        self.current_ns.store(upper_bound(bucket), Relaxed);
     }
 
     /// The current percentile, or `None` before `min_samples` latencies.
@@ -67,28 +131,28 @@ impl LatencyWindow {
         }
         Some(Duration::from_nanos(self.current_ns.load(Relaxed)))
     }
-
-    #[cfg(test)]
-    pub(crate) fn force_recompute(&self) {
-        let filled = self.recorded().min(self.ring.len() as u64) as usize;
-        self.recompute(filled);
-    }
-}
-
-/// The nearest-rank `percentile` (0, 100] of `values` (reorders them).
-pub(crate) fn percentile_of(values: &mut [u64], percentile: f64) -> u64 {
-    if values.is_empty() {
-        return 0;
-    }
-    let rank = ((percentile / 100.0) * values.len() as f64).ceil() as usize;
-    let idx = rank.clamp(1, values.len()) - 1;
-    *values.select_nth_unstable(idx).1
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// The reading for an exact value: its bucket's upper bound.
+    fn read(d: Duration) -> Duration {
+        Duration::from_nanos(upper_bound(bucket_of(d.as_nanos() as u64)))
+    }
+
+    #[test]
+    fn bucket_edges() {
+        assert_eq!(bucket_of(1023), 0);
+        assert_eq!(bucket_of(1024), 1);
+        assert_eq!(bucket_of(u64::MAX), BUCKETS - 1);
+        for i in 1..BUCKETS {
+            assert_eq!(bucket_of(upper_bound(i - 1)), i);
+            assert_eq!(bucket_of(upper_bound(i) - 1), i);
+        }
+    }
 
     #[test]
     fn percentile_follows_the_newest_window() {
@@ -97,27 +161,57 @@ mod tests {
         for ms in 1..=20 {
             w.record(Duration::from_millis(ms));
         }
-        assert_eq!(w.current(), Some(Duration::from_millis(18)));
-        for _ in 0..20 {
+        assert_eq!(w.current(), Some(read(Duration::from_millis(18))));
+        for _ in 0..10 {
             w.record(Duration::from_millis(500));
         }
-        assert_eq!(w.current(), Some(Duration::from_millis(500)));
-        w.force_recompute();
-        assert_eq!(w.current(), Some(Duration::from_millis(500)));
+        // Half the window is new: 10 of 20 samples are 500 ms.
+        assert_eq!(w.current(), Some(read(Duration::from_millis(500))));
+        for _ in 0..10 {
+            w.record(Duration::from_millis(3));
+        }
+        // The 1..=20 ms half is gone; of 500 ms ×10 and 3 ms ×10, p90 is 500.
+        assert_eq!(w.current(), Some(read(Duration::from_millis(500))));
+        for _ in 0..10 {
+            w.record(Duration::from_millis(3));
+        }
+        assert_eq!(w.current(), Some(read(Duration::from_millis(3))));
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(128))]
+        #![proptest_config(ProptestConfig::with_cases(256))]
         #[test]
-        fn nearest_rank_matches_sorting(mut v in proptest::collection::vec(0u64..1000, 1..200), p in 1.0f64..=100.0) {
-            let mut sorted = v.clone();
+        fn a_reading_is_at_most_an_eighth_above_the_value(nanos in 1024u64..(1 << (MAX_EXP + 1))) {
+            let upper = upper_bound(bucket_of(nanos));
+            prop_assert!(upper > nanos);
+            prop_assert!((upper - nanos) as f64 <= nanos as f64 / 8.0);
+        }
+
+        #[test]
+        fn matches_the_nearest_rank_of_the_covered_samples(
+            values in proptest::collection::vec(0u64..10_000_000_000, 1..200),
+            size in 1usize..100,
+            p in 1.0f64..=100.0,
+        ) {
+            let w = LatencyWindow::new(size, p, 1);
+            for v in &values {
+                w.record(Duration::from_nanos(*v));
+            }
+            // The samples covered: the current half and the one before.
+            let half = size.div_ceil(2);
+            let n = values.len();
+            let start_of_current = (n - 1) / half * half;
+            let covered = &values[start_of_current.saturating_sub(half)..];
+            let mut sorted = covered.to_vec();
             sorted.sort_unstable();
             let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-            let expected = sorted[rank.clamp(1, sorted.len()) - 1];
-            prop_assert_eq!(percentile_of(&mut v, p), expected);
-            // at least p% of the values are <= it
-            let below = sorted.iter().filter(|&&x| x <= expected).count() as f64;
-            prop_assert!(below / sorted.len() as f64 >= p / 100.0 - 1e-9);
+            let exact = sorted[rank.clamp(1, sorted.len()) - 1];
+            // Recomputed on the last sample only when it fell on a refresh.
+            let refresh = (size / 16).max(1);
+            if (n - 1).is_multiple_of(refresh) {
+                prop_assert_eq!(w.current(), Some(Duration::from_nanos(upper_bound(bucket_of(exact)))));
+            }
+            prop_assert!(covered.len() >= half.min(n) && covered.len() <= 2 * half);
         }
     }
 }
