@@ -30,7 +30,7 @@ const ROLE_ATTEMPT: u64 = 1 << 62;
 /// Bit 61 of `meta`: the future has answered with its error.
 const DONE: u64 = 1 << 61;
 /// The low 61 bits of `meta`: the bound in nanoseconds (73 years).
-const NANOS: u64 = DONE - 1;
+pub(crate) const NANOS: u64 = DONE - 1;
 
 /// Packs what a timeout needs to report into one word, which keeps the
 /// future as small as `tower::timeout`'s plus two words.

@@ -9,7 +9,7 @@ use battlement_core::{BoxError, Deadline, DeadlineCarrier};
 use tokio::time::Instant;
 use tower_service::Service;
 
-use crate::future::{Cut, ResponseFuture, expired_meta, pack};
+use crate::future::{Cut, NANOS, ResponseFuture, expired_meta, pack};
 use crate::shared::{Role, Shared};
 
 /// About thirty years from `now`: "no deadline" without overflowing.
@@ -95,18 +95,20 @@ where
         // One clock read, as `tower::timeout`'s `sleep(d)` makes.
         let now = Instant::now();
         let own = add_saturating(now, self.total);
-        let (inner, at, meta) = match req.deadline() {
-            // The common case, and the only one for a type that carries
-            // nothing: the deadline is the layer's own, and its bound is
-            // `total`, packed when the service was built.
-            None if !self.total.is_zero() => {
-                req.set_deadline(Deadline::at(own));
-                (Some(self.inner.call(req)), own, self.meta)
-            }
-            None => (None, now, expired_meta(Role::Total)),
-            Some(carried) => self.call_carried(req, now, own, carried.instant()),
+        if let Some(carried) = req.deadline() {
+            let (inner, at, meta) = self.call_carried(req, now, own, carried.instant());
+            return ResponseFuture::new(inner, at, meta, self.shared.for_future());
+        }
+        // The common case, and the only one for a type that carries
+        // nothing: the deadline is the layer's own, and its bound is
+        // `total`, packed when the service was built.
+        let inner = if self.meta & NANOS != 0 {
+            req.set_deadline(Deadline::at(own));
+            Some(self.inner.call(req))
+        } else {
+            None
         };
-        ResponseFuture::new(inner, at, meta, self.shared.for_future())
+        ResponseFuture::new(inner, own, self.meta, self.shared.for_future())
     }
 }
 
