@@ -94,8 +94,18 @@
 //! - **`calls`** in the metrics counts completed calls (successes +
 //!   failures + ignored); rejected calls are counted apart.
 //! - A rejection costs one allocation: the [`CircuitOpen`] boxed as a
-//!   `BoxError` (it carries the name and the time to the next probe). The
-//!   closed path allocates nothing.
+//!   `BoxError` (it carries the name and the time to the next probe), as
+//!   every error of the workspace travels. The closed path allocates
+//!   nothing.
+//! - **A tripped `Open` breaker reads the clock on every rejection.** It is
+//!   the only way to know the open duration has passed without a timer
+//!   task, and the lazy timer keeps the breaker exact on paused tokio time
+//!   and independent of any runtime. `CircuitOpen` keeps its plain
+//!   `retry_after: Option<Duration>`: carrying the instant instead (and
+//!   computing the wait when asked) would not save that read, since the
+//!   admission decision needs it anyway, and the subtraction it would save
+//!   costs about a nanosecond. `ForcedOpen` and a full `HalfOpen` reject
+//!   without reading the clock.
 //! - `Breaker::close` and `Breaker::reset` both clear the window and reset
 //!   the open duration.
 //! - **No `Breaker::subscribe()`**: transitions go to the
@@ -110,39 +120,59 @@
 //!
 //! # Hot path
 //!
-//! A closed call is one atomic load to admit and, at completion, a few
-//! uncontended atomic updates (the ring slot, its head, the streak, the
-//! lifetime counter); no lock, no allocation. The clock is read only when a
-//! slow-call rule or a time window needs it. Transitions take a mutex.
+//! A closed call is one atomic load to admit; at completion, one
+//! read-modify-write on the success count (the success streak is that
+//! count minus a mark set by the last failure, so it costs nothing more),
+//! one compare-and-swap on the count window's head, a load of the slot
+//! (written only when its outcome changes), and the `Arc` count the
+//! response future holds. No lock, no allocation; the clock is read only
+//! when a slow-call rule or a time window needs it. The response future's
+//! `poll` is inlined into its caller with the closed path only; failures,
+//! probes, timed calls and rejections are out of line. What every closed
+//! call writes sits on a cache line of its own, apart from the state word
+//! and the config every call reads. Transitions take a mutex.
 //!
 //! # Performance
 //!
 //! `cargo bench -p battlement-benches --no-default-features --features
-//! breaker --bench breaker`, time per call including a bare `service_fn`
-//! (itself ~1 ns), on a shared 2-core VM with a load average of 2.5 to 3.5
-//! from other builds, so the figures are noisy (closed measured at 25 ns
-//! in a quieter moment, 34 ns in the run below):
+//! breaker --bench breaker` (criterion, counting allocator). The machine
+//! the figures were taken on is a shared 2-core VM (AMD EPYC) that other
+//! builds kept at a load average of 5 to 12, where criterion's means swing
+//! by 2 to 3×; so the table gives the **minimum over 300 batches of 20,000
+//! calls**, which load only ever makes larger, from a harness that drives
+//! the very same services with the same `call_now`/`poll_now` and the same
+//! build profile (thin LTO, one codegen unit, counting allocator). Per
+//! call, including a bare `service_fn` (0.8 ns):
 //!
 //! | per call | battlement | tower-resilience 0.13 (`standard()`) | failsafe 1.3 |
 //! |---|---|---|---|
-//! | closed | **34 ns**, 0 allocations | 283 ns, 3 allocations | 115 ns, 0 allocations |
-//! | open, rejected | 111 ns, 1 allocation | 197 ns | 35 ns |
-//! | forced open, rejected | 62 ns, 1 allocation | — | — |
-//! | closed, two threads sharing one breaker | **79 ns** (≈ 12.6 M calls/s) | ≈ 1.5 µs (≈ 0.7 M calls/s)¹ | 116 ns (≈ 8.6 M calls/s) |
+//! | closed | **10.2 ns** (9.4 ns overhead), 0 allocations | 229 ns, 3 allocations | 95 ns, 0 allocations |
+//! | open, rejected (tripped, one clock read) | 58 ns, 1 allocation | 142 ns (forced open), 3 allocations | 34 ns, 0 allocations |
+//! | forced open, rejected | 24 ns, 1 allocation | — | — |
+//! | floor: one read of tokio's clock | 28 ns | | |
+//! | floor: `Box::new(CircuitOpen)` + drop | 20 ns (counting allocator) | | |
 //!
-//! ¹ tower-resilience's future is not always ready on its first poll under
-//! contention, so that row is driven with `block_on` and includes it.
+//! Closed, two threads sharing one breaker (criterion, wall time per call
+//! with both threads calling, load average 6): battlement 52 ns
+//! (≈ 19 M calls/s), failsafe 243 ns (≈ 4.1 M calls/s), tower-resilience
+//! ≈ 1.5 µs (≈ 0.7 M calls/s; its future is not always ready on its first
+//! poll under contention, so that row is driven with `block_on` and
+//! includes it). Contended figures on this VM depend mostly on whether the
+//! two threads get cores at the same time; take them as an order.
 //!
-//! Against the aims (closed ≤ 25 ns, open ≤ 15 ns): the closed path is one
-//! atomic load to admit and a handful of uncontended atomic updates (the
-//! window's head, the streak, the lifetime counter, the `Arc` count the
-//! response future holds; the window slot only when its outcome changes),
-//! and meets the aim only on a quiet machine. The open rejection misses
-//! it: a tripped breaker reads tokio's clock (34 ns on this VM, `clock_read`
-//! in the bench) to know whether the open duration has passed and to tell
-//! the caller when to come back, and boxes the [`CircuitOpen`] it returns
-//! (the name and that time travel in it), which is the one allocation.
-//! `ForcedOpen` skips the clock read.
+//! Criterion's own means in the same session (load average 6) kept the
+//! same order: bare 2.3 ns, closed 24 ns, open 144 ns, forced open 49 ns,
+//! clock read 40 ns, box floor 36 ns; tower-resilience 322 / 479 ns,
+//! failsafe 256 / 140 ns.
+//!
+//! Against the aims (closed ≤ 25 ns overhead, open rejection ≤ 15 ns, no
+//! allocation per call): the closed path meets them with room to spare.
+//! The open rejection misses them: its floor is a clock read (28 ns) plus
+//! the `Box` of the `BoxError` (20 ns), 48 ns before any work of the
+//! breaker's own (≈ 10 ns: the rejection count, the name's `Arc`, the
+//! future). A forced-open rejection, which needs no clock, is 4 ns above
+//! the `Box` floor. failsafe reads the clock too (under a lock) but
+//! returns its own unboxed error without a name, so it skips the `Box`.
 
 mod config;
 pub mod future;
