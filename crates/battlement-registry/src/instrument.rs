@@ -174,6 +174,26 @@ impl Counters {
         }
     }
 
+    /// A completed call counted as a success turns out to be `outcome`.
+    /// Successes are derived (completed − failures − ignored), so counting
+    /// the failure (or the ignored call) takes the success back.
+    pub(crate) fn amend(&self, generation: u64, outcome: &Outcome) {
+        if self.generation.load(Ordering::Relaxed) != generation {
+            return;
+        }
+        match outcome {
+            Outcome::Success => {}
+            Outcome::Failure(f) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                self.by_kind[f.kind.index()].fetch_add(1, Ordering::Relaxed);
+                self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
+            }
+            Outcome::Ignored => {
+                self.ignored.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Clears every figure except the calls in flight.
     fn reset(&self) {
         let in_flight = self.figures(self.latency.count()).in_flight;

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use battlement_core::{AsComponent, Component, ErrorClassifier};
+use battlement_core::{AsComponent, Component, ErrorClassifier, Outcome};
 use tower_layer::Layer;
 
 use crate::clock::{LatencyClock, Mode};
@@ -76,6 +76,69 @@ impl<C> InstrumentLayer<C> {
     /// The name it is registered under.
     pub fn name(&self) -> &str {
         &self.state.name
+    }
+
+    /// A handle to correct the outcome of this instrument's calls after
+    /// their response: for outcomes known only when a response's body
+    /// ends, such as a gRPC status in the trailers (`battlement-http`'s
+    /// `GrpcTrailersLayer` uses it).
+    pub fn late_outcome(&self) -> LateOutcome {
+        LateOutcome {
+            state: self.state.clone(),
+        }
+    }
+}
+
+/// Corrects the outcome of an instrument's completed calls, for outcomes
+/// known only after the response (a gRPC status in the trailers, an error
+/// while streaming the body). Made by [`InstrumentLayer::late_outcome`].
+///
+/// The instrument counts a call when its response arrives; a call it
+/// counted as a success can later be [`amend`](LateOutcome::amend)ed to a
+/// failure or an ignored call. Its latency stays the time to the
+/// response. Holding a `LateOutcome` keeps the instrument registered.
+///
+/// ```
+/// use battlement_core::{BoxError, FailureKind, Outcome};
+/// use battlement_registry::Registry;
+/// use tower::{Layer, ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let registry = Registry::new();
+/// let layer = registry.layer("stream").unwrap();
+/// let late = layer.late_outcome();
+/// let svc = layer.layer(service_fn(|x: u32| async move { Ok::<_, BoxError>(x) }));
+/// svc.oneshot(1).await.unwrap(); // a success when the response came...
+/// late.amend(&Outcome::failure(FailureKind::Unavailable)); // ...failed later
+/// let d = registry.get("stream").unwrap().details;
+/// assert_eq!((d["successes"].as_u64(), d["failures"].as_u64()), (Some(0), Some(1)));
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct LateOutcome {
+    state: Arc<InstrumentState>,
+}
+
+impl LateOutcome {
+    /// One call this instrument counted as a success turned out to be
+    /// `outcome` (a success changes nothing). Only amend calls counted as
+    /// successes: successes are derived from the other counts, so amending
+    /// any other call would count it twice.
+    pub fn amend(&self, outcome: &Outcome) {
+        self.state.counters.amend(self.state.generation, outcome);
+    }
+
+    /// The instrument's name.
+    pub fn name(&self) -> &str {
+        &self.state.name
+    }
+}
+
+impl fmt::Debug for LateOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LateOutcome")
+            .field("name", &self.state.name)
+            .finish_non_exhaustive()
     }
 }
 
