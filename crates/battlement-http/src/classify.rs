@@ -143,6 +143,35 @@ fn parse_http_date(s: &str) -> Option<SystemTime> {
 /// a success here: its status comes in the trailers, which a response
 /// classifier does not see.
 ///
+/// # What is and is not covered
+///
+/// A classifier judges the response when its headers arrive, before the
+/// body, so on its own only a status in the headers counts:
+///
+/// - **Covered:** every *trailers-only* response, which is how gRPC
+///   servers answer a call that fails before sending a message. On a
+///   tonic server, a unary (or client-streaming) handler returning
+///   `Err(Status)`, a request tonic rejects (bad encoding, missing
+///   message) and an unimplemented method are all trailers-only; so are
+///   the errors a proxy synthesises. A response without `grpc-status` and
+///   with an HTTP status other than 200 (a proxy's error page) is judged
+///   by gRPC's mapping of HTTP statuses: 401 `Authentication`, 403
+///   `Authorization`, 404 `Configuration` (gRPC's `UNIMPLEMENTED`), 429,
+///   502, 503 and 504 `Unavailable`, others `Unknown`. Transport errors
+///   (connection refused, reset) come as `Err` and go to
+///   [`ErrorClassifier`].
+/// - **With [`GrpcTrailersLayer`](crate::GrpcTrailersLayer), for an
+///   instrument:** a status sent in the trailers after the headers and any
+///   messages (a streaming call that fails mid-stream, a server that always
+///   sends headers first), an error while streaming the body, and a body
+///   that ends without any status: the instrument's count is corrected when
+///   the body ends.
+/// - **Not covered:** layers that act on the outcome when the response's
+///   headers arrive (a breaker, a retry) cannot wait for the trailers: for
+///   them such a call is the success its headers showed.
+///   [`classify_headers`](Self::classify_headers) judges a trailers map as
+///   well, for a body wrapper of your own.
+///
 /// | code | outcome | retryable |
 /// |---|---|---|
 /// | 0 `OK` | success | |
@@ -222,10 +251,31 @@ impl GrpcClassifier {
 impl<B, E: AsDynError> Classify<Response<B>, E> for GrpcClassifier {
     fn classify(&self, result: &Result<Response<B>, E>) -> Outcome {
         match result {
+            Ok(res)
+                if res.status() != StatusCode::OK && !res.headers().contains_key("grpc-status") =>
+            {
+                http_status_as_grpc(res.status())
+            }
             Ok(res) => self.classify_headers(res.headers()),
             Err(e) => Outcome::Failure(ErrorClassifier::new().classify_error(e.as_dyn_error())),
         }
     }
+}
+
+/// A response that is not a gRPC answer (no `grpc-status`, HTTP status
+/// other than 200, typically from a proxy), judged by gRPC's mapping of
+/// HTTP statuses to codes: 401 `UNAUTHENTICATED`, 403 `PERMISSION_DENIED`,
+/// 404 `UNIMPLEMENTED`, 429, 502, 503, 504 `UNAVAILABLE`, 400 `INTERNAL`,
+/// any other `UNKNOWN`.
+fn http_status_as_grpc(status: StatusCode) -> Outcome {
+    let kind = match status.as_u16() {
+        401 => FailureKind::Authentication,
+        403 => FailureKind::Authorization,
+        404 => FailureKind::Configuration,
+        429 | 502 | 503 | 504 => FailureKind::Unavailable,
+        _ => FailureKind::Unknown,
+    };
+    Failure::new(kind).into()
 }
 
 #[cfg(test)]
@@ -315,5 +365,29 @@ mod tests {
             g(&[("grpc-status", "13")]).as_failure().unwrap().kind,
             FailureKind::Unknown
         );
+    }
+
+    /// Not a gRPC answer (no `grpc-status`, not HTTP 200): gRPC's mapping
+    /// of HTTP statuses. A `grpc-status` wins over the HTTP status.
+    #[test]
+    fn grpc_http_status_mapping() {
+        let g = |status: u16, h: &[(&str, &str)]| {
+            let mut b = Response::builder().status(status);
+            for (k, v) in h {
+                b = b.header(*k, *v);
+            }
+            GrpcClassifier::new().classify(&Ok::<_, BoxError>(b.body(()).unwrap()))
+        };
+        let kind = |status| g(status, &[]).as_failure().unwrap().kind;
+        assert_eq!(kind(401), FailureKind::Authentication);
+        assert_eq!(kind(403), FailureKind::Authorization);
+        assert_eq!(kind(404), FailureKind::Configuration);
+        for s in [429, 502, 503, 504] {
+            assert_eq!(kind(s), FailureKind::Unavailable, "{s}");
+        }
+        assert_eq!(kind(400), FailureKind::Unknown);
+        assert_eq!(kind(500), FailureKind::Unknown);
+        assert!(g(200, &[]).is_success());
+        assert!(g(503, &[("grpc-status", "0")]).is_success());
     }
 }

@@ -61,7 +61,11 @@
 //! - [`HttpClassifier`] counts 4xx other than 408 and 429 as `Ignored` (a
 //!   caller's mistake is neither a success nor a failure of the service);
 //!   [`GrpcClassifier`] reads `grpc-status` from the response's headers
-//!   only (a trailers-only response), not from trailers.
+//!   (a trailers-only response: how gRPC servers, tonic included, answer a
+//!   call that fails before its first message); [`GrpcTrailersLayer`]
+//!   corrects an instrument's count from the trailers when the body ends.
+//!   Breakers and retries act at the headers and do not see trailers (see
+//!   [`GrpcClassifier`]).
 //! - Header propagation of deadlines lives in `battlement-deadline`.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -70,8 +74,10 @@ mod body;
 mod classify;
 mod health;
 mod response;
+mod trailers;
 
 pub use body::HealthBody;
 pub use classify::{GrpcClassifier, HttpClassifier};
 pub use health::{Authorization, HealthFuture, HealthService};
 pub use response::{error_response, error_status};
+pub use trailers::{GrpcTrailers, GrpcTrailersLayer, TrailersBody, TrailersFuture};
