@@ -512,3 +512,54 @@ async fn a_call_outliving_its_instrument_counts_nowhere() {
     assert_eq!(d["latency"]["count"], 0);
     drop(next);
 }
+
+/// `LatencyClock::Auto` decides when the layer is made: a layer made
+/// outside any runtime times with the fast clock (real time, so a call
+/// that waits ten minutes of paused time takes microseconds), and
+/// `LatencyClock::Tokio` makes it follow paused time exactly.
+#[test]
+fn the_latency_clock_is_decided_where_the_layer_is_made() {
+    use battlement_registry::LatencyClock;
+
+    let registry = Registry::new();
+    let sleepy = || {
+        service_fn(|ms: u64| async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok::<_, BoxError>(ms)
+        })
+    };
+    let fast = ServiceBuilder::new()
+        .layer(registry.layer("fast").unwrap())
+        .service(sleepy());
+    let tokio_clock = ServiceBuilder::new()
+        .layer(
+            registry
+                .layer("tokio")
+                .unwrap()
+                .latency_clock(LatencyClock::Tokio),
+        )
+        .service(sleepy());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        fast.clone().oneshot(600_000).await.unwrap();
+        tokio_clock.clone().oneshot(600_000).await.unwrap();
+    });
+    let p50 = |name: &str| {
+        registry.get(name).unwrap().details["latency"]["p50_ms"]
+            .as_f64()
+            .unwrap()
+    };
+    // Exact on paused time, up to the bucket's width.
+    assert!(
+        (600_000.0..=600_000.0 * 1.125).contains(&p50("tokio")),
+        "{}",
+        p50("tokio")
+    );
+    // Real time: far less than the ten minutes of paused time that passed.
+    assert!(p50("fast") < 60_000.0, "{}", p50("fast"));
+    drop((fast, tokio_clock));
+}
