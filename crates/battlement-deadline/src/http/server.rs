@@ -457,18 +457,19 @@ where
             state: ServerState::Bounded {
                 inner: self.inner.call(req),
                 sleep: tokio::time::sleep_until(at),
-                cut: Box::new(CutInfo {
+                cut: CutInfo {
                     budget: at.saturating_duration_since(now),
                     header,
                     grpc,
                     shared: self.shared.for_future(),
-                }),
+                },
             },
         }
     }
 }
 
-/// What a cut needs to answer and report (boxed: off the future's size).
+/// What a cut needs to answer and report (kept in the future: no
+/// allocation per request).
 struct CutInfo {
     budget: Duration,
     header: Option<HeaderName>,
@@ -482,7 +483,7 @@ pin_project! {
         // No deadline, or not enforced: the handler's future as it is.
         Inner { #[pin] inner: F },
         // The handler raced against the request's deadline.
-        Bounded { #[pin] inner: F, #[pin] sleep: Sleep, cut: Box<CutInfo> },
+        Bounded { #[pin] inner: F, #[pin] sleep: Sleep, cut: CutInfo },
         // An answer of the layer's own.
         Immediate { response: Option<Response<B>> },
     }
