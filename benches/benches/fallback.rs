@@ -3,12 +3,13 @@
 //! failure path; side by side with `tower-resilience`'s fallback.
 
 use std::hint::black_box;
+use std::sync::LazyLock;
 
 use battlement_benches::{allocs_per_call, call_now, report};
 use battlement_core::BoxError;
 use battlement_fallback::{CacheConfig, FallbackLayer};
-use criterion::{Criterion, criterion_group, criterion_main};
-use tower::{Layer, service_fn};
+use criterion::{Criterion, criterion_group};
+use tower::{Layer, Service, service_fn};
 use tower_resilience::fallback::FallbackLayer as TrFallbackLayer;
 
 /// The error the peer's layer needs (`Clone`-free, `Send + Sync`).
@@ -32,6 +33,7 @@ fn bench(c: &mut Criterion) {
         .unwrap();
     let mut plain = bare();
     let mut ours = value.layer(bare());
+    let mut ours_static = FallbackLayer::from_static(&STATIC_LAYER).layer(bare());
     let mut ours_cache = cached.layer(bare());
     let mut ours_fail = value.layer(failing());
     let mut peer = TrFallbackLayer::<u64, u64, Down>::value(0).layer(bare_peer());
@@ -43,6 +45,9 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("success/value", |b| {
         b.iter(|| call_now(&mut ours, black_box(1)))
+    });
+    group.bench_function("success/value_static_layer", |b| {
+        b.iter(|| call_now(&mut ours_static, black_box(1)))
     });
     group.bench_function("success/tower_resilience_value", |b| {
         b.iter(|| call_now(&mut peer, black_box(1)))
@@ -94,5 +99,72 @@ fn bench(c: &mut Criterion) {
     );
 }
 
+/// Runs `n` calls of `svc`; a function of its own so that callgrind can
+/// attribute its instructions (`callgrind_annotate --inclusive=yes`).
+macro_rules! ir_loop {
+    ($name:ident) => {
+        #[inline(never)]
+        fn $name<S: Service<u64>>(svc: &mut S, n: u64) {
+            // Keeps the linker from folding identical loops into one.
+            black_box(stringify!($name));
+            for i in 0..n {
+                black_box(call_now(svc, black_box(i)).is_ok());
+            }
+        }
+    };
+}
+ir_loop!(ir_bare);
+ir_loop!(ir_value);
+ir_loop!(ir_value_static);
+ir_loop!(ir_tower_resilience);
+
+/// Instruction counts, repeatable on a busy machine: with
+/// `BATTLEMENT_IR=<calls>` set, runs each success-path variant that many
+/// times and exits, for `valgrind --tool=callgrind` to count (each
+/// variant's loop is its own function; divide its inclusive count by the
+/// calls).
+fn instructions(n: u64) {
+    let rt = battlement_benches::runtime();
+    let _guard = rt.enter();
+    let bare = || service_fn(|x: u64| std::future::ready(Ok::<u64, BoxError>(x)));
+    ir_bare(&mut bare(), n);
+    ir_value(
+        &mut FallbackLayer::builder("bench")
+            .value(0u64)
+            .build()
+            .unwrap()
+            .layer(bare()),
+        n,
+    );
+    ir_value_static(
+        &mut FallbackLayer::from_static(&STATIC_LAYER).layer(bare()),
+        n,
+    );
+    ir_tower_resilience(
+        &mut TrFallbackLayer::<u64, u64, Down>::value(0)
+            .layer(service_fn(|x: u64| std::future::ready(Ok::<u64, Down>(x)))),
+        n,
+    );
+}
+
+/// A value-source layer kept in a `static` (`FallbackLayer::from_static`).
+static STATIC_LAYER: LazyLock<FallbackLayer<u64, u64>> = LazyLock::new(|| {
+    FallbackLayer::builder("bench-static")
+        .value(0u64)
+        .build()
+        .unwrap()
+});
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    if let Some(n) = std::env::var("BATTLEMENT_IR")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        instructions(n);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -3,7 +3,6 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use battlement_core::{
@@ -12,9 +11,10 @@ use battlement_core::{
 use pin_project_lite::pin_project;
 use tower::ServiceExt;
 
+use crate::cache::Store;
 use crate::error::{CacheMiss, FailureResponse};
 use crate::marker::{Fallback, Source};
-use crate::shared::{Failed, Shared, SourceEntry, bump};
+use crate::shared::{Failed, Handle, Shared, SourceEntry, bump};
 
 type BoxFuture<Res> = Pin<Box<dyn Future<Output = Result<Res, BoxError>> + Send>>;
 
@@ -22,10 +22,17 @@ pin_project! {
     /// The future of [`FallbackService`](crate::FallbackService): polls the
     /// primary, and on a triggering failure runs the fallback sources in
     /// order (boxed once, on the failure path only).
-    pub struct ResponseFuture<F, Req, Res, K, C> {
+    #[project = ResponseFutureProj]
+    pub struct ResponseFuture<F, Req, Res, K, C>
+    where
+        Req: 'static,
+        Res: 'static,
+        K: 'static,
+        C: 'static,
+    {
         #[pin]
         state: State<F, Res>,
-        shared: Arc<Shared<Req, Res, K, C>>,
+        shared: Handle<Shared<Req, Res, K, C>>,
         key: Option<K>,
         req: Option<Req>,
     }
@@ -39,10 +46,10 @@ pin_project! {
     }
 }
 
-impl<F, Req, Res, K, C> ResponseFuture<F, Req, Res, K, C> {
+impl<F, Req: 'static, Res: 'static, K: 'static, C: 'static> ResponseFuture<F, Req, Res, K, C> {
     pub(crate) fn new(
         fut: F,
-        shared: Arc<Shared<Req, Res, K, C>>,
+        shared: Handle<Shared<Req, Res, K, C>>,
         key: Option<K>,
         req: Option<Req>,
     ) -> Self {
@@ -55,7 +62,9 @@ impl<F, Req, Res, K, C> ResponseFuture<F, Req, Res, K, C> {
     }
 }
 
-impl<F, Req, Res, K, C> fmt::Debug for ResponseFuture<F, Req, Res, K, C> {
+impl<F, Req: 'static, Res: 'static, K: 'static, C: 'static> fmt::Debug
+    for ResponseFuture<F, Req, Res, K, C>
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let phase = match self.state {
             State::Primary { .. } => "primary",
@@ -79,44 +88,80 @@ where
 {
     type Output = Result<Res, BoxError>;
 
-    #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        loop {
-            match this.state.as_mut().project() {
-                StateProj::Primary { fut } => {
-                    let result = ready!(fut.poll(cx)).map_err(Into::into);
-                    let shared = &**this.shared;
-                    let failure = match shared.classifier.classify(&result) {
-                        Outcome::Success => {
-                            if let (Some(cache), Some(key), Ok(res)) =
-                                (&shared.cache, this.key.take(), &result)
-                            {
-                                cache.store(key, res);
-                            }
-                            return Poll::Ready(result);
-                        }
-                        Outcome::Ignored => return Poll::Ready(result),
-                        Outcome::Failure(failure) => failure,
-                    };
-                    if let Some(trigger) = &shared.trigger
-                        && !trigger(&failure)
-                    {
-                        bump(&shared.passed_through);
-                        return Poll::Ready(result);
-                    }
-                    let fut = start_fallback(
-                        this.shared.clone(),
-                        failure,
-                        result,
-                        this.key.take(),
-                        this.req.take(),
-                    );
-                    this.state.set(State::Fallback { fut });
+    /// The success path is kept small and inline: poll the primary,
+    /// classify, store in the cache if there is one, return. A failure goes
+    /// out of line.
+    #[inline(always)]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.as_mut().project();
+        let StateProj::Primary { fut } = this.state.project() else {
+            return poll_fallback(self.project(), cx);
+        };
+        let result = ready!(fut.poll(cx)).map_err(Into::into);
+        let shared = &**this.shared;
+        match shared.classifier.classify(&result) {
+            Outcome::Success => {
+                if let Some(cache) = &shared.cache {
+                    store(&**cache, this.key.take(), &result);
                 }
-                StateProj::Fallback { fut } => return fut.as_mut().poll(cx),
+                Poll::Ready(result)
             }
+            Outcome::Ignored => Poll::Ready(result),
+            Outcome::Failure(failure) => on_failure(self.project(), cx, failure, result),
         }
+    }
+}
+
+/// Stores a successful response in the last-known-good cache.
+#[inline(never)]
+fn store<K, Res>(cache: &dyn Store<K, Res>, key: Option<K>, result: &Result<Res, BoxError>) {
+    if let (Some(key), Ok(res)) = (key, result) {
+        cache.store(key, res);
+    }
+}
+
+/// The primary failed: passes the failure through, or starts the
+/// fallback chain.
+#[cold]
+#[inline(never)]
+fn on_failure<F, Req, Res, K, C>(
+    this: ResponseFutureProj<'_, F, Req, Res, K, C>,
+    cx: &mut Context<'_>,
+    failure: Failure,
+    result: Result<Res, BoxError>,
+) -> Poll<Result<Res, BoxError>>
+where
+    C: Classify<Res, BoxError> + Send + Sync + 'static,
+    Req: Send + 'static,
+    Res: Send + 'static,
+    K: Send + Sync + 'static,
+{
+    let mut this = this;
+    if let Some(trigger) = &this.shared.trigger
+        && !trigger(&failure)
+    {
+        bump(&this.shared.passed_through);
+        return Poll::Ready(result);
+    }
+    let fut = start_fallback(
+        this.shared.clone(),
+        failure,
+        result,
+        this.key.take(),
+        this.req.take(),
+    );
+    this.state.set(State::Fallback { fut });
+    poll_fallback(this, cx)
+}
+
+/// Polls the boxed fallback chain.
+fn poll_fallback<F, Req, Res, K, C>(
+    this: ResponseFutureProj<'_, F, Req, Res, K, C>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Res, BoxError>> {
+    match this.state.project() {
+        StateProj::Fallback { fut } => fut.as_mut().poll(cx),
+        StateProj::Primary { .. } => unreachable!("the primary is polled inline"),
     }
 }
 
@@ -136,7 +181,7 @@ fn is_open_circuit(err: &BoxError) -> bool {
 #[cold]
 #[inline(never)]
 fn start_fallback<Req, Res, K, C>(
-    shared: Arc<Shared<Req, Res, K, C>>,
+    shared: Handle<Shared<Req, Res, K, C>>,
     failure: Failure,
     primary: Result<Res, BoxError>,
     key: Option<K>,
@@ -153,7 +198,7 @@ where
 
 /// Tries every source in order after the primary failed with `failure`.
 async fn run_fallback<Req, Res, K, C>(
-    shared: Arc<Shared<Req, Res, K, C>>,
+    shared: Handle<Shared<Req, Res, K, C>>,
     failure: Failure,
     primary: Result<Res, BoxError>,
     key: Option<K>,

@@ -8,7 +8,7 @@ use tower_layer::Layer;
 
 use crate::config::FallbackBuilder;
 use crate::service::FallbackService;
-use crate::shared::Shared;
+use crate::shared::{Handle, Shared};
 
 /// Wraps a service so that a classified failure is answered by fallback
 /// sources: values, other services, a last-known-good cache.
@@ -16,11 +16,17 @@ use crate::shared::Shared;
 /// Built with [`FallbackLayer::builder`]. Cheap to clone: every clone and
 /// every service it wraps share the sources, the cache and the counters,
 /// and it is a [`Component`] for the registry ([`AsComponent`]).
-pub struct FallbackLayer<Req, Res, K = (), C = battlement_core::ErrorClassifier> {
-    shared: Arc<Shared<Req, Res, K, C>>,
+pub struct FallbackLayer<Req, Res, K = (), C = battlement_core::ErrorClassifier>
+where
+    Req: 'static,
+    Res: 'static,
+    K: 'static,
+    C: 'static,
+{
+    shared: Handle<Shared<Req, Res, K, C>>,
 }
 
-impl<Req, Res, K, C> Clone for FallbackLayer<Req, Res, K, C> {
+impl<Req: 'static, Res: 'static, K: 'static, C: 'static> Clone for FallbackLayer<Req, Res, K, C> {
     fn clone(&self) -> Self {
         FallbackLayer {
             shared: self.shared.clone(),
@@ -28,7 +34,9 @@ impl<Req, Res, K, C> Clone for FallbackLayer<Req, Res, K, C> {
     }
 }
 
-impl<Req, Res, K, C> fmt::Debug for FallbackLayer<Req, Res, K, C> {
+impl<Req: 'static, Res: 'static, K: 'static, C: 'static> fmt::Debug
+    for FallbackLayer<Req, Res, K, C>
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FallbackLayer")
             .field("name", &self.shared.name)
@@ -45,7 +53,7 @@ impl<Req, Res, K, C> fmt::Debug for FallbackLayer<Req, Res, K, C> {
     }
 }
 
-impl<Req, Res> FallbackLayer<Req, Res> {
+impl<Req: 'static, Res: 'static> FallbackLayer<Req, Res> {
     /// Starts building a fallback layer named `name` (the name its events,
     /// errors and health report carry).
     pub fn builder(name: impl Into<Name>) -> FallbackBuilder<Req, Res> {
@@ -53,9 +61,38 @@ impl<Req, Res> FallbackLayer<Req, Res> {
     }
 }
 
-impl<Req, Res, K, C> FallbackLayer<Req, Res, K, C> {
+impl<Req: 'static, Res: 'static, K: 'static, C: 'static> FallbackLayer<Req, Res, K, C> {
     pub(crate) fn from_shared(shared: Arc<Shared<Req, Res, K, C>>) -> Self {
-        FallbackLayer { shared }
+        FallbackLayer {
+            shared: Handle::Owned(shared),
+        }
+    }
+
+    /// A handle on a layer that lives as long as the program (kept in a
+    /// `static`): the services it wraps and their response futures reach
+    /// the shared state through a plain reference instead of counting an
+    /// `Arc`, which takes an atomic increment and decrement off every
+    /// call. Everything else is the same: the sources, the cache, the
+    /// counters and the [`Component`] are the static layer's.
+    ///
+    /// ```
+    /// use battlement_core::BoxError;
+    /// use battlement_fallback::FallbackLayer;
+    /// use std::sync::LazyLock;
+    /// use tower::{Layer, service_fn};
+    ///
+    /// static FALLBACK: LazyLock<FallbackLayer<u32, String>> = LazyLock::new(|| {
+    ///     FallbackLayer::builder("users").value("anonymous".to_owned()).build().unwrap()
+    /// });
+    ///
+    /// let svc = FallbackLayer::from_static(&FALLBACK)
+    ///     .layer(service_fn(|id: u32| async move { Ok::<_, BoxError>(format!("user {id}")) }));
+    /// # let _ = svc;
+    /// ```
+    pub fn from_static(layer: &'static FallbackLayer<Req, Res, K, C>) -> Self {
+        FallbackLayer {
+            shared: layer.shared.to_static(),
+        }
     }
 
     /// The layer's name.
@@ -88,11 +125,13 @@ where
     C: Send + Sync + 'static,
 {
     fn as_component(&self) -> Arc<dyn Component> {
-        self.shared.clone()
+        self.shared.arc()
     }
 }
 
-impl<S, Req, Res, K, C> Layer<S> for FallbackLayer<Req, Res, K, C> {
+impl<S, Req: 'static, Res: 'static, K: 'static, C: 'static> Layer<S>
+    for FallbackLayer<Req, Res, K, C>
+{
     type Service = FallbackService<S, Req, Res, K, C>;
 
     fn layer(&self, inner: S) -> Self::Service {

@@ -9,17 +9,23 @@ use battlement_core::{AsComponent, BoxError, Classify, Component};
 use tower_service::Service;
 
 use crate::future::ResponseFuture;
-use crate::shared::Shared;
+use crate::shared::{Handle, Shared};
 
 /// Calls the inner (primary) service and, when its result is a failure
 /// that triggers the fallback, answers from the fallback sources.
-pub struct FallbackService<S, Req, Res, K = (), C = battlement_core::ErrorClassifier> {
+pub struct FallbackService<S, Req, Res, K = (), C = battlement_core::ErrorClassifier>
+where
+    Req: 'static,
+    Res: 'static,
+    K: 'static,
+    C: 'static,
+{
     inner: S,
-    shared: Arc<Shared<Req, Res, K, C>>,
+    shared: Handle<Shared<Req, Res, K, C>>,
 }
 
-impl<S, Req, Res, K, C> FallbackService<S, Req, Res, K, C> {
-    pub(crate) fn new(inner: S, shared: Arc<Shared<Req, Res, K, C>>) -> Self {
+impl<S, Req: 'static, Res: 'static, K: 'static, C: 'static> FallbackService<S, Req, Res, K, C> {
+    pub(crate) fn new(inner: S, shared: Handle<Shared<Req, Res, K, C>>) -> Self {
         FallbackService { inner, shared }
     }
 
@@ -39,7 +45,9 @@ impl<S, Req, Res, K, C> FallbackService<S, Req, Res, K, C> {
     }
 }
 
-impl<S: Clone, Req, Res, K, C> Clone for FallbackService<S, Req, Res, K, C> {
+impl<S: Clone, Req: 'static, Res: 'static, K: 'static, C: 'static> Clone
+    for FallbackService<S, Req, Res, K, C>
+{
     fn clone(&self) -> Self {
         FallbackService {
             inner: self.inner.clone(),
@@ -48,7 +56,9 @@ impl<S: Clone, Req, Res, K, C> Clone for FallbackService<S, Req, Res, K, C> {
     }
 }
 
-impl<S: fmt::Debug, Req, Res, K, C> fmt::Debug for FallbackService<S, Req, Res, K, C> {
+impl<S: fmt::Debug, Req: 'static, Res: 'static, K: 'static, C: 'static> fmt::Debug
+    for FallbackService<S, Req, Res, K, C>
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FallbackService")
             .field("inner", &self.inner)
@@ -65,7 +75,7 @@ where
     C: Send + Sync + 'static,
 {
     fn as_component(&self) -> Arc<dyn Component> {
-        self.shared.clone()
+        self.shared.arc()
     }
 }
 

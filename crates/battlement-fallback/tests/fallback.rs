@@ -491,3 +491,30 @@ async fn requests_without_a_key_are_not_cached() {
     call(&mut svc, 2).await.unwrap();
     assert_eq!(layer.cache_len(), 1);
 }
+
+/// A layer kept in a `static` and used through `from_static` behaves as
+/// the owned one: the same cache, counters and component.
+#[tokio::test(start_paused = true)]
+async fn static_layer_shares_the_state_of_the_static_one() {
+    static LAYER: std::sync::LazyLock<FallbackLayer<u32, String, u32>> =
+        std::sync::LazyLock::new(|| {
+            FallbackLayer::builder("static")
+                .key(|n: &u32| Some(*n / 2))
+                .cache(CacheConfig::new())
+                .value("default".to_owned())
+                .build()
+                .unwrap()
+        });
+    let handle = FallbackLayer::from_static(&LAYER);
+    let mut svc = handle.layer(primary());
+    assert_eq!(call(&mut svc, 0).await.unwrap(), "primary 0");
+    // Served from the cache the success filled, then from the value.
+    assert_eq!(call(&mut svc, 1).await.unwrap(), "primary 0");
+    assert_eq!(call(&mut svc, 3).await.unwrap(), "default");
+    assert_eq!(LAYER.activations(), 2);
+    assert_eq!(handle.activations(), 2);
+    assert_eq!(LAYER.cache_len(), 1);
+    let c: Arc<dyn Component> = battlement_core::AsComponent::as_component(&svc);
+    assert_eq!(c.name(), "static");
+    assert_eq!(c.health().details["served"], 2);
+}
