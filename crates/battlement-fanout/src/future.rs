@@ -13,7 +13,6 @@ use battlement_core::{
     AllFailed, BoxError, CircuitOpen, Classify, DeadlineCarrier, DeadlineExceeded, EventKind,
     FailureKind, Name, Outcome, QuorumNotReached,
 };
-use futures_util::stream::{FuturesUnordered, StreamExt};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
@@ -45,7 +44,7 @@ where
         let mut d = f.debug_struct("ResponseFuture");
         if let Some(state) = &self.state {
             d.field("fan_out", &state.shared.name)
-                .field("in_flight", &state.in_flight.len())
+                .field("in_flight", &state.running)
                 .field("settled", &state.settled)
                 .field("succeeded", &state.succeeded);
         }
@@ -65,9 +64,17 @@ enum End {
     Timer,
 }
 
-enum Slot<S, Res> {
+enum Slot<S, F, Res> {
     Queued(S),
-    Running,
+    /// Each running call pinned in its own box: a no-spawn join of a
+    /// number of futures unknown at compile time needs one allocation per
+    /// future without `unsafe` (`FuturesUnordered` makes one too, plus
+    /// its queue). The running calls are polled in order on each wake,
+    /// as `join_all` does for small sets.
+    Running(Pin<Box<Call<F>>>),
+    /// A placeholder while a slot changes state (replaced at once: by
+    /// the running call, or by the result of a failed `poll_ready`).
+    Empty,
     Done(Reply<Res>, Outcome, Option<Duration>),
 }
 
@@ -76,8 +83,8 @@ where
     S: Service<Req>,
 {
     shared: Arc<Shared<C, M>>,
-    in_flight: FuturesUnordered<Call<S::Future>>,
-    slots: Vec<Slot<S, S::Response>>,
+    running: usize,
+    slots: Vec<Slot<S, S::Future, S::Response>>,
     req: Option<Req>,
     queued: usize,
     next_queued: usize,
@@ -159,7 +166,7 @@ where
         };
         let mut state = Running {
             shared: shared.clone(),
-            in_flight: FuturesUnordered::new(),
+            running: 0,
             slots: Vec::with_capacity(n),
             req: None,
             queued: 0,
@@ -170,18 +177,16 @@ where
             settled: 0,
         };
         let limit = shared.max_concurrency;
-        let mut running = 0;
         for (idx, backend) in backends.iter_mut().enumerate() {
             match mem::replace(&mut backend.ready, Readiness::NotReady) {
-                Readiness::Ready if running < limit => {
-                    state.slots.push(Slot::Running);
+                Readiness::Ready if state.running < limit => {
                     let fut = backend.service.call(req.clone());
-                    state.in_flight.push(Call {
+                    state.slots.push(Slot::Running(Box::pin(Call {
                         fut,
                         idx,
                         start: now,
-                    });
-                    running += 1;
+                    })));
+                    state.running += 1;
                 }
                 Readiness::Ready => {
                     // Clone-and-swap: the instance that was polled ready
@@ -194,7 +199,7 @@ where
                     state.next_queued = state.next_queued.min(idx);
                 }
                 Readiness::Failed(err) => {
-                    state.slots.push(Slot::Running);
+                    state.slots.push(Slot::Empty);
                     state.record(idx, Err(err), None);
                 }
                 Readiness::NotReady => {
@@ -271,14 +276,13 @@ where
     }
 
     fn start_queued(&mut self) {
-        while self.queued > 0 && self.in_flight.len() < self.shared.max_concurrency {
+        while self.queued > 0 && self.running < self.shared.max_concurrency {
             let idx = self.next_queued;
             self.next_queued += 1;
             if !matches!(self.slots[idx], Slot::Queued(_)) {
                 continue;
             }
-            let Slot::Queued(mut service) = mem::replace(&mut self.slots[idx], Slot::Running)
-            else {
+            let Slot::Queued(mut service) = mem::replace(&mut self.slots[idx], Slot::Empty) else {
                 continue;
             };
             self.queued -= 1;
@@ -289,17 +293,17 @@ where
             };
             let req = req.expect("the request is kept while calls are queued");
             let fut = service.call(req);
-            self.in_flight.push(Call {
+            self.slots[idx] = Slot::Running(Box::pin(Call {
                 fut,
                 idx,
                 start: Instant::now(),
-            });
+            }));
+            self.running += 1;
         }
     }
 
-    fn finish(mut self, end: End) -> Result<M::Output, BoxError> {
-        // Drop every call still running, at once.
-        drop(mem::take(&mut self.in_flight));
+    fn finish(self, end: End) -> Result<M::Output, BoxError> {
+        // Every call still running is dropped below, as its slot is read.
         let now = Instant::now();
         let elapsed = now.saturating_duration_since(self.started);
         let needed = self.needed();
@@ -310,12 +314,12 @@ where
             let stats = &shared.stats.backends[idx];
             let (reply, outcome, latency) = match slot {
                 Slot::Done(reply, outcome, latency) => (reply, outcome, latency),
-                Slot::Running if by_timer => {
+                Slot::Running(_) if by_timer => {
                     let outcome = Outcome::failure(FailureKind::Timeout);
                     stats.record(outcome, false, None);
                     (Reply::TimedOut, outcome, None)
                 }
-                Slot::Running => {
+                Slot::Running(_) | Slot::Empty => {
                     stats.record_abandoned();
                     (Reply::Cancelled, Outcome::Ignored, None)
                 }
@@ -398,19 +402,34 @@ where
         // One clock read per poll: the calls that finished in this poll
         // finished "now".
         let mut now = None;
-        let end = loop {
+        let end = 'outer: loop {
             if state.decided() {
                 break Some(End::Decided);
             }
             state.start_queued();
-            match state.in_flight.poll_next_unpin(cx) {
-                Poll::Ready(Some((idx, result, started))) => {
+            let mut freed = false;
+            for idx in 0..state.slots.len() {
+                let Slot::Running(call) = &mut state.slots[idx] else {
+                    continue;
+                };
+                if let Poll::Ready((_, result, started)) = call.as_mut().poll(cx) {
                     let now = *now.get_or_insert_with(Instant::now);
+                    state.running -= 1;
+                    // Replaces the slot, dropping the finished call.
                     state.record(idx, result, Some(now.saturating_duration_since(started)));
+                    if state.decided() {
+                        break 'outer Some(End::Decided);
+                    }
+                    freed = true;
                 }
-                Poll::Ready(None) if state.queued == 0 => break Some(End::Decided),
-                Poll::Ready(None) => {}
-                Poll::Pending => break None,
+            }
+            if state.running == 0 && state.queued == 0 {
+                break Some(End::Decided);
+            }
+            // Go round again only to start (and poll) calls waiting for
+            // a slot that just freed.
+            if !(freed && state.queued > 0) {
+                break None;
             }
         };
         let end = match end {
