@@ -1,17 +1,43 @@
 //! `DeadlineLayer` and `AttemptTimeoutLayer` on the happy path, side by
 //! side with `tower::timeout` over a bare `service_fn`; and the deadline
 //! header parsers.
+//!
+//! The request is a `u64`, which carries no deadline (the layers still
+//! time out; the inner layers just cannot see it), and a `Call` that
+//! carries it in a field, as a user's own request type would: the cost of
+//! handing the deadline on without `http::Request`'s extension map.
 
 use std::convert::Infallible;
 use std::hint::black_box;
 use std::time::Duration;
 
 use battlement_benches::{allocs_per_call, call_now, report, runtime};
+use battlement_core::{Deadline, DeadlineCarrier};
 use battlement_deadline::http::{parse_grpc_timeout, parse_millis};
 use battlement_deadline::{AttemptTimeoutLayer, DeadlineLayer};
 use criterion::{Criterion, criterion_group, criterion_main};
 use tower::timeout::TimeoutLayer;
 use tower::{Layer, service_fn};
+
+/// A request that carries its deadline in a field.
+struct Call {
+    n: u64,
+    deadline: Option<Deadline>,
+}
+
+impl DeadlineCarrier for Call {
+    fn deadline(&self) -> Option<Deadline> {
+        self.deadline
+    }
+
+    fn set_deadline(&mut self, deadline: Deadline) {
+        self.deadline = Some(deadline);
+    }
+}
+
+fn call(n: u64) -> Call {
+    Call { n, deadline: None }
+}
 
 fn bench(c: &mut Criterion) {
     let rt = runtime();
@@ -24,6 +50,12 @@ fn bench(c: &mut Criterion) {
     let mut deadline = DeadlineLayer::new(budget).layer(bare());
     let mut attempt = AttemptTimeoutLayer::new(budget).layer(bare());
     let mut named = DeadlineLayer::new(budget).name("bench").layer(bare());
+    let bare_call = || {
+        service_fn(
+            |c: Call| async move { Ok::<_, Infallible>(c.n + u64::from(c.deadline.is_some())) },
+        )
+    };
+    let mut carried = DeadlineLayer::new(budget).layer(bare_call());
 
     let mut group = c.benchmark_group("deadline");
     group.bench_function("bare_service_fn", |b| {
@@ -40,6 +72,9 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("deadline_layer_named", |b| {
         b.iter(|| call_now(&mut named, black_box(1)))
+    });
+    group.bench_function("deadline_layer_carried_in_a_field", |b| {
+        b.iter(|| call_now(&mut carried, black_box(call(1))))
     });
     group.finish();
 
@@ -65,6 +100,12 @@ fn bench(c: &mut Criterion) {
         "deadline/deadline_layer",
         allocs_per_call(10_000, || {
             black_box(call_now(&mut deadline, black_box(1)).ok());
+        }),
+    );
+    report(
+        "deadline/deadline_layer_carried_in_a_field",
+        allocs_per_call(10_000, || {
+            black_box(call_now(&mut carried, black_box(call(1))).ok());
         }),
     );
     report(
