@@ -72,6 +72,9 @@ enum Slot<S, F, Res> {
     /// its queue). The running calls are polled in order on each wake,
     /// as `join_all` does for small sets.
     Running(Pin<Box<Call<F>>>),
+    /// Not called: the request's deadline had passed when the fan-out
+    /// started.
+    Expired,
     /// A placeholder while a slot changes state (replaced at once: by
     /// the running call, or by the result of a failed `poll_ready`).
     Empty,
@@ -90,6 +93,8 @@ where
     next_queued: usize,
     started: Instant,
     timer_cause: Option<TimerCause>,
+    /// The deadline had passed before any backend was called.
+    expired: bool,
     succeeded: usize,
     settled: usize,
 }
@@ -164,6 +169,7 @@ where
             ),
             (_, None) => (None, None),
         };
+        let expired = req.deadline().is_some_and(|d| d.instant() <= now);
         let mut state = Running {
             shared: shared.clone(),
             running: 0,
@@ -173,11 +179,18 @@ where
             next_queued: n,
             started: now,
             timer_cause,
+            expired,
             succeeded: 0,
             settled: 0,
         };
         let limit = shared.max_concurrency;
         for (idx, backend) in backends.iter_mut().enumerate() {
+            if expired && matches!(backend.ready, Readiness::Ready) {
+                // Nothing is called; the backend's readiness is kept for
+                // the next request, as `tower::load_shed` does.
+                state.slots.push(Slot::Expired);
+                continue;
+            }
             match mem::replace(&mut backend.ready, Readiness::NotReady) {
                 Readiness::Ready if state.running < limit => {
                     let fut = backend.service.call(req.clone());
@@ -211,7 +224,7 @@ where
             state.req = Some(req);
         }
         ResponseFuture {
-            timer: timer_at.map(tokio::time::sleep_until),
+            timer: timer_at.filter(|_| !expired).map(tokio::time::sleep_until),
             state: Some(state),
         }
     }
@@ -323,7 +336,7 @@ where
                     stats.record_abandoned();
                     (Reply::Cancelled, Outcome::Ignored, None)
                 }
-                Slot::Queued(_) => {
+                Slot::Queued(_) | Slot::Expired => {
                     stats.record_abandoned();
                     (Reply::NotCalled, Outcome::Ignored, None)
                 }
@@ -341,7 +354,13 @@ where
                 elapsed,
             });
         }
-        let timer_cause = self.timer_cause;
+        // Calls cut, or never made, because of the request's deadline.
+        let deadline_error = match self.timer_cause {
+            Some(TimerCause::Deadline { budget }) if by_timer || self.expired => {
+                Some(DeadlineExceeded { budget, elapsed })
+            }
+            _ => None,
+        };
         let errors: Vec<(Name, BoxError)> = results
             .filter(|r| !r.outcome.is_success())
             .map(|r| {
@@ -353,20 +372,21 @@ where
                             reason: "ignored by the classifier",
                         }),
                     },
-                    Reply::TimedOut => match timer_cause {
-                        Some(TimerCause::Deadline { budget }) => {
-                            Box::new(DeadlineExceeded { budget, elapsed })
-                        }
-                        _ => Box::new(Abandoned {
+                    Reply::TimedOut => match deadline_error {
+                        Some(e) => Box::new(e),
+                        None => Box::new(Abandoned {
                             reason: "window closed",
                         }),
                     },
                     Reply::Cancelled => Box::new(Abandoned {
                         reason: "cancelled",
                     }),
-                    Reply::NotCalled => Box::new(Abandoned {
-                        reason: "not called",
-                    }),
+                    Reply::NotCalled => match deadline_error {
+                        Some(e) => Box::new(e),
+                        None => Box::new(Abandoned {
+                            reason: "not called",
+                        }),
+                    },
                 };
                 (r.name, err)
             })

@@ -77,7 +77,12 @@
 //!   the whole fan-out: when it passes, the calls still running are
 //!   dropped and reported [`Reply::TimedOut`], and the fan-out ends with
 //!   what it has (under `All`, the others' results). Each backend receives
-//!   a clone of the request, deadline included. [`HedgeLayer`] honours
+//!   a clone of the request, deadline included. A request whose
+//!   deadline has already passed calls no backend (their readiness is
+//!   kept for the next request): each is reported [`Reply::NotCalled`]
+//!   and the fan-out fails with a
+//!   [`DeadlineExceeded`](battlement_core::DeadlineExceeded) for each
+//!   (as for calls cut, or left waiting for a slot, by the deadline). [`HedgeLayer`] honours
 //!   the deadline too: it ends the hedged call with
 //!   [`DeadlineExceeded`](battlement_core::DeadlineExceeded) when it
 //!   passes and sends no backup that could not answer in time (see

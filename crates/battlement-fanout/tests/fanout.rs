@@ -97,6 +97,54 @@ async fn deadline_with_nothing_done_is_all_failed_with_deadline_errors() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_expired_deadline_calls_no_backend() {
+    let c = Arc::new(Counters::default());
+    let mut svc = fan(
+        Strategy::All,
+        &[("a", 10, Answer::Ok), ("b", 10, Answer::Ok)],
+        &c,
+    );
+    let req = Req {
+        deadline: Some(Deadline::after(ms(50))),
+    };
+    tokio::time::advance(ms(50)).await;
+    let start = Instant::now();
+    let err = run(&mut svc, req).await.unwrap_err();
+    assert_eq!(start.elapsed(), ms(0), "fails at once");
+    assert_eq!(c.calls(), 0, "no backend was called");
+    let all = err.downcast_ref::<AllFailed>().expect("AllFailed");
+    assert_eq!(all.errors.len(), 2);
+    for (_, e) in &all.errors {
+        let e = e.downcast_ref::<DeadlineExceeded>().unwrap();
+        assert_eq!(e.budget, ms(0));
+    }
+    let abandoned = svc.handle().backend("a").unwrap().abandoned;
+    assert_eq!(abandoned, 1);
+    // The backends' readiness was kept: the next request goes through.
+    let res = run(&mut svc, Req::default()).await.unwrap();
+    assert_eq!(res.success_count(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn backends_left_waiting_for_a_slot_at_the_deadline_report_it() {
+    let c = Arc::new(Counters::default());
+    let mut b = FanOut::builder("fan").max_concurrency(1);
+    for name in ["a", "b"] {
+        b = b.backend(name, Mock::new(name, ms(10_000), Answer::Ok, &c));
+    }
+    let req = Req {
+        deadline: Some(Deadline::after(ms(1000))),
+    };
+    let err = run(&mut b.build().unwrap(), req).await.unwrap_err();
+    let all = err.downcast_ref::<AllFailed>().expect("AllFailed");
+    assert_eq!(c.calls(), 1);
+    for (name, e) in &all.errors {
+        let e = e.downcast_ref::<DeadlineExceeded>().expect("deadline");
+        assert_eq!((e.budget, e.elapsed), (ms(1000), ms(1000)), "{name}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn first_success_returns_at_once_and_drops_the_losers() {
     let c = Arc::new(Counters::default());
     let mut svc = fan(
