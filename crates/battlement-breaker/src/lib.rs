@@ -139,39 +139,41 @@
 //! the figures were taken on is a shared 2-core VM (AMD EPYC) that other
 //! builds kept at a load average of 5 to 12, where criterion's means swing
 //! by 2 to 3×; so the table gives the **minimum over 300 batches of 20,000
-//! calls**, which load only ever makes larger, from a harness that drives
-//! the very same services with the same `call_now`/`poll_now` and the same
-//! build profile (thin LTO, one codegen unit, counting allocator). Per
-//! call, including a bare `service_fn` (0.8 ns):
+//! calls**, which load only ever makes larger, printed by the same bench
+//! binary with `BREAKER_MIN_OF_BATCHES=1` (same services, same build
+//! profile, same counting allocator). Per call, including a bare
+//! `service_fn` (0.3 ns):
 //!
 //! | per call | battlement | tower-resilience 0.13 (`standard()`) | failsafe 1.3 |
 //! |---|---|---|---|
-//! | closed | **10.2 ns** (9.4 ns overhead), 0 allocations | 229 ns, 3 allocations | 95 ns, 0 allocations |
-//! | open, rejected (tripped, one clock read) | 58 ns, 1 allocation | 142 ns (forced open), 3 allocations | 34 ns, 0 allocations |
-//! | forced open, rejected | 24 ns, 1 allocation | — | — |
+//! | closed | **10.4 ns** (10.1 ns overhead), 0 allocations | 235 ns, 3 allocations | 98 ns, 0 allocations |
+//! | open, rejected (tripped: one clock read) | 59 ns, 1 allocation | 239 ns (forced open), 3 allocations | 35 ns, 0 allocations |
+//! | forced open, rejected | 26 ns, 1 allocation | — | — |
 //! | floor: one read of tokio's clock | 28 ns | | |
-//! | floor: `Box::new(CircuitOpen)` + drop | 20 ns (counting allocator) | | |
+//! | floor: `Box::new(CircuitOpen)` + drop | 20 ns | | |
 //!
 //! Closed, two threads sharing one breaker (criterion, wall time per call
-//! with both threads calling, load average 6): battlement 52 ns
-//! (≈ 19 M calls/s), failsafe 243 ns (≈ 4.1 M calls/s), tower-resilience
-//! ≈ 1.5 µs (≈ 0.7 M calls/s; its future is not always ready on its first
-//! poll under contention, so that row is driven with `block_on` and
-//! includes it). Contended figures on this VM depend mostly on whether the
-//! two threads get cores at the same time; take them as an order.
+//! with both threads calling, load average 6 to 8): battlement 47 to
+//! 52 ns (≈ 20 M calls/s), failsafe 243 to 350 ns (≈ 3 to 4 M calls/s),
+//! tower-resilience 1.5 to 2.5 µs (≈ 0.5 M calls/s; its future is not
+//! always ready on its first poll under contention, so that row is driven
+//! with `block_on` and includes it). Contended figures on this VM depend
+//! mostly on whether the two threads get cores at the same time; take
+//! them as an order.
 //!
-//! Criterion's own means in the same session (load average 6) kept the
-//! same order: bare 2.3 ns, closed 24 ns, open 144 ns, forced open 49 ns,
-//! clock read 40 ns, box floor 36 ns; tower-resilience 322 / 479 ns,
-//! failsafe 256 / 140 ns.
+//! Criterion's own means in the same run (load average 8) kept the same
+//! order: bare 2.5 ns, closed 29 ns, open 147 ns, forced open 69 ns,
+//! clock read 68 ns, box floor 82 ns; tower-resilience 599 / 422 ns,
+//! failsafe 386 / 172 ns. Before this round (same minimum-of-batches
+//! method): closed 15.0 ns, open 66.5 ns, forced open 30 ns.
 //!
 //! Against the aims (closed ≤ 25 ns overhead, open rejection ≤ 15 ns, no
 //! allocation per call): the closed path meets them with room to spare.
 //! The open rejection misses them: its floor is a clock read (28 ns) plus
 //! the `Box` of the `BoxError` (20 ns), 48 ns before any work of the
 //! breaker's own (≈ 10 ns: the rejection count, the name's `Arc`, the
-//! future). A forced-open rejection, which needs no clock, is 4 ns above
-//! the `Box` floor. failsafe reads the clock too (under a lock) but
+//! future). A forced-open rejection, which needs no clock, is 4 to 6 ns
+//! above the `Box` floor. failsafe reads the clock too (under a lock) but
 //! returns its own unboxed error without a name, so it skips the `Box`.
 
 mod config;
