@@ -77,10 +77,6 @@ impl Shared {
 
 /// What a response future carries of its layer's state: nothing, unless
 /// the layer is observed (named, given a sink or a handle).
-///
-/// Its drop is a test and a branch inline, the reference-count decrement
-/// out of line, so the future's drop stays small enough to be inlined
-/// like `tower::timeout`'s.
 #[derive(Debug)]
 pub(crate) struct Observer(Option<Arc<Shared>>);
 
@@ -89,21 +85,6 @@ impl Observer {
     pub(crate) fn get(&self) -> Option<&Shared> {
         self.0.as_deref()
     }
-}
-
-impl Drop for Observer {
-    #[inline]
-    fn drop(&mut self) {
-        if let Some(shared) = self.0.take() {
-            release(shared);
-        }
-    }
-}
-
-#[cold]
-#[inline(never)]
-fn release(shared: Arc<Shared>) {
-    drop(shared);
 }
 
 pub(crate) fn default_name(role: Role) -> &'static Name {
