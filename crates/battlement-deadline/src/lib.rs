@@ -24,14 +24,19 @@
 //!   [`AttemptTimedOut`](battlement_core::AttemptTimedOut), which is
 //!   retryable.
 //! - [`http`] (feature `http`, on by default) carries the budget across
-//!   process boundaries in `grpc-timeout` and `x-request-timeout-ms`.
+//!   process boundaries in `grpc-timeout` and `x-request-timeout-ms`: a
+//!   client layer writes the time left, a server layer reads it and holds
+//!   the handler to it.
 //!
 //! # When to use it
 //!
 //! Put `DeadlineLayer` outside your retry layer and `AttemptTimeoutLayer`
 //! inside it (the canonical order is `DeadlineLayer(total) → RetryLayer →
-//! BreakerLayer → AttemptTimeoutLayer → service`). Use the HTTP layers when
-//! your service calls others and the caller's budget should bound them too.
+//! BreakerLayer → AttemptTimeoutLayer → service`). In a server, put
+//! [`http::ServerDeadlineLayer`] outermost so a caller's budget bounds the
+//! handler and everything it calls; in a client, put
+//! [`http::PropagateDeadlineLayer`] inside `DeadlineLayer` so the next
+//! service works to the same budget.
 //!
 //! ```
 //! use std::time::Duration;
