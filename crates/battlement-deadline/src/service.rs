@@ -106,6 +106,8 @@ where
             req.set_deadline(Deadline::at(own));
             Some(self.inner.call(req))
         } else {
+            // A zero budget: spent on arrival, the inner service is not
+            // called.
             None
         };
         ResponseFuture::new(inner, own, self.meta, self.shared.for_future())
