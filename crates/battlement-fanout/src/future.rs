@@ -65,7 +65,12 @@ enum End {
 }
 
 enum Slot<S, F, Res> {
-    Queued(S),
+    /// Waiting for a concurrency slot (`ready`: the instance was polled
+    /// ready) or for the backend to be ready (driven here, on a clone).
+    Queued {
+        service: S,
+        ready: bool,
+    },
     /// Each running call pinned in its own box: a no-spawn join of a
     /// number of futures unknown at compile time needs one allocation per
     /// future without `unsafe` (`FuturesUnordered` makes one too, plus
@@ -90,7 +95,6 @@ where
     slots: Vec<Slot<S, S::Future, S::Response>>,
     req: Option<Req>,
     queued: usize,
-    next_queued: usize,
     started: Instant,
     timer_cause: Option<TimerCause>,
     /// The deadline had passed before any backend was called.
@@ -176,7 +180,6 @@ where
             slots: Vec::with_capacity(n),
             req: None,
             queued: 0,
-            next_queued: n,
             started: now,
             timer_cause,
             expired,
@@ -185,7 +188,7 @@ where
         };
         let limit = shared.max_concurrency;
         for (idx, backend) in backends.iter_mut().enumerate() {
-            if expired && matches!(backend.ready, Readiness::Ready) {
+            if expired && !matches!(backend.ready, Readiness::Failed(_)) {
                 // Nothing is called; the backend's readiness is kept for
                 // the next request, as `tower::load_shed` does.
                 state.slots.push(Slot::Expired);
@@ -205,18 +208,25 @@ where
                     // Clone-and-swap: the instance that was polled ready
                     // goes into the future, to be called when a slot frees.
                     let clone = backend.service.clone();
-                    state
-                        .slots
-                        .push(Slot::Queued(mem::replace(&mut backend.service, clone)));
+                    state.slots.push(Slot::Queued {
+                        service: mem::replace(&mut backend.service, clone),
+                        ready: true,
+                    });
                     state.queued += 1;
-                    state.next_queued = state.next_queued.min(idx);
                 }
                 Readiness::Failed(err) => {
                     state.slots.push(Slot::Empty);
                     state.record(idx, Err(err), None);
                 }
                 Readiness::NotReady => {
-                    panic!("FanOut::call before poll_ready returned Ready for every backend")
+                    // Not ready yet: a clone is driven to readiness in the
+                    // future, so this backend does not hold the others
+                    // back. The original keeps its own readiness.
+                    state.slots.push(Slot::Queued {
+                        service: backend.service.clone(),
+                        ready: false,
+                    });
+                    state.queued += 1;
                 }
             }
         }
@@ -288,14 +298,33 @@ where
         }
     }
 
-    fn start_queued(&mut self) {
-        while self.queued > 0 && self.running < self.shared.max_concurrency {
-            let idx = self.next_queued;
-            self.next_queued += 1;
-            if !matches!(self.slots[idx], Slot::Queued(_)) {
-                continue;
+    /// Starts queued calls, in the order the backends were added, while
+    /// concurrency slots are free; a backend not ready yet is polled for
+    /// readiness (its waker is this future's) and skipped until it is.
+    fn start_queued(&mut self, cx: &mut Context<'_>) {
+        if self.queued == 0 {
+            return;
+        }
+        for idx in 0..self.slots.len() {
+            if self.queued == 0 || self.running >= self.shared.max_concurrency {
+                break;
             }
-            let Slot::Queued(mut service) = mem::replace(&mut self.slots[idx], Slot::Empty) else {
+            let Slot::Queued { service, ready } = &mut self.slots[idx] else {
+                continue;
+            };
+            if !*ready {
+                match service.poll_ready(cx) {
+                    Poll::Pending => continue,
+                    Poll::Ready(Err(err)) => {
+                        self.queued -= 1;
+                        self.record(idx, Err(err.into()), None);
+                        continue;
+                    }
+                    Poll::Ready(Ok(())) => {}
+                }
+            }
+            let Slot::Queued { mut service, .. } = mem::replace(&mut self.slots[idx], Slot::Empty)
+            else {
                 continue;
             };
             self.queued -= 1;
@@ -336,7 +365,7 @@ where
                     stats.record_abandoned();
                     (Reply::Cancelled, Outcome::Ignored, None)
                 }
-                Slot::Queued(_) | Slot::Expired => {
+                Slot::Queued { .. } | Slot::Expired => {
                     stats.record_abandoned();
                     (Reply::NotCalled, Outcome::Ignored, None)
                 }
@@ -426,7 +455,11 @@ where
             if state.decided() {
                 break Some(End::Decided);
             }
-            state.start_queued();
+            state.start_queued(cx);
+            if state.decided() {
+                // A backend's readiness failed and settled it.
+                break Some(End::Decided);
+            }
             let mut freed = false;
             for idx in 0..state.slots.len() {
                 let Slot::Running(call) = &mut state.slots[idx] else {

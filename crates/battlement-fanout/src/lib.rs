@@ -49,16 +49,23 @@
 //!
 //! # Decisions
 //!
-//! - **Readiness.** `FanOut` is ready when every backend is ready: its
-//!   `poll_ready` polls each backend not yet ready and remembers which are
-//!   (as `tower::steer` and `tower::hedge`'s select do); `call` consumes
-//!   that readiness. A backend whose `poll_ready` fails does not fail the
-//!   fan-out: it is reported with that error (`Reply::Error`) in the next
-//!   response, without being called. Backends beyond `max_concurrency`
-//!   are moved into the response future by clone-and-swap (the instance
-//!   polled ready goes in, a clone stays), and called there as slots free;
-//!   so backends must be `Clone` (use `tower::util::BoxCloneSyncService`
-//!   to mix service types).
+//! - **Readiness.** A slow or stuck backend must not hold the others
+//!   back, so `FanOut` is always ready: its `poll_ready` polls each
+//!   backend not yet ready once and remembers which are; `call` consumes
+//!   that readiness and calls those at once. A backend not ready then is
+//!   not waited for outside: a clone of it is driven to readiness inside
+//!   the response future (its wakeups wake the fan-out) and called when
+//!   it is ready and a concurrency slot is free; if the fan-out ends
+//!   first (strategy satisfied, window or deadline passed) it is reported
+//!   [`Reply::NotCalled`]. The price: `FanOut` passes no backpressure
+//!   upstream (bound the work with `max_concurrency` and a deadline, or
+//!   put a concurrency limit in front). A backend whose `poll_ready`
+//!   fails does not fail the fan-out: it is reported with that error
+//!   (`Reply::Error`), without being called. Backends beyond
+//!   `max_concurrency` are moved into the response future by
+//!   clone-and-swap (the instance polled ready goes in, a clone stays),
+//!   and called there as slots free; so backends must be `Clone` (use
+//!   `tower::util::BoxCloneSyncService` to mix service types).
 //! - **Success** is the classifier's [`Outcome::Success`](battlement_core::Outcome::Success)
 //!   (default [`ErrorClassifier`](battlement_core::ErrorClassifier): every `Ok`).
 //!   `All` and `BestEffort` succeed when at least one backend succeeded

@@ -23,9 +23,9 @@ pub enum Reply<Res> {
     /// The call was still running when the strategy was satisfied (first
     /// success, quorum reached or out of reach); it was dropped.
     Cancelled,
-    /// The call was never started: it was waiting for a concurrency slot
-    /// when the fan-out ended, or the request's deadline had already
-    /// passed when the fan-out was called.
+    /// The call was never started: the backend was waiting to be ready or
+    /// for a concurrency slot when the fan-out ended, or the request's
+    /// deadline had already passed when the fan-out was called.
     NotCalled,
 }
 

@@ -136,25 +136,25 @@ where
     type Error = BoxError;
     type Future = ResponseFuture<S, Req, C, M>;
 
-    /// Ready when every backend is ready. A backend whose `poll_ready`
-    /// fails does not fail the fan-out: it is reported with that error in
+    /// Always ready: polls each backend not yet ready once, so that the
+    /// ones ready now are called at once by the next `call`. A backend
+    /// still not ready does not hold the fan-out (nor the other backends)
+    /// back: the next call drives a clone of it to readiness inside the
+    /// response future and calls it then (or reports it
+    /// [`NotCalled`](crate::Reply::NotCalled) if the fan-out ends first).
+    /// A backend whose `poll_ready` fails is reported with that error in
     /// the next response, without being called, and polled again after.
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        let mut all_ready = true;
         for backend in &mut self.backends {
             if let Readiness::NotReady = backend.ready {
                 match backend.service.poll_ready(cx) {
                     Poll::Ready(Ok(())) => backend.ready = Readiness::Ready,
                     Poll::Ready(Err(e)) => backend.ready = Readiness::Failed(e.into()),
-                    Poll::Pending => all_ready = false,
+                    Poll::Pending => {}
                 }
             }
         }
-        if all_ready {
-            Poll::Ready(Ok(()))
-        } else {
-            Poll::Pending
-        }
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Req) -> Self::Future {

@@ -359,7 +359,34 @@ async fn merge_reduces_to_one_response() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn ready_only_when_every_backend_is_ready() {
+async fn a_backend_not_ready_does_not_hold_the_others_back() {
+    let (m1, mut h1) = tower_test::mock::pair::<Req, &'static str>();
+    let (m2, mut h2) = tower_test::mock::pair::<Req, &'static str>();
+    let mut svc = FanOut::builder("fan")
+        .backend("one", m1)
+        .backend("two", m2)
+        .strategy(Strategy::FirstSuccess)
+        .build()
+        .unwrap();
+    h1.allow(1);
+    h2.allow(0);
+    assert!(ready_now(&mut svc), "ready although `two` is not");
+    let start = Instant::now();
+    let fut = svc.call(Req::default());
+    let (_, send) = h1.next_request().await.unwrap();
+    send.send_response("one");
+    let res = fut.await.unwrap();
+    assert_eq!(start.elapsed(), ms(0));
+    assert_eq!(res.get("one").unwrap().reply.response(), Some(&"one"));
+    assert!(matches!(res.get("two").unwrap().reply, Reply::NotCalled));
+    assert!(
+        h2.poll_request().is_pending(),
+        "the backend that was not ready was never called"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_backend_that_gets_ready_later_is_called_inside_the_fan_out() {
     let (m1, mut h1) = tower_test::mock::pair::<Req, &'static str>();
     let (m2, mut h2) = tower_test::mock::pair::<Req, &'static str>();
     let mut svc = FanOut::builder("fan")
@@ -367,47 +394,81 @@ async fn ready_only_when_every_backend_is_ready() {
         .backend("two", m2)
         .build()
         .unwrap();
-    h1.allow(0);
-    h2.allow(0);
-    let mut task = tokio_test_task(&mut svc);
-    assert!(task.is_pending());
     h1.allow(1);
-    assert!(task.is_pending());
+    h2.allow(0);
+    assert!(ready_now(&mut svc));
+    let fut = tokio::spawn(svc.call(Req::default()));
+    let (_, send) = h1.next_request().await.unwrap();
+    send.send_response("one");
+    tokio::time::advance(ms(100)).await;
+    // `two` gets capacity: the fan-out's future is woken and calls it.
     h2.allow(1);
-    assert!(task.is_ready());
-    let fut = svc.call(Req::default());
-    let (r1, r2) = tokio::join!(
-        async {
-            let (_, send) = h1.next_request().await.unwrap();
-            send.send_response("one");
-        },
-        async {
-            let (_, send) = h2.next_request().await.unwrap();
-            send.send_response("two");
-        }
+    let (_, send) = h2.next_request().await.unwrap();
+    send.send_response("two");
+    let res = fut.await.unwrap().unwrap();
+    assert_eq!(res.success_count(), 2);
+    assert_eq!(res.get("two").unwrap().reply.response(), Some(&"two"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_backend_not_ready_by_the_deadline_is_reported_not_called() {
+    let (m1, mut h1) = tower_test::mock::pair::<Req, &'static str>();
+    let (m2, mut h2) = tower_test::mock::pair::<Req, &'static str>();
+    let mut svc = FanOut::builder("fan")
+        .backend("one", m1)
+        .backend("two", m2)
+        .build()
+        .unwrap();
+    h1.allow(1);
+    h2.allow(0); // never ready
+    assert!(ready_now(&mut svc));
+    let start = Instant::now();
+    let fut = svc.call(Req {
+        deadline: Some(Deadline::after(ms(500))),
+    });
+    let responder = async {
+        let (_, send) = h1.next_request().await.unwrap();
+        send.send_response("one");
+    };
+    let (res, ()) = tokio::join!(fut, responder);
+    let res = res.unwrap();
+    assert_eq!(
+        start.elapsed(),
+        ms(500),
+        "All waits for `two` until the deadline"
     );
-    let _ = (r1, r2);
-    assert_eq!(fut.await.unwrap().success_count(), 2);
+    assert_eq!(res.success_count(), 1);
+    assert!(matches!(res.get("two").unwrap().reply, Reply::NotCalled));
 }
 
-/// Polls `svc.poll_ready` with a no-op waker.
-struct ReadyProbe<'a, S>(&'a mut S);
-
-fn tokio_test_task<S: Service<Req>>(svc: &mut S) -> ReadyProbe<'_, S> {
-    ReadyProbe(svc)
+#[tokio::test(start_paused = true)]
+async fn readiness_failing_inside_the_fan_out_is_reported_as_the_backends_error() {
+    let (m1, mut h1) = tower_test::mock::pair::<Req, &'static str>();
+    let (m2, mut h2) = tower_test::mock::pair::<Req, &'static str>();
+    let mut svc = FanOut::builder("fan")
+        .backend("one", m1)
+        .backend("two", m2)
+        .build()
+        .unwrap();
+    h1.allow(1);
+    h2.allow(0);
+    assert!(ready_now(&mut svc));
+    let fut = tokio::spawn(svc.call(Req::default()));
+    let (_, send) = h1.next_request().await.unwrap();
+    send.send_response("one");
+    tokio::task::yield_now().await;
+    h2.send_error(std::io::Error::other("broken"));
+    let res = fut.await.unwrap().unwrap();
+    let two = res.get("two").unwrap();
+    assert!(matches!(two.reply, Reply::Error(_)));
+    assert!(two.outcome.is_failure());
+    assert_eq!(res.success_count(), 1);
 }
 
-impl<S: Service<Req>> ReadyProbe<'_, S> {
-    fn poll(&mut self) -> std::task::Poll<Result<(), S::Error>> {
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        self.0.poll_ready(&mut cx)
-    }
-    fn is_pending(&mut self) -> bool {
-        self.poll().is_pending()
-    }
-    fn is_ready(&mut self) -> bool {
-        matches!(self.poll(), std::task::Poll::Ready(Ok(())))
-    }
+/// Polls `svc.poll_ready` once with a no-op waker: `true` when ready.
+fn ready_now<S: Service<Req>>(svc: &mut S) -> bool {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    matches!(svc.poll_ready(&mut cx), std::task::Poll::Ready(Ok(())))
 }
 
 #[test]
