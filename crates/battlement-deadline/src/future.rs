@@ -78,7 +78,7 @@ impl<F> ResponseFuture<F> {
     /// The only constructor, so the compiler sees one `Sleep` built in
     /// place and never registered on the happy path, as in
     /// `tower::timeout`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn new(inner: Option<F>, at: Instant, meta: u64, shared: Observer) -> Self {
         ResponseFuture {
             inner,

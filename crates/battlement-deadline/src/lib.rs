@@ -141,8 +141,8 @@
 //!
 //! | per call | bare | `tower::timeout` | `DeadlineLayer` | named `DeadlineLayer` | `AttemptTimeoutLayer` |
 //! |---|---|---|---|---|---|
-//! | time (min of rounds) | 0.8 ns | 28.9–29.4 ns | 30.5–30.8 ns: **1.05–1.06×** | 32.2–33.0 ns: 1.11–1.12× | 32.5–32.8 ns: 1.12–1.13× |
-//! | instructions | 7 | 122 | 168: 1.40× | 171: 1.43× | — |
+//! | time (min of rounds) | 0.7 ns | 28.9–30.1 ns | 30.5–31.8 ns: **1.05–1.07×** | 32.2–34.6 ns: 1.10–1.17× | 32.5–34.0 ns: 1.12–1.13× |
+//! | instructions | 7 | 122 | 162: 1.35× | 165: 1.37× | — |
 //! | allocations | 0 | 0 | 0 | 0 | 0 |
 //!
 //! (Ratios are of the overheads over the bare service.) One criterion run

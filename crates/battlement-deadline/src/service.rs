@@ -90,7 +90,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    #[inline]
+    #[inline(always)]
     fn call(&mut self, mut req: Req) -> Self::Future {
         // One clock read, as `tower::timeout`'s `sleep(d)` makes.
         let now = Instant::now();
