@@ -155,10 +155,11 @@
 //! 1.43–1.53×, and 198 instructions. Time and instructions
 //! disagree because both layers' time is dominated by the clock read and
 //! the two atomic operations on the runtime handle inside `Sleep`; the
-//! extra instructions are cheap ones: a second move of the `Sleep` the
-//! compiler makes for this future, the optional counters and the
-//! future's drop, which the compiler keeps out of line here and inlines
-//! for tower's.
+//! extra instructions are cheap ones: the `Option` around the inner
+//! future, the optional counters, the overflow checks of adding a bound
+//! that is not a constant (the compiler folds tower's 30 s into the
+//! bench loop), and the future's drop, which the compiler keeps out of
+//! line here and inlines for tower's.
 //!
 //! **`http::Request` costs more.** The deadline travels in the request's
 //! extensions, and `http` allocates an extension map and boxes each
