@@ -76,6 +76,17 @@ fn bench(c: &mut Criterion) {
     group.bench_function("battlement_closed", |b| {
         b.iter(|| call_now(&mut closed, black_box(1)))
     });
+    // A time window (30 s in 10 buckets, resilience4j's usual shape) reads
+    // the clock once per call, at completion, to find its bucket.
+    let mut time_window = Breaker::builder("bench")
+        .time_window(Duration::from_secs(30), 10)
+        .build()
+        .expect("valid config")
+        .layer()
+        .layer(service_fn(ok));
+    group.bench_function("battlement_closed_time_window", |b| {
+        b.iter(|| call_now(&mut time_window, black_box(1)))
+    });
     let mut open = battlement_open();
     group.bench_function("battlement_open_rejection", |b| {
         b.iter(|| call_now(&mut open, black_box(1)))
@@ -202,6 +213,9 @@ fn bench(c: &mut Criterion) {
         });
         min_of_batches("battlement_closed", || {
             black_box(call_now(&mut closed, black_box(1)).is_ok());
+        });
+        min_of_batches("battlement_closed_time_window", || {
+            black_box(call_now(&mut time_window, black_box(1)).is_ok());
         });
         min_of_batches("battlement_open_rejection", || {
             black_box(call_now(&mut open, black_box(1)).is_err());

@@ -145,8 +145,12 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     sink: EventSink,
     base: Instant,
-    /// Whether a call must read the clock (slow-call rule or time window).
+    /// Whether a call reads the clock when admitted (a slow-call rule needs
+    /// its duration).
     pub(crate) timed: bool,
+    /// Whether a completion reads the clock (a slow-call rule, or a time
+    /// window that needs one reading, at completion, to find its bucket).
+    clocked: bool,
     state: AtomicU64,
     half_open: AtomicU64,
     open_until_ns: AtomicU64,
@@ -171,11 +175,9 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(name: Name, config: Config, sink: EventSink, start: CircuitState) -> Self {
-        let (window, timed) = match config.window {
-            WindowConfig::Count { size } => (
-                Window::Count(CountWindow::new(size as usize)),
-                config.slow_call.is_some(),
-            ),
+        let timed = config.slow_call.is_some();
+        let (window, clocked) = match config.window {
+            WindowConfig::Count { size } => (Window::Count(CountWindow::new(size as usize)), timed),
             WindowConfig::Time { duration, buckets } => {
                 let width = duration.as_nanos() / u128::from(buckets);
                 let width = u64::try_from(width).unwrap_or(u64::MAX);
@@ -188,6 +190,7 @@ impl Shared {
             sink,
             base: Instant::now(),
             timed,
+            clocked,
             state: AtomicU64::new(word(0, code_of(start))),
             half_open: AtomicU64::new(0),
             open_until_ns: AtomicU64::new(0),
@@ -366,9 +369,11 @@ impl Shared {
     #[inline(always)]
     pub(crate) fn complete(&self, admit: Admit, outcome: Outcome, start: Option<Instant>) {
         // The hot path, kept small enough to inline into the response
-        // future: a success, untimed (so a count window), recorded in the
+        // future: a success, unclocked (so a count window), recorded in the
         // generation and state (closed or metrics-only) that admitted it.
-        if let (Admit::Record(generation), Outcome::Success, None) = (admit, &outcome, start) {
+        if let (Admit::Record(generation), Outcome::Success, false) =
+            (admit, &outcome, self.clocked)
+        {
             let current = self.state.load(Acquire);
             if current == word(generation, CLOSED) || current == word(generation, METRICS_ONLY) {
                 self.hot.successes.fetch_add(1, Relaxed);
@@ -385,16 +390,15 @@ impl Shared {
     /// [`complete`](Self::complete) for every other case.
     #[inline(never)]
     fn complete_slow(&self, admit: Admit, outcome: Outcome, start: Option<Instant>) {
-        let (now_ns, slow) = match start {
-            Some(start) => {
-                let now = Instant::now();
-                let slow = self
-                    .config
-                    .slow_call
-                    .is_some_and(|(t, _)| now.saturating_duration_since(start) > t);
-                (self.ns(now), slow)
-            }
-            None => (0, false),
+        let (now_ns, slow) = if self.clocked {
+            let now = Instant::now();
+            let slow = match (start, self.config.slow_call) {
+                (Some(start), Some((t, _))) => now.saturating_duration_since(start) > t,
+                _ => false,
+            };
+            (self.ns(now), slow)
+        } else {
+            (0, false)
         };
         let failed = match outcome {
             Outcome::Success => false,
