@@ -108,12 +108,16 @@
 //!   each wake of the fan-out, as `join_all` does for small sets: cheaper
 //!   than a `FuturesUnordered` (its task per future, ready queue and
 //!   waker atomics) for the handful to few dozen backends a fan-out has,
-//!   and O(backends) per wake. Bench `fanout` (ten immediately ready
-//!   backends): about 6,000 instructions per call by callgrind, malloc
-//!   included (7,950 and 16 allocations with `FuturesUnordered`); 1.3 µs
-//!   on the quiet reference machine before that change, 2.0 µs under a
-//!   load average of 8 (with `FuturesUnordered` alone at 1.9 µs and
-//!   `join_all` at 0.3 µs in the same run).
+//!   and O(backends) per wake. Ten immediately ready backends, `All`:
+//!   about 6,000 instructions per call by callgrind, malloc included
+//!   (7,950 and 16 allocations with the former `FuturesUnordered`); in one
+//!   process under a load average of 6–9, 1.15–1.33 µs per call against
+//!   1.75–1.78 µs for the former version. The criterion bench `fanout`
+//!   (through the benches' `call_now`, which moves the response future)
+//!   read 1.3 µs on a quiet machine before the change and swings between
+//!   2.0 and 2.3 µs under that load, as does its `FuturesUnordered`
+//!   comparison (1.5–1.9 µs); `join_all`, which allocates 2 times, reads
+//!   0.25–0.3 µs.
 //! - **Figures.** [`FanOut::handle`] gives a [`FanOutHandle`] for the
 //!   registry: per backend successes, failures, skips, abandoned calls and
 //!   latency. Health goes by each backend's last settled call: `Healthy`
