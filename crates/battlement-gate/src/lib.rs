@@ -135,16 +135,18 @@
 //! | call | criterion (ns/call) | instructions/call | allocations |
 //! |---|---|---|---|
 //! | bare `service_fn` | 1.0–2.0 | 5 | 0 |
-//! | admitted, future polled in place | 7.5–9.0 | 23 | 0 |
-//! | admitted, through the benches' `call_now` | 11–15 | 47 | 0 |
-//! | admitted, outcome recording on | about 200 | | 0 |
+//! | admitted, future polled in place | 7.5–9.7 | 23 | 0 |
+//! | admitted, through the benches' `call_now` | 7.9–15 | 47 | 0 |
+//! | admitted, outcome recording on | 160–210 | | 0 |
 //! | shed | 55–90 | | 1 (the boxed [`Shed`](battlement_core::Shed)) |
-//! | adaptive throttle, let through | 160–235 | | 0 |
+//! | adaptive throttle, let through | 145–235 | | 0 |
 //!
 //! So the gate's own work on an admitted call (one atomic load of the
 //! level, the priority extractor, one table lookup, one relaxed counter
-//! increment) is 3–7 ns over the bare service, inside the 10 ns budget.
-//! Through `call_now` it shows 9–13 ns over: `call_now` passes the
+//! increment) is 5.5–8 ns over the bare service by criterion (one noisy
+//! run read 11 ns), 2.7–3.3 ns in a plain timed loop in one process:
+//! inside the 10 ns budget.
+//! Through `call_now` it shows 6–13 ns over (four runs): `call_now` passes the
 //! response future by value to `poll_now`, and that move of a 32-byte
 //! future is not optimised away even with both helpers
 //! `#[inline(always)]` (24 of the 47 instructions); the bare service's
@@ -152,7 +154,7 @@
 //! future variant, so polling it checks no recording state. With outcome
 //! recording on (a gate signal was made), a call adds two clock reads
 //! (about 60–85 ns each on this machine, whose clock is not a cheap vDSO
-//! read; some 20 ns on a usual Linux host), an in-flight increment and
+//! read; a vDSO read is typically 15–25 ns), an in-flight increment and
 //! decrement, and the outcome, latency and histogram increments. The
 //! throttle's cost is likewise mostly its clock read plus a sum over the
 //! window's buckets.
