@@ -126,7 +126,9 @@
 //! one compare-and-swap on the count window's head, a load of the slot
 //! (written only when its outcome changes), and the `Arc` count the
 //! response future holds. No lock, no allocation; the clock is read only
-//! when a slow-call rule or a time window needs it. The response future's
+//! when a rule needs it: twice per call for a slow-call rule (admission
+//! and completion), once (at completion, to find the bucket) for a time
+//! window. The response future's
 //! `poll` is inlined into its caller with the closed path only; failures,
 //! probes, timed calls and rejections are out of line. What every closed
 //! call writes sits on a cache line of its own, apart from the state word
@@ -148,6 +150,7 @@
 //! |---|---|---|---|
 //! | closed | **10.4 ns** (10.1 ns overhead), 0 allocations | 235 ns, 3 allocations | 98 ns, 0 allocations |
 //! | open, rejected (tripped: one clock read) | 59 ns, 1 allocation | 239 ns (forced open), 3 allocations | 35 ns, 0 allocations |
+//! | closed, time window (30 s in 10 buckets: one clock read) | 52 ns, 0 allocations | — | — |
 //! | forced open, rejected | 26 ns, 1 allocation | — | — |
 //! | floor: one read of tokio's clock | 28 ns | | |
 //! | floor: `Box::new(CircuitOpen)` + drop | 20 ns | | |
@@ -165,7 +168,8 @@
 //! order: bare 2.5 ns, closed 29 ns, open 147 ns, forced open 69 ns,
 //! clock read 68 ns, box floor 82 ns; tower-resilience 599 / 422 ns,
 //! failsafe 386 / 172 ns. Before this round (same minimum-of-batches
-//! method): closed 15.0 ns, open 66.5 ns, forced open 30 ns.
+//! method): closed 15.0 ns, open 66.5 ns, forced open 30 ns, time
+//! window 81 ns (two clock reads).
 //!
 //! Against the aims (closed ≤ 25 ns overhead, open rejection ≤ 15 ns, no
 //! allocation per call): the closed path meets them with room to spare.
