@@ -83,3 +83,51 @@ async fn open_breakers_in_the_registry_raise_the_level_and_controls_work_by_name
     assert_eq!(gate.level(), Level::Normal);
     assert!(registry.control("edge", &Control::ForceOpen).is_err());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_tail_behind_a_breaker_raises_the_level_by_p99() {
+    let registry = Registry::new();
+    let gate = Gate::new("edge");
+    registry.register(&gate).unwrap();
+    let breaker = Breaker::builder("backend").build().unwrap();
+    let mut governor = gate
+        .governor()
+        .rule(Rule::new(gate.latency_percentile_signal(99.0)).step(Level::Minimal, 1000.0, 500.0))
+        .build()
+        .unwrap();
+    // The request's body is how long the backend takes, in milliseconds.
+    let mut svc = gate.layer().layer(breaker.layer().layer(service_fn(
+        |req: http::Request<u64>| async move {
+            tokio::time::sleep(Duration::from_millis(*req.body())).await;
+            Ok::<_, std::io::Error>("ok")
+        },
+    )));
+    let call = |ms: u64, p: Priority| {
+        let mut req = http::Request::new(ms);
+        req.extensions_mut().insert(p);
+        req
+    };
+    for ms in std::iter::repeat_n(10, 98).chain([1500, 1500]) {
+        svc.ready()
+            .await
+            .unwrap()
+            .call(call(ms, Priority::Normal))
+            .await
+            .unwrap();
+    }
+    // A mean of 39.8 ms would not have moved it; the p99 of 1.5 s does.
+    assert_eq!(governor.tick(), Some(Level::Minimal));
+    let err = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(call(10, Priority::Sheddable))
+        .await
+        .unwrap_err();
+    assert!(err.is::<Shed>());
+    let report = registry.health();
+    let edge = report.component("edge").unwrap();
+    assert_eq!(edge.status, HealthStatus::Degraded);
+    let reason = edge.details["reason"].as_str().unwrap();
+    assert!(reason.starts_with("latency_p99_ms "), "{reason}");
+}
