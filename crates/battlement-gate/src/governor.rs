@@ -185,7 +185,6 @@ impl Signal for Latency {
 ///     .step(Level::Minimal, 500.0, 200.0);
 /// # let _ = rule;
 /// ```
-#[derive(Debug)]
 pub struct LatencyPercentile {
     shared: Arc<Shared>,
     name: String,
@@ -196,6 +195,17 @@ pub struct LatencyPercentile {
     snapshots: Vec<Box<[u64]>>,
     oldest: usize,
     scratch: Box<[u64]>,
+}
+
+impl fmt::Debug for LatencyPercentile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LatencyPercentile")
+            .field("gate", &self.shared.name)
+            .field("percentile", &self.percentile)
+            .field("window", &self.snapshots.len())
+            .field("min_calls", &self.min_calls)
+            .finish_non_exhaustive()
+    }
 }
 
 impl LatencyPercentile {
