@@ -155,21 +155,18 @@
 //! | floor: one read of tokio's clock | 28 ns | | |
 //! | floor: `Box::new(CircuitOpen)` + drop | 20 ns | | |
 //!
-//! Closed, two threads sharing one breaker (criterion, wall time per call
-//! with both threads calling, load average 6 to 8): battlement 47 to
-//! 52 ns (≈ 20 M calls/s), failsafe 243 to 350 ns (≈ 3 to 4 M calls/s),
-//! tower-resilience 1.5 to 2.5 µs (≈ 0.5 M calls/s; its future is not
-//! always ready on its first poll under contention, so that row is driven
-//! with `block_on` and includes it). Contended figures on this VM depend
-//! mostly on whether the two threads get cores at the same time; take
-//! them as an order.
-//!
-//! Criterion's own means in the same run (load average 8) kept the same
-//! order: bare 2.5 ns, closed 29 ns, open 147 ns, forced open 69 ns,
-//! clock read 68 ns, box floor 82 ns; tower-resilience 599 / 422 ns,
-//! failsafe 386 / 172 ns. Before this round (same minimum-of-batches
-//! method): closed 15.0 ns, open 66.5 ns, forced open 30 ns, time
-//! window 81 ns (two clock reads).
+//! Criterion's means in a quieter moment (load average 2.5) agree:
+//! bare 1.2 ns, closed 11.7 ns, time window 59 ns, open 79 ns, forced open
+//! 32 ns, clock read 31 ns; tower-resilience 254 / 234 ns, failsafe
+//! 120 / 62 ns. Closed, two threads sharing one breaker (wall time per
+//! call with both threads calling): battlement **17.7 ns (≈ 56 M
+//! calls/s)**, failsafe 171 ns (≈ 5.9 M calls/s), tower-resilience
+//! 0.8 to 4.9 µs (≈ 0.4 M calls/s; its future is not always ready on its
+//! first poll under contention, so that row is driven with `block_on` and
+//! includes it). Contended figures on this VM swing with the load (47 to
+//! 65 ns for battlement at load 6 to 8): take them as an order. Before
+//! this round (minimum of batches): closed 15.0 ns, open 66.5 ns, forced
+//! open 30 ns, time window 81 ns (two clock reads).
 //!
 //! Against the aims (closed ≤ 25 ns overhead, open rejection ≤ 15 ns, no
 //! allocation per call): the closed path meets them with room to spare.
