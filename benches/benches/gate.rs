@@ -3,36 +3,12 @@
 //! throttle when it lets everything through.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::hint::black_box;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 
 use battlement_benches::{allocs_per_call, call_now, report};
 use battlement_gate::{AdaptiveThrottle, Gate, GateLayer, Level, Priority, ThrottleLayer};
 use criterion::{Criterion, criterion_group, criterion_main};
-use tower::{Layer, Service, service_fn};
-
-/// `call_now` with the response future built in place: `call_now` hands
-/// the future by value to `poll_now`, and that move of a future wider than
-/// two registers is not optimised away even with both `#[inline(always)]`
-/// (callgrind: 47 instructions per admitted call through `call_now`, 23
-/// here, 5 for the bare `service_fn` either way). Both figures are kept:
-/// `admitted` is the budget's line, `admitted_inline` the gate's own work.
-#[inline(always)]
-fn call_inline<S: Service<u32>>(svc: &mut S, req: u32) -> Result<S::Response, S::Error> {
-    let mut cx = Context::from_waker(Waker::noop());
-    match svc.poll_ready(&mut cx) {
-        Poll::Ready(Ok(())) => {}
-        Poll::Ready(Err(e)) => return Err(e),
-        Poll::Pending => panic!("not ready"),
-    }
-    let mut fut = pin!(svc.call(req));
-    match fut.as_mut().poll(&mut cx) {
-        Poll::Ready(out) => out,
-        Poll::Pending => panic!("not ready at once"),
-    }
-}
+use tower::{Layer, service_fn};
 
 fn priority(req: &u32) -> Option<Priority> {
     (*req == 0).then_some(Priority::Sheddable)
@@ -70,14 +46,8 @@ fn bench(c: &mut Criterion) {
     group.bench_function("admitted", |b| {
         b.iter(|| call_now(&mut gated, black_box(1)))
     });
-    group.bench_function("bare_service_fn_inline", |b| {
-        b.iter(|| call_inline(&mut plain, black_box(1)))
-    });
-    group.bench_function("admitted_inline", |b| {
-        b.iter(|| call_inline(&mut gated, black_box(1)))
-    });
-    group.bench_function("admitted_observed_inline", |b| {
-        b.iter(|| call_inline(&mut observing, black_box(1)))
+    group.bench_function("admitted_observed", |b| {
+        b.iter(|| call_now(&mut observing, black_box(1)))
     });
     group.bench_function("shed", |b| b.iter(|| call_now(&mut shed, black_box(1))));
     group.bench_function("throttle_pass", |b| {

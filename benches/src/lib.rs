@@ -76,7 +76,13 @@ where
         Poll::Ready(Err(e)) => return Err(e),
         Poll::Pending => panic!("bench service was not ready"),
     }
-    poll_now(svc.call(req))
+    // Pinned here, not handed to `poll_now`: moving a future wider than two
+    // registers into another function is not optimised away even when both
+    // are inlined (callgrind: 47 instructions against 23 for a gated call).
+    match pin!(svc.call(req)).poll(&mut cx) {
+        Poll::Ready(out) => out,
+        Poll::Pending => panic!("bench future was not ready on the first poll"),
+    }
 }
 
 /// A current-thread tokio runtime with the timer enabled. `enter()` it

@@ -135,8 +135,7 @@
 //! | call | criterion (ns/call) | instructions/call | allocations |
 //! |---|---|---|---|
 //! | bare `service_fn` | 1.0–2.0 | 5 | 0 |
-//! | admitted, future polled in place | 7.5–9.7 | 23 | 0 |
-//! | admitted, through the benches' `call_now` | 7.9–15 | 47 | 0 |
+//! | admitted | 7.5–9.7 | 23 | 0 |
 //! | admitted, outcome recording on | 160–210 | | 0 |
 //! | shed | 55–90 | | 1 (the boxed [`Shed`](battlement_core::Shed)) |
 //! | adaptive throttle, let through | 145–235 | | 0 |
@@ -146,11 +145,9 @@
 //! increment) is 5.5–8 ns over the bare service by criterion (one noisy
 //! run read 11 ns), 2.7–3.3 ns in a plain timed loop in one process:
 //! inside the 10 ns budget.
-//! Through `call_now` it shows 6–13 ns over (four runs): `call_now` passes the
-//! response future by value to `poll_now`, and that move of a 32-byte
-//! future is not optimised away even with both helpers
-//! `#[inline(always)]` (24 of the 47 instructions); the bare service's
-//! 8-byte future moves in a register. The not-recorded call has its own
+//! The benches' `call_now` pins the response future where it is made: handing
+//! a 32-byte future by value to another function doubled the instructions
+//! (47 against 23) even with both inlined. The not-recorded call has its own
 //! future variant, so polling it checks no recording state. With outcome
 //! recording on (a gate signal was made), a call adds two clock reads
 //! (about 60–85 ns each on this machine, whose clock is not a cheap vDSO
