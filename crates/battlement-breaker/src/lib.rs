@@ -103,9 +103,11 @@
 //!   and independent of any runtime. `CircuitOpen` keeps its plain
 //!   `retry_after: Option<Duration>`: carrying the instant instead (and
 //!   computing the wait when asked) would not save that read, since the
-//!   admission decision needs it anyway, and the subtraction it would save
-//!   costs about a nanosecond. `ForcedOpen` and a full `HalfOpen` reject
-//!   without reading the clock.
+//!   admission decision needs it anyway, nor the arithmetic around it: an
+//!   `Instant` cannot live in an atomic, so the breaker keeps the end of
+//!   the open duration as nanoseconds since its own base, and rebuilding
+//!   the instant costs the same as the subtraction it would replace.
+//!   `ForcedOpen` and a full `HalfOpen` reject without reading the clock.
 //! - `Breaker::close` and `Breaker::reset` both clear the window and reset
 //!   the open duration.
 //! - **No `Breaker::subscribe()`**: transitions go to the
