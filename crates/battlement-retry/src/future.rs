@@ -29,7 +29,7 @@ pin_project! {
         P: 'static,
     {
         #[pin]
-        state: State<S::Future>,
+        state: State<S::Future, Result<S::Response, BoxError>>,
         #[pin]
         sleep: Option<Sleep>,
         request: Option<Req>,
@@ -43,13 +43,15 @@ pin_project! {
 
 pin_project! {
     #[project = StateProj]
-    enum State<F> {
+    #[project_replace = StateReplace]
+    enum State<F, R> {
         // An attempt is in flight.
         Called { #[pin] future: F },
-        // Waiting out the backoff on `sleep`.
-        Waiting,
+        // Waiting out the backoff on `sleep`, keeping the last failed
+        // result in case no further attempt can start.
+        Waiting { last: R, failure: Failure },
         // Waiting for the service to be ready for the next attempt.
-        Retrying,
+        Retrying { last: R, failure: Failure },
         // The output was returned.
         Done,
     }
@@ -86,8 +88,8 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.state {
             State::Called { .. } => "called",
-            State::Waiting => "waiting",
-            State::Retrying => "retrying",
+            State::Waiting { .. } => "waiting",
+            State::Retrying { .. } => "retrying",
             State::Done => "done",
         };
         f.debug_struct("ResponseFuture")
@@ -187,10 +189,10 @@ where
                     None => poll_retry(&mut this, cx),
                 }
             }
-            _ => {
-                self.project().state.set(State::Done);
-                Poll::Ready(result.map_err(Into::into))
-            }
+            // The state stays `Called` (its future is spent): moving to
+            // `Done` would drop the spent future in place, which costs more
+            // than it guards against.
+            _ => Poll::Ready(result.map_err(Into::into)),
         }
     }
 }
@@ -225,45 +227,63 @@ where
         }
         Decision::Stop(reason, failure) => {
             this.state.set(State::Done);
-            shared
-                .events
-                .emit(&shared.name, || EventKind::RetriesExhausted {
-                    attempts,
-                    reason,
-                    kind: failure.kind,
-                });
-            Some(match result {
-                // A response classified as a failure is handed back as it
-                // is: it cannot be boxed.
-                Ok(response) => Ok(response),
-                Err(e) => Err(Box::new(RetriesExhausted {
-                    attempts,
-                    reason,
-                    retry_after: failure.retry_after,
-                    last: e.into(),
-                })),
-            })
+            Some(give_up(
+                shared,
+                attempts,
+                reason,
+                failure,
+                result.map_err(Into::into),
+            ))
         }
         Decision::Retry(delay, failure) => {
-            drop(result);
             shared.events.emit(&shared.name, || EventKind::Retry {
                 attempt: attempts + 1,
                 delay,
                 kind: failure.kind,
             });
             *this.prev_delay = delay;
+            let last = result.map_err(Into::into);
             if delay.is_zero() {
-                this.state.set(State::Retrying);
+                this.state.set(State::Retrying { last, failure });
             } else {
                 let at = Instant::now() + delay;
                 match this.sleep.as_mut().as_pin_mut() {
                     Some(sleep) => sleep.reset(at),
                     None => this.sleep.set(Some(tokio::time::sleep_until(at))),
                 }
-                this.state.set(State::Waiting);
+                this.state.set(State::Waiting { last, failure });
             }
             None
         }
+    }
+}
+
+/// Ends the retries for `reason`: emits the event and returns the last
+/// result, an error wrapped in [`RetriesExhausted`].
+fn give_up<C, P, Res>(
+    shared: &Shared<C, P>,
+    attempts: u32,
+    reason: RetryStop,
+    failure: Failure,
+    last: Result<Res, BoxError>,
+) -> Result<Res, BoxError> {
+    shared
+        .events
+        .emit(&shared.name, || EventKind::RetriesExhausted {
+            attempts,
+            reason,
+            kind: failure.kind,
+        });
+    match last {
+        // A response classified as a failure is handed back as it is: it
+        // cannot be boxed.
+        Ok(response) => Ok(response),
+        Err(last) => Err(Box::new(RetriesExhausted {
+            attempts,
+            reason,
+            retry_after: failure.retry_after,
+            last,
+        })),
     }
 }
 
@@ -297,13 +317,18 @@ where
                     }
                 }
             }
-            StateProj::Waiting => {
+            StateProj::Waiting { .. } => {
                 if let Some(sleep) = this.sleep.as_mut().as_pin_mut() {
                     ready!(sleep.poll(cx));
                 }
-                this.state.set(State::Retrying);
+                let StateReplace::Waiting { last, failure } =
+                    this.state.as_mut().project_replace(State::Done)
+                else {
+                    unreachable!("in the waiting state");
+                };
+                this.state.set(State::Retrying { last, failure });
             }
-            StateProj::Retrying => {
+            StateProj::Retrying { .. } => {
                 let Some(service) = this.service.as_mut() else {
                     unreachable!("a retry is only decided with a service to send it");
                 };
@@ -311,9 +336,28 @@ where
                     this.state.set(State::Done);
                     return Poll::Ready(Err(e.into()));
                 }
+                let shared = &*this.policy.shared;
+                // Waiting for readiness may have eaten the time the
+                // decision counted on: check again before starting.
+                if let Some(deadline) = *this.deadline
+                    && deadline.remaining_at(Instant::now()) <= shared.min_time_left
+                {
+                    let StateReplace::Retrying { last, failure } =
+                        this.state.as_mut().project_replace(State::Done)
+                    else {
+                        unreachable!("in the retrying state");
+                    };
+                    return Poll::Ready(give_up(
+                        shared,
+                        *this.attempts,
+                        RetryStop::Deadline,
+                        failure,
+                        last,
+                    ));
+                }
                 *this.attempts += 1;
                 // Clone again only when yet another attempt may follow.
-                let req = if *this.attempts < this.policy.shared.max_any_attempts {
+                let req = if *this.attempts < shared.max_any_attempts {
                     this.request.clone()
                 } else {
                     this.request.take()

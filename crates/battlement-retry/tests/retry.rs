@@ -693,3 +693,77 @@ async fn waits_for_readiness_before_retrying() {
     send.send_response("world");
     assert_eq!(fut.await.unwrap(), "world");
 }
+
+/// The deadline is checked again once the service is ready: a retry
+/// decided with time to spare does not start when waiting for readiness
+/// ate that time. The caller gets the last error, marked `Deadline`.
+#[tokio::test(start_paused = true)]
+async fn no_attempt_starts_when_readiness_waited_past_the_minimum() {
+    let log = EventLog::new();
+    let p = RetryPolicy::builder()
+        .backoff(Backoff::constant(Duration::from_millis(100)))
+        .min_time_left(Duration::from_millis(50))
+        .events(log.sink())
+        .build()
+        .unwrap();
+    let (mock, mut handle) = tower_test::mock::pair::<Req, &'static str>();
+    let mut svc = RetryLayer::new(p).layer(mock);
+    handle.allow(1);
+    let mut r = req();
+    r.deadline = Some(Deadline::after(Duration::from_secs(1)));
+    let mut fut = Box::pin(svc.ready().await.unwrap().call(r));
+    let (_, send) = handle.next_request().await.unwrap();
+    send.send_error(io::Error::from(io::ErrorKind::ConnectionRefused));
+    // 900 ms left after the backoff: the retry is decided.
+    assert!(futures_poll(&mut fut).is_pending());
+    advance(Duration::from_millis(100)).await;
+    // The mock is not ready: the future waits while the time runs out.
+    assert!(futures_poll(&mut fut).is_pending());
+    advance(Duration::from_millis(860)).await;
+    handle.allow(1);
+    let err = match futures_poll(&mut fut) {
+        std::task::Poll::Ready(out) => out.unwrap_err(),
+        std::task::Poll::Pending => panic!("a retry with 40 ms left must not start"),
+    };
+    let ex = exhausted(&err);
+    assert_eq!(ex.reason, RetryStop::Deadline);
+    assert_eq!(ex.attempts, 1);
+    assert!(ex.last.is::<io::Error>(), "{}", ex.last);
+    assert!(matches!(
+        log.kinds().last(),
+        Some(EventKind::RetriesExhausted {
+            reason: RetryStop::Deadline,
+            attempts: 1,
+            ..
+        })
+    ));
+    drop((fut, svc));
+    assert!(handle.next_request().await.is_none(), "no second attempt");
+}
+
+/// An `Ok` response classified retryable is kept while the retry waits,
+/// and handed back as it is when the deadline stops the retry late.
+#[tokio::test(start_paused = true)]
+async fn late_deadline_stop_returns_the_last_failure_response() {
+    let p = RetryPolicy::builder()
+        .classifier(|res: &Result<u16, BoxError>| match res {
+            Ok(503) => Outcome::failure(FailureKind::Unavailable),
+            Ok(_) => Outcome::Success,
+            Err(_) => Outcome::failure(FailureKind::Unknown),
+        })
+        .backoff(Backoff::none())
+        .build()
+        .unwrap();
+    let (mock, mut handle) = tower_test::mock::pair::<Req, u16>();
+    let mut svc = RetryLayer::new(p).layer(mock);
+    handle.allow(1);
+    let mut r = req();
+    r.deadline = Some(Deadline::after(Duration::from_secs(1)));
+    let mut fut = Box::pin(svc.ready().await.unwrap().call(r));
+    let (_, send) = handle.next_request().await.unwrap();
+    send.send_response(503);
+    assert!(futures_poll(&mut fut).is_pending());
+    advance(Duration::from_secs(2)).await;
+    handle.allow(1);
+    assert_eq!(fut.await.unwrap(), 503);
+}
