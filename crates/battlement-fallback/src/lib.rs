@@ -70,11 +70,34 @@
 //!
 //! # Costs
 //!
-//! On success: one `Arc` clone, the classification, and nothing else when
-//! there is no key and no service source (no allocation, no lock). A key
-//! costs its function; a service source costs a clone of the request; the
-//! cache costs an insert (a lock on one of its shards and a clone of the
-//! response). On failure the fallback chain is boxed once.
+//! On success: the classification and nothing else when there is no key
+//! and no service source (no allocation, no lock, no clock read), plus one
+//! `Arc` count for the response future's handle on the shared state, or
+//! none for a layer kept in a `static` ([`FallbackLayer::from_static`]).
+//! The success path is inlined into the caller's poll; the failure
+//! handling is out of line. A key costs its function; a service source
+//! costs a clone of the request; the cache costs an insert (a lock on one
+//! of its shards, a clock read and a clone of the response). On failure
+//! the fallback chain is boxed once.
+//!
+//! Measured in `benches/benches/fallback.rs` (a `u64` request, value
+//! source, `call_now` driving `poll_ready`, `call` and one poll):
+//!
+//! | per call                        | instructions | time | allocations |
+//! |---------------------------------|----|--------|---|
+//! | bare `service_fn`               | 5  | 1.3 ns | 0 |
+//! | success, value source (`Arc`)   | 46 | 5.8 ns | 0 |
+//! | success, layer from a `static`  | 41 | 5.0 ns | 0 |
+//! | success, with the cache         | -  | 72 ns  | 0 |
+//! | `tower-resilience`, success     | 457 | 100 ns | 2 |
+//! | failure, value source           | -  | 154 ns | 1 (+2 for the failing service's error) |
+//! | `tower-resilience`, failure     | -  | 136 ns | 3 (its failing service allocates none) |
+//!
+//! So a success costs about 4.5 ns over the bare service (the issue's
+//! budget is 10 ns). Instructions are counted with
+//! `valgrind --tool=callgrind` on the bench's `BATTLEMENT_IR` mode
+//! (repeatable under load); times are criterion medians on a 2-core AMD
+//! EPYC VM with a load average of 2 (other builds running).
 //!
 //! # Example
 //!
