@@ -13,8 +13,8 @@ mod outcome;
 pub use circuit::CircuitState;
 pub use classify::{AsDynError, Classify, ErrorClassifier, ResponseClassifier};
 pub use component::{
-    AsComponent, Component, ComponentHealth, ComponentKind, Control, ControlError, HealthStatus,
-    Metric, MetricType,
+    AsComponent, Component, ComponentHealth, ComponentKind, Control, ControlError, Details,
+    HealthStatus, Metric, MetricType,
 };
 pub use deadline::{Deadline, DeadlineCarrier};
 pub use error::{

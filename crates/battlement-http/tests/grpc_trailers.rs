@@ -13,7 +13,6 @@ use bytes::Bytes;
 use http::{HeaderMap, Response};
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
-use serde_json::Value;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
 /// A response body of prepared frames (or errors).
@@ -74,7 +73,7 @@ fn respond(answer: Answer) -> Response<Frames> {
     res
 }
 
-async fn call_all(answers: &[Answer]) -> serde_json::Map<String, Value> {
+async fn call_all(answers: &[Answer]) -> battlement_core::Details {
     let registry = Registry::new();
     let instrument = registry
         .layer("grpc")

@@ -329,17 +329,19 @@ impl Component for InstrumentState {
         );
         figures.insert("max_ms".to_owned(), ms(max));
         figures.insert("count".to_owned(), latency.total.into());
+        // In key order, into room made once: each insertion is a push.
         let d = &mut health.details;
-        d.insert("successes".to_owned(), successes.into());
-        d.insert("success_rate".to_owned(), success_rate);
-        d.insert("latency".to_owned(), figures.into());
-        d.insert("in_flight".to_owned(), in_flight.into());
-        d.insert("ignored".to_owned(), ignored.into());
-        d.insert("failures_by_kind".to_owned(), by_kind.into());
-        d.insert("failures".to_owned(), failures.into());
-        d.insert("consecutive_failures".to_owned(), consecutive.into());
-        d.insert("cancelled".to_owned(), cancelled.into());
-        d.insert("calls".to_owned(), calls.into());
+        d.reserve(10);
+        d.insert("calls", calls);
+        d.insert("cancelled", cancelled);
+        d.insert("consecutive_failures", consecutive);
+        d.insert("failures", failures);
+        d.insert("failures_by_kind", by_kind);
+        d.insert("ignored", ignored);
+        d.insert("in_flight", in_flight);
+        d.insert("latency", figures);
+        d.insert("success_rate", success_rate);
+        d.insert("successes", successes);
         health
             .metric(
                 "calls_total",

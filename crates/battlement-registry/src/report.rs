@@ -3,9 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use battlement_core::{ComponentKind, HealthStatus, Metric};
+use battlement_core::{ComponentKind, Details, HealthStatus, Metric};
 use serde::Serialize;
-use serde_json::{Map, Value};
 
 /// The health of the whole system and of each registered component.
 ///
@@ -80,7 +79,7 @@ pub struct ComponentReport {
     /// The status it reported itself.
     pub reported_status: HealthStatus,
     /// Its details (state, calls, rates, latency, ...).
-    pub details: Map<String, Value>,
+    pub details: Details,
     /// Its numeric figures, for metrics exposition (not serialised).
     #[serde(skip)]
     pub metrics: Vec<Metric>,
