@@ -29,7 +29,10 @@ pin_project! {
         P: 'static,
     {
         #[pin]
-        state: State<S::Future, Result<S::Response, BoxError>>,
+        state: State<S::Future>,
+        // The last failed result while a retry waits, in case no further
+        // attempt can start.
+        last: Option<(Result<S::Response, BoxError>, Failure)>,
         #[pin]
         sleep: Option<Sleep>,
         request: Option<Req>,
@@ -43,15 +46,13 @@ pin_project! {
 
 pin_project! {
     #[project = StateProj]
-    #[project_replace = StateReplace]
-    enum State<F, R> {
+    enum State<F> {
         // An attempt is in flight.
         Called { #[pin] future: F },
-        // Waiting out the backoff on `sleep`, keeping the last failed
-        // result in case no further attempt can start.
-        Waiting { last: R, failure: Failure },
+        // Waiting out the backoff on `sleep`.
+        Waiting,
         // Waiting for the service to be ready for the next attempt.
-        Retrying { last: R, failure: Failure },
+        Retrying,
         // The output was returned.
         Done,
     }
@@ -70,6 +71,7 @@ where
     ) -> Self {
         ResponseFuture {
             state: State::Called { future },
+            last: None,
             sleep: None,
             request,
             service,
@@ -88,8 +90,8 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.state {
             State::Called { .. } => "called",
-            State::Waiting { .. } => "waiting",
-            State::Retrying { .. } => "retrying",
+            State::Waiting => "waiting",
+            State::Retrying => "retrying",
             State::Done => "done",
         };
         f.debug_struct("ResponseFuture")
@@ -242,16 +244,16 @@ where
                 kind: failure.kind,
             });
             *this.prev_delay = delay;
-            let last = result.map_err(Into::into);
+            *this.last = Some((result.map_err(Into::into), failure));
             if delay.is_zero() {
-                this.state.set(State::Retrying { last, failure });
+                this.state.set(State::Retrying);
             } else {
                 let at = Instant::now() + delay;
                 match this.sleep.as_mut().as_pin_mut() {
                     Some(sleep) => sleep.reset(at),
                     None => this.sleep.set(Some(tokio::time::sleep_until(at))),
                 }
-                this.state.set(State::Waiting { last, failure });
+                this.state.set(State::Waiting);
             }
             None
         }
@@ -317,18 +319,13 @@ where
                     }
                 }
             }
-            StateProj::Waiting { .. } => {
+            StateProj::Waiting => {
                 if let Some(sleep) = this.sleep.as_mut().as_pin_mut() {
                     ready!(sleep.poll(cx));
                 }
-                let StateReplace::Waiting { last, failure } =
-                    this.state.as_mut().project_replace(State::Done)
-                else {
-                    unreachable!("in the waiting state");
-                };
-                this.state.set(State::Retrying { last, failure });
+                this.state.set(State::Retrying);
             }
-            StateProj::Retrying { .. } => {
+            StateProj::Retrying => {
                 let Some(service) = this.service.as_mut() else {
                     unreachable!("a retry is only decided with a service to send it");
                 };
@@ -342,10 +339,9 @@ where
                 if let Some(deadline) = *this.deadline
                     && deadline.remaining_at(Instant::now()) <= shared.min_time_left
                 {
-                    let StateReplace::Retrying { last, failure } =
-                        this.state.as_mut().project_replace(State::Done)
-                    else {
-                        unreachable!("in the retrying state");
+                    this.state.set(State::Done);
+                    let Some((last, failure)) = this.last.take() else {
+                        unreachable!("a retry keeps the last failed result");
                     };
                     return Poll::Ready(give_up(
                         shared,
@@ -365,6 +361,7 @@ where
                 let Some(req) = req else {
                     unreachable!("a retry is only decided with a request to send");
                 };
+                *this.last = None;
                 this.state.set(State::Called {
                     future: service.call(req),
                 });
