@@ -124,7 +124,7 @@ impl Collector for RegistryCollector {
         )?;
         for c in &report.components {
             let labels: Labels = vec![
-                ("component".into(), c.name.clone()),
+                ("component".into(), c.name.to_string()),
                 ("kind".into(), c.kind.as_str().to_owned()),
             ];
             ConstGauge::new(status_value(c.status)).encode(status.encode_family(&labels)?)?;
@@ -147,7 +147,7 @@ impl Collector for RegistryCollector {
                 if family.kind != m.kind {
                     continue;
                 }
-                let mut labels: Labels = vec![("component".into(), c.name.clone())];
+                let mut labels: Labels = vec![("component".into(), c.name.to_string())];
                 labels.extend(
                     m.labels
                         .iter()

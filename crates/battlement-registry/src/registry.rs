@@ -231,14 +231,14 @@ impl Registry {
     /// The report of the component called `name`, with its counted status.
     pub fn get(&self, name: &str) -> Option<ComponentReport> {
         let component = self.component(name)?;
-        Some(self.report_of(name, &*component))
+        Some(self.report_of(&Name::from(name), &*component))
     }
 
-    fn report_of(&self, name: &str, component: &dyn Component) -> ComponentReport {
+    fn report_of(&self, name: &Name, component: &dyn Component) -> ComponentReport {
         let kind = component.kind();
         let health = component.health();
         ComponentReport {
-            name: name.to_owned(),
+            name: name.clone(),
             status: self.inner.rules.counted(&kind, health.status),
             reported_status: health.status,
             kind,

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use battlement_core::{ComponentKind, Details, HealthStatus, Metric};
+use battlement_core::{ComponentKind, Details, HealthStatus, Metric, Name};
 use serde::Serialize;
 
 /// The health of the whole system and of each registered component.
@@ -36,7 +36,7 @@ impl HealthReport {
     /// The component called `name`, if it is in the report.
     pub fn component(&self, name: &str) -> Option<&ComponentReport> {
         self.components
-            .binary_search_by(|c| c.name.as_str().cmp(name))
+            .binary_search_by(|c| (*c.name).cmp(name))
             .ok()
             .map(|i| &self.components[i])
     }
@@ -70,8 +70,8 @@ impl StatusCounts {
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
 pub struct ComponentReport {
-    /// Its unique name.
-    pub name: String,
+    /// Its unique name (shared with the registry: a report copies no name).
+    pub name: Name,
     /// Its kind.
     pub kind: ComponentKind,
     /// The status it counts as, after the registry's mappings.

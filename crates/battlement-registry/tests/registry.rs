@@ -88,7 +88,7 @@ fn overall_is_the_worst_component_by_default() {
     assert_eq!(report.status, HealthStatus::Unhealthy);
     assert_eq!(report.summary.unhealthy, 1);
     // Sorted by name; serialises with the summary.
-    let names: Vec<_> = report.components.iter().map(|c| c.name.as_str()).collect();
+    let names: Vec<_> = report.components.iter().map(|c| &*c.name).collect();
     assert_eq!(names, ["a", "b"]);
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["status"], "unhealthy");
