@@ -7,6 +7,7 @@ mod component;
 mod deadline;
 mod error;
 mod event;
+pub mod histogram;
 mod level;
 mod outcome;
 

@@ -12,8 +12,8 @@ use battlement_core::{
 };
 use tokio::time::Instant;
 
-use crate::histogram::LatencyHistogram;
 use crate::{AdmissionTable, GateBuilder, GateLayer, governor::GovernorBuilder};
+use battlement_core::histogram::AtomicHistogram;
 
 /// A degradation gate: the shared service [`Level`] and the
 /// [`AdmissionTable`] that says which [`Priority`]s it admits.
@@ -55,7 +55,7 @@ pub(crate) struct Shared {
     pub(crate) failed: AtomicU64,
     pub(crate) latency_nanos: AtomicU64,
     /// Latencies by bucket, made with the first percentile latency signal.
-    pub(crate) histogram: OnceLock<LatencyHistogram>,
+    pub(crate) histogram: OnceLock<AtomicHistogram>,
     change: Mutex<Change>,
 }
 

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::Gate;
 use crate::gate::Shared;
-use crate::histogram::{BUCKETS, LatencyHistogram, percentile_between};
+use battlement_core::histogram::{AtomicHistogram, BUCKETS, nearest_rank};
 
 /// A number the governor samples on every tick: an error rate, a latency,
 /// a count. Higher means worse.
@@ -233,8 +233,8 @@ impl LatencyPercentile {
         self.percentile
     }
 
-    fn histogram(&self) -> &LatencyHistogram {
-        self.shared.histogram.get_or_init(LatencyHistogram::new)
+    fn histogram(&self) -> &AtomicHistogram {
+        self.shared.histogram.get_or_init(AtomicHistogram::new)
     }
 
     fn current(&self) -> Box<[u64]> {
@@ -250,11 +250,13 @@ impl Signal for LatencyPercentile {
     }
 
     fn sample(&mut self, _now: Instant) -> f64 {
-        let histogram = self.shared.histogram.get_or_init(LatencyHistogram::new);
+        let histogram = self.shared.histogram.get_or_init(AtomicHistogram::new);
         histogram.snapshot(&mut self.scratch);
         let oldest = &mut self.snapshots[self.oldest];
-        let value = match percentile_between(oldest, &self.scratch, self.percentile) {
-            Some((latency, calls)) if calls >= self.min_calls => latency.as_secs_f64() * 1e3,
+        let newest = &self.scratch;
+        let calls_in = |i: usize| newest[i].wrapping_sub(oldest[i]);
+        let value = match nearest_rank(calls_in, self.percentile) {
+            Some((nanos, calls)) if calls >= self.min_calls => nanos as f64 / 1e6,
             _ => 0.0,
         };
         // The newest snapshot takes the oldest's place; no allocation.
@@ -316,7 +318,7 @@ impl Gate {
     /// percentile is reported by [`GovernorBuilder::build`].
     pub fn latency_percentile_signal(&self, percentile: f64) -> LatencyPercentile {
         self.shared.observe.store(true, Relaxed);
-        let histogram = self.shared.histogram.get_or_init(LatencyHistogram::new);
+        let histogram = self.shared.histogram.get_or_init(AtomicHistogram::new);
         let mut now = vec![0; BUCKETS].into_boxed_slice();
         histogram.snapshot(&mut now);
         LatencyPercentile {

@@ -160,7 +160,6 @@ mod config;
 pub mod future;
 mod gate;
 mod governor;
-mod histogram;
 mod layer;
 mod priority;
 mod service;

@@ -4,48 +4,14 @@
 //! recomputed every few samples from the buckets (a fixed scan of a few
 //! hundred counters, whatever the window's size).
 //!
-//! Buckets: one for everything under 2^10 ns (about 1 µs), then each power
-//! of two from 2^10 ns to 2^41 ns (about 37 minutes) split into 8 equal
-//! sub-buckets, and everything above in the last bucket. The percentile
-//! reads as the upper bound of its bucket: never below the exact
-//! nearest-rank value, at most 12.5% above it.
+//! The buckets are [`battlement_core::histogram`]'s: the percentile reads
+//! as the upper bound of its bucket, never below the exact nearest-rank
+//! value, at most 12.5% above it.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-/// Sub-buckets per power of two, as a number of bits.
-const SUB_BITS: u32 = 3;
-const SUB: usize = 1 << SUB_BITS;
-/// Below 2^MIN_EXP ns, one bucket.
-const MIN_EXP: u32 = 10;
-/// The last power of two with sub-buckets.
-const MAX_EXP: u32 = 40;
-/// How many buckets a histogram has.
-const BUCKETS: usize = 1 + (MAX_EXP - MIN_EXP + 1) as usize * SUB;
-
-/// The bucket of a latency of `nanos`.
-#[inline]
-fn bucket_of(nanos: u64) -> usize {
-    if nanos < (1 << MIN_EXP) {
-        return 0;
-    }
-    let exp = 63 - nanos.leading_zeros();
-    if exp > MAX_EXP {
-        return BUCKETS - 1;
-    }
-    let sub = (nanos >> (exp - SUB_BITS)) as usize & (SUB - 1);
-    1 + (exp - MIN_EXP) as usize * SUB + sub
-}
-
-/// The (exclusive) upper bound of bucket `i`, in nanoseconds.
-fn upper_bound(i: usize) -> u64 {
-    if i == 0 {
-        return 1 << MIN_EXP;
-    }
-    let exp = MIN_EXP + ((i - 1) / SUB) as u32;
-    let sub = ((i - 1) % SUB) as u64;
-    (1u64 << exp) + (sub + 1) * (1u64 << (exp - SUB_BITS))
-}
+use battlement_core::histogram::{AtomicHistogram, nearest_rank};
 
 /// The last `window` latencies, roughly: two halves of `ceil(window / 2)`
 /// samples each; when a half is full the older one is emptied and
@@ -55,7 +21,7 @@ fn upper_bound(i: usize) -> u64 {
 /// statistic, not a ledger.
 #[derive(Debug)]
 pub(crate) struct LatencyWindow {
-    halves: [Box<[AtomicU64]>; 2],
+    halves: [AtomicHistogram; 2],
     half: u64,
     recorded: AtomicU64,
     percentile: f64,
@@ -67,9 +33,8 @@ pub(crate) struct LatencyWindow {
 impl LatencyWindow {
     /// A window of the last `size` latencies; `percentile` in (0, 100].
     pub(crate) fn new(size: usize, percentile: f64, min_samples: usize) -> Self {
-        let histogram = || (0..BUCKETS).map(|_| AtomicU64::new(0)).collect();
         LatencyWindow {
-            halves: [histogram(), histogram()],
+            halves: [AtomicHistogram::new(), AtomicHistogram::new()],
             half: (size as u64).div_ceil(2).max(1),
             recorded: AtomicU64::new(0),
             percentile,
@@ -93,11 +58,9 @@ impl LatencyWindow {
         let half = &self.halves[(epoch % 2) as usize];
         if i > 0 && i.is_multiple_of(self.half) {
             // The first sample of a new half empties what it held.
-            for bucket in half.iter() {
-                bucket.store(0, Relaxed);
-            }
+            half.clear();
         }
-        half[bucket_of(ns)].fetch_add(1, Relaxed);
+        half.record(ns);
         let n = i + 1;
         if n >= self.min_samples && (n - self.min_samples).is_multiple_of(self.refresh) {
             self.recompute();
@@ -105,23 +68,11 @@ impl LatencyWindow {
     }
 
     fn recompute(&self) {
-        let count = |i: usize| self.halves[0][i].load(Relaxed) + self.halves[1][i].load(Relaxed);
-        let total: u64 = (0..BUCKETS).map(count).sum();
-        if total == 0 {
-            return;
+        let [older, newer] = &self.halves;
+        let count = |i: usize| older.count(i) + newer.count(i);
+        if let Some((nanos, _)) = nearest_rank(count, self.percentile) {
+            self.current_ns.store(nanos, Relaxed);
         }
-        let fraction = (self.percentile / 100.0).clamp(0.0, 1.0);
-        let rank = ((fraction * total as f64).ceil() as u64).clamp(1, total);
-        let mut seen = 0;
-        let mut bucket = BUCKETS - 1;
-        for i in 0..BUCKETS {
-            seen += count(i);
-            if seen >= rank {
-                bucket = i;
-                break;
-            }
-        }
-        self.current_ns.store(upper_bound(bucket), Relaxed);
     }
 
     /// The current percentile, or `None` before `min_samples` latencies.
@@ -136,22 +87,12 @@ impl LatencyWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use battlement_core::histogram::{bucket_of, upper_bound};
     use proptest::prelude::*;
 
     /// The reading for an exact value: its bucket's upper bound.
     fn read(d: Duration) -> Duration {
         Duration::from_nanos(upper_bound(bucket_of(d.as_nanos() as u64)))
-    }
-
-    #[test]
-    fn bucket_edges() {
-        assert_eq!(bucket_of(1023), 0);
-        assert_eq!(bucket_of(1024), 1);
-        assert_eq!(bucket_of(u64::MAX), BUCKETS - 1);
-        for i in 1..BUCKETS {
-            assert_eq!(bucket_of(upper_bound(i - 1)), i);
-            assert_eq!(bucket_of(upper_bound(i) - 1), i);
-        }
     }
 
     #[test]
@@ -180,13 +121,6 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
-        #[test]
-        fn a_reading_is_at_most_an_eighth_above_the_value(nanos in 1024u64..(1 << (MAX_EXP + 1))) {
-            let upper = upper_bound(bucket_of(nanos));
-            prop_assert!(upper > nanos);
-            prop_assert!((upper - nanos) as f64 <= nanos as f64 / 8.0);
-        }
-
         #[test]
         fn matches_the_nearest_rank_of_the_covered_samples(
             values in proptest::collection::vec(0u64..10_000_000_000, 1..200),
