@@ -36,8 +36,8 @@ pub(crate) async fn run() {
         users.details["calls"],
         users.details["failures"],
         users.details["success_rate"],
-        users.details["latency"]["p50_ms"],
-        users.details["latency"]["p99_ms"],
+        users.details["latency_p50_ms"],
+        users.details["latency_p99_ms"],
     );
     registry
         .event_sink()

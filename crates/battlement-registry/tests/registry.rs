@@ -315,9 +315,9 @@ async fn the_instrument_counts_outcomes_latency_and_in_flight() {
     assert_eq!(d["failures_by_kind"]["network"], 2);
     assert_eq!(d["in_flight"], 0);
     assert_eq!(d["success_rate"], 100.0 / 102.0);
-    let p50 = d["latency"]["p50_ms"].as_f64().unwrap();
-    let p90 = d["latency"]["p90_ms"].as_f64().unwrap();
-    let p99 = d["latency"]["p99_ms"].as_f64().unwrap();
+    let p50 = d["latency_p50_ms"].as_f64().unwrap();
+    let p90 = d["latency_p90_ms"].as_f64().unwrap();
+    let p99 = d["latency_p99_ms"].as_f64().unwrap();
     // Exact on paused time, up to the bucket's width (12.5%).
     assert!((50.0..=50.0 * 1.125).contains(&p50), "p50 {p50}");
     assert!((90.0..=90.0 * 1.125).contains(&p90), "p90 {p90}");
@@ -344,7 +344,7 @@ async fn the_instrument_counts_outcomes_latency_and_in_flight() {
     registry.control("api", &Control::Reset).unwrap();
     let d = registry.get("api").unwrap().details;
     assert_eq!(d["calls"], 0);
-    assert!(d["latency"]["p50_ms"].is_null());
+    assert!(d["latency_p50_ms"].is_null());
     assert!(d["success_rate"].is_null());
 }
 
@@ -459,7 +459,7 @@ fn ten_million_calls_leave_memory_unchanged() {
     let d = registry.get("hot").unwrap().details;
     assert_eq!(d["calls"], n + 42);
     assert_eq!(d["failures"], n / 10);
-    assert_eq!(d["latency"]["count"], n + 42);
+    assert_eq!(d["latency_count"], n + 42);
 }
 
 #[tokio::test(start_paused = true)]
@@ -480,8 +480,8 @@ async fn sampled_latency_still_counts_every_call() {
     assert_eq!(d["successes"], 8);
     assert_eq!(d["in_flight"], 0);
     // Calls 0 and 4 (1 ms and 5 ms) were timed.
-    assert_eq!(d["latency"]["count"], 2);
-    let max = d["latency"]["max_ms"].as_f64().unwrap();
+    assert_eq!(d["latency_count"], 2);
+    let max = d["latency_max_ms"].as_f64().unwrap();
     assert!((5.0..=5.0 * 1.125).contains(&max), "{max}");
 }
 
@@ -509,7 +509,7 @@ async fn a_call_outliving_its_instrument_counts_nowhere() {
     assert_eq!(d["calls"], 0);
     assert_eq!(d["successes"], 0);
     assert_eq!(d["cancelled"], 0);
-    assert_eq!(d["latency"]["count"], 0);
+    assert_eq!(d["latency_count"], 0);
     drop(next);
 }
 
@@ -549,7 +549,7 @@ fn the_latency_clock_is_decided_where_the_layer_is_made() {
         tokio_clock.clone().oneshot(600_000).await.unwrap();
     });
     let p50 = |name: &str| {
-        registry.get(name).unwrap().details["latency"]["p50_ms"]
+        registry.get(name).unwrap().details["latency_p50_ms"]
             .as_f64()
             .unwrap()
     };
