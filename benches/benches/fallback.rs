@@ -10,11 +10,11 @@
 use std::hint::black_box;
 use std::sync::LazyLock;
 
-use battlement_benches::{allocs_per_call, call_now, report};
+use battlement_benches::{allocs_per_call, call_now, ir_loop, report};
 use battlement_core::BoxError;
 use battlement_fallback::{CacheConfig, FallbackLayer};
 use criterion::{Criterion, criterion_group};
-use tower::{Layer, Service, service_fn};
+use tower::{Layer, service_fn};
 use tower_resilience::fallback::FallbackLayer as TrFallbackLayer;
 
 /// The error the peer's layer needs (`Clone`-free, `Send + Sync`).
@@ -104,20 +104,6 @@ fn bench(c: &mut Criterion) {
     );
 }
 
-/// Runs `n` calls of `svc`; a function of its own so that callgrind can
-/// attribute its instructions (`callgrind_annotate --inclusive=yes`).
-macro_rules! ir_loop {
-    ($name:ident) => {
-        #[inline(never)]
-        fn $name<S: Service<u64>>(svc: &mut S, n: u64) {
-            // Keeps the linker from folding identical loops into one.
-            black_box(stringify!($name));
-            for i in 0..n {
-                black_box(call_now(svc, black_box(i)).is_ok());
-            }
-        }
-    };
-}
 ir_loop!(ir_bare);
 ir_loop!(ir_value);
 ir_loop!(ir_value_static);

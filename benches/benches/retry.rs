@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use battlement_benches::{allocs_per_call, call_now, report, runtime};
+use battlement_benches::{allocs_per_call, call_now, ir_loop, report, runtime};
 use battlement_core::BoxError;
 use battlement_retry::{Backoff, RetryBudget, RetryLayer, RetryPolicy};
 use criterion::{Criterion, criterion_group};
@@ -254,20 +254,6 @@ fn amplification(rt: &tokio::runtime::Runtime) {
     println!("amplification tower-resilience aimd (defaults): {tr_aimd:.3}");
 }
 
-/// Runs `n` calls of `svc`; a function of its own so that callgrind can
-/// attribute its instructions (`callgrind_annotate --inclusive=yes`).
-macro_rules! ir_loop {
-    ($name:ident) => {
-        #[inline(never)]
-        fn $name<S: Service<u64>>(svc: &mut S, n: u64) {
-            // Keeps the linker from folding identical loops into one.
-            black_box(stringify!($name));
-            for i in 0..n {
-                black_box(call_now(svc, black_box(i)).is_ok());
-            }
-        }
-    };
-}
 ir_loop!(ir_bare);
 ir_loop!(ir_battlement);
 ir_loop!(ir_battlement_static);

@@ -19,7 +19,8 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
-use tower_service::Service;
+/// The service trait, for [`ir_loop!`]'s expansion in bench binaries.
+pub use tower_service::Service;
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -83,6 +84,25 @@ where
         Poll::Ready(out) => out,
         Poll::Pending => panic!("bench future was not ready on the first poll"),
     }
+}
+
+/// Defines `fn $name<S: Service<u64>>(svc: &mut S, n: u64)`, which makes
+/// `n` calls of `svc` through [`call_now`]: a function of its own, never
+/// inlined, so that `valgrind --tool=callgrind` attributes each variant's
+/// instructions to it (`callgrind_annotate --inclusive=yes`; divide by
+/// `n`). Instruction counts are repeatable on a busy machine, unlike times.
+#[macro_export]
+macro_rules! ir_loop {
+    ($name:ident) => {
+        #[inline(never)]
+        fn $name<S: $crate::Service<u64>>(svc: &mut S, n: u64) {
+            // Keeps the linker from folding identical loops into one.
+            ::std::hint::black_box(stringify!($name));
+            for i in 0..n {
+                ::std::hint::black_box($crate::call_now(svc, ::std::hint::black_box(i)).is_ok());
+            }
+        }
+    };
 }
 
 /// A current-thread tokio runtime with the timer enabled. `enter()` it

@@ -10,6 +10,7 @@ mod event;
 pub mod histogram;
 mod level;
 mod outcome;
+mod shared_ref;
 
 pub use circuit::CircuitState;
 pub use classify::{AsDynError, Classify, ErrorClassifier, ResponseClassifier};
@@ -25,3 +26,4 @@ pub use error::{
 pub use event::{Event, EventKind, EventListener, EventLog, EventSink, Reason};
 pub use level::{Level, ParseNameError, Priority};
 pub use outcome::{Failure, FailureKind, Outcome};
+pub use shared_ref::SharedRef;

@@ -64,7 +64,7 @@ impl<Req: 'static, Res: 'static> FallbackLayer<Req, Res> {
 impl<Req: 'static, Res: 'static, K: 'static, C: 'static> FallbackLayer<Req, Res, K, C> {
     pub(crate) fn from_shared(shared: Arc<Shared<Req, Res, K, C>>) -> Self {
         FallbackLayer {
-            shared: Handle::Owned(shared),
+            shared: Handle::Counted(shared),
         }
     }
 

@@ -84,53 +84,8 @@ pub(crate) struct Shared<Req, Res, K, C> {
     pub(crate) all_failed: AtomicU64,
 }
 
-/// How a layer, its services and their futures reach the shared state:
-/// counted, or through a layer that lives as long as the program (kept in
-/// a `static`), with nothing to count per request.
-pub(crate) enum Handle<T: 'static> {
-    Owned(Arc<T>),
-    Static(&'static Arc<T>),
-}
-
-impl<T> Handle<T> {
-    /// A counted reference, for the registry.
-    pub(crate) fn arc(&self) -> Arc<T> {
-        match self {
-            Handle::Owned(arc) => Arc::clone(arc),
-            Handle::Static(arc) => Arc::clone(arc),
-        }
-    }
-
-    /// The same state, reached without counting.
-    pub(crate) fn to_static(&'static self) -> Self {
-        match self {
-            Handle::Owned(arc) => Handle::Static(arc),
-            Handle::Static(arc) => Handle::Static(arc),
-        }
-    }
-}
-
-impl<T> Clone for Handle<T> {
-    #[inline]
-    fn clone(&self) -> Self {
-        match self {
-            Handle::Owned(arc) => Handle::Owned(Arc::clone(arc)),
-            Handle::Static(arc) => Handle::Static(arc),
-        }
-    }
-}
-
-impl<T> std::ops::Deref for Handle<T> {
-    type Target = T;
-
-    #[inline]
-    fn deref(&self) -> &T {
-        match self {
-            Handle::Owned(arc) => arc,
-            Handle::Static(arc) => arc,
-        }
-    }
-}
+/// How a layer, its services and their futures reach the shared state.
+pub(crate) type Handle<T> = battlement_core::SharedRef<T>;
 
 pub(crate) fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);

@@ -99,34 +99,8 @@ where
     pub(crate) shared: Handle<Shared<C, P>>,
 }
 
-/// How a policy reaches its shared state: counted, or a reference to a
-/// policy that lives as long as the program (nothing to count).
-pub(crate) enum Handle<T: 'static> {
-    Owned(Arc<T>),
-    Static(&'static T),
-}
-
-impl<T> Clone for Handle<T> {
-    #[inline]
-    fn clone(&self) -> Self {
-        match self {
-            Handle::Owned(arc) => Handle::Owned(Arc::clone(arc)),
-            Handle::Static(r) => Handle::Static(r),
-        }
-    }
-}
-
-impl<T> std::ops::Deref for Handle<T> {
-    type Target = T;
-
-    #[inline]
-    fn deref(&self) -> &T {
-        match self {
-            Handle::Owned(arc) => arc,
-            Handle::Static(r) => r,
-        }
-    }
-}
+/// How a policy reaches its shared state.
+pub(crate) type Handle<T> = battlement_core::SharedRef<T>;
 
 impl<C: 'static, P: 'static> Clone for RetryPolicy<C, P> {
     #[inline]
@@ -186,9 +160,8 @@ impl<C: 'static, P: 'static> RetryPolicy<C, P> {
     /// # let _ = layer;
     /// ```
     pub fn from_static(policy: &'static RetryPolicy<C, P>) -> Self {
-        let shared: &'static Shared<C, P> = &policy.shared;
         RetryPolicy {
-            shared: Handle::Static(shared),
+            shared: policy.shared.to_static(),
         }
     }
 
@@ -434,7 +407,7 @@ impl<C: 'static, P: 'static> RetryPolicyBuilder<C, P> {
         }
         self.backoff.validate()?;
         Ok(RetryPolicy {
-            shared: Handle::Owned(Arc::new(Shared {
+            shared: Handle::Counted(Arc::new(Shared {
                 classifier: self.classifier,
                 retry_if: self.retry_if,
                 max_attempts: self.max_attempts,
