@@ -149,13 +149,5 @@ static STATIC_LAYER: LazyLock<FallbackLayer<u64, u64>> = LazyLock::new(|| {
 criterion_group!(benches, bench);
 
 fn main() {
-    if let Some(n) = std::env::var("BATTLEMENT_IR")
-        .ok()
-        .and_then(|n| n.parse().ok())
-    {
-        instructions(n);
-        return;
-    }
-    benches();
-    Criterion::default().configure_from_args().final_summary();
+    battlement_benches::main_with_instructions(instructions, benches);
 }

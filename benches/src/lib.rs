@@ -105,6 +105,24 @@ macro_rules! ir_loop {
     };
 }
 
+/// The `main` of a bench file with an instruction-count mode: with
+/// `BATTLEMENT_IR=<calls>` set, runs `instructions(calls)` (loops made
+/// with [`ir_loop!`]) for `valgrind --tool=callgrind` and exits; otherwise
+/// runs the criterion `benches` group as `criterion_main!` would.
+pub fn main_with_instructions(instructions: fn(u64), benches: fn()) {
+    if let Some(n) = std::env::var("BATTLEMENT_IR")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        instructions(n);
+        return;
+    }
+    benches();
+    criterion::Criterion::default()
+        .configure_from_args()
+        .final_summary();
+}
+
 /// A current-thread tokio runtime with the timer enabled. `enter()` it
 /// before building or calling layers that read tokio's clock or sleep.
 ///

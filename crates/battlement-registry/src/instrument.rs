@@ -113,8 +113,13 @@ impl Counters {
 
     /// Clears every counter (a slot out of the pool).
     fn clear(&self) {
+        self.started.store(0, Ordering::Relaxed);
+        self.clear_outcomes();
+    }
+
+    /// Clears every figure but the count of calls started.
+    fn clear_outcomes(&self) {
         for c in [
-            &self.started,
             &self.unsampled,
             &self.failures,
             &self.ignored,
@@ -198,19 +203,7 @@ impl Counters {
     fn reset(&self) {
         let in_flight = self.figures(self.latency.count()).in_flight;
         self.started.store(in_flight, Ordering::Relaxed);
-        for c in [
-            &self.unsampled,
-            &self.failures,
-            &self.ignored,
-            &self.cancelled,
-            &self.consecutive_failures,
-        ] {
-            c.store(0, Ordering::Relaxed);
-        }
-        for c in &self.by_kind {
-            c.store(0, Ordering::Relaxed);
-        }
-        self.latency.clear();
+        self.clear_outcomes();
     }
 
     /// The counts, read one by one (a call racing the read may show in
