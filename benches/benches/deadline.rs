@@ -11,11 +11,11 @@ use std::convert::Infallible;
 use std::hint::black_box;
 use std::time::Duration;
 
-use battlement_benches::{allocs_per_call, call_now, report, runtime};
+use battlement_benches::{allocs_per_call, call_now, ir_loop, report, runtime};
 use battlement_core::{Deadline, DeadlineCarrier};
 use battlement_deadline::http::{parse_grpc_timeout, parse_millis};
 use battlement_deadline::{AttemptTimeoutLayer, DeadlineLayer};
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use tower::timeout::TimeoutLayer;
 use tower::{Layer, service_fn};
 
@@ -122,5 +122,29 @@ fn bench(c: &mut Criterion) {
     );
 }
 
+ir_loop!(ir_bare);
+ir_loop!(ir_tower_timeout);
+ir_loop!(ir_deadline_layer);
+ir_loop!(ir_attempt_timeout_layer);
+
+/// Instruction counts, repeatable on a busy machine: with
+/// `BATTLEMENT_IR=<calls>` set, runs each happy-path variant that many
+/// times and exits, for `valgrind --tool=callgrind` to count (each
+/// variant's loop is its own function; divide its inclusive count by the
+/// calls).
+fn instructions(n: u64) {
+    let rt = runtime();
+    let _guard = rt.enter();
+    let budget = Duration::from_secs(30);
+    let bare = || service_fn(|n: u64| async move { Ok::<_, Infallible>(n + 1) });
+    ir_bare(&mut bare(), n);
+    ir_tower_timeout(&mut TimeoutLayer::new(budget).layer(bare()), n);
+    ir_deadline_layer(&mut DeadlineLayer::new(budget).layer(bare()), n);
+    ir_attempt_timeout_layer(&mut AttemptTimeoutLayer::new(budget).layer(bare()), n);
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    battlement_benches::main_with_instructions(instructions, benches);
+}

@@ -172,12 +172,12 @@ impl AttemptTimeoutConfig {
         let shared = if self.name.is_some() || self.events.is_some() {
             base.with(self.name, self.events)
         } else {
-            base
+            Arc::new(base)
         };
         Ok(AttemptTimeoutLayer::from_parts(
             self.per_attempt,
             self.fraction,
-            Arc::new(shared),
+            shared,
         ))
     }
 }

@@ -11,7 +11,7 @@ use battlement_core::{AttemptTimedOut, BoxError, DeadlineExceeded};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
-use crate::shared::{Observer, Role, Shared, attempt_hit, deadline_hit};
+use crate::shared::{Observer, Role, attempt_hit, deadline_hit};
 
 /// What a timer that fires means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,7 +139,7 @@ where
             }
             None => None,
         };
-        Poll::Ready(Err(fire(this.meta, this.shared.get(), fired_at)))
+        Poll::Ready(Err(fire(this.meta, *this.shared, fired_at)))
     }
 }
 
@@ -147,7 +147,9 @@ where
 /// passed before the call (cold path).
 #[cold]
 #[inline(never)]
-fn fire(meta: &mut u64, shared: Option<&Shared>, fired_at: Option<Instant>) -> BoxError {
+fn fire(meta: &mut u64, observer: Observer, fired_at: Option<Instant>) -> BoxError {
+    let shared = observer.get();
+    let shared = shared.as_deref();
     assert!(*meta & DONE == 0, "ResponseFuture polled after completion");
     *meta |= DONE;
     let bound = Duration::from_nanos(*meta & NANOS);

@@ -7,7 +7,7 @@ use battlement_core::{EventSink, Name};
 use tower_layer::Layer;
 
 use crate::config::{AttemptTimeoutConfig, DeadlineConfig};
-use crate::service::{AttemptTimeout, DeadlineService};
+use crate::service::{AttemptTimeout, DeadlineService, assert_nonzero_total};
 use crate::shared::{DeadlineHandle, Role, Shared};
 
 /// Gives each request one total time budget, visible to every layer
@@ -45,9 +45,16 @@ impl DeadlineLayer {
     /// A layer giving each request `total` from the moment it is called
     /// (or less, if it already carries an earlier deadline).
     ///
-    /// A zero `total` fails every request at once; use
-    /// [`builder`](DeadlineLayer::builder) to have it rejected instead.
+    /// # Panics
+    ///
+    /// If `total` is zero: a budget spent before the request arrives is a
+    /// configuration mistake (and "0 means no timeout" in some tools).
+    /// [`builder`](DeadlineLayer::builder) rejects it with an
+    /// [`InvalidConfig`](battlement_core::InvalidConfig) naming `total`
+    /// instead.
+    #[track_caller]
     pub fn new(total: Duration) -> Self {
+        assert_nonzero_total(total);
         DeadlineLayer {
             total,
             shared: Arc::new(Shared::new(Role::Total)),
@@ -65,7 +72,7 @@ impl DeadlineLayer {
     #[must_use]
     pub fn name(self, name: impl Into<Name>) -> Self {
         DeadlineLayer {
-            shared: Arc::new(self.shared.with(Some(name.into()), None)),
+            shared: (self.shared.with(Some(name.into()), None)),
             ..self
         }
     }
@@ -75,7 +82,7 @@ impl DeadlineLayer {
     #[must_use]
     pub fn events(self, sink: EventSink) -> Self {
         DeadlineLayer {
-            shared: Arc::new(self.shared.with(None, Some(sink))),
+            shared: (self.shared.with(None, Some(sink))),
             ..self
         }
     }
@@ -218,7 +225,7 @@ impl AttemptTimeoutLayer {
     #[must_use]
     pub fn name(self, name: impl Into<Name>) -> Self {
         AttemptTimeoutLayer {
-            shared: Arc::new(self.shared.with(Some(name.into()), None)),
+            shared: (self.shared.with(Some(name.into()), None)),
             ..self
         }
     }
@@ -229,7 +236,7 @@ impl AttemptTimeoutLayer {
     #[must_use]
     pub fn events(self, sink: EventSink) -> Self {
         AttemptTimeoutLayer {
-            shared: Arc::new(self.shared.with(None, Some(sink))),
+            shared: (self.shared.with(None, Some(sink))),
             ..self
         }
     }

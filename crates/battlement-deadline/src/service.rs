@@ -9,7 +9,7 @@ use battlement_core::{BoxError, Deadline, DeadlineCarrier};
 use tokio::time::Instant;
 use tower_service::Service;
 
-use crate::future::{Cut, NANOS, ResponseFuture, expired_meta, pack};
+use crate::future::{Cut, ResponseFuture, expired_meta, pack};
 use crate::shared::{Role, Shared};
 
 /// About thirty years from `now`: "no deadline" without overflowing.
@@ -17,6 +17,19 @@ use crate::shared::{Role, Shared};
 fn add_saturating(now: Instant, d: Duration) -> Instant {
     now.checked_add(d)
         .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30))
+}
+
+/// Refuses a zero total budget: `DeadlineLayer::new` and
+/// `DeadlineService::new` cannot return an error, and a zero budget is a
+/// configuration mistake. Ruling it out here keeps the happy path free of
+/// a "spent on arrival" branch: every request without an earlier deadline
+/// of its own is handed to the inner service.
+#[track_caller]
+pub(crate) fn assert_nonzero_total(total: Duration) {
+    assert!(
+        !total.is_zero(),
+        "DeadlineLayer: total must be > 0 (use DeadlineLayer::builder() to get an error instead)"
+    );
 }
 
 /// Enforces a request's total time budget; built by
@@ -41,7 +54,13 @@ pub struct DeadlineService<S> {
 
 impl<S> DeadlineService<S> {
     /// Wraps `inner` with a total budget of `total` per request.
+    ///
+    /// # Panics
+    ///
+    /// If `total` is zero, as [`DeadlineLayer::new`](crate::DeadlineLayer::new).
+    #[track_caller]
     pub fn new(inner: S, total: Duration) -> Self {
+        assert_nonzero_total(total);
         DeadlineService::from_parts(inner, total, Arc::new(Shared::new(Role::Total)))
     }
 
@@ -100,17 +119,12 @@ where
             return ResponseFuture::new(inner, at, meta, self.shared.for_future());
         }
         // The common case, and the only one for a type that carries
-        // nothing: the deadline is the layer's own, and its bound is
-        // `total`, packed when the service was built.
-        let inner = if self.meta & NANOS != 0 {
-            req.set_deadline(Deadline::at(own));
-            Some(self.inner.call(req))
-        } else {
-            // A zero budget: spent on arrival, the inner service is not
-            // called.
-            None
-        };
-        ResponseFuture::new(inner, own, self.meta, self.shared.for_future())
+        // nothing: the deadline is the layer's own (never zero, see
+        // `new`), and its bound is `total`, packed when the service was
+        // built.
+        req.set_deadline(Deadline::at(own));
+        let inner = self.inner.call(req);
+        ResponseFuture::new(Some(inner), own, self.meta, self.shared.for_future())
     }
 }
 

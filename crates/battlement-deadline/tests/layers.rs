@@ -527,13 +527,17 @@ fn the_response_future_is_tower_timeouts_plus_two_words() {
     );
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_zero_budget_fails_at_once_without_calling() {
-    let (mut svc, mut handle) = mock::spawn_layer::<Req, (), _>(DeadlineLayer::new(Duration::ZERO));
-    handle.allow(1);
-    assert!(svc.poll_ready().is_ready());
-    let err = svc.call(Req::new(())).await.unwrap_err();
-    let err = err.downcast::<DeadlineExceeded>().unwrap();
-    assert_eq!((err.budget, err.elapsed), (Duration::ZERO, Duration::ZERO));
-    assert!(handle.poll_request().is_pending());
+#[test]
+#[should_panic(expected = "total must be > 0")]
+fn a_zero_budget_is_refused_when_the_layer_is_made() {
+    let _ = DeadlineLayer::new(Duration::ZERO);
+}
+
+#[test]
+#[should_panic(expected = "total must be > 0")]
+fn a_zero_budget_is_refused_when_the_service_is_made() {
+    let _ = battlement_deadline::DeadlineService::new(
+        tower::service_fn(|()| async { Ok::<_, std::convert::Infallible>(()) }),
+        Duration::ZERO,
+    );
 }

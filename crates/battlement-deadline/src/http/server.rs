@@ -251,11 +251,11 @@ impl ServerDeadlineConfig {
         let shared = if self.name.is_some() || self.events.is_some() {
             base.with(self.name.take(), self.events.take())
         } else {
-            base
+            Arc::new(base)
         };
         Ok(ServerDeadlineLayer {
             config: self,
-            shared: Arc::new(shared),
+            shared,
         })
     }
 }
@@ -441,7 +441,7 @@ where
         if at <= now {
             let grpc = is_grpc(req.headers());
             deadline_hit(
-                self.shared.for_future().get(),
+                self.shared.for_future().get().as_deref(),
                 Role::Server,
                 Duration::ZERO,
                 Duration::ZERO,
@@ -557,7 +557,12 @@ where
                 // The timer fires late, never early.
                 let elapsed =
                     cut.budget + Instant::now().saturating_duration_since(sleep.deadline());
-                deadline_hit(cut.shared.get(), Role::Server, cut.budget, elapsed);
+                deadline_hit(
+                    cut.shared.get().as_deref(),
+                    Role::Server,
+                    cut.budget,
+                    elapsed,
+                );
                 let header = cut.header.as_ref().map(HeaderName::as_str);
                 let response = self::cut(cut.grpc, header, cut.budget);
                 // Drop the handler's future now: that cancels it.
