@@ -1,6 +1,5 @@
 //! Validating builders: [`DeadlineConfig`] and [`AttemptTimeoutConfig`].
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use battlement_core::{EventSink, InvalidConfig, Name};
@@ -67,14 +66,10 @@ impl DeadlineConfig {
             }
             Some(t) => t,
         };
-        let mut layer = DeadlineLayer::new(total);
-        if let Some(name) = self.name {
-            layer = layer.name(name);
-        }
-        if let Some(sink) = self.events {
-            layer = layer.events(sink);
-        }
-        Ok(layer)
+        Ok(DeadlineLayer::from_parts(
+            total,
+            Shared::configured(Role::Total, self.name, self.events),
+        ))
     }
 }
 
@@ -168,16 +163,10 @@ impl AttemptTimeoutConfig {
                 "per_attempt or fraction is required",
             ));
         }
-        let base = Shared::new(Role::Attempt);
-        let shared = if self.name.is_some() || self.events.is_some() {
-            base.with(self.name, self.events)
-        } else {
-            Arc::new(base)
-        };
         Ok(AttemptTimeoutLayer::from_parts(
             self.per_attempt,
             self.fraction,
-            shared,
+            Shared::configured(Role::Attempt, self.name, self.events),
         ))
     }
 }

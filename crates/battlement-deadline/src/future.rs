@@ -55,8 +55,8 @@ pin_project! {
     /// [`DeadlineExceeded`] or [`AttemptTimedOut`].
     ///
     /// Laid out as `tower::timeout`'s (the inner future and a `Sleep`,
-    /// built in place) plus one word of bound and flags and one optional
-    /// reference to the layer's counters.
+    /// built in place) plus one word of bound and flags and one copyable
+    /// ticket to the layer's counters (no reference count).
     pub struct ResponseFuture<F> {
         // `None` when the deadline had passed before the call (the inner
         // service was not called) or once the timer has won.

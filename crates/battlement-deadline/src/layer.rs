@@ -66,13 +66,18 @@ impl DeadlineLayer {
         DeadlineConfig::default()
     }
 
+    /// A layer from a validated `total` (never zero) and its state.
+    pub(crate) fn from_parts(total: Duration, shared: Arc<Shared>) -> Self {
+        DeadlineLayer { total, shared }
+    }
+
     /// Names the layer in its events, traces and handle (default
-    /// `"deadline"`). A named layer costs one reference-count increment
-    /// per call.
+    /// `"deadline"`). A named layer costs nothing more per call: its
+    /// futures find its counters only when a deadline is hit.
     #[must_use]
     pub fn name(self, name: impl Into<Name>) -> Self {
         DeadlineLayer {
-            shared: (self.shared.with(Some(name.into()), None)),
+            shared: self.shared.with(Some(name.into()), None),
             ..self
         }
     }
@@ -82,7 +87,7 @@ impl DeadlineLayer {
     #[must_use]
     pub fn events(self, sink: EventSink) -> Self {
         DeadlineLayer {
-            shared: (self.shared.with(None, Some(sink))),
+            shared: self.shared.with(None, Some(sink)),
             ..self
         }
     }
@@ -220,12 +225,12 @@ impl AttemptTimeoutLayer {
     }
 
     /// Names the layer in its events, traces and handle (default
-    /// `"attempt_timeout"`). A named layer costs one reference-count
-    /// increment per call.
+    /// `"attempt_timeout"`). A named layer costs nothing more per call:
+    /// its futures find its counters only when an attempt is cut.
     #[must_use]
     pub fn name(self, name: impl Into<Name>) -> Self {
         AttemptTimeoutLayer {
-            shared: (self.shared.with(Some(name.into()), None)),
+            shared: self.shared.with(Some(name.into()), None),
             ..self
         }
     }
@@ -236,7 +241,7 @@ impl AttemptTimeoutLayer {
     #[must_use]
     pub fn events(self, sink: EventSink) -> Self {
         AttemptTimeoutLayer {
-            shared: (self.shared.with(None, Some(sink))),
+            shared: self.shared.with(None, Some(sink)),
             ..self
         }
     }

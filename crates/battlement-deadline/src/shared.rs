@@ -48,6 +48,21 @@ impl Shared {
         }
     }
 
+    /// A builder's state: observed (named, or given a sink) only when
+    /// the builder set either.
+    pub(crate) fn configured(
+        role: Role,
+        name: Option<Name>,
+        events: Option<EventSink>,
+    ) -> Arc<Self> {
+        let base = Shared::new(role);
+        if name.is_some() || events.is_some() {
+            base.with(name, events)
+        } else {
+            Arc::new(base)
+        }
+    }
+
     /// A copy with a new name or sink, observed.
     pub(crate) fn with(&self, name: Option<Name>, events: Option<EventSink>) -> Arc<Self> {
         let shared = Arc::new(Shared {

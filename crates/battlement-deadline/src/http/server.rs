@@ -247,12 +247,7 @@ impl ServerDeadlineConfig {
                 "must be > 0",
             ));
         }
-        let base = Shared::new(Role::Server);
-        let shared = if self.name.is_some() || self.events.is_some() {
-            base.with(self.name.take(), self.events.take())
-        } else {
-            Arc::new(base)
-        };
+        let shared = Shared::configured(Role::Server, self.name.take(), self.events.take());
         Ok(ServerDeadlineLayer {
             config: self,
             shared,
