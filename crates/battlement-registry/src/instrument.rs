@@ -157,20 +157,12 @@ impl Counters {
                         self.unsampled.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                match outcome {
-                    Outcome::Success => {
-                        if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
-                            self.consecutive_failures.store(0, Ordering::Relaxed);
-                        }
+                if let Outcome::Success = outcome {
+                    if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
+                        self.consecutive_failures.store(0, Ordering::Relaxed);
                     }
-                    Outcome::Failure(f) => {
-                        self.failures.fetch_add(1, Ordering::Relaxed);
-                        self.by_kind[f.kind.index()].fetch_add(1, Ordering::Relaxed);
-                        self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Outcome::Ignored => {
-                        self.ignored.fetch_add(1, Ordering::Relaxed);
-                    }
+                } else {
+                    self.count_unsuccessful(&outcome);
                 }
             }
             None => {
@@ -186,6 +178,14 @@ impl Counters {
         if self.generation.load(Ordering::Relaxed) != generation {
             return;
         }
+        self.count_unsuccessful(outcome);
+    }
+
+    /// Counts a failure (with its kind and the streak) or an ignored
+    /// call; a success is derived, not counted, so it changes nothing
+    /// here.
+    #[inline(always)]
+    fn count_unsuccessful(&self, outcome: &Outcome) {
         match outcome {
             Outcome::Success => {}
             Outcome::Failure(f) => {
