@@ -360,16 +360,7 @@ async fn merge_reduces_to_one_response() {
 
 #[tokio::test(start_paused = true)]
 async fn a_backend_not_ready_does_not_hold_the_others_back() {
-    let (m1, mut h1) = tower_test::mock::pair::<Req, &'static str>();
-    let (m2, mut h2) = tower_test::mock::pair::<Req, &'static str>();
-    let mut svc = FanOut::builder("fan")
-        .backend("one", m1)
-        .backend("two", m2)
-        .strategy(Strategy::FirstSuccess)
-        .build()
-        .unwrap();
-    h1.allow(1);
-    h2.allow(0);
+    let (mut svc, mut h1, mut h2) = one_ready_two_not(Strategy::FirstSuccess);
     assert!(ready_now(&mut svc), "ready although `two` is not");
     let start = Instant::now();
     let fut = svc.call(Req::default());
@@ -387,15 +378,7 @@ async fn a_backend_not_ready_does_not_hold_the_others_back() {
 
 #[tokio::test(start_paused = true)]
 async fn a_backend_that_gets_ready_later_is_called_inside_the_fan_out() {
-    let (m1, mut h1) = tower_test::mock::pair::<Req, &'static str>();
-    let (m2, mut h2) = tower_test::mock::pair::<Req, &'static str>();
-    let mut svc = FanOut::builder("fan")
-        .backend("one", m1)
-        .backend("two", m2)
-        .build()
-        .unwrap();
-    h1.allow(1);
-    h2.allow(0);
+    let (mut svc, mut h1, mut h2) = one_ready_two_not(Strategy::All);
     assert!(ready_now(&mut svc));
     let fut = tokio::spawn(svc.call(Req::default()));
     let (_, send) = h1.next_request().await.unwrap();
@@ -412,15 +395,7 @@ async fn a_backend_that_gets_ready_later_is_called_inside_the_fan_out() {
 
 #[tokio::test(start_paused = true)]
 async fn a_backend_not_ready_by_the_deadline_is_reported_not_called() {
-    let (m1, mut h1) = tower_test::mock::pair::<Req, &'static str>();
-    let (m2, mut h2) = tower_test::mock::pair::<Req, &'static str>();
-    let mut svc = FanOut::builder("fan")
-        .backend("one", m1)
-        .backend("two", m2)
-        .build()
-        .unwrap();
-    h1.allow(1);
-    h2.allow(0); // never ready
+    let (mut svc, mut h1, _h2) = one_ready_two_not(Strategy::All); // `two` is never ready
     assert!(ready_now(&mut svc));
     let start = Instant::now();
     let fut = svc.call(Req {
@@ -443,15 +418,7 @@ async fn a_backend_not_ready_by_the_deadline_is_reported_not_called() {
 
 #[tokio::test(start_paused = true)]
 async fn readiness_failing_inside_the_fan_out_is_reported_as_the_backends_error() {
-    let (m1, mut h1) = tower_test::mock::pair::<Req, &'static str>();
-    let (m2, mut h2) = tower_test::mock::pair::<Req, &'static str>();
-    let mut svc = FanOut::builder("fan")
-        .backend("one", m1)
-        .backend("two", m2)
-        .build()
-        .unwrap();
-    h1.allow(1);
-    h2.allow(0);
+    let (mut svc, mut h1, mut h2) = one_ready_two_not(Strategy::All);
     assert!(ready_now(&mut svc));
     let fut = tokio::spawn(svc.call(Req::default()));
     let (_, send) = h1.next_request().await.unwrap();
@@ -463,6 +430,27 @@ async fn readiness_failing_inside_the_fan_out_is_reported_as_the_backends_error(
     assert!(matches!(two.reply, Reply::Error(_)));
     assert!(two.outcome.is_failure());
     assert_eq!(res.success_count(), 1);
+}
+
+/// A `tower_test` mock backend and its handle.
+type Backend = tower_test::mock::Mock<Req, &'static str>;
+type BackendHandle = tower_test::mock::Handle<Req, &'static str>;
+
+/// A fan-out named `fan` over two mock backends: `one`, ready for one
+/// call, and `two`, not ready until its handle allows it; and their
+/// handles.
+fn one_ready_two_not(strategy: Strategy) -> (FanOut<Backend>, BackendHandle, BackendHandle) {
+    let (m1, mut h1) = tower_test::mock::pair::<Req, &'static str>();
+    let (m2, mut h2) = tower_test::mock::pair::<Req, &'static str>();
+    let svc = FanOut::builder("fan")
+        .backend("one", m1)
+        .backend("two", m2)
+        .strategy(strategy)
+        .build()
+        .unwrap();
+    h1.allow(1);
+    h2.allow(0);
+    (svc, h1, h2)
 }
 
 /// Polls `svc.poll_ready` once with a no-op waker: `true` when ready.
