@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Response};
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
-use tower::{ServiceBuilder, ServiceExt, service_fn};
+use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
 /// A response body of prepared frames (or errors).
 struct Frames(VecDeque<Result<Frame<Bytes>, BoxError>>);
@@ -73,18 +73,27 @@ fn respond(answer: Answer) -> Response<Frames> {
     res
 }
 
-async fn call_all(answers: &[Answer]) -> battlement_core::Details {
-    let registry = Registry::new();
+/// The stack under test: `GrpcTrailersLayer` over an instrument named
+/// `grpc` of `registry`, over a backend that answers as told.
+fn instrumented(
+    registry: &Registry,
+) -> impl Service<Answer, Response = Response<impl Body<Error = BoxError> + Unpin>, Error = BoxError>
++ Clone {
     let instrument = registry
         .layer("grpc")
         .unwrap()
         .classifier(GrpcClassifier::new());
-    let svc = ServiceBuilder::new()
+    ServiceBuilder::new()
         .layer(GrpcTrailersLayer::new(instrument.late_outcome()))
         .layer(instrument)
         .service(service_fn(|answer: Answer| async move {
             Ok::<_, BoxError>(respond(answer))
-        }));
+        }))
+}
+
+async fn call_all(answers: &[Answer]) -> battlement_core::Details {
+    let registry = Registry::new();
+    let svc = instrumented(&registry);
     for answer in answers {
         let res = svc.clone().oneshot(*answer).await.unwrap();
         // Read the body to its end, as a client does; errors are the
@@ -139,16 +148,7 @@ async fn a_status_in_the_headers_counts_once() {
 #[tokio::test(start_paused = true)]
 async fn a_body_dropped_early_stays_a_success() {
     let registry = Registry::new();
-    let instrument = registry
-        .layer("grpc")
-        .unwrap()
-        .classifier(GrpcClassifier::new());
-    let svc = ServiceBuilder::new()
-        .layer(GrpcTrailersLayer::new(instrument.late_outcome()))
-        .layer(instrument)
-        .service(service_fn(|answer: Answer| async move {
-            Ok::<_, BoxError>(respond(answer))
-        }));
+    let svc = instrumented(&registry);
     let res = svc.clone().oneshot(Answer::Trailers("14")).await.unwrap();
     let mut body = res.into_body();
     let first = body.frame().await.unwrap().unwrap();
