@@ -20,8 +20,11 @@ use http::{HeaderMap, Response, StatusCode};
 /// | other 5xx | `Unknown` | yes | |
 /// | other 4xx | ignored: the caller's mistake, neither a success nor a failure of the service | | |
 ///
-/// `Retry-After` is read as delay-seconds or as an HTTP date
-/// (`Sun, 06 Nov 1994 08:49:37 GMT`; a date in the past is no wait).
+/// `Retry-After` is read as delay-seconds (digits only) or as an HTTP date
+/// (`Sun, 06 Nov 1994 08:49:37 GMT`; a date in the past is no wait). A
+/// value from the network never panics: a number or a date beyond what a
+/// `Duration` holds saturates at `u64::MAX` seconds (a retry layer caps it
+/// by its own maximum), anything unreadable is ignored.
 ///
 /// ```
 /// use battlement_core::{BoxError, Classify, FailureKind};
@@ -80,29 +83,45 @@ impl<B, E: AsDynError> Classify<Response<B>, E> for HttpClassifier {
     }
 }
 
-/// Reads `Retry-After` as seconds or an HTTP date.
+/// Reads `Retry-After` as delay-seconds or an HTTP date. A value too
+/// large to hold saturates at `u64::MAX` seconds; garbage is ignored.
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers
         .get(http::header::RETRY_AFTER)?
         .to_str()
         .ok()?
         .trim();
-    if let Ok(secs) = value.parse::<u64>() {
+    if let Some(secs) = saturating_digits(value) {
         return Some(Duration::from_secs(secs));
     }
     let at = parse_http_date(value)?;
-    Some(
-        at.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    // Before 1970 is in the past; beyond `u64` seconds, the longest wait.
+    let at = u64::try_from(at.max(0)).unwrap_or(u64::MAX);
+    Some(Duration::from_secs(at).saturating_sub(now))
 }
 
-/// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
-fn parse_http_date(s: &str) -> Option<SystemTime> {
+/// A non-empty run of ASCII digits as a number, saturating at `u64::MAX`;
+/// `None` for anything else (a sign, a space, a fraction).
+pub(crate) fn saturating_digits(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(s.bytes().fold(0u64, |n, b| {
+        n.saturating_mul(10).saturating_add(u64::from(b - b'0'))
+    }))
+}
+
+/// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) into seconds
+/// since the Unix epoch (negative before 1970). Any year that fits an
+/// `i64` is read; the arithmetic is in `i128`, so none overflows.
+fn parse_http_date(s: &str) -> Option<i128> {
     let rest = s.split_once(", ")?.1;
     let mut parts = rest.split(' ');
-    let day: u64 = parts.next()?.parse().ok()?;
-    let month = match parts.next()? {
+    let day: i128 = parts.next()?.parse().ok()?;
+    let month: i128 = match parts.next()? {
         "Jan" => 1,
         "Feb" => 2,
         "Mar" => 3,
@@ -117,11 +136,11 @@ fn parse_http_date(s: &str) -> Option<SystemTime> {
         "Dec" => 12,
         _ => return None,
     };
-    let year: i64 = parts.next()?.parse().ok()?;
+    let year = i128::from(parts.next()?.parse::<i64>().ok()?);
     let mut hms = parts.next()?.split(':');
-    let h: u64 = hms.next()?.parse().ok()?;
-    let m: u64 = hms.next()?.parse().ok()?;
-    let sec: u64 = hms.next()?.parse().ok()?;
+    let h: i128 = hms.next()?.parse().ok()?;
+    let m: i128 = hms.next()?.parse().ok()?;
+    let sec: i128 = hms.next()?.parse().ok()?;
     if parts.next()? != "GMT" || !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 60 {
         return None;
     }
@@ -130,11 +149,10 @@ fn parse_http_date(s: &str) -> Option<SystemTime> {
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
     let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day as i64 - 1;
+    let doy = (153 * mp + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    let secs = u64::try_from(days).ok()? * 86_400 + h * 3600 + m * 60 + sec;
-    Some(UNIX_EPOCH + Duration::from_secs(secs))
+    Some(days * 86_400 + h * 3600 + m * 60 + sec)
 }
 
 /// Judges gRPC responses by the `grpc-status` header (a trailers-only
@@ -187,8 +205,10 @@ fn parse_http_date(s: &str) -> Option<SystemTime> {
 /// | 12 `UNIMPLEMENTED` | `Configuration` | no |
 /// | 2, 6, 13, 15 and others | `Unknown` | yes |
 ///
-/// `grpc-retry-pushback-ms` sets the retry-after; a negative pushback
-/// means "do not retry" and makes the failure not retryable.
+/// `grpc-retry-pushback-ms` sets the retry-after (saturating at
+/// `u64::MAX` ms); a negative or unparseable pushback means "do not retry"
+/// (gRPC's retry design, A6) and makes the failure not retryable. A
+/// `grpc-status` that is not a number counts as 2 `UNKNOWN`.
 ///
 /// ```
 /// use battlement_core::{BoxError, Classify, FailureKind};
@@ -211,13 +231,15 @@ impl GrpcClassifier {
 
     /// The outcome of a response's (or trailers') headers.
     pub fn classify_headers(&self, headers: &HeaderMap) -> Outcome {
-        let Some(code) = headers
-            .get("grpc-status")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u32>().ok())
-        else {
+        let Some(code) = headers.get("grpc-status") else {
             return Outcome::Success;
         };
+        // A status that is not a number is `UNKNOWN`, as gRPC clients read it.
+        let code = code
+            .to_str()
+            .ok()
+            .and_then(|v| saturating_digits(v.trim()))
+            .unwrap_or(2);
         use FailureKind::*;
         let kind = match code {
             0 => return Outcome::Success,
@@ -234,14 +256,14 @@ impl GrpcClassifier {
             _ => Unknown,
         };
         let mut failure = Failure::new(kind);
-        if let Some(ms) = headers
-            .get("grpc-retry-pushback-ms")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<i64>().ok())
-        {
-            match u64::try_from(ms) {
-                Ok(ms) => failure = failure.with_retry_after(Some(Duration::from_millis(ms))),
-                Err(_) => failure = failure.retryable(false),
+        if let Some(pushback) = headers.get("grpc-retry-pushback-ms") {
+            match pushback
+                .to_str()
+                .ok()
+                .and_then(|v| saturating_digits(v.trim()))
+            {
+                Some(ms) => failure = failure.with_retry_after(Some(Duration::from_millis(ms))),
+                None => failure = failure.retryable(false),
             }
         }
         failure.into()
@@ -282,6 +304,7 @@ fn http_status_as_grpc(status: StatusCode) -> Outcome {
 mod tests {
     use super::*;
     use battlement_core::BoxError;
+    use proptest::prelude::*;
 
     fn http(status: u16, headers: &[(&str, &str)]) -> Outcome {
         let mut b = Response::builder().status(status);
@@ -328,15 +351,100 @@ mod tests {
 
     #[test]
     fn http_dates() {
-        let t = parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
-        assert_eq!(t.duration_since(UNIX_EPOCH).unwrap().as_secs(), 784_111_777);
-        let t = parse_http_date("Thu, 29 Feb 2024 00:00:00 GMT").unwrap();
         assert_eq!(
-            t.duration_since(UNIX_EPOCH).unwrap().as_secs(),
-            1_709_164_800
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(
+            parse_http_date("Thu, 29 Feb 2024 00:00:00 GMT"),
+            Some(1_709_164_800)
         );
         assert!(parse_http_date("Sun, 06 Foo 1994 08:49:37 GMT").is_none());
         assert!(parse_http_date("06 Nov 1994").is_none());
+    }
+
+    /// A date beyond what the platform's clock holds saturates to the
+    /// longest wait; it never panics (it used to overflow the instant).
+    #[test]
+    fn far_future_dates_saturate() {
+        for date in [
+            "Sun, 06 Nov 300000000000 08:49:37 GMT",
+            "Sun, 06 Nov 9223372036854775807 23:59:60 GMT",
+            "Sun, 06 Nov -9223372036854775808 00:00:00 GMT",
+        ] {
+            let out = http(503, &[("retry-after", date)]);
+            let after = out.as_failure().unwrap().retry_after.unwrap();
+            if date.contains(" -") {
+                assert_eq!(after, Duration::ZERO, "{date}");
+            } else {
+                assert!(after > Duration::from_secs(u64::MAX / 2), "{date}");
+            }
+        }
+        let huge = http(429, &[("retry-after", "99999999999999999999999")]);
+        assert_eq!(
+            huge.as_failure().unwrap().retry_after,
+            Some(Duration::from_secs(u64::MAX))
+        );
+        // delay-seconds is digits only.
+        assert_eq!(
+            http(503, &[("retry-after", "+5")])
+                .as_failure()
+                .unwrap()
+                .retry_after,
+            None
+        );
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> Option<HeaderMap> {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(*k, http::HeaderValue::from_str(v).ok()?);
+        }
+        Some(map)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any header value from the network: an outcome, never a panic.
+        #[test]
+        fn header_values_never_panic(v in "[\\t -~]{0,48}") {
+            let Some(map) = headers(&[
+                ("retry-after", &v),
+                ("grpc-status", &v),
+                ("grpc-retry-pushback-ms", &v),
+            ]) else {
+                return Ok(());
+            };
+            let _ = HttpClassifier::new().classify_status(StatusCode::SERVICE_UNAVAILABLE, &map);
+            let _ = GrpcClassifier::new().classify_headers(&map);
+        }
+
+        /// Well-formed dates with extreme fields: a wait, never a panic.
+        #[test]
+        fn extreme_dates_never_panic(
+            year in prop_oneof![any::<i64>(), -10_000i64..100_000],
+            day in 0u8..40,
+            month in 0usize..13,
+            (h, m, sec) in (0u8..30, 0u8..70, 0u8..70),
+        ) {
+            const MONTHS: [&str; 13] = [
+                "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+                "Foo",
+            ];
+            let date = format!("Sun, {day:02} {} {year} {h:02}:{m:02}:{sec:02} GMT", MONTHS[month]);
+            let map = headers(&[("retry-after", &date)]).unwrap();
+            let _ = HttpClassifier::new().classify_status(StatusCode::TOO_MANY_REQUESTS, &map);
+        }
+
+        #[test]
+        fn pushback_never_panics(ms in any::<i128>()) {
+            let map = headers(&[("grpc-status", "14"), ("grpc-retry-pushback-ms", &ms.to_string())])
+                .unwrap();
+            let out = GrpcClassifier::new().classify_headers(&map);
+            let failure = out.as_failure().unwrap();
+            prop_assert_eq!(failure.retryable, ms >= 0);
+        }
     }
 
     #[test]
@@ -365,6 +473,18 @@ mod tests {
             g(&[("grpc-status", "13")]).as_failure().unwrap().kind,
             FailureKind::Unknown
         );
+        // A status that is not a number is UNKNOWN, not a success.
+        for junk in ["ok", "-1", "99999999999999999999999", ""] {
+            let out = g(&[("grpc-status", junk)]);
+            assert_eq!(
+                out.as_failure().unwrap().kind,
+                FailureKind::Unknown,
+                "{junk}"
+            );
+        }
+        // An unparseable pushback means "do not retry".
+        let f = g(&[("grpc-status", "14"), ("grpc-retry-pushback-ms", "soon")]);
+        assert!(!f.is_retryable());
     }
 
     /// Not a gRPC answer (no `grpc-status`, not HTTP 200): gRPC's mapping
