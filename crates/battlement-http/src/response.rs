@@ -17,7 +17,7 @@ use crate::body::HealthBody;
 ///
 /// | error | status | `Retry-After` |
 /// |---|---|---|
-/// | [`CircuitOpen`], [`Shed`], [`Throttled`] | `503 Service Unavailable` | the error's retry-after, in whole seconds rounded up |
+/// | [`CircuitOpen`], [`Shed`], [`Throttled`] | `503 Service Unavailable` | the error's retry-after, in whole seconds rounded up (at least 1, saturating at `u64::MAX`) |
 /// | [`DeadlineExceeded`], [`AttemptTimedOut`], tower's `Elapsed` | `504 Gateway Timeout` | — |
 /// | [`RetriesExhausted`] | as its last error, else `502 Bad Gateway` | its retry-after |
 /// | anything else | `500 Internal Server Error` | — |
@@ -77,9 +77,10 @@ fn is_elapsed(e: &(dyn Error + 'static)) -> bool {
     ) && e.to_string() == "request timed out"
 }
 
+/// Whole seconds, rounded up, at least 1, saturating at `u64::MAX`.
 fn round_up(d: Option<Duration>) -> Option<Duration> {
     d.map(|d| {
-        let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+        let secs = d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0));
         Duration::from_secs(secs.max(1))
     })
 }
@@ -120,7 +121,34 @@ pub fn error_response(err: &(dyn Error + 'static)) -> Response<HealthBody> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use battlement_core::{BoxError, Level, Priority, RetryStop};
+    use battlement_core::{BoxError, CircuitState, Level, Priority, RetryStop};
+    use proptest::prelude::*;
+
+    /// The longest wait saturates at `u64::MAX` seconds: no overflow in
+    /// debug, no wrap to `Retry-After: 1` in release.
+    #[test]
+    fn the_longest_retry_after_saturates() {
+        let open = CircuitOpen::new("db", CircuitState::Open, Some(Duration::MAX));
+        let res = error_response(&open);
+        assert_eq!(res.headers()["retry-after"], u64::MAX.to_string().as_str());
+    }
+
+    proptest! {
+        /// Rounded up to whole seconds, at least 1, saturating.
+        #[test]
+        fn retry_after_rounds_up(
+            secs in prop_oneof![any::<u64>(), u64::MAX - 2..=u64::MAX],
+            nanos in 0u32..1_000_000_000,
+        ) {
+            let d = Duration::new(secs, nanos);
+            let open = CircuitOpen::new("db", CircuitState::Open, Some(d));
+            let (_, after) = error_status(&open);
+            let after = after.unwrap();
+            prop_assert!(after >= d || after.as_secs() == u64::MAX);
+            prop_assert!(after >= Duration::from_secs(1));
+            prop_assert!(after.saturating_sub(d) < Duration::from_secs(1) || d < Duration::from_secs(1));
+        }
+    }
 
     #[test]
     fn the_table() {
