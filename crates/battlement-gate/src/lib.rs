@@ -124,7 +124,10 @@
 //! - **Throttle accounting.** A call counts as rejected by the backend
 //!   when the throttle's classifier says `RateLimited`, `Unavailable` or
 //!   `Rejected`; everything else (other failures included) is an accept,
-//!   as in the SRE book, where only explicit overload refusals count.
+//!   as in the SRE book, where only explicit overload refusals count. A
+//!   call dropped before the backend answered (deadline, hedge, fan-out
+//!   cancelling the losers) counts as neither a request nor an accept:
+//!   the drop un-counts its request (issue 13, D2).
 //!
 //! # Performance
 //!

@@ -43,6 +43,15 @@ type Random = Arc<dyn Fn() -> f64 + Send + Sync>;
 /// lock); a call racing a bucket's rotation may be miscounted, which the
 /// estimate tolerates.
 ///
+/// A call whose response future is dropped before the backend answered
+/// (a caller's deadline, a hedge or first-success fan-out cancelling the
+/// losers) counts as **neither**: its request is un-counted from the
+/// bucket it was counted in, since it tells nothing about whether the
+/// backend would have accepted it. Counting it as a request without an
+/// accept would read as a rejection and make the client refuse a healthy
+/// backend afterwards. When throttling by hand, give an abandoned call
+/// back with [`cancel`](Self::cancel).
+///
 /// ```
 /// use battlement_gate::AdaptiveThrottle;
 ///
@@ -285,7 +294,9 @@ impl AdaptiveThrottle {
 
     /// Decides one call: `Err(Throttled)` to refuse it, else `Ok(())` (the
     /// request is counted either way). Use this to throttle by hand; the
-    /// layer calls it for you.
+    /// layer calls it for you. Follow a call let through with
+    /// [`record`](Self::record) once the backend answers, or with
+    /// [`cancel`](Self::cancel) if it is abandoned first.
     ///
     /// # Errors
     ///
@@ -325,6 +336,29 @@ impl AdaptiveThrottle {
         if b.epoch.load(Relaxed) == epoch {
             b.accepts.fetch_add(1, Relaxed);
         }
+    }
+
+    /// Un-counts the request of an abandoned call `epoch` counted it in,
+    /// unless that bucket has been reused since (the request already left
+    /// the window). Saturates at zero, so a race with the bucket's reset
+    /// cannot wrap the count.
+    fn forget_at(&self, epoch: u64) {
+        let s = &self.shared;
+        let b = &s.buckets[(epoch % s.buckets.len() as u64) as usize];
+        if b.epoch.load(Relaxed) == epoch {
+            let _ = b
+                .requests
+                .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+        }
+    }
+
+    /// Un-counts a call [`try_acquire`](Self::try_acquire) let through and
+    /// that was abandoned before the backend answered (cancelled, timed
+    /// out locally): it then counts as neither a request nor an accept.
+    /// The layer does this when a response future is dropped.
+    pub fn cancel(&self) {
+        let s = &self.shared;
+        self.forget_at(s.epoch(Instant::now()));
     }
 
     /// Records the backend's answer to a call [`try_acquire`](Self::try_acquire)
@@ -534,8 +568,11 @@ where
             Ok(epoch) => ThrottleFuture {
                 kind: ThrottleKind::Called {
                     fut: self.inner.call(req),
-                    epoch,
-                    throttle: self.throttle.clone(),
+                    ticket: Ticket {
+                        throttle: self.throttle.clone(),
+                        epoch,
+                        answered: false,
+                    },
                     classifier: self.classifier.clone(),
                 },
             },
@@ -557,8 +594,25 @@ pin_project! {
 pin_project! {
     #[project = ThrottleKindProj]
     enum ThrottleKind<F, C> {
-        Called { #[pin] fut: F, epoch: u64, throttle: AdaptiveThrottle, classifier: C },
+        Called { #[pin] fut: F, ticket: Ticket, classifier: C },
         Throttled { error: Option<Throttled> },
+    }
+}
+
+/// The request a call let through counted: un-counted when the call is
+/// dropped before the backend answered, so a cancelled call counts as
+/// neither a request nor an accept.
+struct Ticket {
+    throttle: AdaptiveThrottle,
+    epoch: u64,
+    answered: bool,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.throttle.forget_at(self.epoch);
+        }
     }
 }
 
@@ -580,12 +634,13 @@ where
         match self.project().kind.project() {
             ThrottleKindProj::Called {
                 fut,
-                epoch,
-                throttle,
+                ticket,
                 classifier,
             } => {
                 let res = ready!(fut.poll(cx)).map_err(Into::into);
-                throttle.record_at(*epoch, !rejected_by_backend(&classifier.classify(&res)));
+                let accepted = !rejected_by_backend(&classifier.classify(&res));
+                ticket.answered = true;
+                ticket.throttle.record_at(ticket.epoch, accepted);
                 Poll::Ready(res)
             }
             ThrottleKindProj::Throttled { error } => Poll::Ready(Err(Box::new(
@@ -617,6 +672,10 @@ mod tests {
         }
         assert_eq!(t.totals(), (10, 2));
         assert!((t.probability() - 6.0 / 11.0).abs() < 1e-9);
+        // A call abandoned by hand counts as neither.
+        t.try_acquire().unwrap();
+        t.cancel();
+        assert_eq!(t.totals(), (10, 2));
         // Everything slides out of the window.
         tokio::time::advance(Duration::from_secs(11)).await;
         assert_eq!(t.totals(), (0, 0));

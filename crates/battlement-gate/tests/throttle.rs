@@ -160,3 +160,121 @@ fn invalid_throttle_config() {
         assert_eq!(err.field, field);
     }
 }
+
+/// Issue 13, D2: callers that give up on a slow backend (a deadline, a
+/// hedge, a first-success fan-out) must count neither as requests nor as
+/// rejections, or a healthy backend is refused locally afterwards.
+#[tokio::test(start_paused = true)]
+async fn cancelled_calls_count_neither_way() {
+    let throttle = AdaptiveThrottle::builder("backend")
+        .random(|| 0.5)
+        .build()
+        .unwrap();
+    let mut slow = throttle.layer().layer(service_fn(|_: ()| async {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        Ok::<_, BoxError>(())
+    }));
+    for _ in 0..50 {
+        let call = slow.ready().await.unwrap().call(());
+        let gave_up = tokio::time::timeout(Duration::from_millis(100), call).await;
+        assert!(gave_up.is_err(), "the caller gives up first");
+    }
+    assert_eq!(throttle.totals(), (0, 0));
+    assert_eq!(throttle.probability(), 0.0);
+
+    let mut healthy = throttle
+        .layer()
+        .layer(service_fn(|_: ()| async { Ok::<_, BoxError>(()) }));
+    for _ in 0..1000 {
+        healthy.ready().await.unwrap().call(()).await.unwrap();
+    }
+    assert_eq!(throttle.throttled(), 0);
+    assert_eq!(throttle.totals(), (1000, 1000));
+}
+
+mod cancellation_props {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll, Waker};
+
+    use battlement_core::{BoxError, FailureKind, Outcome};
+    use battlement_gate::{AdaptiveThrottle, ThrottleLayer};
+    use proptest::prelude::*;
+    use tokio::sync::oneshot;
+    use tower::{Layer, Service, service_fn};
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Start,
+        Answer(usize, bool),
+        Drop(usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            2 => Just(Op::Start),
+            2 => (any::<usize>(), any::<bool>()).prop_map(|(i, a)| Op::Answer(i, a)),
+            1 => any::<usize>().prop_map(Op::Drop),
+        ]
+    }
+
+    type Fut = Pin<Box<dyn Future<Output = Result<bool, BoxError>>>>;
+
+    fn poll_once(f: &mut Fut) -> Poll<Result<bool, BoxError>> {
+        f.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    proptest! {
+        /// Whatever mix of calls answered and calls dropped before their
+        /// answer: the window counts exactly the answered calls as
+        /// requests, and the accepted ones as accepts.
+        #[test]
+        fn dropped_calls_are_not_counted(ops in proptest::collection::vec(op(), 1..80)) {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                // A draw of 1.0 is never below the probability: nothing is
+                // refused locally, every call reaches the backend.
+                let throttle = AdaptiveThrottle::builder("t").random(|| 1.0).build().unwrap();
+                let classify = |r: &Result<bool, BoxError>| match r {
+                    Ok(true) => Outcome::Success,
+                    _ => Outcome::failure(FailureKind::Unavailable),
+                };
+                let mut svc = ThrottleLayer::new(throttle.clone())
+                    .classifier(classify)
+                    .layer(service_fn(|rx: oneshot::Receiver<bool>| async move {
+                        Ok::<_, BoxError>(rx.await.unwrap_or(false))
+                    }));
+                let mut pending: Vec<(Fut, oneshot::Sender<bool>)> = vec![];
+                let (mut requests, mut accepts) = (0u64, 0u64);
+                for op in ops {
+                    match op {
+                        Op::Start => {
+                            let (tx, rx) = oneshot::channel();
+                            let mut fut: Fut = Box::pin(svc.call(rx));
+                            prop_assert!(poll_once(&mut fut).is_pending());
+                            pending.push((fut, tx));
+                        }
+                        Op::Answer(i, accepted) if !pending.is_empty() => {
+                            let (mut fut, tx) = pending.swap_remove(i % pending.len());
+                            tx.send(accepted).unwrap();
+                            prop_assert!(poll_once(&mut fut).is_ready());
+                            requests += 1;
+                            accepts += u64::from(accepted);
+                        }
+                        Op::Drop(i) if !pending.is_empty() => {
+                            drop(pending.swap_remove(i % pending.len()));
+                        }
+                        _ => {}
+                    }
+                    let in_flight = pending.len() as u64;
+                    prop_assert_eq!(throttle.totals(), (requests + in_flight, accepts));
+                }
+                Ok(())
+            })?;
+        }
+    }
+}
