@@ -193,6 +193,13 @@ impl Backoff {
     /// The delay before retry number `retry` (1 for the first retry),
     /// with `base` in place of the configured base, after a previous delay
     /// of `prev` (zero before the first retry).
+    ///
+    /// Never panics and never exceeds the cap ([`max_delay`](Self::max_delay),
+    /// or `base` if larger), whatever the parameters: the arithmetic is in
+    /// floating point and converted back saturating, a growth that
+    /// overflows (`multiplier(1e300)`, a `Duration::MAX` cap) reads as the
+    /// cap, and one that is not a number (a zero base grown by an infinite
+    /// factor) or negative reads as zero.
     pub fn delay(
         &self,
         retry: u32,
@@ -202,18 +209,20 @@ impl Backoff {
     ) -> Duration {
         let base = base.unwrap_or(self.base);
         // A per-kind base above the cap lifts the cap with it.
-        let max = self.max.max(base).as_secs_f64();
+        let cap = self.max.max(base);
+        let max = cap.as_secs_f64();
         let base_s = base.as_secs_f64();
         let raw = match self.shape {
             Shape::Constant => base_s,
             Shape::Exponential => {
                 let exp = retry.saturating_sub(1).min(i32::MAX as u32) as i32;
-                (base_s * self.multiplier.powi(exp)).min(max)
+                let grown = base_s * self.multiplier.powi(exp);
+                if grown.is_nan() { 0.0 } else { grown.min(max) }
             }
             Shape::Decorrelated => {
                 let hi = (prev.as_secs_f64() * 3.0).max(base_s);
                 let r = unit(random);
-                return secs(base_s + (hi - base_s) * r).min(Duration::from_secs_f64(max));
+                return secs(base_s + (hi - base_s) * r).min(cap);
             }
         };
         let jittered = match self.jitter {
@@ -221,7 +230,9 @@ impl Backoff {
             Jitter::Full => raw * unit(random),
             Jitter::Equal => raw / 2.0 + raw / 2.0 * unit(random),
         };
-        secs(jittered)
+        // Seconds in `f64` round: converted back, a delay at the cap may
+        // come out a few nanoseconds above it.
+        secs(jittered).min(cap)
     }
 }
 
@@ -231,7 +242,8 @@ fn unit(random: &dyn RandomSource) -> f64 {
     if r.is_nan() { 0.0 } else { r.clamp(0.0, 1.0) }
 }
 
-/// Seconds to a duration, saturating instead of panicking.
+/// Seconds to a duration, saturating instead of panicking: not a number
+/// or negative is zero, past `Duration::MAX` is `Duration::MAX`.
 fn secs(s: f64) -> Duration {
     Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX)
 }

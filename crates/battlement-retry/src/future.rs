@@ -248,7 +248,7 @@ where
             if delay.is_zero() {
                 this.state.set(State::Retrying);
             } else {
-                let at = Instant::now() + delay;
+                let at = sleep_deadline(Instant::now(), delay);
                 match this.sleep.as_mut().as_pin_mut() {
                     Some(sleep) => sleep.reset(at),
                     None => this.sleep.set(Some(tokio::time::sleep_until(at))),
@@ -258,6 +258,17 @@ where
             None
         }
     }
+}
+
+/// The longest sleep a retry takes: about thirty years, as tokio's own
+/// `sleep` caps it. A longer delay (a `Retry-After` of `u64::MAX`
+/// seconds, a `Duration::MAX` backoff) would overflow the instant.
+const LONGEST_SLEEP: Duration = Duration::from_secs(86_400 * 365 * 30);
+
+/// When a backoff of `delay` from `now` ends, saturating at
+/// [`LONGEST_SLEEP`] instead of panicking past the clock's range.
+fn sleep_deadline(now: Instant, delay: Duration) -> Instant {
+    now + delay.min(LONGEST_SLEEP)
 }
 
 /// Ends the retries for `reason`: emits the event and returns the last

@@ -99,6 +99,15 @@
 //! [`RandomSource`] ([`FastRandom`] by default, [`SeededRandom`] for
 //! repeatable tests).
 //!
+//! Every delay saturates instead of panicking (issue 13, D3): a backoff
+//! that grows past `Duration::MAX` is capped at its `max`, a computed
+//! delay that is not a number or negative is zero, and a delay longer
+//! than about thirty years (a `Retry-After` of `u64::MAX` seconds under
+//! `max_retry_after(Duration::MAX)`, `Backoff::constant(Duration::MAX)`)
+//! sleeps about thirty years, as tokio's own `sleep` does, rather than
+//! overflowing the clock. `build()` does not reject these: a wait that
+//! long is legal, just useless, and a deadline stops it anyway.
+//!
 //! # Deadlines
 //!
 //! The request's [`Deadline`](battlement_core::Deadline) is read once, when

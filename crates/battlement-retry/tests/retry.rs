@@ -767,3 +767,176 @@ async fn late_deadline_stop_returns_the_last_failure_response() {
     handle.allow(1);
     assert_eq!(fut.await.unwrap(), 503);
 }
+
+/// Issue 13, D3: configurations `build()` accepts whose delays pass the
+/// clock's range saturate (a sleep far in the future) instead of panicking
+/// with "overflow when adding duration to instant".
+#[tokio::test(start_paused = true)]
+async fn absurd_delays_saturate_instead_of_panicking() {
+    let huge = Duration::from_secs(u64::MAX);
+    // (backoff, calls after a few days, done by then)
+    let cases = [
+        (Backoff::constant(Duration::MAX), 1, false),
+        // 1 s, then 1e300 s.
+        (
+            Backoff::exponential(Duration::from_secs(1))
+                .max(Duration::MAX)
+                .multiplier(1e300),
+            2,
+            false,
+        ),
+        // Its cap used to be converted with `Duration::from_secs_f64`.
+        (
+            Backoff::decorrelated(Duration::from_secs(1)).max(Duration::MAX),
+            3,
+            true,
+        ),
+        // Zero grown by an infinite factor is not a number: zero, not the cap.
+        (
+            Backoff::exponential(Duration::ZERO)
+                .max(Duration::MAX)
+                .multiplier(1e300)
+                .jitter(Jitter::Equal),
+            3,
+            true,
+        ),
+    ];
+    for (backoff, calls, done) in cases {
+        let backend = Backend::new(&[Step::Refused]);
+        let svc = RetryLayer::new(policy().backoff(backoff).build().unwrap()).layer(backend.clone());
+        let mut fut = Box::pin(svc.oneshot(req()));
+        let mut ready = futures_poll(&mut fut).is_ready();
+        for _ in 0..3 {
+            if ready {
+                break;
+            }
+            advance(Duration::from_secs(86_400)).await;
+            ready = futures_poll(&mut fut).is_ready();
+        }
+        assert_eq!((backend.calls(), ready), (calls, done), "{backoff:?}");
+    }
+    // A server's `Retry-After: 18446744073709551615`, honoured whatever
+    // its length.
+    let backend = Backend::new(&[Step::Answer(Resp {
+        status: 429,
+        retry_after: Some(huge),
+    })]);
+    let svc = RetryLayer::new(policy().max_retry_after(Duration::MAX).build().unwrap())
+        .layer(backend.clone());
+    let mut fut = Box::pin(svc.oneshot(req()));
+    assert!(futures_poll(&mut fut).is_pending());
+    advance(Duration::from_secs(86_400)).await;
+    assert!(futures_poll(&mut fut).is_pending());
+    assert_eq!(backend.calls(), 1);
+}
+
+mod backoff_props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Durations from zero to `Duration::MAX`, weighted towards both ends
+    /// and the ordinary middle.
+    fn duration() -> impl Strategy<Value = Duration> {
+        prop_oneof![
+            Just(Duration::ZERO),
+            Just(Duration::MAX),
+            (0u64..100_000).prop_map(Duration::from_millis),
+            (any::<u64>(), 0u32..1_000_000_000).prop_map(|(s, n)| Duration::new(s, n)),
+        ]
+    }
+
+    fn multiplier() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            1.0f64..10.0,
+            1.0f64..1e300,
+            Just(f64::MAX),
+            Just(f64::INFINITY),
+            Just(f64::NAN),
+            -10.0f64..1.0,
+        ]
+    }
+
+    fn draw() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            0.0f64..1.0,
+            Just(1.0),
+            Just(f64::NAN),
+            Just(f64::INFINITY),
+            Just(-1.0)
+        ]
+    }
+
+    fn backoff() -> impl Strategy<Value = Backoff> {
+        (0u8..3, duration(), duration(), multiplier(), 0u8..3).prop_map(
+            |(shape, base, max, mult, jitter)| {
+                match shape {
+                    0 => Backoff::constant(base),
+                    1 => Backoff::exponential(base).multiplier(mult).max(max),
+                    _ => Backoff::decorrelated(base).max(max),
+                }
+                .jitter(match jitter {
+                    0 => Jitter::None,
+                    1 => Jitter::Full,
+                    _ => Jitter::Equal,
+                })
+            },
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any backoff, any retry number, any previous delay, any draw,
+        /// any per-kind base: `delay` never panics and never exceeds the
+        /// cap (lifted by a per-kind base above it).
+        #[test]
+        fn delay_never_panics_and_respects_the_cap(
+            b in backoff(),
+            retry in any::<u32>(),
+            per_kind in proptest::option::of(duration()),
+            prev in duration(),
+            r in draw(),
+        ) {
+            let src = move || r;
+            let d = b.delay(retry, per_kind, prev, &src);
+            let cap = b.max_delay().max(per_kind.unwrap_or(b.base()));
+            prop_assert!(d <= cap, "{d:?} > {cap:?}");
+        }
+
+        /// Any backoff `build()` accepts, and any retry-after, drives a
+        /// retrying future without a panic.
+        #[test]
+        fn retry_future_never_panics(
+            b in backoff(),
+            retry_after in proptest::option::of(duration()),
+            max_retry_after in duration(),
+            seed in any::<u64>(),
+        ) {
+            let Ok(p) = policy()
+                .backoff(b)
+                .max_attempts(4)
+                .max_retry_after(max_retry_after)
+                .random(SeededRandom::new(seed))
+                .build()
+            else {
+                return Ok(());
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let backend = Backend::new(&[Step::Answer(Resp { status: 429, retry_after })]);
+                let svc = RetryLayer::new(p).layer(backend.clone());
+                let mut fut = Box::pin(svc.oneshot(req()));
+                for _ in 0..4 {
+                    if futures_poll(&mut fut).is_ready() {
+                        break;
+                    }
+                    advance(Duration::from_secs(3600)).await;
+                }
+            });
+        }
+    }
+}
