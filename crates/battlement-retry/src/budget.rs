@@ -40,6 +40,13 @@ const SLOTS: usize = 10;
 /// `ttl / 10`. Two withdrawals racing for the last token may both win: the
 /// bound holds to within the number of concurrent retries.
 ///
+/// A retry layer whose request is dropped after it withdrew a token but
+/// before the retry was sent (while it sleeps in backoff or waits for the
+/// service to be ready) gives the token back at once, into the slot it was
+/// withdrawn from, so it neither stays spent until the `ttl` passes nor
+/// counts twice once that slot expires. A withdrawal racing a rotation may
+/// land in the next slot; its refund then expires one slot apart from it.
+///
 /// ```
 /// use battlement_retry::RetryBudget;
 /// use std::time::Duration;
@@ -162,6 +169,7 @@ impl RetryBudgetBuilder {
                 origin: Instant::now(),
                 slot_started: AtomicU64::new(0),
                 rotate: Mutex::new(0),
+                slot: AtomicU64::new(0),
                 slots: Default::default(),
                 writer: AtomicI64::new(0),
                 deposits: AtomicU64::new(0),
@@ -200,15 +208,39 @@ impl RetryBudget {
 
     /// Takes the token for one retry; `false` when the budget is empty.
     pub fn withdraw(&self) -> bool {
+        self.withdraw_token().is_some()
+    }
+
+    /// As [`withdraw`](Self::withdraw), returning the token (the slot it
+    /// was taken from) so that a retry that is never sent can
+    /// [`refund`](Self::refund) it.
+    pub(crate) fn withdraw_token(&self) -> Option<Token> {
         let s = &*self.inner;
         s.expire();
         if s.balance() >= SCALE {
+            let slot = s.slot.load(Ordering::Acquire);
             s.writer.fetch_sub(SCALE, Ordering::AcqRel);
             s.allowed.fetch_add(1, Ordering::Relaxed);
-            true
+            Some(Token { slot })
         } else {
             s.denied.fetch_add(1, Ordering::Relaxed);
-            false
+            None
+        }
+    }
+
+    /// Gives back a token whose retry was never sent, into the slot it
+    /// was withdrawn from; nothing when that slot has left the window (the
+    /// withdrawal has expired already) or the budget was reset since.
+    /// Takes the rotation lock: refunds are rare (a cancelled retry) and
+    /// must not race a rotation.
+    pub(crate) fn refund(&self, token: Token) {
+        let s = &*self.inner;
+        let _index = s.rotate.lock().unwrap_or_else(PoisonError::into_inner);
+        let current = s.slot.load(Ordering::Acquire);
+        if token.slot == current {
+            s.writer.fetch_add(SCALE, Ordering::AcqRel);
+        } else if current - token.slot < SLOTS as u64 {
+            s.slots[(token.slot % SLOTS as u64) as usize].fetch_add(SCALE, Ordering::AcqRel);
         }
     }
 
@@ -257,6 +289,13 @@ impl AsComponent for RetryBudget {
     }
 }
 
+/// A token [`RetryBudget::withdraw_token`] took: the number of the slot
+/// it was taken in, for [`RetryBudget::refund`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Token {
+    slot: u64,
+}
+
 /// The state behind a [`RetryBudget`] handle.
 struct BudgetState {
     name: Name,
@@ -271,8 +310,13 @@ struct BudgetState {
     origin: Instant,
     /// When the current slot began, in nanoseconds since `origin`.
     slot_started: AtomicU64,
-    /// The current slot's index; the lock is taken only to rotate.
+    /// The current slot's index; the lock is taken only to rotate (and to
+    /// refund).
     rotate: Mutex<usize>,
+    /// The current slot's number, counting every slot since the start
+    /// (its index is this modulo `SLOTS`); changed under `rotate`. A reset
+    /// moves it a whole window on, so no earlier token is refunded.
+    slot: AtomicU64,
     /// Committed slots (older windows), token units.
     slots: [AtomicI64; SLOTS],
     /// The current slot's changes, not yet committed.
@@ -313,6 +357,7 @@ impl BudgetState {
         // The slot we move into held the oldest window: it expires now.
         self.slots[next].store(0, Ordering::Release);
         *index = next;
+        self.slot.fetch_add(1 + cleared as u64, Ordering::AcqRel);
         self.slot_started.store(now, Ordering::Release);
     }
 
@@ -329,7 +374,14 @@ impl BudgetState {
     }
 
     fn reset(&self) {
-        let _index = self.rotate.lock().unwrap_or_else(PoisonError::into_inner);
+        let index = self.rotate.lock().unwrap_or_else(PoisonError::into_inner);
+        // A whole window on, keeping `slot % SLOTS == index`: every token
+        // taken before the reset is too old to refund.
+        self.slot.fetch_add(SLOTS as u64, Ordering::AcqRel);
+        debug_assert_eq!(
+            (self.slot.load(Ordering::Acquire) % SLOTS as u64) as usize,
+            *index
+        );
         for slot in &self.slots {
             slot.store(0, Ordering::Release);
         }
@@ -454,6 +506,30 @@ mod tests {
         assert!(!b.withdraw());
         advance(Duration::from_secs(3)).await;
         assert_eq!(b.available(), 6);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refunds_go_back_only_while_the_withdrawal_counts() {
+        let b = budget(1, 3, 0.0);
+        // Refunded in the same slot, and into an older one.
+        let t = b.withdraw_token().unwrap();
+        b.refund(t);
+        assert_eq!(b.available(), 3);
+        let t = b.withdraw_token().unwrap();
+        advance(Duration::from_millis(350)).await;
+        assert_eq!(b.available(), 2);
+        b.refund(t);
+        assert_eq!(b.available(), 3);
+        // The withdrawal has expired: nothing to give back.
+        let t = b.withdraw_token().unwrap();
+        advance(Duration::from_millis(1_500)).await;
+        b.refund(t);
+        assert_eq!(b.available(), 3);
+        // A reset put everything back already.
+        let t = b.withdraw_token().unwrap();
+        b.reset();
+        b.refund(t);
+        assert_eq!(b.available(), 3);
     }
 
     #[tokio::test(start_paused = true)]

@@ -13,6 +13,7 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
+use crate::budget::Token;
 use crate::config::{RetryIf, RetryPolicy, Shared};
 
 pin_project! {
@@ -20,7 +21,8 @@ pin_project! {
     /// waits out the backoff, waits for the service to be ready, calls
     /// again. The backoff's `Sleep` is created at the first wait and
     /// `reset()` after; a request that succeeds first time never touches
-    /// the timer. Dropping it cancels: no attempt starts after a drop.
+    /// the timer. Dropping it cancels: no attempt starts after a drop, and
+    /// a budget token withdrawn for a retry not yet sent is given back.
     #[project = ResponseFutureProj]
     pub struct ResponseFuture<S, Req, C, P>
     where
@@ -41,6 +43,32 @@ pin_project! {
         deadline: Option<Deadline>,
         attempts: u32,
         prev_delay: Duration,
+        // The budget token withdrawn for the retry being waited for, until
+        // that retry is sent; refunded if it never is.
+        token: Option<Token>,
+    }
+
+    impl<S, Req, C, P> PinnedDrop for ResponseFuture<S, Req, C, P>
+    where
+        S: Service<Req>,
+        C: 'static,
+        P: 'static,
+    {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(token) = this.token.take() {
+                refund(&this.policy.shared, token);
+            }
+        }
+    }
+}
+
+/// Gives a budget token back: its retry was never sent.
+#[cold]
+#[inline(never)]
+fn refund<C, P>(shared: &Shared<C, P>, token: Token) {
+    if let Some(budget) = &shared.budget {
+        budget.refund(token);
     }
 }
 
@@ -79,6 +107,7 @@ where
             deadline,
             attempts: 1,
             prev_delay: Duration::ZERO,
+            token: None,
         }
     }
 }
@@ -108,8 +137,8 @@ enum Decision {
     Return,
     /// Give up for this reason.
     Stop(RetryStop, Failure),
-    /// Retry after this delay.
-    Retry(Duration, Failure),
+    /// Retry after this delay, with the budget token withdrawn for it.
+    Retry(Duration, Failure, Option<Token>),
 }
 
 /// Decides on the retryable failure of attempt number `attempts`.
@@ -154,12 +183,14 @@ fn decide<C, P>(
             return Decision::Stop(RetryStop::Deadline, failure);
         }
     }
-    if let Some(budget) = &shared.budget
-        && !budget.withdraw()
-    {
-        return Decision::Stop(RetryStop::BudgetExhausted, failure);
-    }
-    Decision::Retry(delay, failure)
+    let token = match &shared.budget {
+        Some(budget) => match budget.withdraw_token() {
+            Some(token) => Some(token),
+            None => return Decision::Stop(RetryStop::BudgetExhausted, failure),
+        },
+        None => None,
+    };
+    Decision::Retry(delay, failure, token)
 }
 
 impl<S, Req, C: 'static, P: 'static> Future for ResponseFuture<S, Req, C, P>
@@ -237,7 +268,8 @@ where
                 result.map_err(Into::into),
             ))
         }
-        Decision::Retry(delay, failure) => {
+        Decision::Retry(delay, failure, token) => {
+            *this.token = token;
             shared.events.emit(&shared.name, || EventKind::Retry {
                 attempt: attempts + 1,
                 delay,
@@ -342,6 +374,9 @@ where
                 };
                 if let Err(e) = ready!(service.poll_ready(cx)) {
                     this.state.set(State::Done);
+                    if let Some(token) = this.token.take() {
+                        refund(&this.policy.shared, token);
+                    }
                     return Poll::Ready(Err(e.into()));
                 }
                 let shared = &*this.policy.shared;
@@ -351,6 +386,9 @@ where
                     && deadline.remaining_at(Instant::now()) <= shared.min_time_left
                 {
                     this.state.set(State::Done);
+                    if let Some(token) = this.token.take() {
+                        refund(shared, token);
+                    }
                     let Some((last, failure)) = this.last.take() else {
                         unreachable!("a retry keeps the last failed result");
                     };
@@ -373,6 +411,8 @@ where
                     unreachable!("a retry is only decided with a request to send");
                 };
                 *this.last = None;
+                // The retry is sent: its token is spent.
+                *this.token = None;
                 this.state.set(State::Called {
                     future: service.call(req),
                 });

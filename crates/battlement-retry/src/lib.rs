@@ -166,7 +166,11 @@
 //! - `max_attempts` counts every attempt, the first included; a per-kind
 //!   limit compares against the same count (all attempts of the request).
 //! - The budget is consulted last, so a retry refused for another reason
-//!   never spends a token.
+//!   never spends a token. A token is spent when its retry is sent: a
+//!   request dropped (or stopped by its deadline or a failed `poll_ready`)
+//!   between the withdrawal and the attempt gives it back at once, into
+//!   the window slot it came from (issue 13, D10), so cancellations (a
+//!   caller's timeout, a hedge) do not drain the budget for a `ttl`.
 //! - A failure of `poll_ready` while waiting to retry is returned as it is:
 //!   in Tower it means the service is gone.
 //! - No budget by default: a budget is shared state whose scope (one

@@ -803,7 +803,8 @@ async fn absurd_delays_saturate_instead_of_panicking() {
     ];
     for (backoff, calls, done) in cases {
         let backend = Backend::new(&[Step::Refused]);
-        let svc = RetryLayer::new(policy().backoff(backoff).build().unwrap()).layer(backend.clone());
+        let svc =
+            RetryLayer::new(policy().backoff(backoff).build().unwrap()).layer(backend.clone());
         let mut fut = Box::pin(svc.oneshot(req()));
         let mut ready = futures_poll(&mut fut).is_ready();
         for _ in 0..3 {
@@ -939,4 +940,59 @@ mod backoff_props {
             });
         }
     }
+}
+
+/// Issue 13, D10: a request dropped while it sleeps in backoff gives back
+/// the budget token it withdrew for the retry it will never make, at once
+/// and into the slot it came from (so it is not counted twice once that
+/// slot expires).
+#[tokio::test(start_paused = true)]
+async fn dropping_mid_backoff_returns_the_budget_token() {
+    // A floor of 10 tokens over 10 s, nothing from deposits.
+    let budget = RetryBudget::builder()
+        .ratio(0.0)
+        .min_per_sec(1)
+        .ttl(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let backend = Backend::new(&[Step::Refused]);
+    let mut svc = RetryLayer::new(
+        policy()
+            .backoff(Backoff::constant(Duration::from_secs(5)))
+            .budget(budget.clone())
+            .build()
+            .unwrap(),
+    )
+    .layer(backend.clone());
+    assert_eq!(budget.available(), 10);
+
+    // Dropped in the slot it withdrew in.
+    let mut fut = Box::pin(svc.ready().await.unwrap().call(req()));
+    assert!(futures_poll(&mut fut).is_pending());
+    assert_eq!(budget.available(), 9);
+    drop(fut);
+    assert_eq!(budget.available(), 10);
+
+    // Dropped 2.5 s (two slots) later: back into its own slot, so when the
+    // ttl has passed the budget is at the floor, not one above it.
+    let mut fut = Box::pin(svc.ready().await.unwrap().call(req()));
+    assert!(futures_poll(&mut fut).is_pending());
+    assert_eq!(budget.available(), 9);
+    advance(Duration::from_millis(2_500)).await;
+    drop(fut);
+    assert_eq!(budget.available(), 10);
+    advance(Duration::from_secs(8)).await;
+    assert_eq!(budget.available(), 10);
+    assert_eq!(backend.calls(), 2);
+
+    // A retry that is sent keeps its token.
+    let mut fut = Box::pin(svc.ready().await.unwrap().call(req()));
+    assert!(futures_poll(&mut fut).is_pending());
+    advance(Duration::from_secs(5)).await;
+    assert!(futures_poll(&mut fut).is_pending());
+    assert_eq!(backend.calls(), 4);
+    // ... and the next one, withdrawn and dropped, is given back.
+    assert_eq!(budget.available(), 8);
+    drop(fut);
+    assert_eq!(budget.available(), 9);
 }
