@@ -1,11 +1,13 @@
 //! [`HealthService`]: the registry over HTTP.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use battlement_core::{BoxError, Control, ControlError, HealthStatus, Level};
 use battlement_registry::{ComponentReport, Registry};
@@ -21,6 +23,9 @@ use crate::body::HealthBody;
 
 /// The largest control body read, in bytes.
 const MAX_BODY: usize = 16 * 1024;
+
+/// The time a control's body has to arrive, unless set otherwise.
+const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What an authorizer decides about a control request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,8 +65,12 @@ enum Access {
 ///
 /// `HEAD` is accepted wherever `GET` is. Paths are relative to where the
 /// service is mounted (axum's `nest_service` strips its prefix); a trailing
-/// slash is ignored and names are percent-decoded. `events` is a route, so
-/// a component named `events` is reachable only through its controls.
+/// slash is ignored. Each segment is percent-decoded strictly (`%` and
+/// exactly two hex digits, UTF-8 once decoded; anything else is `400`)
+/// **before** routing, so an encoded spelling is the same path:
+/// `/health/%65vents` is the event stream, like `/health/events`, and a
+/// component named `events` is reachable only through its controls
+/// (`POST /health/events/reset`). A `/` inside a name is written `%2F`.
 ///
 /// # Controls and errors
 ///
@@ -70,10 +79,13 @@ enum Access {
 /// [`with_authorizer`](Self::with_authorizer); without credentials a
 /// control answers `401` (with `WWW-Authenticate: Bearer` for the token).
 /// Every error is JSON, `{"error": "<code>", "message": "<what>"}`:
-/// `400` for a malformed or oversized body or an unknown level, `404` for an
-/// unknown route or component, `405` with `Allow` for a wrong method, `409`
-/// for a control the component does not support or refuses. A control that
-/// succeeds answers `200` with the component's report after it.
+/// `400` for a malformed path (`bad_path`), a malformed or oversized body
+/// or an unknown level, `404` for an unknown route or component, `405`
+/// with `Allow` for a wrong method, `408` (`request_timeout`) for a body
+/// that does not arrive within the [body
+/// timeout](Self::with_body_timeout), `409` for a control the component
+/// does not support or refuses. A control that succeeds answers `200`
+/// with the component's report after it.
 ///
 /// ```
 /// use battlement_http::HealthService;
@@ -94,6 +106,7 @@ enum Access {
 pub struct HealthService {
     registry: Registry,
     access: Arc<Access>,
+    body_timeout: Duration,
 }
 
 impl fmt::Debug for HealthService {
@@ -106,6 +119,7 @@ impl fmt::Debug for HealthService {
         f.debug_struct("HealthService")
             .field("registry", &self.registry)
             .field("controls", &access)
+            .field("body_timeout", &self.body_timeout)
             .finish()
     }
 }
@@ -116,14 +130,52 @@ impl HealthService {
         HealthService {
             registry,
             access: Arc::new(Access::Disabled),
+            body_timeout: DEFAULT_BODY_TIMEOUT,
         }
     }
 
     /// Enables controls for requests carrying `Authorization: Bearer
     /// <token>`; a missing or wrong token answers `401`.
+    ///
+    /// - **A blank token leaves controls off** (`403`, as without this
+    ///   call): `with_bearer_token(env::var("TOKEN").unwrap_or_default())`
+    ///   with the variable unset must not let `Authorization: Bearer `
+    ///   in. Surrounding whitespace is trimmed first (a token read from a
+    ///   file often ends with a newline).
+    /// - The scheme is matched in any case (`bearer`, `BEARER`, RFC 7235),
+    ///   followed by one or more spaces and the token, which has no
+    ///   whitespace in it. A request with more than one `Authorization`
+    ///   header is ambiguous and answers `401`.
+    /// - The token is compared in time that does not depend on its
+    ///   content or length.
     #[must_use]
     pub fn with_bearer_token(mut self, token: impl Into<String>) -> Self {
-        self.access = Arc::new(Access::Bearer(token.into()));
+        let token = token.into();
+        let token = token.trim();
+        self.access = Arc::new(if token.is_empty() {
+            Access::Disabled
+        } else {
+            Access::Bearer(token.to_owned())
+        });
+        self
+    }
+
+    /// The time a control's body (`POST /health/{name}/level`) has to
+    /// arrive once the control is authorized; past it the control answers
+    /// `408` and is not applied. Default 10 s. Needs tokio's timer (a
+    /// runtime with time enabled, as `#[tokio::main]` builds).
+    ///
+    /// # Panics
+    ///
+    /// If `timeout` is zero: no body could ever arrive.
+    #[must_use]
+    #[track_caller]
+    pub fn with_body_timeout(mut self, timeout: Duration) -> Self {
+        assert!(
+            !timeout.is_zero(),
+            "HealthService: body timeout must be > 0"
+        );
+        self.body_timeout = timeout;
         self
     }
 
@@ -202,22 +254,37 @@ fn not_found(what: impl fmt::Display) -> Response<HealthBody> {
     error(StatusCode::NOT_FOUND, "not_found", what)
 }
 
-/// Percent-decodes a path segment; `None` if it is not valid UTF-8.
-fn decode(segment: &str) -> Option<String> {
+/// Percent-decodes a path segment strictly: `%` must be followed by
+/// exactly two hex digits, and the result must be UTF-8. The error is the
+/// message of the `400` answer.
+fn decode(segment: &str) -> Result<Cow<'_, str>, String> {
+    if !segment.contains('%') {
+        return Ok(Cow::Borrowed(segment));
+    }
     let bytes = segment.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
+        if bytes[i] != b'%' {
             out.push(bytes[i]);
             i += 1;
+            continue;
         }
+        let hex = |j: usize| bytes.get(j).and_then(|&b| char::from(b).to_digit(16));
+        let (Some(hi), Some(lo)) = (hex(i + 1), hex(i + 2)) else {
+            let end = segment.len().min(i + 3);
+            let bad = segment.get(i..end).unwrap_or(&segment[i..]);
+            return Err(format!(
+                "invalid percent-encoding `{bad}` in `{segment}`: `%` must be followed by two hex digits"
+            ));
+        };
+        // Two hex digits: at most 0xff.
+        out.push(u8::try_from(hi * 16 + lo).unwrap_or(u8::MAX));
+        i += 3;
     }
-    String::from_utf8(out).ok()
+    String::from_utf8(out)
+        .map(Cow::Owned)
+        .map_err(|_| format!("path segment `{segment}` is not valid UTF-8 once percent-decoded"))
 }
 
 fn component_json(report: &ComponentReport) -> Value {
@@ -235,7 +302,16 @@ impl HealthService {
         B::Error: Into<BoxError>,
     {
         let path = req.uri().path().trim_end_matches('/').to_owned();
-        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let decoded = match path
+            .trim_start_matches('/')
+            .split('/')
+            .map(decode)
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(decoded) => decoded,
+            Err(message) => return error(StatusCode::BAD_REQUEST, "bad_path", message),
+        };
+        let segments: Vec<&str> = decoded.iter().map(|s| &**s).collect();
         let method = req.method().clone();
         match segments.as_slice() {
             ["health"] => {
@@ -283,14 +359,7 @@ impl HealthService {
                 if !is_get(&method) {
                     return method_not_allowed("GET, HEAD");
                 }
-                let Some(name) = decode(name) else {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        "bad_name",
-                        "name is not valid UTF-8",
-                    );
-                };
-                match self.registry.get(&name) {
+                match self.registry.get(name) {
                     Some(report) => json_response(StatusCode::OK, &component_json(&report)),
                     None => not_found(format_args!("no component named `{name}`")),
                 }
@@ -306,14 +375,7 @@ impl HealthService {
                 if method != Method::POST {
                     return method_not_allowed("POST");
                 }
-                let Some(name) = decode(name) else {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        "bad_name",
-                        "name is not valid UTF-8",
-                    );
-                };
-                self.control(req, &name, action).await
+                self.control(req, name, action).await
             }
             _ => not_found(format_args!("no route `{path}`")),
         }
@@ -356,7 +418,7 @@ impl HealthService {
             "close" => Control::Close,
             "disable" => Control::Disable,
             "release" => Control::ReleaseLevel,
-            _ => match read_level(body).await {
+            _ => match read_level(body, self.body_timeout).await {
                 Ok(level) => Control::SetLevel(level),
                 Err(res) => return *res,
             },
@@ -384,16 +446,15 @@ impl HealthService {
             Access::Disabled => Authorization::Forbidden,
             Access::Custom(f) => f(parts),
             Access::Bearer(token) => {
-                let given = parts
-                    .headers
-                    .get(header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| {
-                        v.strip_prefix("Bearer ")
-                            .or_else(|| v.strip_prefix("bearer "))
-                    });
-                match given {
-                    Some(given) if constant_time_eq(given.trim(), token) => Authorization::Granted,
+                // More than one `Authorization` is ambiguous: refused.
+                let mut given = parts.headers.get_all(header::AUTHORIZATION).iter();
+                let (Some(given), None) = (given.next(), given.next()) else {
+                    return Authorization::Unauthenticated;
+                };
+                match bearer_token(given.as_bytes()) {
+                    Some(given) if constant_time_eq(given, token.as_bytes()) => {
+                        Authorization::Granted
+                    }
                     _ => Authorization::Unauthenticated,
                 }
             }
@@ -401,25 +462,49 @@ impl HealthService {
     }
 }
 
-/// Compares two strings in time that depends only on their lengths.
-fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+/// The token of `Bearer <token>`: the scheme in any case (RFC 7235), one
+/// or more spaces, then a token without whitespace; `None` otherwise.
+fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.trim_ascii().split_at_checked(b"bearer".len())?;
+    if !scheme.eq_ignore_ascii_case(b"bearer") || rest.first() != Some(&b' ') {
+        return None;
+    }
+    let token = rest.trim_ascii_start();
+    (!token.is_empty() && !token.iter().any(u8::is_ascii_whitespace)).then_some(token)
 }
 
-/// Reads `{"level": "<level>"}` from a body of at most [`MAX_BODY`] bytes.
-async fn read_level<B>(body: B) -> Result<Level, Box<Response<HealthBody>>>
+/// Compares `given` with `expected` in time that depends only on the
+/// length of `given` (the caller's choice), never on `expected`'s content
+/// or length: every byte of `given` is compared (against `expected` read
+/// cyclically), the lengths are folded into the result instead of
+/// checked first, and nothing returns early.
+fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
+    let mut diff = given.len() ^ expected.len();
+    for (g, e) in given.iter().zip(expected.iter().cycle()) {
+        diff |= usize::from(g ^ e);
+    }
+    std::hint::black_box(diff) == 0
+}
+
+/// Reads `{"level": "<level>"}` from a body of at most [`MAX_BODY`] bytes
+/// that arrives within `timeout`.
+async fn read_level<B>(body: B, timeout: Duration) -> Result<Level, Box<Response<HealthBody>>>
 where
     B: Body + Send + 'static,
     B::Error: Into<BoxError>,
 {
     let bad = |msg: String| Box::new(error(StatusCode::BAD_REQUEST, "bad_request", msg));
-    let bytes: Bytes = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) => return Err(bad(format!("could not read the body: {e}"))),
+    let read = tokio::time::timeout(timeout, Limited::new(body, MAX_BODY).collect());
+    let bytes: Bytes = match read.await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) => return Err(bad(format!("could not read the body: {e}"))),
+        Err(_) => {
+            return Err(Box::new(error(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format_args!("the body did not arrive within {timeout:?}"),
+            )));
+        }
     };
     let value: Value =
         serde_json::from_slice(&bytes).map_err(|e| bad(format!("malformed JSON: {e}")))?;
@@ -432,4 +517,46 @@ where
         return Err(bad(format!("field `level` must be a string, got {level}")));
     };
     level.parse::<Level>().map_err(|e| bad(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Equal exactly when the bytes are, whatever the lengths (a
+        /// prefix, a longer string, one repeating the token).
+        #[test]
+        fn constant_time_eq_is_equality(
+            given in proptest::collection::vec(any::<u8>(), 0..40),
+            expected in proptest::collection::vec(any::<u8>(), 1..20),
+        ) {
+            prop_assert_eq!(constant_time_eq(&given, &expected), given == expected);
+            prop_assert!(constant_time_eq(&expected, &expected));
+            let twice = [&expected[..], &expected[..]].concat();
+            prop_assert!(!constant_time_eq(&twice, &expected));
+        }
+
+        /// Any header value: a token or nothing, never a panic; a token
+        /// has no whitespace.
+        #[test]
+        fn bearer_token_never_panics(value in proptest::collection::vec(any::<u8>(), 0..24)) {
+            if let Some(token) = bearer_token(&value) {
+                prop_assert!(!token.is_empty());
+                prop_assert!(!token.iter().any(u8::is_ascii_whitespace));
+            }
+        }
+    }
+
+    #[test]
+    fn decode_is_strict() {
+        assert_eq!(decode("p%61y").unwrap(), "pay");
+        assert_eq!(decode("a%2Fb").unwrap(), "a/b");
+        assert_eq!(decode("%C3%A9").unwrap(), "é");
+        for bad in ["%", "%4", "%zz", "%+1", "%-1", "% 1", "%4é"] {
+            assert!(decode(bad).unwrap_err().contains("two hex digits"), "{bad}");
+        }
+        assert!(decode("%ff").unwrap_err().contains("UTF-8"));
+    }
 }

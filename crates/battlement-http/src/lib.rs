@@ -54,10 +54,21 @@
 //!   a load balancer should keep it) and `503` only for `unhealthy`.
 //! - Controls are off unless enabled; a missing or wrong bearer token is
 //!   `401` (RFC 6750's `invalid_token`), controls while disabled are `403`.
+//!   A blank token (`with_bearer_token("")`, an unset variable read with
+//!   `unwrap_or_default`) leaves them off rather than letting `Bearer `
+//!   in; the scheme is matched in any case, two `Authorization` headers
+//!   are refused, and the token is compared in constant time.
 //! - The event stream sends a comment first (so clients see the stream
 //!   open), then one SSE message per event; it sends no keep-alive pings
 //!   (put a proxy timeout above your quietest period, or reconnect).
-//! - Bodies of controls are read up to 16 KiB; anything bigger is `400`.
+//! - Bodies of controls are read up to 16 KiB (anything bigger is `400`)
+//!   and within 10 s by default (`408` past it, so a client sending a byte
+//!   at a time cannot hold a control open).
+//! - Paths are percent-decoded strictly, before routing: a bad escape is
+//!   `400`, and an encoded spelling of a route is that route.
+//! - Values from the network never panic: a `Retry-After` or pushback too
+//!   large to hold saturates, garbage is ignored (or, for gRPC, read as
+//!   gRPC clients read it).
 //! - [`HttpClassifier`] counts 4xx other than 408 and 429 as `Ignored` (a
 //!   caller's mistake is neither a success nor a failure of the service);
 //!   [`GrpcClassifier`] reads `grpc-status` from the response's headers
