@@ -53,6 +53,11 @@ impl Breaker {
         &self.shared.name
     }
 
+    /// The window its rates are computed over.
+    pub fn window(&self) -> crate::WindowConfig {
+        self.shared.config.window
+    }
+
     /// The state now. An `Open` breaker whose open duration has passed
     /// still reads `Open` until the next call moves it to `HalfOpen`.
     pub fn state(&self) -> CircuitState {

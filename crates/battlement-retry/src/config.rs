@@ -184,6 +184,17 @@ impl<C: 'static, P: 'static> RetryPolicy<C, P> {
     pub fn budget(&self) -> Option<&RetryBudget> {
         self.shared.budget.as_ref()
     }
+
+    /// The backoff between attempts.
+    pub fn backoff(&self) -> &Backoff {
+        &self.shared.backoff
+    }
+
+    /// The least time that must be left on the deadline to start another
+    /// attempt.
+    pub fn min_time_left(&self) -> Duration {
+        self.shared.min_time_left
+    }
 }
 
 /// Builds a [`RetryPolicy`]. Each method consumes and returns the builder;
