@@ -5,6 +5,27 @@
 //! Freshness is kept on tokio's clock: each entry remembers the
 //! `tokio::time::Instant` it was stored at, and age is checked here rather
 //! than by the cache crate, so paused-time tests are exact.
+//!
+//! # Shards and bounds
+//!
+//! quick_cache splits its capacity into equal shards (each behind its own
+//! lock) and bounds each shard on its own, by weight. So that the bounds
+//! are never exceeded, whatever the hashes:
+//!
+//! - the shard count is chosen here, not by quick_cache: the largest power
+//!   of two up to four per CPU (at most 256) that leaves each shard at least
+//!   32 entries, and **one shard when there is a byte bound**, so that a
+//!   response of up to about 97% of `max_bytes` can be kept (quick_cache
+//!   refuses an entry heavier than its hot section, 97% of a shard; with
+//!   `n` shards a shard's share of the bytes would be `max_bytes / n`);
+//! - each shard gets `max_entries / n` entries and `max_bytes / n` bytes,
+//!   rounded down, so the cache never holds more than `max_entries`
+//!   responses nor more than `max_bytes` bytes (it may evict before it is
+//!   full: one shard can be full while another is not);
+//! - an entry's weight is the larger of its share of a shard's entries
+//!   and its share of a shard's bytes, on a scale of 2^55 per shard,
+//!   rounded up: a shard whose weights fit its capacity is within both of
+//!   its bounds.
 
 use std::fmt;
 use std::hash::Hash;
@@ -13,9 +34,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use battlement_core::InvalidConfig;
-use quick_cache::Weighter;
 use quick_cache::sync::Cache;
+use quick_cache::{OptionsBuilder, Weighter};
 use tokio::time::Instant;
+
+/// The most responses a last-known-good cache may keep
+/// ([`CacheConfig::max_entries`]): 2^24 (16,777,216). A larger bound is
+/// rejected at build: memory grows with the entries up to the bound, and
+/// the weights' scale (see the module's docs) is sized for it.
+pub const MAX_CACHE_ENTRIES: u64 = 1 << 24;
 
 /// A function giving the size of a response in bytes, for
 /// [`CacheConfig::max_bytes`].
@@ -100,7 +127,8 @@ impl<Res> CacheConfig<Res> {
         self
     }
 
-    /// The most responses kept. Default: 1024. Must be at least 1.
+    /// The most responses kept, never exceeded. Default: 1024. Must be in
+    /// `1..=`[`MAX_CACHE_ENTRIES`].
     #[must_use]
     pub fn max_entries(mut self, max_entries: u64) -> Self {
         self.max_entries = max_entries;
@@ -108,8 +136,9 @@ impl<Res> CacheConfig<Res> {
     }
 
     /// Bounds the total size of the kept responses to `max_bytes`, as
-    /// measured by `weigher`. Default: no byte bound. Must be at least 1,
-    /// and `max_entries × max_bytes` must fit in a `u64`.
+    /// measured by `weigher`, never exceeded. Default: no byte bound. Must
+    /// be at least 1. A response larger than about 97% of `max_bytes` is
+    /// not kept (see the module's docs on shards).
     #[must_use]
     pub fn max_bytes(
         mut self,
@@ -137,31 +166,21 @@ impl<Res> CacheConfig<Res> {
                 format!("must be at least cache.ttl ({:?})", self.ttl),
             ));
         }
-        if self.max_entries == 0 {
+        if !(1..=MAX_CACHE_ENTRIES).contains(&self.max_entries) {
             return Err(InvalidConfig::new(
                 "fallback",
                 "cache.max_entries",
                 self.max_entries,
-                "must be at least 1",
+                format!("must be in 1..={MAX_CACHE_ENTRIES}"),
             ));
         }
-        if let Some((bytes, _)) = &self.max_bytes {
-            if *bytes == 0 {
-                return Err(InvalidConfig::new(
-                    "fallback",
-                    "cache.max_bytes",
-                    bytes,
-                    "must be at least 1",
-                ));
-            }
-            if self.max_entries.checked_mul(*bytes).is_none() {
-                return Err(InvalidConfig::new(
-                    "fallback",
-                    "cache.max_bytes",
-                    bytes,
-                    "times cache.max_entries must fit in a u64",
-                ));
-            }
+        if let Some((0, _)) = &self.max_bytes {
+            return Err(InvalidConfig::new(
+                "fallback",
+                "cache.max_bytes",
+                0,
+                "must be at least 1",
+            ));
         }
         Ok(())
     }
@@ -175,24 +194,61 @@ pub(crate) struct Entry<Res> {
     bytes: u64,
 }
 
-/// Weighs entries so that one `u64` capacity bounds both the count and the
-/// bytes: with `E` entries and `B` bytes allowed, an entry of `b` bytes
-/// weighs `max(b·E, B)` out of `E·B`. The sum of weights within `E·B` then
-/// implies at most `E` entries (each weighs at least `B`) and at most `B`
-/// bytes (each weighs at least `b·E`).
+/// One shard's weight capacity: any shard count up to [`MAX_SHARDS`]
+/// times it fits in a `u64`, and it is large against the shard's entry
+/// count (up to 2^24) so the rounding below costs nothing visible.
+const SHARD_WEIGHT: u64 = 1 << 55;
+/// The most shards a cache is split into.
+const MAX_SHARDS: u64 = 256;
+/// The fewest entries a shard may hold when there are several (also
+/// quick_cache's own floor, under which it would merge shards itself).
+const MIN_SHARD_ENTRIES: u64 = 32;
+
+/// Weighs entries so that one shard's capacity of [`SHARD_WEIGHT`] bounds
+/// both its count and its bytes. A shard may hold `entries` entries and
+/// `bytes` bytes: an entry weighs at least `SHARD_WEIGHT / (entries + 1) + 1`
+/// (so `entries + 1` of them exceed the capacity) and at least its bytes'
+/// share of the capacity, `b × SHARD_WEIGHT / bytes` rounded up (so
+/// weights within the capacity are bytes within the bound).
 #[derive(Clone)]
 struct EntryWeighter {
-    entries: u64,
+    per_entry: u64,
     bytes: Option<u64>,
+}
+
+impl EntryWeighter {
+    fn new(entries: u64, bytes: Option<u64>) -> Self {
+        EntryWeighter {
+            per_entry: SHARD_WEIGHT / (entries + 1) + 1,
+            bytes,
+        }
+    }
 }
 
 impl<K, Res> Weighter<K, Entry<Res>> for EntryWeighter {
     fn weight(&self, _key: &K, val: &Entry<Res>) -> u64 {
-        match self.bytes {
-            None => 1,
-            Some(b) => val.bytes.saturating_mul(self.entries).max(b).max(1),
-        }
+        let share = self.bytes.map_or(0, |bytes| {
+            let w = (u128::from(val.bytes) * u128::from(SHARD_WEIGHT)).div_ceil(u128::from(bytes));
+            u64::try_from(w).unwrap_or(u64::MAX)
+        });
+        self.per_entry.max(share)
     }
+}
+
+/// The shard count for these bounds: one with a byte bound (so a shard
+/// can hold a response of nearly `max_bytes`), otherwise the largest
+/// power of two up to four per CPU (quick_cache's default) and
+/// [`MAX_SHARDS`] that leaves each shard [`MIN_SHARD_ENTRIES`].
+fn shard_count(max_entries: u64, byte_bound: bool) -> u64 {
+    if byte_bound {
+        return 1;
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+    let mut shards = (cpus * 4).next_power_of_two().min(MAX_SHARDS);
+    while shards > 1 && max_entries / shards < MIN_SHARD_ENTRIES {
+        shards /= 2;
+    }
+    shards
 }
 
 /// What a lookup found.
@@ -225,18 +281,30 @@ where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     Res: Clone + Send + Sync + 'static,
 {
+    /// A cache for a validated `config` (`max_entries` in
+    /// `1..=MAX_CACHE_ENTRIES`, `max_bytes` at least 1).
     pub(crate) fn new(config: CacheConfig<Res>) -> Self {
-        let weighter = EntryWeighter {
-            entries: config.max_entries,
-            bytes: config.max_bytes.as_ref().map(|(b, _)| *b),
-        };
-        let capacity = match weighter.bytes {
-            None => config.max_entries,
-            Some(b) => config.max_entries.saturating_mul(b),
-        };
-        let estimated = usize::try_from(config.max_entries).unwrap_or(usize::MAX);
+        let max_bytes = config.max_bytes.as_ref().map(|(b, _)| *b);
+        let shards = shard_count(config.max_entries, max_bytes.is_some());
+        // Rounded down: the shards together stay within the bounds.
+        let weighter = EntryWeighter::new(
+            config.max_entries / shards,
+            max_bytes.map(|b| (b / shards).max(1)),
+        );
+        // At least `MIN_SHARD_ENTRIES` per shard, or quick_cache would
+        // merge shards (and so double a shard's capacity).
+        let estimated = config.max_entries.max(MIN_SHARD_ENTRIES * shards);
+        let options = OptionsBuilder::new()
+            .shards(shards as usize)
+            .estimated_items_capacity(estimated as usize)
+            .weight_capacity(SHARD_WEIGHT * shards)
+            .build()
+            .expect("every option is set");
+        let cache = Cache::with_options(options, weighter, Default::default(), Default::default());
+        debug_assert_eq!(cache.num_shards() as u64, shards);
+        debug_assert_eq!(cache.shard_capacity(), SHARD_WEIGHT);
         LastKnownGood {
-            cache: Cache::with_weighter(estimated, capacity, weighter),
+            cache,
             ttl: config.ttl,
             max_age: config.max_age,
             weigher: config.max_bytes.map(|(_, w)| w),
@@ -340,6 +408,91 @@ mod tests {
                 prop_assert!(lkg.len() as u64 <= max_entries);
             }
         }
+    }
+
+    fn bytes_of(lkg: &LastKnownGood<u32, Vec<u8>>) -> u64 {
+        lkg.cache.iter().map(|(_, e)| e.bytes).sum()
+    }
+
+    fn byte_bounded(max_entries: u64, max_bytes: u64) -> LastKnownGood<u32, Vec<u8>> {
+        LastKnownGood::new(
+            CacheConfig::new()
+                .max_entries(max_entries)
+                .max_bytes(max_bytes, |b: &Vec<u8>| b.len() as u64),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// D7: however many shards the entries are spread over, the cache
+        /// never holds more than `max_entries`, and the response just
+        /// stored is kept.
+        #[test]
+        fn len_never_exceeds_max_entries(
+            max_entries in 1u64..3_000,
+            extra in 0u32..3_000,
+            seed in any::<u32>(),
+        ) {
+            let lkg = LastKnownGood::<u32, u8>::new(CacheConfig::new().max_entries(max_entries));
+            for i in 0..max_entries as u32 + extra {
+                let key = i.wrapping_mul(2_654_435_761) ^ seed;
+                lkg.store(key, &0);
+                prop_assert!(lkg.len() as u64 <= max_entries, "{} > {}", lkg.len(), max_entries);
+                prop_assert!(lkg.cache.get(&key).is_some(), "the entry just stored is kept");
+            }
+        }
+
+        /// D8: with a byte bound, any response up to 96% of `max_bytes`
+        /// is kept when stored, and neither bound is ever exceeded.
+        #[test]
+        fn a_response_within_the_byte_bound_is_kept(
+            max_entries in 1u64..200,
+            max_bytes in 1u64..100_000,
+            sizes in proptest::collection::vec(0.0f64..=0.96, 1..100),
+        ) {
+            let lkg = byte_bounded(max_entries, max_bytes);
+            for (key, fraction) in (0u32..).zip(sizes) {
+                let len = (max_bytes as f64 * fraction) as usize;
+                lkg.store(key, &vec![0; len]);
+                prop_assert!(lkg.cache.get(&key).is_some(), "{len} of {max_bytes} bytes refused");
+                prop_assert!(lkg.len() as u64 <= max_entries);
+                prop_assert!(bytes_of(&lkg) <= max_bytes);
+            }
+        }
+    }
+
+    /// D7, the figures: 777, 500 and 100,001 entries are exact
+    /// bounds, not rounded up to a multiple of the shard count.
+    #[test]
+    fn max_entries_is_not_rounded_up_to_the_shards() {
+        for max_entries in [777u64, 500, 100_001] {
+            let lkg = LastKnownGood::<u32, u8>::new(CacheConfig::new().max_entries(max_entries));
+            for key in 0..(max_entries as u32) * 2 {
+                lkg.store(key, &0);
+            }
+            assert!(
+                lkg.len() as u64 <= max_entries,
+                "{} > {max_entries}",
+                lkg.len()
+            );
+            assert!(
+                lkg.len() as u64 >= max_entries * 9 / 10,
+                "{} kept",
+                lkg.len()
+            );
+        }
+    }
+
+    /// D8, the case: 2000 bytes allow two 1000-byte responses.
+    #[test]
+    fn a_byte_bound_of_two_responses_keeps_two() {
+        let lkg = byte_bounded(100, 2000);
+        for key in 0..10_000 {
+            lkg.store(key, &vec![0; 1000]);
+            assert!(bytes_of(&lkg) <= 2000);
+        }
+        assert_eq!(lkg.len(), 2);
     }
 
     #[tokio::test(start_paused = true)]

@@ -37,9 +37,14 @@
 //!   success of the primary is stored; on failure a stored response younger
 //!   than the TTL is served (source `cache`), one older than the TTL but
 //!   younger than the maximum age is served stale (source `cache_stale`).
-//!   It is bounded in entries and, with a weigher, bytes, with eviction by
-//!   the [`quick_cache`](https://docs.rs/quick_cache) crate; ages are read
-//!   on tokio's clock.
+//!   It is bounded in entries (at most [`MAX_CACHE_ENTRIES`]) and, with a
+//!   weigher, bytes, with eviction by the
+//!   [`quick_cache`](https://docs.rs/quick_cache) crate; ages are read on
+//!   tokio's clock. Both bounds are exact maxima, never exceeded: each of
+//!   the cache's shards gets its share rounded down, and a byte-bounded
+//!   cache has one shard, so it keeps any response up to about 97% of
+//!   `max_bytes` (several shards would each get a fraction of the bytes,
+//!   and a response larger than a shard's share would never be kept).
 //!
 //! # What triggers it
 //!
@@ -77,7 +82,8 @@
 //! The success path is inlined into the caller's poll; the failure
 //! handling is out of line. A key costs its function; a service source
 //! costs a clone of the request; the cache costs an insert (a lock on one
-//! of its shards, a clock read and a clone of the response). On failure
+//! of its shards, the only one with a byte bound; a clock read and a clone
+//! of the response). On failure
 //! the fallback chain is boxed once.
 //!
 //! Measured in `benches/benches/fallback.rs` (a `u64` request, value
@@ -155,7 +161,7 @@ mod service;
 mod shared;
 
 pub use battlement_core::{ErrorClassifier, EventKind, FallbackFailed};
-pub use cache::{CacheConfig, Weigher};
+pub use cache::{CacheConfig, MAX_CACHE_ENTRIES, Weigher};
 pub use config::FallbackBuilder;
 pub use error::{CacheMiss, FailureResponse};
 pub use future::ResponseFuture;

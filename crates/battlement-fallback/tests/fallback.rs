@@ -9,8 +9,9 @@ use battlement_core::{
     EventLog, FailureKind, FallbackFailed, Outcome,
 };
 use battlement_fallback::{
-    CacheConfig, CacheMiss, FailureResponse, Fallback, FallbackLayer, Source,
+    CacheConfig, CacheMiss, FailureResponse, Fallback, FallbackLayer, MAX_CACHE_ENTRIES, Source,
 };
+use proptest::prelude::*;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 fn refused() -> BoxError {
@@ -387,6 +388,58 @@ async fn invalid_config_is_rejected() {
         .build()
         .unwrap_err();
     assert_eq!(err.field, "key");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// D5: `max_entries` is bounded by `MAX_CACHE_ENTRIES`, and a bound
+    /// outside `1..=MAX_CACHE_ENTRIES` is refused at build, naming the
+    /// field and the bound, before anything is allocated.
+    #[test]
+    fn max_entries_is_bounded_at_build(
+        max_entries in prop_oneof![
+            0u64..=4,
+            MAX_CACHE_ENTRIES - 2..=MAX_CACHE_ENTRIES + 2,
+            any::<u64>(),
+        ],
+        max_bytes in prop::option::of(any::<u64>()),
+    ) {
+        let mut config = CacheConfig::new().max_entries(max_entries);
+        if let Some(b) = max_bytes {
+            config = config.max_bytes(b, |s: &String| s.len() as u64);
+        }
+        let built = FallbackLayer::<u32, String>::builder("x")
+            .key(|n: &u32| Some(*n))
+            .cache(config)
+            .build();
+        let entries_ok = (1..=MAX_CACHE_ENTRIES).contains(&max_entries);
+        match built {
+            Ok(_) => prop_assert!(entries_ok && max_bytes != Some(0)),
+            Err(err) if !entries_ok => {
+                prop_assert_eq!(err.field, "cache.max_entries");
+                prop_assert!(err.bound.contains("16777216"), "{}", err.bound);
+            }
+            Err(err) => prop_assert_eq!(err.field, "cache.max_bytes"),
+        }
+    }
+}
+
+/// Sweep: a TTL and a maximum age of `Duration::MAX` keep a response
+/// forever (ages are `saturating_duration_since`, never `Instant + ttl`).
+#[tokio::test(start_paused = true)]
+async fn a_ttl_of_duration_max_never_expires() {
+    let layer = cached_layer(
+        CacheConfig::new()
+            .ttl(Duration::MAX)
+            .max_age(Duration::MAX)
+            .max_entries(MAX_CACHE_ENTRIES)
+            .max_bytes(u64::MAX, |s: &String| s.len() as u64),
+    );
+    let mut svc = layer.layer(primary());
+    assert_eq!(call(&mut svc, 0).await.unwrap(), "primary 0");
+    tokio::time::advance(Duration::from_secs(100 * 365 * 86_400)).await;
+    assert_eq!(call(&mut svc, 1).await.unwrap(), "primary 0");
 }
 
 #[tokio::test(start_paused = true)]
