@@ -23,11 +23,21 @@ impl Deadline {
     }
 
     /// A deadline `budget` from now. Saturates far in the future instead
-    /// of overflowing.
+    /// of overflowing: a budget the clock cannot hold (`Duration::MAX`)
+    /// ends about thirty years from now, which means "no deadline".
     pub fn after(budget: Duration) -> Self {
-        let now = Instant::now();
+        Deadline::after_from(Instant::now(), budget)
+    }
+
+    /// A deadline `budget` after `start`, saturating as
+    /// [`after`](Deadline::after) does. For a layer that has read the
+    /// clock already.
+    #[inline]
+    pub fn after_from(start: Instant, budget: Duration) -> Self {
         Deadline {
-            at: now.checked_add(budget).unwrap_or_else(|| far_future(now)),
+            at: start
+                .checked_add(budget)
+                .unwrap_or_else(|| far_future(start)),
         }
     }
 
@@ -58,10 +68,14 @@ impl Deadline {
     }
 }
 
-/// About thirty years from `now`: far enough to mean "no deadline" without
-/// overflowing the platform's instant.
+/// About thirty years from `now` (tokio's own "far future"): far enough
+/// to mean "no deadline" without overflowing the platform's instant.
+#[cold]
 fn far_future(now: Instant) -> Instant {
-    now + Duration::from_secs(86_400 * 365 * 30)
+    // Every platform's instant holds thirty years past any "now"; should
+    // one not, `now` itself is the latest instant there is to offer.
+    now.checked_add(Duration::from_secs(86_400 * 365 * 30))
+        .unwrap_or(now)
 }
 
 /// A request type that can carry a [`Deadline`] to the layers inside.
@@ -181,6 +195,20 @@ mod tests {
     async fn after_saturates() {
         let d = Deadline::after(Duration::MAX);
         assert!(d.remaining() > Duration::from_secs(86_400 * 365));
+        let now = Instant::now();
+        for budget in [
+            Duration::MAX,
+            Duration::from_secs(u64::MAX),
+            Duration::from_secs(i64::MAX as u64),
+        ] {
+            let d = Deadline::after_from(now, budget);
+            assert!(
+                d.remaining_at(now) >= Duration::from_secs(86_400 * 365 * 30),
+                "{budget:?}"
+            );
+        }
+        let d = Deadline::after_from(now, Duration::from_millis(5));
+        assert_eq!(d.instant(), now + Duration::from_millis(5));
     }
 
     #[tokio::test(start_paused = true)]
