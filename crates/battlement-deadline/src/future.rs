@@ -163,7 +163,7 @@ fn fire(meta: &mut u64, observer: Observer, fired_at: Option<Instant>) -> BoxErr
         // early: the elapsed time is the bound plus the lateness (zero for
         // a request that arrived expired).
         let elapsed = match fired_at {
-            Some(at) => bound + Instant::now().saturating_duration_since(at),
+            Some(at) => bound.saturating_add(Instant::now().saturating_duration_since(at)),
             None => Duration::ZERO,
         };
         deadline_hit(shared, role, bound, elapsed);

@@ -7,7 +7,9 @@ use battlement_core::{EventSink, Name};
 use tower_layer::Layer;
 
 use crate::config::{AttemptTimeoutConfig, DeadlineConfig};
-use crate::service::{AttemptTimeout, DeadlineService, assert_nonzero_total};
+use crate::service::{
+    AttemptTimeout, DeadlineService, assert_nonzero_per_attempt, assert_nonzero_total,
+};
 use crate::shared::{DeadlineHandle, Role, Shared};
 
 /// Gives each request one total time budget, visible to every layer
@@ -152,7 +154,16 @@ pub struct AttemptTimeoutLayer {
 
 impl AttemptTimeoutLayer {
     /// A layer bounding each attempt by `min(per_attempt, time left)`.
+    ///
+    /// # Panics
+    ///
+    /// If `per_attempt` is zero: every attempt would fail before it
+    /// started. [`builder`](AttemptTimeoutLayer::builder) rejects it with
+    /// an [`InvalidConfig`](battlement_core::InvalidConfig) naming
+    /// `per_attempt` instead.
+    #[track_caller]
     pub fn new(per_attempt: Duration) -> Self {
+        assert_nonzero_per_attempt(per_attempt);
         AttemptTimeoutLayer {
             per_attempt: Some(per_attempt),
             fraction: None,

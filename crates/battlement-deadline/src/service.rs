@@ -12,11 +12,11 @@ use tower_service::Service;
 use crate::future::{Cut, ResponseFuture, expired_meta, pack};
 use crate::shared::{Role, Shared};
 
-/// About thirty years from `now`: "no deadline" without overflowing.
+/// `now + d`, or about thirty years from `now` ("no deadline") when that
+/// would overflow.
 #[inline]
 fn add_saturating(now: Instant, d: Duration) -> Instant {
-    now.checked_add(d)
-        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30))
+    Deadline::after_from(now, d).instant()
 }
 
 /// Refuses a zero total budget: `DeadlineLayer::new` and
@@ -29,6 +29,17 @@ pub(crate) fn assert_nonzero_total(total: Duration) {
     assert!(
         !total.is_zero(),
         "DeadlineLayer: total must be > 0 (use DeadlineLayer::builder() to get an error instead)"
+    );
+}
+
+/// Refuses a zero bound per attempt, as
+/// [`AttemptTimeoutConfig::per_attempt`](crate::AttemptTimeoutConfig::per_attempt)
+/// does: every attempt would fail before it started.
+#[track_caller]
+pub(crate) fn assert_nonzero_per_attempt(per_attempt: Duration) {
+    assert!(
+        !per_attempt.is_zero(),
+        "AttemptTimeoutLayer: per_attempt must be > 0 (use AttemptTimeoutLayer::builder() to get an error instead)"
     );
 }
 
@@ -180,7 +191,14 @@ pub struct AttemptTimeout<S> {
 
 impl<S> AttemptTimeout<S> {
     /// Wraps `inner`, bounding each attempt by `min(per_attempt, time left)`.
+    ///
+    /// # Panics
+    ///
+    /// If `per_attempt` is zero, as
+    /// [`AttemptTimeoutLayer::new`](crate::AttemptTimeoutLayer::new).
+    #[track_caller]
     pub fn new(inner: S, per_attempt: Duration) -> Self {
+        assert_nonzero_per_attempt(per_attempt);
         AttemptTimeout {
             inner,
             per_attempt: Some(per_attempt),
@@ -250,7 +268,10 @@ where
         // The attempt's own end, from the fixed bound and the fraction.
         let mut own = self.per_attempt.map(|d| add_saturating(now, d));
         if let (Some(f), Some(at)) = (self.fraction, carried) {
-            let share = at.saturating_duration_since(now).mul_f64(f);
+            // `f` is in (0, 1]: the share never exceeds what is left (and
+            // falls back to it rather than panic on a rounding overflow).
+            let left = at.saturating_duration_since(now);
+            let share = Duration::try_from_secs_f64(left.as_secs_f64() * f).unwrap_or(left);
             let by_fraction = add_saturating(now, share);
             own = Some(own.map_or(by_fraction, |o| o.min(by_fraction)));
         }

@@ -89,6 +89,12 @@ fn grpc_format_picks_the_finest_unit() {
     );
     assert_eq!(format_grpc_timeout(Duration::MAX), "99999999H");
     assert_eq!(format_millis(Duration::from_micros(1999)), "1");
+    // Beyond what the parser reads, the writer saturates to its largest.
+    assert_eq!(
+        format_millis(Duration::from_secs(u64::MAX)),
+        u64::MAX.to_string()
+    );
+    assert_eq!(format_millis(Duration::MAX), u64::MAX.to_string());
 }
 
 proptest! {
@@ -124,6 +130,25 @@ proptest! {
         prop_assert!(d - back < unit);
         // Formatting what was parsed gives the same text.
         prop_assert_eq!(format_grpc_timeout(back), text);
+    }
+
+    /// D14: whatever the duration, what one hop writes the next can read
+    /// (a far-future deadline must not become a 400 downstream), and
+    /// never more time than was left.
+    #[test]
+    fn every_duration_formats_to_what_parses(
+        secs in prop_oneof![any::<u64>(), u64::MAX - 1000..=u64::MAX, 0u64..1_000_000],
+        nanos in 0u32..1_000_000_000,
+    ) {
+        let d = Duration::new(secs, nanos);
+        let millis = parse_millis(format_millis(d).as_bytes());
+        prop_assert!(millis.is_ok(), "{}: {:?}", format_millis(d), millis);
+        prop_assert!(millis.unwrap() <= d);
+        let text = format_grpc_timeout(d);
+        let grpc = parse_grpc_timeout(text.as_bytes());
+        prop_assert!(grpc.is_ok(), "{}: {:?}", text, grpc);
+        prop_assert!(grpc.unwrap() <= d);
+        prop_assert!(text.len() <= 9, "{}", text);
     }
 
     #[test]
@@ -420,6 +445,33 @@ async fn server_enforces_the_default_budget_and_the_cap() {
     );
     let body: serde_json::Value = serde_json::from_str(res.body()).unwrap();
     assert_eq!(body["budget_ms"], 1000);
+}
+
+/// D4: a default budget and a cap of `Duration::MAX` are accepted, and
+/// a request without a deadline header gets a far-future deadline
+/// instead of panicking on `now + budget`.
+#[tokio::test(start_paused = true)]
+async fn server_saturates_the_longest_budgets() {
+    for enforce in [true, false] {
+        let mut svc = ServerDeadlineLayer::builder()
+            .max(Duration::MAX)
+            .default_budget(Some(Duration::MAX))
+            .enforce(enforce)
+            .build()
+            .unwrap()
+            .layer_on(handler());
+        for headers in [
+            &[][..],
+            &[("grpc-timeout", "99999999H")],
+            &[("x-request-timeout-ms", "18446744073709551615")],
+        ] {
+            let res = call(&mut svc, req(headers)).await;
+            assert_eq!(res.status(), 200, "{headers:?}");
+            let left: u128 = res.body().parse().unwrap();
+            // About thirty years or more: far enough to mean "unbounded".
+            assert!(left > 86_400_000 * 365 * 29, "{headers:?}: {left}");
+        }
+    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -541,3 +541,58 @@ fn a_zero_budget_is_refused_when_the_service_is_made() {
         Duration::ZERO,
     );
 }
+
+/// `AttemptTimeoutLayer::new` agrees with its builder, which refuses a
+/// zero bound (and `DeadlineLayer::new`, which panics the same way).
+#[test]
+#[should_panic(expected = "per_attempt must be > 0")]
+fn a_zero_attempt_bound_is_refused_when_the_layer_is_made() {
+    let _ = AttemptTimeoutLayer::new(Duration::ZERO);
+}
+
+#[test]
+#[should_panic(expected = "per_attempt must be > 0")]
+fn a_zero_attempt_bound_is_refused_when_the_service_is_made() {
+    let _ = battlement_deadline::AttemptTimeout::new(
+        tower::service_fn(|()| async { Ok::<_, std::convert::Infallible>(()) }),
+        Duration::ZERO,
+    );
+}
+
+/// The longest budgets saturate about thirty years out instead of
+/// overflowing the instant, for every layer and every way in.
+#[tokio::test(start_paused = true)]
+async fn the_longest_budgets_saturate() {
+    let far = Duration::from_secs(86_400 * 365 * 29);
+    let mut total = DeadlineLayer::new(Duration::MAX).layer(sleeper(Duration::ZERO));
+    let seen = total
+        .ready()
+        .await
+        .unwrap()
+        .call(Req::new(()))
+        .await
+        .unwrap();
+    assert!(seen.unwrap().remaining() > far);
+
+    let mut attempt = AttemptTimeoutLayer::new(Duration::MAX).layer(sleeper(Duration::ZERO));
+    let seen = attempt
+        .ready()
+        .await
+        .unwrap()
+        .call(Req::new(()))
+        .await
+        .unwrap();
+    assert!(seen.unwrap().remaining() > far);
+
+    // A fraction of a far-future deadline the request carries.
+    let mut split = AttemptTimeoutLayer::builder()
+        .per_attempt(Duration::MAX)
+        .fraction(1.0)
+        .build()
+        .unwrap()
+        .layer(sleeper(Duration::ZERO));
+    let mut req = Req::new(());
+    req.set_deadline(Deadline::after(Duration::MAX));
+    let seen = split.ready().await.unwrap().call(req).await.unwrap();
+    assert!(seen.unwrap().remaining() > far);
+}

@@ -167,7 +167,18 @@ pub fn format_grpc_timeout(d: Duration) -> String {
     format!("{GRPC_MAX}H")
 }
 
-/// Formats `d` as whole milliseconds, rounding down.
+/// Formats `d` as whole milliseconds, rounding down. Beyond `u64::MAX`
+/// milliseconds (585 million years) it saturates there, the largest value
+/// [`parse_millis`] reads, so a far-future deadline stays readable at the
+/// next hop.
+///
+/// ```
+/// use std::time::Duration;
+/// use battlement_deadline::http::{format_millis, parse_millis};
+///
+/// assert_eq!(format_millis(Duration::from_micros(1999)), "1");
+/// assert!(parse_millis(format_millis(Duration::MAX).as_bytes()).is_ok());
+/// ```
 pub fn format_millis(d: Duration) -> String {
-    d.as_millis().to_string()
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).to_string()
 }

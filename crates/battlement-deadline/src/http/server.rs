@@ -30,7 +30,9 @@ use crate::shared::{DeadlineHandle, Observer, Role, Shared, deadline_hit};
 ///   smaller wins. A request that already carries an earlier deadline
 ///   keeps it.
 /// - The budget is capped by [`max`](ServerDeadlineConfig::max) (default
-///   60 s), so a caller cannot hold the server's resources forever.
+///   60 s), so a caller cannot hold the server's resources forever. A
+///   budget too long for the clock (a `max` and `default_budget` of
+///   `Duration::MAX`) ends about thirty years out, which is "unbounded".
 /// - A malformed or overflowing header is answered `400 Bad Request` with
 ///   `{"error": "invalid deadline header", "header": ..., "reason": ...}`;
 ///   a budget already spent (`0m`, `0`, or an expired carried deadline) is
@@ -427,7 +429,7 @@ where
         let now = Instant::now();
         if let Some(b) = budget {
             let b = b.min(self.config.max);
-            req.tighten_deadline(Deadline::at(now + b));
+            req.tighten_deadline(Deadline::after_from(now, b));
         }
         let Some(at) = req.deadline().map(|d| d.instant()) else {
             // No budget: the handler runs as it would without this layer.
@@ -550,8 +552,9 @@ where
                     return Poll::Pending;
                 }
                 // The timer fires late, never early.
-                let elapsed =
-                    cut.budget + Instant::now().saturating_duration_since(sleep.deadline());
+                let elapsed = cut
+                    .budget
+                    .saturating_add(Instant::now().saturating_duration_since(sleep.deadline()));
                 deadline_hit(
                     cut.shared.get().as_deref(),
                     Role::Server,
