@@ -121,6 +121,17 @@
 //!   the server's 504 usually reaches a client just before the client's
 //!   own `DeadlineLayer` would fail with `DeadlineExceeded`: a client sees
 //!   one or the other, both meaning "the budget passed".
+//! - **Budgets saturate, never overflow.** A budget the clock cannot hold
+//!   (`Duration::MAX`, in a layer, a server's `max` and `default_budget`,
+//!   or a header) ends about thirty years out, which means "unbounded"
+//!   ([`Deadline::after_from`](battlement_core::Deadline::after_from)).
+//!   The header writers saturate at the largest value their parsers read
+//!   (`u64::MAX` ms; `99999999H`), so any deadline one hop writes, the
+//!   next hop reads.
+//! - **Zero bounds are refused.** `DeadlineLayer::new(0)` and
+//!   `AttemptTimeoutLayer::new(0)` panic (every call would fail before it
+//!   started); their builders return an
+//!   [`InvalidConfig`](battlement_core::InvalidConfig) naming the field.
 //! - **HTTP propagation lives here** (module [`http`], feature `http`),
 //!   not in `battlement-http`: the deadline and its wire format are one
 //!   crate.
