@@ -15,7 +15,7 @@ const COMPONENT: &str = "breaker";
 pub enum WindowConfig {
     /// The last `size` calls.
     Count {
-        /// How many calls (at least 1).
+        /// How many calls (1 to [`BreakerBuilder::MAX_COUNT_WINDOW`]).
         size: u32,
     },
     /// The last `duration` of time, kept in `buckets` buckets of
@@ -25,7 +25,7 @@ pub enum WindowConfig {
     Time {
         /// How far back (more than zero).
         duration: Duration,
-        /// In how many buckets (1 to 1000).
+        /// In how many buckets (1 to [`BreakerBuilder::MAX_TIME_BUCKETS`]).
         buckets: u32,
     },
 }
@@ -109,6 +109,16 @@ pub struct BreakerBuilder {
 }
 
 impl BreakerBuilder {
+    /// The largest count window, in calls: its memory (one byte a call)
+    /// is allocated at build and cleared on every close, so a window of
+    /// `u32::MAX` calls would take 4 GiB and seconds per transition. At
+    /// 100 000 a close clears 100 KB.
+    pub const MAX_COUNT_WINDOW: u32 = 100_000;
+
+    /// The most buckets a time window may have (each is four atomics,
+    /// summed on every rate check).
+    pub const MAX_TIME_BUCKETS: u32 = 1000;
+
     pub(crate) fn new(name: impl Into<Name>) -> Self {
         BreakerBuilder {
             name: name.into(),
@@ -157,15 +167,17 @@ impl BreakerBuilder {
         self
     }
 
-    /// Rates are over the last `size` calls (at least 1). Default: a count
-    /// window of 100 calls.
+    /// Rates are over the last `size` calls (1 to
+    /// [`MAX_COUNT_WINDOW`](Self::MAX_COUNT_WINDOW), 100 000). Default: a
+    /// count window of 100 calls.
     pub fn count_window(mut self, size: u32) -> Self {
         self.config.window = WindowConfig::Count { size };
         self
     }
 
     /// Rates are over the last `duration`, kept in `buckets` buckets (1 to
-    /// 1000). Default: a count window of 100 calls.
+    /// [`MAX_TIME_BUCKETS`](Self::MAX_TIME_BUCKETS), 1000). Default: a
+    /// count window of 100 calls.
     pub fn time_window(mut self, duration: Duration, buckets: u32) -> Self {
         self.config.window = WindowConfig::Time { duration, buckets };
         self
@@ -262,8 +274,8 @@ impl BreakerBuilder {
         }
         match c.window {
             WindowConfig::Count { size } => {
-                if size == 0 {
-                    return bad("window_size", &size, "must be at least 1");
+                if !(1..=Self::MAX_COUNT_WINDOW).contains(&size) {
+                    return bad("window_size", &size, "must be in 1..=100000");
                 }
                 if c.minimum_calls > size {
                     return bad(
@@ -277,7 +289,7 @@ impl BreakerBuilder {
                 if duration.is_zero() {
                     return bad("window_duration", &duration, "must be more than zero");
                 }
-                if buckets == 0 || buckets > 1000 {
+                if !(1..=Self::MAX_TIME_BUCKETS).contains(&buckets) {
                     return bad("window_buckets", &buckets, "must be in 1..=1000");
                 }
                 if duration.as_nanos() < u128::from(buckets) {

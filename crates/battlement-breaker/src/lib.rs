@@ -60,12 +60,23 @@
 //!   only once the window holds `minimum_calls`.
 //! - **Windows**: count-based (last N calls, a ring of one-byte slots) or
 //!   time-based (last D in B buckets, each tagged with its epoch so idle
-//!   gaps are forgotten). O(1) per call, memory fixed at build.
+//!   gaps are forgotten). O(1) per call, memory fixed at build and
+//!   bounded: at most [`BreakerBuilder::MAX_COUNT_WINDOW`] (100 000) calls
+//!   or [`BreakerBuilder::MAX_TIME_BUCKETS`] (1000) buckets, rejected at
+//!   `build()` above that (issue 13, D5).
 //! - **Open duration**: fixed, or exponential (`base × multiplier^n`, capped)
 //!   where `n` counts re-opens from half-open since the last close.
 //! - **Half-open**: at most `permitted_probes` in flight;
 //!   `success_threshold` successes close; any failure re-opens with the
-//!   next, longer open duration.
+//!   next, longer open duration. The bound is on probes in flight **in
+//!   total**: a probe of an earlier half-open round that is still running
+//!   (a hung call that outlived a re-open, a reset or a forced open) keeps
+//!   its permit until it finishes or is dropped, so repeated rounds cannot
+//!   pile probes onto a sick backend (issue 13, D11). Only the current
+//!   round's probes count towards closing or re-open it; an earlier
+//!   round's result only frees its permit. With every permit held by hung
+//!   probes, calls are refused until they end; set `max_half_open_wait`
+//!   to re-open meanwhile.
 //! - **Outcomes** come from a [`Classify`](battlement_core::Classify)
 //!   (default [`ErrorClassifier`](battlement_core::ErrorClassifier));
 //!   `Ignored` counts neither way.

@@ -3,8 +3,10 @@
 //! The state and its generation live in one `AtomicU64` (`gen << 32 |
 //! code`), read with one load on every call. The half-open probe accounting
 //! lives in another (`gen << 32 | successes << 16 | in_flight`), changed by
-//! compare-and-swap, so a permit is only ever returned to the generation
-//! that granted it. Transitions are rare: they take a mutex (never held
+//! compare-and-swap: `successes` belong to the half-open round `gen`, so
+//! only that round's probes count towards closing, while `in_flight` counts
+//! the probes of every round still in flight (a new round carries it over),
+//! so `permitted_probes` bounds the calls probing the backend in total. Transitions are rare: they take a mutex (never held
 //! across an `.await` or on the closed hot path), check the state word is
 //! still what the caller saw, and publish the new word last.
 
@@ -308,7 +310,10 @@ impl Shared {
         })
     }
 
-    /// Takes a probe permit of `generation`, if one is free.
+    /// Takes a probe permit in the half-open state of `generation`, if one
+    /// is free. Permits held by probes of earlier half-open rounds still
+    /// in flight count: `permitted_probes` bounds the probes in flight in
+    /// total, not per round.
     fn acquire_probe(&self, generation: u32) -> bool {
         let permitted = u64::from(self.config.permitted_probes);
         self.half_open
@@ -320,34 +325,38 @@ impl Shared {
             .is_ok()
     }
 
-    /// Gives back a probe permit of `generation` without a result (the
-    /// probe's future was dropped).
-    pub(crate) fn release_probe(&self, generation: u32) {
+    /// Gives back a probe permit without a result (the probe's future was
+    /// dropped, or its outcome was ignored), whatever round granted it.
+    pub(crate) fn release_probe(&self) {
         let _ = self.half_open.fetch_update(AcqRel, Acquire, |w| {
-            let (g, counts) = split(w);
-            (g == generation && counts & 0xffff > 0).then_some(w - 1)
+            (split(w).1 & 0xffff > 0).then_some(w - 1)
         });
     }
 
-    /// Records a probe's result.
+    /// Records a probe's result: its permit is freed whatever round granted
+    /// it; only a probe of the current round (`generation`) counts towards
+    /// closing or re-opens.
     fn finish_probe(&self, generation: u32, outcome: Outcome, slow: bool) {
         let failed = outcome.is_failure() || (slow && !outcome.is_ignored());
         let success = outcome.is_success() && !failed;
         let threshold = u64::from(self.config.success_threshold);
         let mut closes = false;
+        let mut current = false;
         let updated = self.half_open.fetch_update(AcqRel, Acquire, |w| {
             let (g, counts) = split(w);
-            if g != generation || counts & 0xffff == 0 {
+            if counts & 0xffff == 0 {
                 return None;
             }
             let mut next = w - 1;
-            if success {
+            current = g == generation;
+            closes = false;
+            if success && current {
                 next += 1 << 16;
                 closes = (split(next).1 >> 16) >= threshold;
             }
             Some(next)
         });
-        if updated.is_err() {
+        if updated.is_err() || !current {
             return;
         }
         let expected = word(generation, HALF_OPEN);
@@ -405,8 +414,8 @@ impl Shared {
             Outcome::Failure(_) => true,
             Outcome::Ignored => {
                 self.ignored.fetch_add(1, Relaxed);
-                if let Admit::Probe(generation) = admit {
-                    self.release_probe(generation);
+                if let Admit::Probe(_) = admit {
+                    self.release_probe();
                 }
                 return;
             }
@@ -568,7 +577,13 @@ impl Shared {
                     Release,
                 );
             }
-            CircuitState::HalfOpen => self.half_open.store(word(next, 0), Release),
+            CircuitState::HalfOpen => {
+                // A new round: no successes yet, but the probes of earlier
+                // rounds still in flight keep their permits.
+                let _ = self
+                    .half_open
+                    .fetch_update(AcqRel, Acquire, |w| Some(word(next, 0) | (w & 0xffff)));
+            }
             CircuitState::Closed => {
                 slow.reopens = 0;
                 slow.open_duration = self.config.open_duration.after(0);

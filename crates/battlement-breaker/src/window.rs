@@ -217,9 +217,11 @@ impl TimeWindow {
             let tag = b.tag.load(Acquire);
             // Tags epoch+1-len+1 ..= epoch+1 are within the window.
             if tag != 0 && tag <= epoch + 1 && tag + len > epoch + 1 {
-                c.calls += b.calls.load(Relaxed);
-                c.failures += b.failures.load(Relaxed);
-                c.slow += b.slow.load(Relaxed);
+                // Saturating: a window of many busy buckets may hold more
+                // than `u32::MAX` calls.
+                c.calls = c.calls.saturating_add(b.calls.load(Relaxed));
+                c.failures = c.failures.saturating_add(b.failures.load(Relaxed));
+                c.slow = c.slow.saturating_add(b.slow.load(Relaxed));
             }
         }
         c

@@ -169,3 +169,41 @@ fn concurrent_failures_trip_once() {
         );
     });
 }
+
+/// A probe of an earlier half-open round, still in flight, keeps its
+/// permit into the next round (`permitted_probes` bounds the probes in
+/// flight in total): its drop racing a new probe's admission is counted
+/// exactly once, so of the two callers after it exactly one is admitted.
+#[test]
+fn earlier_round_probe_keeps_its_permit() {
+    loom::model(|| {
+        let log = EventLog::new();
+        let b = tripped(2, &log);
+        let mut s = svc(b.clone());
+        // Round one: a probe that hangs.
+        let mut old = Box::pin(s.call(None));
+        assert!(poll(old.as_mut()).is_pending());
+        // A new round: closed by hand, tripped again (open for 1 ns), and
+        // a probe of the new round takes the second permit.
+        b.reset();
+        let mut f = Box::pin(s.call(Some(true)));
+        assert!(poll(f.as_mut()).is_ready());
+        let mut first = Box::pin(s.call(None));
+        assert!(poll(first.as_mut()).is_pending());
+        assert_eq!(b.state(), CircuitState::HalfOpen);
+
+        let dropper = thread::spawn(move || drop(old));
+        let mut s2 = svc(b.clone());
+        let caller = thread::spawn(move || {
+            let mut f = Box::pin(s2.call(None));
+            let admitted = poll(f.as_mut()).is_pending();
+            (admitted, admitted.then_some(f))
+        });
+        dropper.join().unwrap();
+        let (second, held) = caller.join().unwrap();
+        let mut f = Box::pin(s.call(None));
+        let third = poll(f.as_mut()).is_pending();
+        assert!(second ^ third, "second {second}, third {third}");
+        drop((held, f, first));
+    });
+}

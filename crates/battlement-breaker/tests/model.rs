@@ -78,10 +78,9 @@ impl Model {
                 let d = (1000u64 << self.reopens.min(10)).min(8000);
                 self.open_until = now + d;
             }
-            St::HalfOpen => {
-                self.in_flight = 0;
-                self.successes = 0;
-            }
+            // A new round: no successes, but probes of earlier rounds still
+            // in flight keep their permits (`in_flight` spans rounds).
+            St::HalfOpen => self.successes = 0,
             St::Closed => {
                 self.reopens = 0;
                 self.window.clear();
@@ -118,17 +117,18 @@ impl Model {
     }
 
     fn drop_ticket(&mut self, t: Ticket) {
-        if t.probe && t.generation == self.generation {
+        if t.probe {
             self.in_flight -= 1;
         }
     }
 
     fn finish(&mut self, t: Ticket, outcome: Outcome, now: u64) {
         let current = t.generation == self.generation;
+        // A probe's permit is freed whatever round granted it.
+        if t.probe {
+            self.in_flight -= 1;
+        }
         if outcome.is_ignored() {
-            if t.probe && current {
-                self.in_flight -= 1;
-            }
             return;
         }
         let slow = self.slow_rule && now - t.start > SLOW_MS;
@@ -137,7 +137,6 @@ impl Model {
             return;
         }
         if t.probe {
-            self.in_flight -= 1;
             if failed || slow {
                 self.go(St::Open, now);
             } else {

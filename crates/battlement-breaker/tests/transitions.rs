@@ -588,3 +588,113 @@ async fn poll_ready_forwards_inner_readiness_only() {
     assert!(err.is::<CircuitOpen>());
     assert!(handle.poll_request().is_pending(), "inner was not called");
 }
+
+/// Issue 13, D11: `permitted_probes` bounds the probes in flight in total,
+/// not per half-open round. Each round one probe hangs for 60 s and one
+/// fails (re-opening); the hanging probes of earlier rounds still count
+/// against the limit, so the backend never holds more than 2 calls.
+#[tokio::test(start_paused = true)]
+async fn probes_of_earlier_rounds_count_against_the_limit() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    /// Counts the calls the backend holds; one lives in each call's future.
+    struct Held(Arc<AtomicUsize>);
+    impl Drop for Held {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, SeqCst);
+        }
+    }
+
+    let b = Breaker::builder("b")
+        .consecutive_failures(1)
+        .open_duration(Duration::from_secs(1))
+        .permitted_probes(2)
+        .success_threshold(2)
+        .build()
+        .unwrap();
+    let held = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let (h, m) = (held.clone(), most.clone());
+    let mut s = BreakerService::new(
+        service_fn(move |req: Req| {
+            let n = h.fetch_add(1, SeqCst) + 1;
+            m.fetch_max(n, SeqCst);
+            let guard = Held(h.clone());
+            async move {
+                let _guard = guard;
+                inner(req).await
+            }
+        }),
+        b.clone(),
+    );
+    let hang = Req {
+        fail: false,
+        delay: Duration::from_secs(60),
+    };
+    s.ready().await.unwrap().call(FAIL).await.unwrap_err();
+    assert_eq!(b.state(), CircuitState::Open);
+    let mut rounds = vec![];
+    for _ in 1..=5 {
+        advance(Duration::from_secs(1)).await;
+        let probe = s.ready().await.unwrap().call(hang);
+        let _hanging = tokio::spawn(probe);
+        let _ = s.ready().await.unwrap().call(FAIL).await;
+        tokio::task::yield_now().await;
+        rounds.push(held.load(SeqCst));
+    }
+    assert_eq!(rounds, [1, 2, 2, 2, 2]);
+    assert_eq!(most.load(SeqCst), 2);
+    assert_eq!(b.state(), CircuitState::HalfOpen);
+
+    // Once the hanging probes are done their permits are free again: the
+    // current round's one counts as a success, one more closes.
+    advance(Duration::from_secs(61)).await;
+    tokio::task::yield_now().await;
+    assert_eq!(held.load(SeqCst), 0);
+    s.ready().await.unwrap().call(OK).await.unwrap();
+    assert_eq!(b.state(), CircuitState::Closed);
+}
+
+/// Issue 13, D5: every size that allocates has a documented maximum,
+/// rejected at `build()` naming the field and the bound (a
+/// `count_window(u32::MAX)` used to allocate 4 GiB).
+mod size_bounds {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn oversized_windows_are_rejected() {
+        let err = Breaker::builder("b")
+            .count_window(u32::MAX)
+            .build()
+            .unwrap_err();
+        assert_eq!((err.component, err.field), ("breaker", "window_size"));
+        assert!(err.bound.contains("100000"), "{err}");
+        let err = Breaker::builder("b")
+            .time_window(Duration::from_secs(10), 1001)
+            .build()
+            .unwrap_err();
+        assert_eq!(err.field, "window_buckets");
+        assert!(err.bound.contains("1000"), "{err}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// A count window builds exactly when its size is in
+        /// `1..=100_000`.
+        #[test]
+        fn count_window_size_is_bounded(size in prop_oneof![
+            0u32..=200_000,
+            any::<u32>(),
+            Just(u32::MAX),
+        ]) {
+            let r = Breaker::builder("b").count_window(size).minimum_calls(1).build();
+            prop_assert_eq!(r.is_ok(), (1..=100_000).contains(&size), "{:?}", r.err());
+            if let Err(e) = r {
+                prop_assert_eq!(e.field, "window_size");
+            }
+        }
+    }
+}
