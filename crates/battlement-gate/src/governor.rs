@@ -195,6 +195,9 @@ pub struct LatencyPercentile {
     snapshots: Vec<Box<[u64]>>,
     oldest: usize,
     scratch: Box<[u64]>,
+    /// A window asked for above [`MAX_WINDOW`](Self::MAX_WINDOW), not
+    /// allocated; the governor's `build()` reports it.
+    too_long: Option<usize>,
 }
 
 impl fmt::Debug for LatencyPercentile {
@@ -209,10 +212,22 @@ impl fmt::Debug for LatencyPercentile {
 }
 
 impl LatencyPercentile {
+    /// The longest [`window`](Self::window), in ticks: each tick keeps one
+    /// snapshot of the histogram (249 counters, 2 KB), so 1000 ticks are
+    /// 2 MB (about 17 minutes at the default one-second interval).
+    pub const MAX_WINDOW: usize = 1000;
+
     /// Reads over the calls completed during the last `ticks` samples
-    /// (at least 1) rather than since the previous one. Default: 1.
+    /// (1 to [`MAX_WINDOW`](Self::MAX_WINDOW); 0 reads as 1) rather than
+    /// since the previous one. Default: 1. A longer window is not
+    /// allocated: [`GovernorBuilder::build`] rejects it.
     #[must_use]
     pub fn window(mut self, ticks: usize) -> Self {
+        if ticks > Self::MAX_WINDOW {
+            self.too_long = Some(ticks);
+            return self;
+        }
+        self.too_long = None;
         let ticks = ticks.max(1);
         let current = self.current();
         self.snapshots = (0..ticks).map(|_| current.clone()).collect();
@@ -266,6 +281,14 @@ impl Signal for LatencyPercentile {
     }
 
     fn validate(&self) -> Result<(), InvalidConfig> {
+        if let Some(ticks) = self.too_long {
+            return Err(InvalidConfig::new(
+                "governor",
+                "latency.window",
+                ticks,
+                "must be in 1..=1000 ticks",
+            ));
+        }
         if self.percentile > 0.0 && self.percentile <= 100.0 {
             Ok(())
         } else {
@@ -329,6 +352,7 @@ impl Gate {
             snapshots: vec![now.clone()],
             oldest: 0,
             scratch: now,
+            too_long: None,
         }
     }
 

@@ -119,6 +119,11 @@
 //!   admitted/shed totals (they are monotonic counters).
 //! - **Health.** `Normal` is healthy, `Minimal` and `Moderate` degraded,
 //!   `Severe` and `Critical` unhealthy.
+//! - **Bounded memory.** Every size that allocates has a maximum checked
+//!   at build (issue 13, D5): a latency-percentile window of at most
+//!   [`LatencyPercentile::MAX_WINDOW`] (1000) ticks, a throttle window of
+//!   at most [`ThrottleBuilder::MAX_BUCKETS`] (1000) buckets. The
+//!   histogram is a fixed 249 buckets.
 //! - **Table.** A custom [`AdmissionTable`] must be monotone (what a level
 //!   admits, each lower level admits).
 //! - **Throttle accounting.** A call counts as rejected by the backend

@@ -105,6 +105,9 @@ impl fmt::Debug for ThrottleBuilder {
 }
 
 impl ThrottleBuilder {
+    /// The most buckets a window may have: `build()` rejects more.
+    pub const MAX_BUCKETS: usize = 1000;
+
     /// The multiplier `K`: the backend may reject up to `1 − 1/K` of the
     /// calls before the client throttles. Default: 2. At least 1.
     #[must_use]
@@ -129,8 +132,9 @@ impl ThrottleBuilder {
         self
     }
 
-    /// How many buckets the window is split into. Default: 10. In
-    /// `1..=1000`.
+    /// How many buckets the window is split into (three atomics each,
+    /// summed on every call). Default: 10. In
+    /// `1..=`[`MAX_BUCKETS`](Self::MAX_BUCKETS).
     #[must_use]
     pub fn buckets(mut self, buckets: usize) -> Self {
         self.buckets = buckets;
@@ -163,7 +167,7 @@ impl ThrottleBuilder {
                 "must be in [0, 1]",
             ));
         }
-        if !(1..=1000).contains(&self.buckets) {
+        if !(1..=Self::MAX_BUCKETS).contains(&self.buckets) {
             return Err(InvalidConfig::new(
                 "throttle",
                 "buckets",

@@ -397,3 +397,37 @@ proptest! {
         })?;
     }
 }
+
+/// Issue 13, D5: a latency-percentile window keeps one histogram snapshot
+/// (2 KB) per tick, so its length is bounded: over 1000 ticks the
+/// governor's `build()` names it, and nothing is allocated for it.
+#[test]
+fn latency_window_is_bounded() {
+    let gate = Gate::new("g");
+    for ticks in [1001, usize::MAX] {
+        let err = gate
+            .governor()
+            .rule(
+                Rule::new(gate.latency_percentile_signal(99.0).window(ticks)).step(
+                    Level::Minimal,
+                    500.0,
+                    200.0,
+                ),
+            )
+            .build()
+            .unwrap_err();
+        assert_eq!((err.component, err.field), ("governor", "latency.window"));
+        assert!(err.bound.contains("1000"), "{err}");
+    }
+    let ok = gate
+        .governor()
+        .rule(
+            Rule::new(gate.latency_percentile_signal(99.0).window(1000)).step(
+                Level::Minimal,
+                500.0,
+                200.0,
+            ),
+        )
+        .build();
+    assert!(ok.is_ok());
+}

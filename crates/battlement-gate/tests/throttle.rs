@@ -149,6 +149,11 @@ fn invalid_throttle_config() {
             "max_probability",
         ),
         (AdaptiveThrottle::builder("t").buckets(0), "buckets"),
+        (AdaptiveThrottle::builder("t").buckets(1001), "buckets"),
+        (
+            AdaptiveThrottle::builder("t").buckets(usize::MAX),
+            "buckets",
+        ),
         (
             AdaptiveThrottle::builder("t").window(Duration::ZERO),
             "window",
