@@ -1,19 +1,31 @@
-//! **battlement**: Tower middleware that makes any `tower::Service`
-//! resilient.
-//!
-//! This is the facade: it re-exports the shared vocabulary of
-//! [`battlement_core`] and, behind a feature named after each (all on by
-//! default), every layer crate of the workspace. Use it when you want the
-//! whole kit through one dependency; depend on a layer crate alone when you
-//! want just that layer.
-//!
-//! ```
-//! use battlement::prelude::*;
-//!
-//! let outcome = ErrorClassifier::new()
-//!     .classify(&Err::<(), BoxError>("boom".into()));
-//! assert_eq!(outcome, Outcome::failure(FailureKind::Unknown));
-//! ```
+#![doc = include_str!("docs/overview.md")]
+
+mod builder;
+#[cfg(feature = "policy")]
+pub mod config;
+#[cfg(feature = "policy")]
+mod error;
+#[cfg(feature = "policy")]
+mod policy;
+#[cfg(all(feature = "policy", feature = "http"))]
+mod presets;
+#[cfg(feature = "policy")]
+mod toggle;
+
+pub use builder::ServiceBuilderExt;
+#[cfg(feature = "policy")]
+pub use config::{ConfigError, PolicyConfig};
+#[cfg(feature = "policy")]
+pub use error::{Check, Conflict, PolicyError};
+#[cfg(feature = "policy")]
+pub use policy::{
+    AttemptPart, BreakerPart, BuildContext, DeadlinePart, FallbackClassifier, FallbackPart,
+    GatePart, NoFallback, NoGate, Policy, PolicyBuilder, RetryPart, WithFallback, WithGate,
+};
+#[cfg(all(feature = "policy", feature = "http"))]
+pub use presets::{IDEMPOTENCY_KEY, Idempotent};
+#[cfg(feature = "policy")]
+pub use toggle::{Toggle, ToggleFuture};
 
 #[doc(inline)]
 pub use battlement_core::*;
@@ -55,13 +67,21 @@ pub use battlement_http as http;
 
 /// The names most stacks need, in one import: `use battlement::prelude::*;`.
 pub mod prelude {
+    #[cfg(all(feature = "policy", feature = "http"))]
+    pub use crate::Idempotent;
+    pub use crate::ServiceBuilderExt;
+    #[cfg(feature = "policy")]
+    pub use crate::{Check, Policy, PolicyBuilder, PolicyConfig, PolicyError};
     #[cfg(feature = "breaker")]
     pub use battlement_breaker::{Breaker, BreakerLayer};
     pub use battlement_core::{
         BoxError, CircuitOpen, CircuitState, Classify, Component, ComponentHealth, Control,
-        Deadline, DeadlineCarrier, DeadlineExceeded, ErrorClassifier, Event, EventKind, EventSink,
-        Failure, FailureKind, HealthStatus, Level, Outcome, Priority, RetriesExhausted, Shed,
+        Deadline, DeadlineCarrier, DeadlineExceeded, ErrorClassifier, Event, EventKind, EventLog,
+        EventSink, Failure, FailureKind, HealthStatus, Level, Outcome, Priority, RetriesExhausted,
+        Shed,
     };
+    #[cfg(all(feature = "deadline", feature = "http"))]
+    pub use battlement_deadline::http::{PropagateDeadlineLayer, ServerDeadlineLayer};
     #[cfg(feature = "deadline")]
     pub use battlement_deadline::{AttemptTimeoutLayer, DeadlineLayer};
     #[cfg(feature = "fallback")]
@@ -71,7 +91,9 @@ pub mod prelude {
     #[cfg(feature = "gate")]
     pub use battlement_gate::{AdaptiveThrottle, Gate, GateLayer, Governor, Rule, ThrottleLayer};
     #[cfg(feature = "http")]
-    pub use battlement_http::HealthService;
+    pub use battlement_http::{
+        GrpcClassifier, HealthService, HttpClassifier, error_response, error_status,
+    };
     #[cfg(feature = "registry")]
     pub use battlement_registry::{HealthReport, InstrumentLayer, Registry};
     #[cfg(feature = "retry")]
