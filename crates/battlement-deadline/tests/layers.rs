@@ -531,33 +531,22 @@ fn the_response_future_is_tower_timeouts_plus_two_words() {
 /// both layers and both services, as the builders refuse it with an error.
 #[test]
 fn a_zero_bound_is_refused_when_the_layer_or_service_is_made() {
-    let svc = || tower::service_fn(|()| async { Ok::<_, std::convert::Infallible>(()) });
+    fn zero<T: 'static>(make: fn(Duration) -> T) -> Box<dyn Fn()> {
+        Box::new(move || drop(make(Duration::ZERO)))
+    }
+    fn unit() -> impl Service<(), Response = (), Error = std::convert::Infallible> {
+        tower::service_fn(|()| async { Ok(()) })
+    }
     let cases: [(&str, Box<dyn Fn()>); 4] = [
+        ("total must be > 0", zero(DeadlineLayer::new)),
         (
             "total must be > 0",
-            Box::new(|| drop(DeadlineLayer::new(Duration::ZERO))),
+            zero(|d| battlement_deadline::DeadlineService::new(unit(), d)),
         ),
-        (
-            "total must be > 0",
-            Box::new(move || {
-                drop(battlement_deadline::DeadlineService::new(
-                    svc(),
-                    Duration::ZERO,
-                ))
-            }),
-        ),
+        ("per_attempt must be > 0", zero(AttemptTimeoutLayer::new)),
         (
             "per_attempt must be > 0",
-            Box::new(|| drop(AttemptTimeoutLayer::new(Duration::ZERO))),
-        ),
-        (
-            "per_attempt must be > 0",
-            Box::new(move || {
-                drop(battlement_deadline::AttemptTimeout::new(
-                    svc(),
-                    Duration::ZERO,
-                ))
-            }),
+            zero(|d| battlement_deadline::AttemptTimeout::new(unit(), d)),
         ),
     ];
     for (i, (want, make)) in cases.iter().enumerate() {
@@ -577,25 +566,18 @@ fn a_zero_bound_is_refused_when_the_layer_or_service_is_made() {
 #[tokio::test(start_paused = true)]
 async fn the_longest_budgets_saturate() {
     let far = Duration::from_secs(86_400 * 365 * 29);
-    let mut total = DeadlineLayer::new(Duration::MAX).layer(sleeper(Duration::ZERO));
-    let seen = total
-        .ready()
-        .await
-        .unwrap()
-        .call(Req::new(()))
-        .await
-        .unwrap();
-    assert!(seen.unwrap().remaining() > far);
-
-    let mut attempt = AttemptTimeoutLayer::new(Duration::MAX).layer(sleeper(Duration::ZERO));
-    let seen = attempt
-        .ready()
-        .await
-        .unwrap()
-        .call(Req::new(()))
-        .await
-        .unwrap();
-    assert!(seen.unwrap().remaining() > far);
+    for seen in [
+        DeadlineLayer::new(Duration::MAX)
+            .layer(sleeper(Duration::ZERO))
+            .oneshot(Req::new(()))
+            .await,
+        AttemptTimeoutLayer::new(Duration::MAX)
+            .layer(sleeper(Duration::ZERO))
+            .oneshot(Req::new(()))
+            .await,
+    ] {
+        assert!(seen.unwrap().unwrap().remaining() > far);
+    }
 
     // A fraction of a far-future deadline the request carries.
     let mut split = AttemptTimeoutLayer::builder()
