@@ -537,7 +537,7 @@ fn a_zero_bound_is_refused_when_the_layer_or_service_is_made() {
     fn unit() -> impl Service<(), Response = (), Error = std::convert::Infallible> {
         tower::service_fn(|()| async { Ok(()) })
     }
-    let cases: [(&str, Box<dyn Fn()>); 4] = [
+    let cases = [
         ("total must be > 0", zero(DeadlineLayer::new)),
         (
             "total must be > 0",
