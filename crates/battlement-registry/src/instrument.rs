@@ -2,7 +2,7 @@
 //! [`Component`].
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use battlement_core::{
@@ -31,15 +31,32 @@ use crate::histogram::Histogram;
 /// `generation` moves on and the slot waits in a process-wide pool for the
 /// next instrument. A call records only while the generation it started
 /// with is current, so the calls of a dropped instrument do not count into
-/// the next one. Recording is a check and then a few additions, not one
-/// atomic step: a call preempted between the two could count into the next
-/// instrument, so a slot is reused only after [`QUARANTINE_NS`] (one
-/// second) in the pool. The pool never holds more slots than there were
-/// live instruments at once, plus those dropped within the last second.
+/// the next one.
+///
+/// # When a slot is reused
+///
+/// Recording is a check and then a few additions, not one atomic step: a
+/// call preempted between the two could count into the next instrument.
+/// So every call ends with exactly one last increment, after everything
+/// else it writes, with `Release`: a completion (a histogram bucket or
+/// `unsampled`), a cancellation, or, for a call that ends after its
+/// instrument was dropped, `stale`. A slot is *settled* when those add up
+/// to `started` (read with `Acquire`): no call of it can touch it again.
+/// A settled slot is reused at once, by the next instrument made; one with
+/// calls still running waits until they end (checked when an instrument
+/// is made) or, should one never end (a leaked future, a panicking
+/// classifier), [`QUARANTINE_NS`] (one second). So the slots follow the
+/// most instruments alive at once, not how many were ever made: making,
+/// using and dropping instruments one after another reuses one slot.
+/// Slots are never freed (a call may hold a `&'static` to one), so their
+/// memory (about 4 KB each, mostly the histogram) stays at that peak.
 #[derive(Debug)]
 pub(crate) struct Counters {
     generation: AtomicU64,
     pub(crate) started: AtomicU64,
+    /// Calls that ended after their generation ended (counted nowhere
+    /// else).
+    stale: AtomicU64,
     /// Completed calls whose latency was not sampled.
     pub(crate) unsampled: AtomicU64,
     pub(crate) failures: AtomicU64,
@@ -50,19 +67,44 @@ pub(crate) struct Counters {
     pub(crate) latency: Histogram,
 }
 
-/// How long a released slot waits before it is reused.
+/// How long a released slot with calls still running waits, at most,
+/// before it is reused.
 pub(crate) const QUARANTINE_NS: u64 = 1_000_000_000;
 
-/// Released slots, oldest first, with the fast clock's reading at release.
-static POOL: Mutex<VecDeque<(u64, &'static Counters)>> = Mutex::new(VecDeque::new());
+/// How many of the oldest unsettled slots making an instrument looks at.
+const CHECKED: usize = 8;
 
-fn pool() -> MutexGuard<'static, VecDeque<(u64, &'static Counters)>> {
+/// The released slots.
+struct Pool {
+    /// Settled: reusable at once (last released first).
+    settled: Vec<&'static Counters>,
+    /// With calls still running at release, oldest first, with the fast
+    /// clock's reading at release.
+    running: VecDeque<(u64, &'static Counters)>,
+}
+
+static POOL: Mutex<Pool> = Mutex::new(Pool {
+    settled: Vec::new(),
+    running: VecDeque::new(),
+});
+
+/// Every slot ever made, process-wide (none is freed).
+static SLOTS: AtomicUsize = AtomicUsize::new(0);
+
+fn pool() -> MutexGuard<'static, Pool> {
     POOL.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// How many released slots wait in the pool.
 pub(crate) fn pooled() -> usize {
-    pool().len()
+    let pool = pool();
+    pool.settled.len() + pool.running.len()
+}
+
+/// How many slots were ever made, process-wide: those of live instruments
+/// plus the pooled ones.
+pub(crate) fn slots() -> usize {
+    SLOTS.load(Ordering::Relaxed)
 }
 
 impl Counters {
@@ -70,6 +112,7 @@ impl Counters {
         Counters {
             generation: AtomicU64::new(0),
             started: AtomicU64::new(0),
+            stale: AtomicU64::new(0),
             unsampled: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             ignored: AtomicU64::new(0),
@@ -80,58 +123,79 @@ impl Counters {
         }
     }
 
-    /// A slot released at least `quarantine_ns` ago, cleared, or a new
-    /// one; and its current generation.
+    /// A settled slot, or one of the oldest unsettled ones that has
+    /// settled since or was released at least `quarantine_ns` ago,
+    /// cleared; or a new one. And its current generation.
     pub(crate) fn acquire(quarantine_ns: u64) -> (&'static Counters, u64) {
-        let clock = crate::clock::fast();
-        let now = clock.raw();
         let reused = {
-            let mut free = pool();
-            match free.front() {
-                Some(&(at, _)) if clock.delta_as_nanos(at, now) >= quarantine_ns => {
-                    free.pop_front().map(|(_, c)| c)
-                }
-                _ => None,
-            }
+            let mut pool = pool();
+            pool.settled.pop().or_else(|| {
+                let clock = crate::clock::fast();
+                let now = clock.raw();
+                let i = pool.running.iter().take(CHECKED).position(|&(at, c)| {
+                    c.settled() || clock.delta_as_nanos(at, now) >= quarantine_ns
+                })?;
+                pool.running.remove(i).map(|(_, c)| c)
+            })
         };
         let counters = match reused {
             Some(c) => {
                 c.clear();
                 c
             }
-            None => Box::leak(Box::new(Counters::new())),
+            None => {
+                SLOTS.fetch_add(1, Ordering::Relaxed);
+                Box::leak(Box::new(Counters::new()))
+            }
         };
         (counters, counters.generation.load(Ordering::Relaxed))
     }
 
-    /// Ends the current generation and puts the slot in the pool.
+    /// Ends the current generation and puts the slot in the pool: with
+    /// the settled ones if no call of it is running.
     fn release(&'static self) {
         self.generation.fetch_add(1, Ordering::Relaxed);
-        let at = crate::clock::fast().raw();
-        pool().push_back((at, self));
+        if self.settled() {
+            pool().settled.push(self);
+        } else {
+            let at = crate::clock::fast().raw();
+            pool().running.push_back((at, self));
+        }
+    }
+
+    /// Whether every call started has ended for good (see the type's
+    /// docs): no call can touch the slot again. Reads every bucket; off
+    /// the hot path.
+    fn settled(&self) -> bool {
+        let ended = self
+            .latency
+            .completed()
+            .saturating_add(self.unsampled.load(Ordering::Acquire))
+            .saturating_add(self.cancelled.load(Ordering::Acquire))
+            .saturating_add(self.stale.load(Ordering::Acquire));
+        self.started.load(Ordering::Acquire) == ended
     }
 
     /// Clears every counter (a slot out of the pool).
     fn clear(&self) {
         self.started.store(0, Ordering::Relaxed);
-        self.clear_outcomes();
+        self.stale.store(0, Ordering::Relaxed);
+        self.take_outcomes();
     }
 
-    /// Clears every figure but the count of calls started.
-    fn clear_outcomes(&self) {
-        for c in [
-            &self.unsampled,
-            &self.failures,
-            &self.ignored,
-            &self.cancelled,
-            &self.consecutive_failures,
-        ] {
+    /// Clears every figure but the count of calls started, and returns
+    /// how many ended calls (completed or cancelled) it removed.
+    fn take_outcomes(&self) -> u64 {
+        for c in [&self.failures, &self.ignored, &self.consecutive_failures] {
             c.store(0, Ordering::Relaxed);
         }
         for c in &self.by_kind {
             c.store(0, Ordering::Relaxed);
         }
-        self.latency.clear();
+        self.latency
+            .take()
+            .saturating_add(self.unsampled.swap(0, Ordering::AcqRel))
+            .saturating_add(self.cancelled.swap(0, Ordering::AcqRel))
     }
 
     /// A call started. Returns the call's sequence number.
@@ -143,20 +207,16 @@ impl Counters {
     /// A call that started in `generation` ended: completed with `outcome`
     /// after `latency` nanoseconds (`None` when not sampled), or dropped
     /// unfinished (`done` is `None`). Not counted if the instrument it
-    /// started in is gone.
+    /// started in is gone (then only `stale` counts it). The last write,
+    /// with `Release`, is the one that ends the call (see the type's docs).
     #[inline]
     pub(crate) fn finish(&self, generation: u64, done: Option<(Outcome, Option<u64>)>) {
         if self.generation.load(Ordering::Relaxed) != generation {
+            self.stale.fetch_add(1, Ordering::Release);
             return;
         }
         match done {
             Some((outcome, latency)) => {
-                match latency {
-                    Some(ns) => self.latency.record_ns(ns),
-                    None => {
-                        self.unsampled.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
                 if let Outcome::Success = outcome {
                     if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
                         self.consecutive_failures.store(0, Ordering::Relaxed);
@@ -164,9 +224,15 @@ impl Counters {
                 } else {
                     self.count_unsuccessful(&outcome);
                 }
+                match latency {
+                    Some(ns) => self.latency.record_ns(ns),
+                    None => {
+                        self.unsampled.fetch_add(1, Ordering::Release);
+                    }
+                }
             }
             None => {
-                self.cancelled.fetch_add(1, Ordering::Relaxed);
+                self.cancelled.fetch_add(1, Ordering::Release);
             }
         }
     }
@@ -199,11 +265,16 @@ impl Counters {
         }
     }
 
-    /// Clears every figure except the calls in flight.
+    /// Clears every figure except the calls in flight: takes exactly the
+    /// ended calls it removed out of `started`, so a call racing the reset
+    /// is counted once and the slot still settles.
     fn reset(&self) {
-        let in_flight = self.figures(self.latency.count()).in_flight;
-        self.started.store(in_flight, Ordering::Relaxed);
-        self.clear_outcomes();
+        let removed = self.take_outcomes();
+        let _ = self
+            .started
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |s| {
+                Some(s.saturating_sub(removed))
+            });
     }
 
     /// The counts, read one by one (a call racing the read may show in
@@ -408,7 +479,8 @@ mod tests {
     /// A released slot is reused (cleared, with a new generation) once its
     /// quarantine is over, and a call of the old generation that completes
     /// or is dropped afterwards counts nowhere. The only test in this
-    /// binary that touches the pool.
+    /// binary that touches the pool (it goes on with
+    /// `settled_slots_are_reused_at_once`).
     #[test]
     fn slots_are_reused_after_quarantine_and_old_calls_count_nowhere() {
         let state = InstrumentState::new("old".into());
@@ -438,5 +510,45 @@ mod tests {
         again.start();
         again.finish(new, Some((Outcome::Success, None)));
         assert_eq!(again.unsampled.load(Ordering::Relaxed), 1);
+
+        settled_slots_are_reused_at_once();
+    }
+
+    /// A slot whose calls have all ended is reused at once, quarantine or
+    /// not; one with a call running is reused as soon as that call ends
+    /// (counted as stale), without waiting out the quarantine.
+    fn settled_slots_are_reused_at_once() {
+        let state = InstrumentState::new("done".into());
+        let (slot, generation) = (state.counters, state.generation);
+        for outcome in [Outcome::Success, Outcome::Ignored] {
+            slot.start();
+            slot.finish(generation, Some((outcome, Some(5))));
+        }
+        slot.start();
+        slot.finish(generation, None);
+        slot.start();
+        slot.finish(generation, Some((Outcome::Success, None)));
+        assert!(slot.settled());
+        drop(state);
+        let (again, _) = Counters::acquire(u64::MAX);
+        assert!(std::ptr::eq(again, slot), "reused at once");
+
+        let state = InstrumentState {
+            name: "running".into(),
+            counters: again,
+            generation: again.generation.load(Ordering::Relaxed),
+        };
+        let generation = state.generation;
+        again.start();
+        // Reset while the call runs: it still settles when the call ends.
+        state.counters.reset();
+        drop(state);
+        let (other, _) = Counters::acquire(u64::MAX);
+        assert!(!std::ptr::eq(other, again), "a call is running");
+        again.finish(generation, Some((Outcome::Success, Some(5))));
+        assert_eq!(again.stale.load(Ordering::Relaxed), 1);
+        assert_eq!(again.latency.count(), 0, "counted nowhere");
+        let (last, _) = Counters::acquire(u64::MAX);
+        assert!(std::ptr::eq(last, again), "reused once the call ended");
     }
 }

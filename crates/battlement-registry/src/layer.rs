@@ -53,15 +53,17 @@ impl<C> InstrumentLayer<C> {
         }
     }
 
-    /// Times only one call in `every` (rounded up to a power of two; `0`
-    /// and `1` time every call, the default). Every call is still counted
-    /// and classified; the latency percentiles then describe the sampled
-    /// calls. Reading the clock twice is most of the instrument's cost
-    /// (about 25 of its 36–42 ns with the default clock), so sampling is
-    /// how to make it nearly free on a very hot path (11 ns at 1 in 16).
+    /// Times only one call in `every` (rounded up to a power of two, at
+    /// most [`MAX_SAMPLE_EVERY`]: a larger `every` times one call in
+    /// 2^20; `0` and `1` time every call, the default). Every call is
+    /// still counted and classified; the latency percentiles then describe
+    /// the sampled calls. Reading the clock twice is most of the
+    /// instrument's cost (about 25 of its 36–42 ns with the default
+    /// clock), so sampling is how to make it nearly free on a very hot
+    /// path (11 ns at 1 in 16).
     #[must_use]
     pub fn sample_latency(mut self, every: u32) -> Self {
-        self.sample_mask = u64::from(every.max(1).next_power_of_two()) - 1;
+        self.sample_mask = sample_mask(every);
         self
     }
 
@@ -88,6 +90,25 @@ impl<C> InstrumentLayer<C> {
             state: self.state.clone(),
         }
     }
+}
+
+/// The sparsest latency sampling, one call in 2^20 (about a million):
+/// [`InstrumentLayer::sample_latency`] saturates at it, so a huge `every`
+/// still times some calls (and `u32::MAX` cannot overflow the rounding to
+/// a power of two).
+pub const MAX_SAMPLE_EVERY: u32 = 1 << 20;
+
+/// The mask of a call's sequence number whose zero means "timed": one call
+/// in `every`, rounded up to a power of two, in `1..=MAX_SAMPLE_EVERY`.
+const fn sample_mask(every: u32) -> u64 {
+    let every = if every > MAX_SAMPLE_EVERY {
+        MAX_SAMPLE_EVERY
+    } else if every == 0 {
+        1
+    } else {
+        every
+    };
+    every.next_power_of_two() as u64 - 1
 }
 
 /// Corrects the outcome of an instrument's completed calls, for outcomes
@@ -179,5 +200,30 @@ impl<S, C: Clone> Layer<S> for InstrumentLayer<C> {
             self.sample_mask,
             self.clock,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// D13: any `u32` gives a period that is a power of two, at least
+        /// `every` up to the maximum, never above it (no overflow: the
+        /// largest `u32`s used to panic, or time only the first call).
+        #[test]
+        fn sampling_saturates_for_every_u32(every in prop_oneof![
+            any::<u32>(),
+            MAX_SAMPLE_EVERY - 2..=MAX_SAMPLE_EVERY + 2,
+            u32::MAX - 2..=u32::MAX,
+            Just(2_147_483_649u32),
+        ]) {
+            let period = sample_mask(every) + 1;
+            prop_assert!(period.is_power_of_two());
+            prop_assert!(period <= u64::from(MAX_SAMPLE_EVERY));
+            prop_assert!(period >= u64::from(every.clamp(1, MAX_SAMPLE_EVERY)));
+            prop_assert!(period < 2 * u64::from(every.clamp(1, MAX_SAMPLE_EVERY)));
+        }
     }
 }

@@ -119,15 +119,17 @@ impl Registry {
     /// weakly. A name already taken by a live component is an error (never
     /// a silent replace); the name of a dropped one is free again.
     pub fn register<C: AsComponent + ?Sized>(&self, component: &C) -> Result<(), DuplicateName> {
-        self.insert(&component.as_component(), None)
+        let component = component.as_component();
+        self.insert(component.name().into(), || Entry {
+            component: Arc::downgrade(&component),
+            instrument: None,
+        })
     }
 
-    fn insert(
-        &self,
-        component: &Arc<dyn Component>,
-        instrument: Option<Weak<InstrumentState>>,
-    ) -> Result<(), DuplicateName> {
-        let name: Name = component.name().into();
+    /// Registers the entry `make` makes under `name`, if the name is free:
+    /// `make` runs only then, under the map's lock (so a failed
+    /// [`layer`](Self::layer) takes no instrument slot).
+    fn insert(&self, name: Name, make: impl FnOnce() -> Entry) -> Result<(), DuplicateName> {
         let mut map = self.write();
         // Forget the dropped once the map has doubled since it last did:
         // the map never holds more than twice the live components (or
@@ -148,13 +150,7 @@ impl Registry {
             });
         }
         // Replaces a dropped component's entry of the same name.
-        map.insert(
-            name,
-            Entry {
-                component: Arc::downgrade(component),
-                instrument,
-            },
-        );
+        map.insert(name, make());
         Ok(())
     }
 
@@ -168,11 +164,22 @@ impl Registry {
     /// An [`InstrumentLayer`] registered as `name`: counts the calls,
     /// outcomes ([`ErrorClassifier`] unless changed with
     /// [`InstrumentLayer::classifier`]), calls in flight and latency of the
-    /// services it wraps. Errors if the name is taken.
+    /// services it wraps. Errors if the name is taken, before taking any
+    /// memory for the instrument's figures.
     pub fn layer(&self, name: &str) -> Result<InstrumentLayer<ErrorClassifier>, DuplicateName> {
-        let state = Arc::new(InstrumentState::new(name.into()));
-        let component: Arc<dyn Component> = state.clone();
-        self.insert(&component, Some(Arc::downgrade(&state)))?;
+        let name = Name::from(name);
+        let mut made = None;
+        self.insert(name.clone(), || {
+            let state = Arc::new(InstrumentState::new(name));
+            let component: Arc<dyn Component> = state.clone();
+            let entry = Entry {
+                component: Arc::downgrade(&component),
+                instrument: Some(Arc::downgrade(&state)),
+            };
+            made = Some(state);
+            entry
+        })?;
+        let state = made.expect("registered, so made");
         Ok(InstrumentLayer {
             state,
             classifier: ErrorClassifier::new(),
@@ -326,6 +333,7 @@ impl Registry {
                 + std::mem::size_of::<crate::instrument::Counters>(),
             histogram_bytes: crate::histogram::Histogram::size_bytes(),
             pooled_instruments: crate::instrument::pooled(),
+            instrument_slots: crate::instrument::slots(),
         }
     }
 
@@ -361,8 +369,13 @@ pub struct Footprint {
     pub histogram_bytes: usize,
     /// Dropped instruments' figures kept for reuse, process-wide (an
     /// instrument's counters are never freed, so that calls need no
-    /// reference count; a later instrument reuses them a second after the
-    /// drop). At most the largest number of instruments alive at once,
-    /// plus those dropped within the last second.
+    /// reference count). A later instrument reuses them as soon as every
+    /// call of the dropped one has ended, or at the latest a second after
+    /// the drop.
     pub pooled_instruments: usize,
+    /// Instruments' figures ever allocated, process-wide: the live
+    /// instruments' and the pooled ones. It follows the largest number of
+    /// instruments alive at once (plus those dropped with calls still
+    /// running), not how many were ever made.
+    pub instrument_slots: usize,
 }

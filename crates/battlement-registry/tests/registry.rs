@@ -485,6 +485,34 @@ async fn sampled_latency_still_counts_every_call() {
     assert!((5.0..=5.0 * 1.125).contains(&max), "{max}");
 }
 
+/// D13: `sample_latency` of the largest `u32`s saturates at one call in
+/// `MAX_SAMPLE_EVERY` (it used to overflow: a panic in debug, only the
+/// first call ever timed in release).
+#[test]
+fn huge_sample_latency_saturates() {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Waker};
+
+    use battlement_registry::MAX_SAMPLE_EVERY;
+
+    let registry = Registry::new();
+    for (name, every) in [("max", u32::MAX), ("2^31+1", 2_147_483_649)] {
+        let mut svc = ServiceBuilder::new()
+            .layer(registry.layer(name).unwrap().sample_latency(every))
+            .service(service_fn(|x: u32| async move { Ok::<_, BoxError>(x) }));
+        let mut cx = Context::from_waker(Waker::noop());
+        for i in 0..=MAX_SAMPLE_EVERY {
+            assert!(svc.poll_ready(&mut cx).is_ready());
+            assert!(pin!(svc.call(i)).poll(&mut cx).is_ready());
+        }
+        let d = registry.get(name).unwrap().details;
+        assert_eq!(d["calls"], u64::from(MAX_SAMPLE_EVERY) + 1);
+        // Calls 0 and 2^20 were timed.
+        assert_eq!(d["latency_count"], 2, "{name}");
+    }
+}
+
 /// A call whose instrument is dropped before it completes is not counted
 /// anywhere: not into the dropped instrument's figures, not into a later
 /// instrument's.
