@@ -94,6 +94,17 @@
 //!   [`DeadlineExceeded`](battlement_core::DeadlineExceeded) when it
 //!   passes and sends no backup that could not answer in time (see
 //!   [`hedge`]).
+//! - **Sizes and durations.** No setting sizes an allocation: a
+//!   fan-out allocates per call for the backends it was built with, and
+//!   [`max_concurrency`](FanOutBuilder::max_concurrency) only counts (any
+//!   `usize` from 1). The hedge's percentile window is two fixed
+//!   histograms whatever its size, which is bounded to `1..=65536`, and
+//!   `max_hedges` to `1..=16`; both are refused at build outside their
+//!   bounds. Durations never overflow the clock: a `BestEffort` window, a
+//!   hedge delay or a deadline of up to `Duration::MAX` is checked-added
+//!   to the clock and, past its end, means "never" (about thirty years),
+//!   and the percentile delay is at most its histogram's last bucket
+//!   (about 37 minutes).
 //! - **Dropped calls** are dropped at once when the fan-out ends (first
 //!   success, quorum decided, window or deadline passed) and reported as
 //!   [`Reply::Cancelled`], [`Reply::TimedOut`] or [`Reply::NotCalled`].

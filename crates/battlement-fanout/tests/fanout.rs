@@ -491,3 +491,53 @@ fn invalid_configs_are_rejected() {
         .unwrap_err();
     assert_eq!(err.field, "strategy");
 }
+
+/// Any duration: microseconds to `Duration::MAX`, and the edges.
+fn any_duration() -> impl proptest::strategy::Strategy<Value = std::time::Duration> {
+    use proptest::prelude::*;
+    prop_oneof![
+        (1u64..u64::MAX, 0u32..1_000_000_000).prop_map(|(s, n)| std::time::Duration::new(s, n)),
+        (1u64..10_000_000).prop_map(std::time::Duration::from_micros),
+        Just(std::time::Duration::MAX),
+        Just(std::time::Duration::from_secs(u64::MAX)),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Sweep: a `BestEffort` window of any length, up to `Duration::MAX`,
+    /// with or without a deadline of any length, never overflows the
+    /// clock: the fan-out ends when its backends are done (or at the
+    /// deadline).
+    #[test]
+    fn best_effort_windows_of_any_length_do_not_overflow(
+        window in any_duration(),
+        deadline in proptest::option::of(any_duration()),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let (elapsed, successes) = rt.block_on(async {
+            let c = Arc::new(Counters::default());
+            let mut svc = fan(
+                Strategy::BestEffort(window),
+                &[("a", 100, Answer::Ok), ("b", 200, Answer::Ok)],
+                &c,
+            );
+            let req = Req { deadline: deadline.map(Deadline::after) };
+            let start = Instant::now();
+            let res = run(&mut svc, req).await;
+            (start.elapsed(), res.map_or(0, |r| r.success_count()))
+        });
+        let end = window.min(deadline.unwrap_or(std::time::Duration::MAX));
+        if end >= ms(200) {
+            proptest::prop_assert_eq!((elapsed, successes), (ms(200), 2));
+        } else {
+            // Tokio's timers have millisecond granularity.
+            proptest::prop_assert!(elapsed >= end && elapsed <= end + ms(1), "{elapsed:?} for {end:?}");
+        }
+    }
+}

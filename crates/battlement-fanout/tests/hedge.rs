@@ -395,3 +395,64 @@ fn invalid_configs_are_rejected() {
     assert_eq!(field(b().budget(0.0)), "budget");
     assert_eq!(field(b().budget(f64::NAN)), "budget");
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Sweep: a hedge delay of any length, up to `Duration::MAX`, with or
+    /// without a deadline, never overflows the clock: a primary that
+    /// answers in 10 ms wins, with a backup only if the delay was shorter.
+    #[test]
+    fn hedge_delays_of_any_length_do_not_overflow(
+        delay_ns in proptest::prop_oneof![
+            1u64..50_000_000,
+            proptest::prelude::any::<u64>(),
+        ],
+        huge in proptest::prelude::any::<bool>(),
+        deadline_s in proptest::option::of(proptest::prelude::any::<u64>()),
+    ) {
+        let delay = if huge {
+            std::time::Duration::MAX
+        } else {
+            std::time::Duration::from_nanos(delay_ns)
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let (res, sent) = rt.block_on(async {
+            let c = Arc::new(Counters::default());
+            let layer = HedgeLayer::builder("h").delay(delay).build().unwrap();
+            let mut svc = hedged(&layer, Mock::new("m", ms(10), Answer::Ok, &c));
+            let req = Req {
+                deadline: deadline_s.map(|s| Deadline::after(std::time::Duration::from_secs(s.max(1)))),
+            };
+            let res = svc.ready().await.unwrap().call(req).await;
+            (res.is_ok(), layer.handle().hedges_sent())
+        });
+        proptest::prop_assert!(res);
+        proptest::prop_assert!(sent <= u64::from(delay < ms(10)));
+    }
+}
+
+proptest::proptest! {
+    /// D5: the percentile window is bounded: any size outside 1..=65536 is
+    /// refused at build, naming the field and the bound; inside, the
+    /// window's memory is fixed whatever its size.
+    #[test]
+    fn the_percentile_window_is_bounded(window in proptest::prop_oneof![
+        proptest::prelude::any::<usize>(),
+        0usize..=2,
+        65_535usize..=65_537,
+    ]) {
+        match HedgeLayer::builder("h").percentile(90.0, window).min_samples(1).build() {
+            Ok(_) => proptest::prop_assert!((1..=65_536).contains(&window)),
+            Err(err) => {
+                proptest::prop_assert!(!(1..=65_536).contains(&window));
+                proptest::prop_assert_eq!(err.field, "window");
+                proptest::prop_assert!(err.bound.contains("1..=65536"));
+            }
+        }
+    }
+}
