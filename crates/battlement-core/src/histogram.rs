@@ -10,6 +10,10 @@
 //! bound of its bucket is never below the exact nearest-rank value and at
 //! most 12.5% above it.
 //!
+//! Nothing here is sized by a caller: a histogram is [`BUCKETS`] counters
+//! (about 2 KB) whatever it records, and [`nearest_rank`] saturates its
+//! sums, so no count, however large, overflows it.
+//!
 //! ```
 //! use battlement_core::histogram::{AtomicHistogram, nearest_rank};
 //!
@@ -67,10 +71,11 @@ pub fn upper_bound(i: usize) -> u64 {
 
 /// The nearest-rank `percentile` (in (0, 100], clamped; NaN reads as 100)
 /// of the counts `count(i)` of buckets `0..BUCKETS`, as the upper bound of
-/// its bucket in nanoseconds, with the total count; `None` when every
-/// count is zero. A fixed scan of [`BUCKETS`] counters.
+/// its bucket in nanoseconds, with the total count (saturating at
+/// `u64::MAX`); `None` when every count is zero. A fixed scan of
+/// [`BUCKETS`] counters; no count can overflow it.
 pub fn nearest_rank(count: impl Fn(usize) -> u64, percentile: f64) -> Option<(u64, u64)> {
-    let total: u64 = (0..BUCKETS).map(&count).sum();
+    let total = (0..BUCKETS).fold(0u64, |sum, i| sum.saturating_add(count(i)));
     if total == 0 {
         return None;
     }
@@ -80,9 +85,9 @@ pub fn nearest_rank(count: impl Fn(usize) -> u64, percentile: f64) -> Option<(u6
         (percentile / 100.0).clamp(0.0, 1.0)
     };
     let rank = ((fraction * total as f64).ceil() as u64).clamp(1, total);
-    let mut seen = 0;
+    let mut seen = 0u64;
     for i in 0..BUCKETS {
-        seen += count(i);
+        seen = seen.saturating_add(count(i));
         if seen >= rank {
             return Some((upper_bound(i), total));
         }
@@ -177,6 +182,25 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
+        /// Counts of any size (a caller's own, or a histogram of an
+        /// unbounded run) never overflow the scan: the result is a bucket
+        /// bound and the total saturates.
+        #[test]
+        fn huge_counts_do_not_overflow(
+            counts in proptest::collection::vec(any::<u64>(), BUCKETS),
+            p in any::<f64>(),
+        ) {
+            let got = nearest_rank(|i| counts[i], p);
+            let exact: u128 = counts.iter().map(|&c| u128::from(c)).sum();
+            match got {
+                None => prop_assert_eq!(exact, 0),
+                Some((bound, total)) => {
+                    prop_assert_eq!(u128::from(total), exact.min(u128::from(u64::MAX)));
+                    prop_assert!((0..BUCKETS).any(|i| upper_bound(i) == bound));
+                }
+            }
+        }
+
         #[test]
         fn a_value_is_below_its_upper_bound_by_at_most_an_eighth(nanos in 1024u64..(1 << (MAX_EXP + 1))) {
             let upper = upper_bound(bucket_of(nanos));
