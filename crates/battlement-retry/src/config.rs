@@ -15,32 +15,71 @@ use crate::random::{FastRandom, RandomSource};
 const KINDS: usize = FailureKind::ALL.len();
 
 /// Decides whether a request may be sent more than once (is it idempotent,
-/// is its body replayable?). Any `Fn(&Req) -> bool` is one; [`Always`]
-/// allows every request.
+/// is its body replayable?), and copies it for the next attempt.
+///
+/// Any `Fn(&Req) -> bool` is one for a `Clone` request; [`Always`] allows
+/// every `Clone` request; [`Never`] allows none, for any request type.
+/// Implement it for a request that is not `Clone` but can be copied
+/// (an `http::Request` with a replayable body, say): a request whose copy
+/// is `None` is sent once.
 pub trait RetryIf<Req> {
     /// `true` when `req` may be repeated.
     fn may_retry(&self, req: &Req) -> bool;
+
+    /// A copy of `req` for another attempt, or `None` when it cannot be
+    /// copied: the request is then sent once, and a retryable failure ends
+    /// with [`RetryStop::NotRepeatable`](battlement_core::RetryStop::NotRepeatable).
+    fn clone_request(&self, req: &Req) -> Option<Req>;
 }
 
-impl<F, Req> RetryIf<Req> for F
+impl<F, Req: Clone> RetryIf<Req> for F
 where
     F: Fn(&Req) -> bool,
 {
     fn may_retry(&self, req: &Req) -> bool {
         self(req)
     }
+
+    #[inline]
+    fn clone_request(&self, req: &Req) -> Option<Req> {
+        Some(req.clone())
+    }
 }
 
-/// The default [`RetryIf`]: every request may be repeated.
+/// The default [`RetryIf`]: every `Clone` request may be repeated.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Always {
     _priv: (),
 }
 
-impl<Req> RetryIf<Req> for Always {
+impl<Req: Clone> RetryIf<Req> for Always {
     #[inline]
     fn may_retry(&self, _req: &Req) -> bool {
         true
+    }
+
+    #[inline]
+    fn clone_request(&self, req: &Req) -> Option<Req> {
+        Some(req.clone())
+    }
+}
+
+/// A [`RetryIf`] that repeats nothing, for any request type (`Clone` or
+/// not): each request is sent once.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Never {
+    _priv: (),
+}
+
+impl<Req> RetryIf<Req> for Never {
+    #[inline]
+    fn may_retry(&self, _req: &Req) -> bool {
+        false
+    }
+
+    #[inline]
+    fn clone_request(&self, _req: &Req) -> Option<Req> {
+        None
     }
 }
 

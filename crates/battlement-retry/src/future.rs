@@ -197,9 +197,8 @@ impl<S, Req, C: 'static, P: 'static> Future for ResponseFuture<S, Req, C, P>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
-    C: Classify<S::Response, S::Error>,
+    C: Classify<S::Response, BoxError>,
     P: RetryIf<Req>,
-    Req: Clone,
 {
     type Output = Result<S::Response, BoxError>;
 
@@ -213,7 +212,7 @@ where
         let StateProj::Called { future } = this.state.project() else {
             return poll_retry(&mut self.project(), cx);
         };
-        let result = ready!(future.poll(cx));
+        let result = ready!(future.poll(cx)).map_err(Into::into);
         match this.policy.shared.classifier.classify(&result) {
             Outcome::Failure(failure) if failure.retryable => {
                 let mut this = self.project();
@@ -225,7 +224,7 @@ where
             // The state stays `Called` (its future is spent): moving to
             // `Done` would drop the spent future in place, which costs more
             // than it guards against.
-            _ => Poll::Ready(result.map_err(Into::into)),
+            _ => Poll::Ready(result),
         }
     }
 }
@@ -237,12 +236,11 @@ where
 #[inline(never)]
 fn after_failure<S, Req, C: 'static, P: 'static>(
     this: &mut ResponseFutureProj<'_, S, Req, C, P>,
-    result: Result<S::Response, S::Error>,
+    result: Result<S::Response, BoxError>,
     failure: Failure,
 ) -> Option<Result<S::Response, BoxError>>
 where
     S: Service<Req>,
-    S::Error: Into<BoxError>,
 {
     let shared = &*this.policy.shared;
     let attempts = *this.attempts;
@@ -256,17 +254,11 @@ where
     ) {
         Decision::Return => {
             this.state.set(State::Done);
-            Some(result.map_err(Into::into))
+            Some(result)
         }
         Decision::Stop(reason, failure) => {
             this.state.set(State::Done);
-            Some(give_up(
-                shared,
-                attempts,
-                reason,
-                failure,
-                result.map_err(Into::into),
-            ))
+            Some(give_up(shared, attempts, reason, failure, result))
         }
         Decision::Retry(delay, failure, token) => {
             *this.token = token;
@@ -276,7 +268,7 @@ where
                 kind: failure.kind,
             });
             *this.prev_delay = delay;
-            *this.last = Some((result.map_err(Into::into), failure));
+            *this.last = Some((result, failure));
             if delay.is_zero() {
                 this.state.set(State::Retrying);
             } else {
@@ -343,13 +335,13 @@ fn poll_retry<S, Req, C, P: 'static>(
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
-    C: Classify<S::Response, S::Error> + 'static,
-    Req: Clone,
+    C: Classify<S::Response, BoxError> + 'static,
+    P: RetryIf<Req>,
 {
     loop {
         match this.state.as_mut().project() {
             StateProj::Called { future } => {
-                let result = ready!(future.poll(cx));
+                let result = ready!(future.poll(cx)).map_err(Into::into);
                 match this.policy.shared.classifier.classify(&result) {
                     Outcome::Failure(failure) if failure.retryable => {
                         if let Some(output) = after_failure(this, result, failure) {
@@ -358,7 +350,7 @@ where
                     }
                     _ => {
                         this.state.set(State::Done);
-                        return Poll::Ready(result.map_err(Into::into));
+                        return Poll::Ready(result);
                     }
                 }
             }
@@ -401,9 +393,17 @@ where
                     ));
                 }
                 *this.attempts += 1;
-                // Clone again only when yet another attempt may follow.
+                // Copy again only when yet another attempt may follow (and
+                // the request can be copied again).
                 let req = if *this.attempts < shared.max_any_attempts {
-                    this.request.clone()
+                    match this
+                        .request
+                        .as_ref()
+                        .and_then(|r| shared.retry_if.clone_request(r))
+                    {
+                        Some(copy) => Some(copy),
+                        None => this.request.take(),
+                    }
                 } else {
                     this.request.take()
                 };

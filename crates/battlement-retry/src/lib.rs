@@ -196,7 +196,7 @@ mod service;
 
 pub use backoff::{Backoff, Jitter};
 pub use budget::{RetryBudget, RetryBudgetBuilder};
-pub use config::{Always, RetryIf, RetryPolicy, RetryPolicyBuilder};
+pub use config::{Always, Never, RetryIf, RetryPolicy, RetryPolicyBuilder};
 pub use layer::RetryLayer;
 pub use random::{FastRandom, RandomSource, SeededRandom};
 pub use service::Retry;

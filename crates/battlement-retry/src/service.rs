@@ -12,8 +12,12 @@ use crate::future::ResponseFuture;
 /// Re-sends a request while its failures are retryable and the
 /// [`RetryPolicy`] allows; built by [`RetryLayer`](crate::RetryLayer).
 ///
-/// Needs `Req: Clone + DeadlineCarrier` and `S: Clone` (each response
-/// future keeps a clone of the service to make its retries with).
+/// Needs `Req: DeadlineCarrier`, a [`RetryIf`] that can copy the request
+/// (every `Clone` request can be; see [`RetryIf::clone_request`]) and
+/// `S: Clone` (each response future keeps a clone of the service to make
+/// its retries with). Each attempt's result is judged as
+/// `Result<S::Response, BoxError>`, the shape every battlement layer's
+/// classifier has, so one classifier value fits them all.
 pub struct Retry<S, C = ErrorClassifier, P = Always>
 where
     C: 'static,
@@ -72,9 +76,9 @@ impl<S, C: 'static, P: 'static, Req> Service<Req> for Retry<S, C, P>
 where
     S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
-    C: Classify<S::Response, S::Error>,
+    C: Classify<S::Response, BoxError>,
     P: RetryIf<Req>,
-    Req: Clone + DeadlineCarrier,
+    Req: DeadlineCarrier,
 {
     type Response = S::Response;
     type Error = BoxError;
@@ -94,12 +98,12 @@ where
         let deadline = req.deadline();
         // Keep a copy (and a service to send it with) only when a retry
         // may happen at all.
-        let (retained, service) = if shared.max_any_attempts > 1 && shared.retry_if.may_retry(&req)
-        {
-            (Some(req.clone()), Some(self.inner.clone()))
+        let retained = if shared.max_any_attempts > 1 && shared.retry_if.may_retry(&req) {
+            shared.retry_if.clone_request(&req)
         } else {
-            (None, None)
+            None
         };
+        let service = retained.as_ref().map(|_| self.inner.clone());
         let future = self.inner.call(req);
         ResponseFuture::new(future, retained, service, self.policy.clone(), deadline)
     }

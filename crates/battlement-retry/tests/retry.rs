@@ -996,3 +996,104 @@ async fn dropping_mid_backoff_returns_the_budget_token() {
     drop(fut);
     assert_eq!(budget.available(), 9);
 }
+
+/// A request that is not `Clone` but knows how to copy itself, as an
+/// `http::Request` with a replayable body does.
+#[derive(Debug)]
+struct Upload {
+    bytes: Vec<u8>,
+}
+
+impl DeadlineCarrier for Upload {
+    fn deadline(&self) -> Option<Deadline> {
+        None
+    }
+
+    fn set_deadline(&mut self, _deadline: Deadline) {}
+}
+
+/// Copies an `Upload` while it is small; a large one is sent once.
+#[derive(Debug, Clone, Copy)]
+struct SmallUploads;
+
+impl battlement_retry::RetryIf<Upload> for SmallUploads {
+    fn may_retry(&self, _req: &Upload) -> bool {
+        true
+    }
+
+    fn clone_request(&self, req: &Upload) -> Option<Upload> {
+        (req.bytes.len() <= 4).then(|| Upload {
+            bytes: req.bytes.clone(),
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_that_is_not_clone_is_retried_through_its_retry_if() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let policy = RetryPolicy::builder()
+        .max_attempts(3)
+        .backoff(Backoff::none())
+        .retry_if(SmallUploads)
+        .build()
+        .unwrap();
+    let mut svc = RetryLayer::new(policy).layer(tower::service_fn(move |req: Upload| {
+        log.lock().unwrap().push(req.bytes.clone());
+        async { Err::<(), BoxError>(io::Error::from(io::ErrorKind::ConnectionRefused).into()) }
+    }));
+
+    let err = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(Upload { bytes: vec![1, 2] })
+        .await
+        .unwrap_err();
+    assert_eq!(err.downcast_ref::<RetriesExhausted>().unwrap().attempts, 3);
+    assert_eq!(seen.lock().unwrap().len(), 3, "the same bytes, three times");
+    assert!(seen.lock().unwrap().iter().all(|b| b == &[1, 2]));
+
+    seen.lock().unwrap().clear();
+    let err = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(Upload { bytes: vec![0; 64] })
+        .await
+        .unwrap_err();
+    let exhausted = err.downcast_ref::<RetriesExhausted>().unwrap();
+    assert_eq!(exhausted.reason, RetryStop::NotRepeatable);
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        1,
+        "a request that cannot be copied is sent once"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn never_repeats_any_request_type() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let counted = calls.clone();
+    let policy = RetryPolicy::builder()
+        .max_attempts(3)
+        .retry_if(battlement_retry::Never::default())
+        .build()
+        .unwrap();
+    let mut svc = RetryLayer::new(policy).layer(tower::service_fn(move |_req: Upload| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async { Err::<(), BoxError>(io::Error::from(io::ErrorKind::ConnectionRefused).into()) }
+    }));
+    let err = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(Upload { bytes: vec![1] })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.downcast_ref::<RetriesExhausted>().unwrap().reason,
+        RetryStop::NotRepeatable
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}

@@ -426,7 +426,7 @@ impl RetrySettings {
         b: PolicyBuilder<C, P, G, F>,
     ) -> Result<PolicyBuilder<C, P, G, F>, ConfigError> {
         if self.enabled == Some(false) {
-            return Ok(b.without_retry());
+            return Ok(b.retry_enabled(false));
         }
         if let Some(n) = self.max_attempts {
             if !(1..=100).contains(&n) {

@@ -16,8 +16,8 @@ use battlement_fallback::{FallbackBuilder, FallbackLayer};
 use battlement_gate::{FromExtensions, Gate, GateBuilder, GateLayer};
 use battlement_registry::{Instrument, InstrumentLayer, Registry};
 use battlement_retry::{
-    Always, Backoff, RandomSource, Retry, RetryBudget, RetryBudgetBuilder, RetryLayer, RetryPolicy,
-    RetryPolicyBuilder,
+    Always, Backoff, Never, RandomSource, Retry, RetryBudget, RetryBudgetBuilder, RetryLayer,
+    RetryPolicy, RetryPolicyBuilder,
 };
 use tower_layer::{Identity, Layer};
 
@@ -583,10 +583,26 @@ impl<C, P, G, F> PolicyBuilder<C, P, G, F> {
         self
     }
 
-    /// No retries: each request is sent once, and never cloned.
-    pub fn without_retry(mut self) -> Self {
-        self.retry = Part::Off;
+    /// Turns retries on or off at run time without changing the builder's
+    /// type (a config file's `retry.enabled`); off, the request type must
+    /// still fit the predicate. [`without_retry`](Self::without_retry)
+    /// lifts that too.
+    pub fn retry_enabled(mut self, on: bool) -> Self {
+        match (on, &self.retry) {
+            (false, _) => self.retry = Part::Off,
+            (true, Part::Off) => self.retry = Part::Build(Vec::new()),
+            (true, _) => {}
+        }
         self
+    }
+
+    /// No retries: each request is sent once and never copied, so the
+    /// request type need not be `Clone`. The predicate becomes
+    /// [`Never`]; a later [`retry`](Self::retry) turns retries back on,
+    /// but [`Never`] still repeats nothing.
+    pub fn without_retry(mut self) -> PolicyBuilder<C, Never, G, F> {
+        self.retry = Part::Off;
+        self.retry_if(Never::default())
     }
 
     /// Adjusts the retry budget the policy makes (default: 20 % of

@@ -31,7 +31,7 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Idempotent;
 
-impl<B> RetryIf<Request<B>> for Idempotent {
+impl<B: Clone> RetryIf<Request<B>> for Idempotent {
     fn may_retry(&self, req: &Request<B>) -> bool {
         matches!(
             *req.method(),
@@ -42,6 +42,19 @@ impl<B> RetryIf<Request<B>> for Idempotent {
                 | Method::DELETE
                 | Method::TRACE
         ) || req.headers().contains_key(IDEMPOTENCY_KEY)
+    }
+
+    /// Method, URI, version, headers, extensions and body: an
+    /// `http::Request` is not `Clone` only because its parts are kept
+    /// together.
+    fn clone_request(&self, req: &Request<B>) -> Option<Request<B>> {
+        let mut copy = Request::new(req.body().clone());
+        *copy.method_mut() = req.method().clone();
+        *copy.uri_mut() = req.uri().clone();
+        *copy.version_mut() = req.version();
+        *copy.headers_mut() = req.headers().clone();
+        *copy.extensions_mut() = req.extensions().clone();
+        Some(copy)
     }
 }
 
