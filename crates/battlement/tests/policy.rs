@@ -1,0 +1,352 @@
+//! `Policy` on paused time: the canonical order, the one classifier, the
+//! registry names and the checks at `build()`.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use battlement::prelude::*;
+use battlement::{Conflict, Toggle};
+use tokio::time::Instant;
+use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
+
+fn refused() -> BoxError {
+    io::Error::from(io::ErrorKind::ConnectionRefused).into()
+}
+
+/// A backend that fails every call with a retryable network error and
+/// counts the calls.
+fn failing(calls: &Arc<AtomicU32>) -> impl Service<u32, Response = u32, Error = BoxError> + Clone {
+    let calls = calls.clone();
+    service_fn(move |_: u32| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        async { Err::<u32, BoxError>(refused()) }
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_total_deadline_cuts_the_retries() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let counted = calls.clone();
+    let policy = Policy::builder("slow")
+        .total(Duration::from_secs(1))
+        .attempt_timeout(Duration::from_millis(300))
+        .retry(|r| r.max_attempts(10).backoff(Backoff::none()))
+        .without_breaker()
+        .allow(Check::RetriesFitTotal)
+        .build()
+        .unwrap();
+    let mut svc = policy.layer(service_fn(move |_: u32| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        std::future::pending::<Result<u32, BoxError>>()
+    }));
+    let start = Instant::now();
+    let err = svc.ready().await.unwrap().call(1).await.unwrap_err();
+    assert_eq!(start.elapsed(), Duration::from_secs(1), "{err}");
+    // 300 ms attempts inside 1 s, each retry needing 30 ms left: four
+    // attempts start (0, 300, 600, 900 ms), not ten.
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_breaker_sees_every_attempt_and_stops_the_retries() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let policy = Policy::builder("db")
+        .retry(|r| r.max_attempts(5).backoff(Backoff::none()))
+        .breaker(|b| b.consecutive_failures(3).no_failure_rate())
+        .without_budget()
+        .allow(Check::RetriesFitTotal)
+        .build()
+        .unwrap();
+    let breaker = policy.breaker().unwrap().clone();
+    let mut svc = policy.layer(failing(&calls));
+    let err = svc.ready().await.unwrap().call(1).await.unwrap_err();
+    // Three attempts trip the breaker; the fourth is refused without a
+    // call, and an open circuit is not retried.
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(breaker.state(), CircuitState::Open);
+    // The open circuit comes back as it is: it is not a retryable failure.
+    assert!(err.is::<CircuitOpen>(), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_fallback_answers_an_open_circuit() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let policy = Policy::builder("prices")
+        .without_retry()
+        .breaker(|b| b.consecutive_failures(1).no_failure_rate())
+        .fallback(|f| f.value(0u32))
+        .build()
+        .unwrap();
+    let mut svc = policy.layer(failing(&calls));
+    // The failure itself is answered by the fallback, and so is the
+    // open circuit after it.
+    assert_eq!(svc.ready().await.unwrap().call(1).await.unwrap(), 0);
+    assert_eq!(svc.ready().await.unwrap().call(2).await.unwrap(), 0);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+/// A request with a priority, as a route or a header would give it.
+#[derive(Debug, Clone, Copy)]
+struct Job(Priority);
+
+impl DeadlineCarrier for Job {}
+
+#[tokio::test(start_paused = true)]
+async fn the_fallback_answers_a_shed_request_only_when_told_to() {
+    let ok = || service_fn(|_: Job| async { Ok::<u32, BoxError>(1) });
+    let shedding = |on_shed: bool| {
+        let b = Policy::builder(format!("jobs-{on_shed}"))
+            .gate(|g| g.initial_level(Level::Critical))
+            .priority(|job: &Job| Some(job.0))
+            .fallback(|f| f.value(0u32));
+        if on_shed { b.fallback_on_shed() } else { b }
+            .build()
+            .unwrap()
+    };
+
+    let mut plain = shedding(false).layer(ok());
+    let err = plain
+        .ready()
+        .await
+        .unwrap()
+        .call(Job(Priority::Low))
+        .await
+        .unwrap_err();
+    assert!(err.is::<Shed>(), "{err}");
+    let critical = plain.ready().await.unwrap().call(Job(Priority::Critical));
+    assert_eq!(critical.await.unwrap(), 1);
+
+    let mut answering = shedding(true).layer(ok());
+    let low = answering.ready().await.unwrap().call(Job(Priority::Low));
+    assert_eq!(low.await.unwrap(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn components_register_as_policy_slash_part() {
+    let registry = Registry::new();
+    let policy = Policy::builder("checkout")
+        .gate(|g| g)
+        .priority(|_: &u32| None)
+        .fallback(|f| f.value(0u32))
+        .registry(&registry)
+        .build()
+        .unwrap();
+    let mut names = registry.names();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "checkout/attempt_timeout",
+            "checkout/breaker",
+            "checkout/budget",
+            "checkout/deadline",
+            "checkout/fallback",
+            "checkout/gate",
+            "checkout/instrument",
+        ]
+    );
+
+    // One policy, two services: one breaker and one instrument.
+    let calls = Arc::new(AtomicU32::new(0));
+    let mut a = policy.layer(failing(&calls));
+    let mut b = policy.clone().layer(failing(&calls));
+    a.ready().await.unwrap().call(1).await.unwrap();
+    b.ready().await.unwrap().call(2).await.unwrap();
+    let report = registry.get("checkout/instrument").unwrap();
+    assert_eq!(report.details["calls"], serde_json::json!(2), "{report:?}");
+
+    // The same name again is refused, naming the holder's kind.
+    let err = Policy::builder("checkout")
+        .registry(&registry)
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, PolicyError::Duplicate { .. }), "{err}");
+    assert!(err.to_string().contains("checkout/"), "{err}");
+
+    // A second policy never collides with the first; the registry holds
+    // components weakly, so they go with the policy.
+    let search = Policy::builder("search")
+        .registry(&registry)
+        .build()
+        .unwrap();
+    assert!(registry.get("search/breaker").is_some());
+    drop(search);
+    assert!(registry.get("search/breaker").is_none());
+}
+
+#[test]
+fn build_refuses_parts_that_do_not_fit() {
+    let err = Policy::builder("a")
+        .total(Duration::from_secs(1))
+        .attempt_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap_err();
+    let conflict: &Conflict = err.as_conflict().unwrap();
+    assert_eq!(conflict.check, Check::AttemptWithinTotal);
+    let text = err.to_string();
+    assert!(
+        text.contains("attempt_timeout") && text.contains("2s"),
+        "{text}"
+    );
+    assert!(text.contains("total") && text.contains("1s"), "{text}");
+
+    let err = Policy::builder("b")
+        .breaker(|b| b.time_window(Duration::from_secs(5), 5))
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        err.as_conflict().unwrap().check,
+        Check::BreakerWindowCoversAttempts
+    );
+    assert!(err.to_string().contains("20s"), "{err}");
+
+    let tight = || {
+        Policy::builder("c")
+            .total(Duration::from_secs(10))
+            .attempt_timeout(Duration::from_secs(4))
+            .retry(|r| r.max_attempts(4))
+    };
+    let err = tight().build().unwrap_err();
+    assert_eq!(err.as_conflict().unwrap().check, Check::RetriesFitTotal);
+    assert!(Check::RetriesFitTotal.is_warning());
+    assert!(err.to_string().contains("allow"), "{err}");
+    tight().allow(Check::RetriesFitTotal).build().unwrap();
+
+    // A part's own bound is named with the policy.
+    let err = Policy::builder("d")
+        .breaker(|b| b.failure_rate(1.5))
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, PolicyError::Invalid { .. }), "{err}");
+    assert!(err.to_string().contains("failure_rate"), "{err}");
+
+    // The defaults pass every check.
+    Policy::builder("e").build().unwrap();
+}
+
+#[test]
+fn the_defaults_are_the_standard_handlers() {
+    let policy = Policy::builder("std").build().unwrap();
+    assert_eq!(policy.total(), Some(Duration::from_secs(30)));
+    let retry = policy.retry().unwrap();
+    assert_eq!(retry.max_attempts(), 3);
+    assert_eq!(retry.min_time_left(), Duration::from_secs(1));
+    assert!(policy.budget().is_some());
+    let breaker = policy.breaker().unwrap();
+    assert_eq!(
+        breaker.window(),
+        battlement::breaker::WindowConfig::Time {
+            duration: Duration::from_secs(30),
+            buckets: 10
+        }
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn parts_turned_off_are_not_in_the_stack() {
+    let policy = Policy::builder("bare")
+        .without_total()
+        .without_attempt_timeout()
+        .without_retry()
+        .without_breaker()
+        .build()
+        .unwrap();
+    assert!(policy.breaker().is_none() && policy.retry().is_none());
+    let svc = policy.layer(service_fn(|n: u32| async move { Ok::<_, BoxError>(n) }));
+    // No registry: no instrument either.
+    assert!(matches!(svc, Toggle::Off(_)));
+    assert_eq!(svc.oneshot(3).await.unwrap(), 3);
+}
+
+/// An HTTP client over a local service: a status the classifier calls a
+/// failure is one for the breaker and the instrument alike, and only
+/// idempotent requests are retried.
+mod http_preset {
+    use super::*;
+
+    fn backend(
+        calls: &Arc<AtomicU32>,
+        status: u16,
+    ) -> impl Service<http::Request<String>, Response = http::Response<String>, Error = BoxError> + Clone
+    {
+        let calls = calls.clone();
+        service_fn(move |req: http::Request<String>| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            assert_eq!(req.body(), "payload", "every attempt carries the body");
+            async move {
+                Ok::<_, BoxError>(
+                    http::Response::builder()
+                        .status(status)
+                        .body(String::new())
+                        .unwrap(),
+                )
+            }
+        })
+    }
+
+    fn request(method: http::Method, key: bool) -> http::Request<String> {
+        let mut b = http::Request::builder().method(method).uri("/orders");
+        if key {
+            b = b.header(battlement::IDEMPOTENCY_KEY, "order-7");
+        }
+        b.body("payload".to_string()).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_500_is_a_failure_everywhere_and_post_is_sent_once() {
+        let registry = Registry::new();
+        let policy = Policy::http("orders")
+            .retry(|r| r.max_attempts(3).backoff(Backoff::none()))
+            .breaker(|b| b.consecutive_failures(100).no_failure_rate())
+            .registry(&registry)
+            .build()
+            .unwrap();
+        let calls = Arc::new(AtomicU32::new(0));
+        let mut svc = ServiceBuilder::new()
+            .policy(&policy)
+            .service(backend(&calls, 503));
+
+        let res = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(request(http::Method::GET, false))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 503);
+        assert_eq!(calls.swap(0, Ordering::SeqCst), 3, "GET is retried");
+
+        let post = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(request(http::Method::POST, false));
+        assert_eq!(post.await.unwrap().status(), 503);
+        assert_eq!(calls.swap(0, Ordering::SeqCst), 1, "POST is sent once");
+
+        let keyed = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(request(http::Method::POST, true));
+        assert_eq!(keyed.await.unwrap().status(), 503);
+        assert_eq!(
+            calls.swap(0, Ordering::SeqCst),
+            3,
+            "POST with an Idempotency-Key is retried"
+        );
+
+        // 7 attempts, 7 failures for the breaker; 3 calls, 3 failures for
+        // the instrument.
+        let breaker = policy.breaker().unwrap().metrics();
+        assert_eq!(breaker.failures, 7, "{breaker:?}");
+        let report = registry.get("orders/instrument").unwrap();
+        assert_eq!(
+            report.details["failures"],
+            serde_json::json!(3),
+            "{report:?}"
+        );
+    }
+}
