@@ -515,12 +515,7 @@ proptest::proptest! {
         window in any_duration(),
         deadline in proptest::option::of(any_duration()),
     ) {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .unwrap();
-        let (elapsed, successes) = rt.block_on(async {
+        let (elapsed, successes) = common::paused_runtime().block_on(async {
             let c = Arc::new(Counters::default());
             let mut svc = fan(
                 Strategy::BestEffort(window),

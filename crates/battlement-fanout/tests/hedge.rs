@@ -416,12 +416,7 @@ proptest::proptest! {
         } else {
             std::time::Duration::from_nanos(delay_ns)
         };
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .unwrap();
-        let (res, sent) = rt.block_on(async {
+        let (res, sent) = common::paused_runtime().block_on(async {
             let c = Arc::new(Counters::default());
             let layer = HedgeLayer::builder("h").delay(delay).build().unwrap();
             let mut svc = hedged(&layer, Mock::new("m", ms(10), Answer::Ok, &c));

@@ -152,3 +152,13 @@ impl Service<Req> for Mock {
 pub fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
+
+/// A current-thread runtime on paused time, for a property test's case
+/// (`proptest!` bodies are not async).
+pub fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap()
+}
