@@ -104,6 +104,9 @@ pub(crate) struct Config {
 pub struct BreakerBuilder {
     name: Name,
     config: Config,
+    /// Whether a trip rule was named (or the rate rule turned off): the
+    /// default rule applies only when none was.
+    rule_named: bool,
     events: EventSink,
     start: battlement_core::CircuitState,
 }
@@ -124,7 +127,7 @@ impl BreakerBuilder {
             name: name.into(),
             config: Config {
                 consecutive_failures: None,
-                failure_rate: Some(0.5),
+                failure_rate: None,
                 slow_call: None,
                 window: WindowConfig::Count { size: 100 },
                 minimum_calls: 20,
@@ -133,37 +136,51 @@ impl BreakerBuilder {
                 success_threshold: 1,
                 max_half_open_wait: None,
             },
+            rule_named: false,
             events: EventSink::none(),
             start: battlement_core::CircuitState::Closed,
         }
     }
 
+    /// The rule a builder that names none gets: a failure rate of 50 %
+    /// over the window (once it holds `minimum_calls`).
+    pub const DEFAULT_FAILURE_RATE: f64 = 0.5;
+
     /// Trip after `n` failures in a row (at least 1). Default: off.
+    /// Naming this rule drops the default failure-rate rule; add
+    /// [`failure_rate`](Self::failure_rate) to keep one.
     pub fn consecutive_failures(mut self, n: u32) -> Self {
         self.config.consecutive_failures = Some(n);
+        self.rule_named = true;
         self
     }
 
     /// Trip when the failure rate over the window reaches `threshold`, in
     /// `(0, 1]`, once the window holds [`minimum_calls`](Self::minimum_calls).
-    /// Default: `0.5`.
+    /// Default: [`DEFAULT_FAILURE_RATE`](Self::DEFAULT_FAILURE_RATE) (0.5)
+    /// when no rule is named, off otherwise.
     pub fn failure_rate(mut self, threshold: f64) -> Self {
         self.config.failure_rate = Some(threshold);
+        self.rule_named = true;
         self
     }
 
-    /// Turns the failure-rate rule off (for breakers that trip only on
-    /// consecutive failures or slow calls).
+    /// Turns the failure-rate rule off, the default one included (for
+    /// breakers that trip only on consecutive failures or slow calls; with
+    /// no other rule the breaker never trips).
     pub fn no_failure_rate(mut self) -> Self {
         self.config.failure_rate = None;
+        self.rule_named = true;
         self
     }
 
     /// Trip when the share of calls slower than `threshold` (success or
     /// not) reaches `rate`, in `(0, 1]`, once the window holds
-    /// [`minimum_calls`](Self::minimum_calls). Default: off.
+    /// [`minimum_calls`](Self::minimum_calls). Default: off. Naming this
+    /// rule drops the default failure-rate rule.
     pub fn slow_calls(mut self, threshold: Duration, rate: f64) -> Self {
         self.config.slow_call = Some((threshold, rate));
+        self.rule_named = true;
         self
     }
 
@@ -249,7 +266,10 @@ impl BreakerBuilder {
     /// # Errors
     ///
     /// [`InvalidConfig`] naming the first field out of bounds.
-    pub fn build(self) -> Result<Breaker, InvalidConfig> {
+    pub fn build(mut self) -> Result<Breaker, InvalidConfig> {
+        if !self.rule_named {
+            self.config.failure_rate = Some(Self::DEFAULT_FAILURE_RATE);
+        }
         let c = &self.config;
         let bad = |field, value: &dyn std::fmt::Debug, bound: &'static str| {
             Err(InvalidConfig::new(COMPONENT, field, value, bound))

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use battlement_core::{
     AsComponent, CircuitState, Component, ComponentHealth, ComponentKind, Control, ControlError,
@@ -59,9 +59,17 @@ impl Breaker {
     }
 
     /// The state now. An `Open` breaker whose open duration has passed
-    /// still reads `Open` until the next call moves it to `HalfOpen`.
+    /// reads `HalfOpen`: it admits the next call as a probe. The
+    /// transition itself (and its event) happens at that call.
     pub fn state(&self) -> CircuitState {
         self.shared.state()
+    }
+
+    /// The time left before an `Open` breaker admits probes; `None` in
+    /// any other state (`ForcedOpen` has no end) and once the open
+    /// duration has passed.
+    pub fn open_remaining(&self) -> Option<Duration> {
+        self.shared.open_remaining()
     }
 
     /// A snapshot of the breaker's figures.

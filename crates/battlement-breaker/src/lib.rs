@@ -88,15 +88,35 @@
 //!   while closed that finishes during half-open) is counted in the
 //!   lifetime totals but not in the window, the streak or as a probe.
 //! - **When rules are checked.** The rates are checked when a failure or a
-//!   slow call is recorded: a fast success cannot make them worse. So with
-//!   `minimum_calls = 10`, nine failures followed by one success do not
-//!   trip until the next failure.
+//!   slow call is recorded, and when the window reaches `minimum_calls`,
+//!   whatever that call's outcome (as resilience4j does): with
+//!   `minimum_calls = 10` and a 50 % threshold, five failures then five
+//!   successes open at the 10th call. Past that, a fast success cannot make
+//!   the rates worse and is not checked, so the closed hot path stays one
+//!   predictable branch: a count window says when its fill reaches the
+//!   minimum (once per close); a time window, which keeps no total, checks
+//!   on each success while it held a failure or slow call but fewer than
+//!   `minimum_calls` at the last check. (A time window whose old
+//!   successes age out is checked at the next failure.)
+//! - **Default rule.** With no trip rule named, a breaker trips on a 50 %
+//!   failure rate ([`BreakerBuilder::DEFAULT_FAILURE_RATE`]) over a count
+//!   window of 100 calls once it holds 20. Naming any rule
+//!   (`consecutive_failures`, `failure_rate`, `slow_calls`, or
+//!   `no_failure_rate`) replaces that default: `consecutive_failures(5)`
+//!   alone trips only on five failures in a row.
 //! - **Half-open and slow calls.** A probe that is slow counts as a failed
 //!   probe. An `Ignored` probe gives its permit back without deciding.
-//! - **Lazy timers.** No task is spawned: `Open` becomes `HalfOpen` when the
-//!   first call after the open duration arrives (so [`Breaker::state`] may
-//!   read `Open` a while after it elapsed), and `max_half_open_wait` is
-//!   checked when a call finds every probe permit taken.
+//! - **Lazy timers.** No task is spawned: the transition from `Open` to
+//!   `HalfOpen` (and its event) happens when the first call after the open
+//!   duration arrives, but [`Breaker::state`] (and the metrics and health)
+//!   read `HalfOpen` as soon as the duration has passed, and
+//!   [`Breaker::open_remaining`] gives the time left open.
+//!   `max_half_open_wait` is checked when a call finds every probe permit
+//!   taken.
+//! - **Setting the same state by hand** (`reset()` or `close()` of a closed
+//!   breaker) clears the window and the open duration but is no
+//!   transition: no `closed → closed` event, and the time of the last
+//!   transition stays.
 //! - **Rejections** are counted (`rejections` in the metrics) but emit no
 //!   event: an event per rejected call would flood a sink exactly when the
 //!   system is under stress. Transitions emit

@@ -20,7 +20,7 @@ use battlement_core::{
 use tokio::time::Instant;
 
 use crate::config::{Config, WindowConfig};
-use crate::sync::{AtomicU32, AtomicU64, Mutex, MutexGuard};
+use crate::sync::{AtomicBool, AtomicU32, AtomicU64, Mutex, MutexGuard};
 use crate::window::{CountWindow, FAILURE, SLOW, SUCCESS, TimeWindow, Window};
 
 const CLOSED: u64 = 0;
@@ -165,6 +165,11 @@ pub(crate) struct Shared {
     success_mark: AtomicU64,
     /// Failures in a row, recorded while closed; a success resets it.
     fail_streak: AtomicU32,
+    /// A time window held a failure or slow call when its rates were last
+    /// checked, but fewer than `minimum_calls`: each success checks them
+    /// until the window reaches the minimum. (A count window says itself
+    /// when it reaches the minimum; a time window keeps no total.)
+    rate_check_pending: AtomicBool,
     /// Successes not recorded into the window: probes, and calls that
     /// completed after a transition.
     other_successes: AtomicU64,
@@ -179,7 +184,10 @@ impl Shared {
     pub(crate) fn new(name: Name, config: Config, sink: EventSink, start: CircuitState) -> Self {
         let timed = config.slow_call.is_some();
         let (window, clocked) = match config.window {
-            WindowConfig::Count { size } => (Window::Count(CountWindow::new(size as usize)), timed),
+            WindowConfig::Count { size } => (
+                Window::Count(CountWindow::new(size as usize, config.minimum_calls)),
+                timed,
+            ),
             WindowConfig::Time { duration, buckets } => {
                 let width = duration.as_nanos() / u128::from(buckets);
                 let width = u64::try_from(width).unwrap_or(u64::MAX);
@@ -203,6 +211,7 @@ impl Shared {
             },
             success_mark: AtomicU64::new(0),
             fail_streak: AtomicU32::new(0),
+            rate_check_pending: AtomicBool::new(false),
             other_successes: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             ignored: AtomicU64::new(0),
@@ -231,9 +240,22 @@ impl Shared {
         self.slow.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The state now.
+    /// The state now: `HalfOpen` for an `Open` breaker whose open duration
+    /// has passed (the next call makes the transition).
     pub(crate) fn state(&self) -> CircuitState {
-        state_of(split(self.state.load(Acquire)).1)
+        let code = split(self.state.load(Acquire)).1;
+        if code == OPEN && self.open_remaining_ns() == 0 {
+            return CircuitState::HalfOpen;
+        }
+        state_of(code)
+    }
+
+    /// Nanoseconds left of the open duration (zero once it has passed);
+    /// meaningful only while open.
+    fn open_remaining_ns(&self) -> u64 {
+        self.open_until_ns
+            .load(Acquire)
+            .saturating_sub(self.now_ns())
     }
 
     /// Admits a call, or says why not. `None` means admitted and not
@@ -389,7 +411,11 @@ impl Shared {
                 if self.fail_streak.load(Relaxed) != 0 {
                     self.fail_streak.store(0, Relaxed);
                 }
-                self.hot.window.record(0, SUCCESS);
+                // `true` once per fill of the window, never in the steady
+                // state (the slot already holds a success).
+                if self.hot.window.record(0, SUCCESS) && current == word(generation, CLOSED) {
+                    self.evaluate(current, 0, 0);
+                }
                 return;
             }
         }
@@ -444,10 +470,11 @@ impl Shared {
             if self.fail_streak.load(Relaxed) != 0 {
                 self.fail_streak.store(0, Relaxed);
             }
-            self.hot
+            let reached = self
+                .hot
                 .window
                 .record(now_ns, if slow { SUCCESS | SLOW } else { SUCCESS });
-            if slow && code == CLOSED {
+            if code == CLOSED && (slow || reached || self.rate_check_pending.load(Relaxed)) {
                 self.evaluate(current, 0, now_ns);
             }
             return;
@@ -464,7 +491,9 @@ impl Shared {
         self.success_mark
             .store(self.hot.successes.load(Relaxed), Relaxed);
         let fails_in_row = self.fail_streak.fetch_add(1, Relaxed).saturating_add(1);
-        self.hot
+        // Checked below whatever `record` says.
+        let _ = self
+            .hot
             .window
             .record(now_ns, if slow { FAILURE | SLOW } else { FAILURE });
         if split(current).1 == CLOSED {
@@ -482,7 +511,11 @@ impl Shared {
         }
     }
 
-    /// Checks the trip rules after a failure or slow call while closed.
+    /// Checks the trip rules while closed: after a failure or a slow call,
+    /// and after the call that brings the window to `minimum_calls`
+    /// whatever its outcome (a success can only lower the rates, so once
+    /// the window holds the minimum only failures and slow calls need a
+    /// check).
     #[cold]
     fn evaluate(&self, current: u64, fails_in_row: u32, now_ns: u64) {
         let c = &self.config;
@@ -499,7 +532,15 @@ impl Shared {
         }
         let counts = self.hot.window.counts(now_ns);
         if counts.calls < c.minimum_calls {
+            if matches!(self.hot.window, Window::Time(_))
+                && (counts.failures > 0 || counts.slow > 0)
+            {
+                self.rate_check_pending.store(true, Relaxed);
+            }
             return;
+        }
+        if self.rate_check_pending.load(Relaxed) {
+            self.rate_check_pending.store(false, Relaxed);
         }
         let calls = f64::from(counts.calls);
         if let Some(threshold) = c.failure_rate {
@@ -543,23 +584,31 @@ impl Shared {
         if current != expected {
             return false;
         }
-        self.apply(&mut slow, current, to);
+        self.apply(&mut slow, current, to, true);
         drop(slow);
         self.emit(state_of(split(current).1), to, reason());
         true
     }
 
-    /// Moves to `to` whatever the state (a control by hand).
+    /// Moves to `to` whatever the state (a control by hand). Setting the
+    /// state it is already in (a `reset` of a closed breaker) still clears
+    /// what it clears, but is no transition: no event, and the time of the
+    /// last transition stays.
     #[cold]
     pub(crate) fn set(&self, to: CircuitState, reason: &'static str) {
         let mut slow = self.lock();
         let current = self.state.load(Acquire);
-        self.apply(&mut slow, current, to);
+        let from = state_of(split(current).1);
+        self.apply(&mut slow, current, to, from != to);
         drop(slow);
-        self.emit(state_of(split(current).1), to, reason.into());
+        if from != to {
+            self.emit(from, to, reason.into());
+        }
     }
 
-    fn apply(&self, slow: &mut Slow, current: u64, to: CircuitState) {
+    /// Publishes the state `to` after `current`; `transition` is `false`
+    /// when the state stays the same (its time is then kept).
+    fn apply(&self, slow: &mut Slow, current: u64, to: CircuitState, transition: bool) {
         let (generation, from) = split(current);
         let next = generation.wrapping_add(1);
         let now = Instant::now();
@@ -588,14 +637,17 @@ impl Shared {
                 slow.reopens = 0;
                 slow.open_duration = self.config.open_duration.after(0);
                 self.hot.window.clear();
+                self.rate_check_pending.store(false, Relaxed);
                 self.fail_streak.store(0, Relaxed);
                 self.success_mark
                     .store(self.hot.successes.load(Relaxed), Relaxed);
             }
             _ => {}
         }
-        slow.last_transition = SystemTime::now();
-        self.transition_ns.store(now_ns, Release);
+        if transition {
+            slow.last_transition = SystemTime::now();
+            self.transition_ns.store(now_ns, Release);
+        }
         self.state.store(word(next, code_of(to)), Release);
     }
 
@@ -644,13 +696,14 @@ impl Shared {
         }
     }
 
-    /// Time until the next probe may be admitted, when open.
+    /// Time until the next probe may be admitted, while open and the open
+    /// duration has not passed.
     pub(crate) fn open_remaining(&self) -> Option<Duration> {
-        if self.state() != CircuitState::Open {
+        if split(self.state.load(Acquire)).1 != OPEN {
             return None;
         }
-        let until = self.open_until_ns.load(Acquire);
-        Some(Duration::from_nanos(until.saturating_sub(self.now_ns())))
+        let left = self.open_remaining_ns();
+        (left > 0).then(|| Duration::from_nanos(left))
     }
 }
 

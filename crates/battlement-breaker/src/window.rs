@@ -32,11 +32,18 @@ pub(crate) enum Window {
 
 impl Window {
     /// Records one call, `code` being `SUCCESS` or `FAILURE`, maybe `| SLOW`.
+    /// `true` when this call brought a count window to its minimum number
+    /// of calls (once per fill from empty), so the rates must be checked
+    /// whatever its outcome; always `false` for a time window, whose total
+    /// is not kept (see `Shared::rate_check_pending`).
     #[inline]
-    pub(crate) fn record(&self, now_ns: u64, code: u8) {
+    pub(crate) fn record(&self, now_ns: u64, code: u8) -> bool {
         match self {
             Window::Count(w) => w.record(code),
-            Window::Time(w) => w.record(now_ns, code),
+            Window::Time(w) => {
+                w.record(now_ns, code);
+                false
+            }
         }
     }
 
@@ -63,6 +70,8 @@ impl Window {
 #[derive(Debug)]
 pub(crate) struct CountWindow {
     slots: Box<[AtomicU8]>,
+    /// The breaker's `minimum_calls`: `record` says when `calls` reaches it.
+    minimum: u32,
     head: AtomicUsize,
     calls: AtomicU32,
     failures: AtomicU32,
@@ -70,9 +79,10 @@ pub(crate) struct CountWindow {
 }
 
 impl CountWindow {
-    pub(crate) fn new(size: usize) -> Self {
+    pub(crate) fn new(size: usize, minimum: u32) -> Self {
         CountWindow {
             slots: (0..size).map(|_| AtomicU8::new(EMPTY)).collect(),
+            minimum,
             head: AtomicUsize::new(0),
             calls: AtomicU32::new(0),
             failures: AtomicU32::new(0),
@@ -80,8 +90,10 @@ impl CountWindow {
         }
     }
 
+    /// Records `code`; `true` when this call filled an empty slot and so
+    /// brought the window to `minimum` calls.
     #[inline]
-    fn record(&self, code: u8) {
+    fn record(&self, code: u8) -> bool {
         let len = self.slots.len();
         let idx = match self.head.fetch_update(Relaxed, Relaxed, |h| {
             Some(if h + 1 >= len { 0 } else { h + 1 })
@@ -92,17 +104,16 @@ impl CountWindow {
         // Steady state: the slot already holds this outcome, nothing
         // changes, and a load is cheaper than a swap.
         if slot.load(Relaxed) == code {
-            return;
+            return false;
         }
         let old = slot.swap(code, Relaxed);
         if old == code {
-            return;
+            return false;
         }
-        if old == EMPTY {
-            self.calls.fetch_add(1, Relaxed);
-        }
+        let reached = old == EMPTY && self.calls.fetch_add(1, Relaxed) + 1 == self.minimum;
         adjust(&self.failures, old & FAILURE != 0, code & FAILURE != 0);
         adjust(&self.slow, old & SLOW != 0, code & SLOW != 0);
+        reached
     }
 
     fn counts(&self) -> Counts {
@@ -244,7 +255,7 @@ mod tests {
 
     #[test]
     fn count_window_wraps() {
-        let w = CountWindow::new(3);
+        let w = CountWindow::new(3, 3);
         w.record(FAILURE);
         w.record(FAILURE | SLOW);
         assert_eq!(
@@ -255,8 +266,8 @@ mod tests {
                 slow: 1
             }
         );
-        w.record(SUCCESS);
-        w.record(SUCCESS); // replaces the first failure
+        assert!(w.record(SUCCESS), "the third call reaches the minimum");
+        assert!(!w.record(SUCCESS)); // replaces the first failure
         assert_eq!(
             w.counts(),
             Counts {
@@ -347,7 +358,7 @@ mod tests {
             /// The count window holds exactly the last `size` calls.
             #[test]
             fn count_window_is_the_last_n(size in 1usize..8, codes in proptest::collection::vec(0u8..4, 0..40)) {
-                let w = CountWindow::new(size);
+                let w = CountWindow::new(size, size as u32);
                 let mut all = vec![];
                 for c in codes {
                     w.record(code(c));

@@ -152,7 +152,10 @@ impl Model {
         }
         self.window.push_back((failed, slow));
         self.consecutive = if failed { self.consecutive + 1 } else { 0 };
-        if !(failed || slow) {
+        // The rates are checked on a failure or slow call, and on the call
+        // that brings the window to the minimum, whatever its outcome.
+        let reached = self.window.len() == MIN_CALLS;
+        if !(failed || slow || reached) {
             return;
         }
         if self.consecutive >= CONSECUTIVE {
@@ -267,8 +270,11 @@ fn run(ops: Vec<Op>, slow_rule: bool) -> Result<(), TestCaseError> {
                 }
                 _ => {}
             }
+            // An open breaker whose open duration has passed reads
+            // half-open before the next call makes the transition.
             let want = match model.state {
                 St::Closed => CircuitState::Closed,
+                St::Open if now >= model.open_until => CircuitState::HalfOpen,
                 St::Open => CircuitState::Open,
                 St::HalfOpen => CircuitState::HalfOpen,
             };

@@ -698,3 +698,144 @@ mod size_bounds {
         }
     }
 }
+
+/// Issue 16: when the rates are checked, which rules a builder names, and
+/// what the handle reports while open.
+mod issue16 {
+    use super::*;
+
+    /// Five failures then five successes, `minimum_calls = 10`, a 50 %
+    /// threshold: the rates are checked when the window reaches ten calls,
+    /// whatever that call's outcome, so the breaker opens at the 10th.
+    #[tokio::test(start_paused = true)]
+    async fn rates_are_checked_when_the_window_reaches_minimum_calls() {
+        let count = Breaker::builder("count")
+            .failure_rate(0.5)
+            .minimum_calls(10)
+            .build()
+            .unwrap();
+        let time = Breaker::builder("time")
+            .failure_rate(0.5)
+            .minimum_calls(10)
+            .time_window(Duration::from_secs(10), 10)
+            .build()
+            .unwrap();
+        for b in [count, time] {
+            let mut s = svc(&b);
+            for _ in 0..5 {
+                call(&mut s, FAIL).await.unwrap_err();
+            }
+            for _ in 0..4 {
+                call(&mut s, OK).await.unwrap();
+            }
+            assert_eq!(b.state(), CircuitState::Closed, "{}", b.name());
+            call(&mut s, OK).await.unwrap();
+            assert_eq!(b.state(), CircuitState::Open, "{}", b.name());
+        }
+        // Below the threshold at ten calls: stays closed, and successes
+        // after that cannot trip it.
+        let b = Breaker::builder("b")
+            .failure_rate(0.5)
+            .minimum_calls(10)
+            .build()
+            .unwrap();
+        let mut s = svc(&b);
+        for _ in 0..4 {
+            call(&mut s, FAIL).await.unwrap_err();
+        }
+        for _ in 0..20 {
+            call(&mut s, OK).await.unwrap();
+        }
+        assert_eq!(b.state(), CircuitState::Closed);
+    }
+
+    /// Naming a rule replaces the default rate rule; the defaults apply
+    /// only when no rule is named.
+    #[tokio::test(start_paused = true)]
+    async fn naming_a_rule_replaces_the_defaults() {
+        let named = Breaker::builder("named")
+            .consecutive_failures(5)
+            .build()
+            .unwrap();
+        let mut s = svc(&named);
+        // 11 failures in 21 calls, never two in a row: over the default
+        // 50 % over 20 calls, but not 5 in a row.
+        for i in 0..21 {
+            let _ = call(&mut s, if i % 2 == 0 { FAIL } else { OK }).await;
+        }
+        assert_eq!(named.state(), CircuitState::Closed);
+        let slow_only = Breaker::builder("slow")
+            .slow_calls(Duration::from_secs(1), 0.5)
+            .build()
+            .unwrap();
+        let mut s = svc(&slow_only);
+        for _ in 0..30 {
+            call(&mut s, FAIL).await.unwrap_err();
+        }
+        assert_eq!(slow_only.state(), CircuitState::Closed);
+
+        // No rule named: the default 50 % over at least 20 calls.
+        let default = Breaker::builder("default").build().unwrap();
+        let mut s = svc(&default);
+        for _ in 0..19 {
+            call(&mut s, FAIL).await.unwrap_err();
+        }
+        assert_eq!(default.state(), CircuitState::Closed);
+        call(&mut s, FAIL).await.unwrap_err();
+        assert_eq!(default.state(), CircuitState::Open);
+    }
+
+    /// `state()` reads `HalfOpen` once the open duration has passed (the
+    /// transition itself waits for the next call), `open_remaining()` is
+    /// the time left open, and resetting a closed breaker is no
+    /// transition.
+    #[tokio::test(start_paused = true)]
+    async fn state_and_open_remaining_follow_the_clock() {
+        let log = EventLog::new();
+        let b = Breaker::builder("b")
+            .consecutive_failures(1)
+            .open_duration(Duration::from_secs(1))
+            .events(log.sink())
+            .build()
+            .unwrap();
+        assert_eq!(b.open_remaining(), None);
+        b.reset();
+        assert!(log.kinds().is_empty(), "{:?}", log.kinds());
+
+        let mut s = svc(&b);
+        call(&mut s, FAIL).await.unwrap_err();
+        assert_eq!(b.state(), CircuitState::Open);
+        assert_eq!(b.open_remaining(), Some(Duration::from_secs(1)));
+        advance(Duration::from_millis(600)).await;
+        assert_eq!(b.open_remaining(), Some(Duration::from_millis(400)));
+        advance(Duration::from_millis(400)).await;
+        assert_eq!(b.state(), CircuitState::HalfOpen);
+        assert_eq!(b.metrics().state, CircuitState::HalfOpen);
+        assert_eq!(b.open_remaining(), None);
+        // Lazy: no event until a call moves it.
+        assert_eq!(log.kinds().len(), 1);
+        call(&mut s, OK).await.unwrap();
+        assert_eq!(b.state(), CircuitState::Closed);
+        assert_eq!(log.kinds().len(), 3);
+
+        b.force_open();
+        assert_eq!(b.open_remaining(), None);
+        b.reset();
+        b.reset();
+        let changes: Vec<_> = log
+            .kinds()
+            .into_iter()
+            .filter_map(|k| match k {
+                EventKind::StateChanged { from, to, .. } => Some((from, to)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            changes[3..],
+            [
+                (CircuitState::Closed, CircuitState::ForcedOpen),
+                (CircuitState::ForcedOpen, CircuitState::Closed),
+            ]
+        );
+    }
+}
