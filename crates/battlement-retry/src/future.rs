@@ -328,7 +328,7 @@ fn give_up<C, P, Res>(
 /// next attempts and their outcomes.
 #[cold]
 #[inline(never)]
-fn poll_retry<S, Req, C, P: 'static>(
+fn poll_retry<S, Req, C, P>(
     this: &mut ResponseFutureProj<'_, S, Req, C, P>,
     cx: &mut Context<'_>,
 ) -> Poll<Result<S::Response, BoxError>>
@@ -336,7 +336,7 @@ where
     S: Service<Req>,
     S::Error: Into<BoxError>,
     C: Classify<S::Response, BoxError> + 'static,
-    P: RetryIf<Req>,
+    P: RetryIf<Req> + 'static,
 {
     loop {
         match this.state.as_mut().project() {
