@@ -8,6 +8,10 @@
 //! attempt, 3 attempts with jittered exponential backoff, a breaker at 10 %
 //! failures over 30 s, a retry budget). The request carries its deadline,
 //! so every layer that reads it pays for reading it.
+//!
+//! Two rows: `canonical`, the stack written out layer by layer, and
+//! `policy`, the same stack built by `battlement::Policy` (which adds a
+//! branch per part, since each part can be turned off at run time).
 
 use std::convert::Infallible;
 use std::hint::black_box;
@@ -82,11 +86,29 @@ fn bench(c: &mut Criterion) {
         .layer(AttemptTimeoutLayer::new(Duration::from_secs(10)))
         .map_err(BoxError::from)
         .service(bare());
+    let policy_registry = Registry::new();
+    // The same parts as the hand-built stack: its breaker counts the last
+    // 100 calls (the policy's default time window reads the clock at each
+    // completion, which the hand-built one does not).
+    let policy = battlement::Policy::builder("stack")
+        .breaker(|b| b.count_window(100).minimum_calls(20))
+        .gate(|g| g)
+        .priority(|_: &Query| Some(Priority::Normal))
+        .fallback(|f| f.value(0u64))
+        .registry(&policy_registry)
+        .build()
+        .expect("valid policy");
+    let mut by_policy = ServiceBuilder::new()
+        .layer(policy)
+        .map_err(BoxError::from)
+        .service(bare());
     let mut plain = bare();
     {
         use tower::Service;
         let size = std::mem::size_of_val(&stacked.call(query(1)));
         println!("size stack/canonical: {size} bytes per response future");
+        let size = std::mem::size_of_val(&by_policy.call(query(1)));
+        println!("size stack/policy: {size} bytes per response future");
     }
 
     let mut group = c.benchmark_group("stack");
@@ -96,12 +118,22 @@ fn bench(c: &mut Criterion) {
     group.bench_function("canonical", |b| {
         b.iter(|| call_now(&mut stacked, black_box(query(1))))
     });
+    group.bench_function("policy", |b| {
+        b.iter(|| call_now(&mut by_policy, black_box(query(1))))
+    });
     group.finish();
 
     report(
         "stack/canonical",
         allocs_per_call(10_000, || {
             black_box(call_now(&mut stacked, black_box(query(1))).expect("served"));
+        }),
+    );
+
+    report(
+        "stack/policy",
+        allocs_per_call(10_000, || {
+            black_box(call_now(&mut by_policy, black_box(query(1))).expect("served"));
         }),
     );
 }
