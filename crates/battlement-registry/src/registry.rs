@@ -141,12 +141,10 @@ impl Registry {
                 .sweep_at
                 .store((map.len() * 2).max(MIN_SWEEP), Ordering::Relaxed);
         }
-        if map
-            .get(&name)
-            .is_some_and(|e| e.component.strong_count() > 0)
-        {
+        if let Some(holder) = map.get(&name).and_then(|e| e.component.upgrade()) {
             return Err(DuplicateName {
                 name: name.to_string(),
+                held_by: holder.kind().as_str().to_string(),
             });
         }
         // Replaces a dropped component's entry of the same name.

@@ -163,8 +163,9 @@ fn duplicate_names_are_an_error_until_the_first_is_dropped() {
     let err = registry.register(&second).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "a component named `db` is already registered"
+        "a component named `db` is already registered, by a component of kind `breaker`"
     );
+    assert_eq!(err.held_by, "breaker");
     // Not replaced.
     assert_eq!(registry.get("db").unwrap().kind, ComponentKind::Breaker);
     // An instrument's name is taken the same way.

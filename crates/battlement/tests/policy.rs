@@ -163,7 +163,10 @@ async fn components_register_as_policy_slash_part() {
         .build()
         .unwrap_err();
     assert!(matches!(err, PolicyError::Duplicate { .. }), "{err}");
-    assert!(err.to_string().contains("checkout/"), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "policy `checkout`: a component named `checkout/instrument` is already registered, by a component of kind `instrument`"
+    );
 
     // A second policy never collides with the first; the registry holds
     // components weakly, so they go with the policy.
