@@ -428,13 +428,13 @@ impl RetrySettings {
         if self.enabled == Some(false) {
             return Ok(b.retry_enabled(false));
         }
-        if let Some(n) = self.max_attempts {
-            if !(1..=100).contains(&n) {
-                return Err(ConfigError::new(
-                    format!("{path}.max_attempts"),
-                    format!("{n} must be in 1..=100"),
-                ));
-            }
+        if let Some(n) = self.max_attempts
+            && !(1..=100).contains(&n)
+        {
+            return Err(ConfigError::new(
+                format!("{path}.max_attempts"),
+                format!("{n} must be in 1..=100"),
+            ));
         }
         let backoff = match &self.backoff {
             None => None,

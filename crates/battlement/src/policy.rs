@@ -211,6 +211,16 @@ impl<B, H> Part<B, H> {
     }
 }
 
+/// The types a fallback part is over.
+type Types<Req, Res, K, C> = PhantomData<fn(Req, C) -> (Res, K)>;
+
+/// What a gate part builds: the layer, and the gate with whether the
+/// policy made it.
+type GateBuilt<L> = (L, Option<(Gate, bool)>);
+
+/// What a fallback part builds: the layer, and the component to register.
+type FallbackBuilt<L> = (L, Option<Arc<dyn Component>>);
+
 /// The gate part of a builder that has none.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoGate;
@@ -238,7 +248,7 @@ pub struct NoFallback;
 pub struct WithFallback<Req, Res, K, C, Fcfg> {
     configure: Fcfg,
     on_shed: bool,
-    _types: PhantomData<fn(Req, C) -> (Res, K)>,
+    _types: Types<Req, Res, K, C>,
 }
 
 impl<Req, Res, K, C, Fcfg> fmt::Debug for WithFallback<Req, Res, K, C, Fcfg> {
@@ -278,19 +288,13 @@ pub trait GatePart<C>: sealed::Sealed {
     /// Builds the layer; returns the gate, and whether the policy made it
     /// (and so registers it).
     #[doc(hidden)]
-    fn build(
-        self,
-        cx: &BuildContext<'_, C>,
-    ) -> Result<(Self::Layer, Option<(Gate, bool)>), InvalidConfig>;
+    fn build(self, cx: &BuildContext<'_, C>) -> Result<GateBuilt<Self::Layer>, InvalidConfig>;
 }
 
 impl<C> GatePart<C> for NoGate {
     type Layer = Identity;
 
-    fn build(
-        self,
-        _: &BuildContext<'_, C>,
-    ) -> Result<(Identity, Option<(Gate, bool)>), InvalidConfig> {
+    fn build(self, _: &BuildContext<'_, C>) -> Result<GateBuilt<Identity>, InvalidConfig> {
         Ok((Identity::new(), None))
     }
 }
@@ -298,10 +302,7 @@ impl<C> GatePart<C> for NoGate {
 impl<C, X: Clone> GatePart<C> for WithGate<X> {
     type Layer = GateLayer<X>;
 
-    fn build(
-        self,
-        cx: &BuildContext<'_, C>,
-    ) -> Result<(GateLayer<X>, Option<(Gate, bool)>), InvalidConfig> {
+    fn build(self, cx: &BuildContext<'_, C>) -> Result<GateBuilt<GateLayer<X>>, InvalidConfig> {
         let (gate, own) = match self.gate {
             Part::Shared(gate) => (gate, false),
             Part::Build(steps) => {
@@ -325,19 +326,13 @@ pub trait FallbackPart<C>: sealed::Sealed {
     type Layer: Clone;
     /// Builds the layer, and the component to register.
     #[doc(hidden)]
-    fn build(
-        self,
-        cx: &BuildContext<'_, C>,
-    ) -> Result<(Self::Layer, Option<Arc<dyn Component>>), InvalidConfig>;
+    fn build(self, cx: &BuildContext<'_, C>) -> Result<FallbackBuilt<Self::Layer>, InvalidConfig>;
 }
 
 impl<C> FallbackPart<C> for NoFallback {
     type Layer = Identity;
 
-    fn build(
-        self,
-        _: &BuildContext<'_, C>,
-    ) -> Result<(Identity, Option<Arc<dyn Component>>), InvalidConfig> {
+    fn build(self, _: &BuildContext<'_, C>) -> Result<FallbackBuilt<Identity>, InvalidConfig> {
         Ok((Identity::new(), None))
     }
 }
@@ -354,10 +349,7 @@ where
 {
     type Layer = FallbackLayer<Req, Res, K, FallbackClassifier<C>>;
 
-    fn build(
-        self,
-        cx: &BuildContext<'_, C>,
-    ) -> Result<(Self::Layer, Option<Arc<dyn Component>>), InvalidConfig> {
+    fn build(self, cx: &BuildContext<'_, C>) -> Result<FallbackBuilt<Self::Layer>, InvalidConfig> {
         let builder = FallbackLayer::<Req, Res>::builder(cx.part("fallback"))
             .classifier(FallbackClassifier {
                 inner: cx.classifier.clone(),
@@ -477,44 +469,14 @@ impl<C, P, G, F> PolicyBuilder<C, P, G, F> {
     /// outcomes (instrument, fallback, retry, breaker). Any
     /// [`Classify<Res, BoxError>`](Classify), closures included.
     pub fn classifier<C2>(self, classifier: C2) -> PolicyBuilder<C2, P, G, F> {
-        PolicyBuilder {
-            name: self.name,
-            classifier,
-            retry_if: self.retry_if,
-            registry: self.registry,
-            events: self.events,
-            instrument: self.instrument,
-            total: self.total,
-            attempt: self.attempt,
-            retry: self.retry,
-            budget: self.budget,
-            breaker: self.breaker,
-            gate: self.gate,
-            fallback: self.fallback,
-            allowed: self.allowed,
-        }
+        self.rebuild(|_, retry_if, gate, fallback| (classifier, retry_if, gate, fallback))
     }
 
     /// Retries only requests for which `predicate` is `true` (any
     /// [`RetryIf`](battlement_retry::RetryIf)); the HTTP preset's is
     /// [`Idempotent`](crate::Idempotent).
     pub fn retry_if<P2>(self, predicate: P2) -> PolicyBuilder<C, P2, G, F> {
-        PolicyBuilder {
-            name: self.name,
-            classifier: self.classifier,
-            retry_if: predicate,
-            registry: self.registry,
-            events: self.events,
-            instrument: self.instrument,
-            total: self.total,
-            attempt: self.attempt,
-            retry: self.retry,
-            budget: self.budget,
-            breaker: self.breaker,
-            gate: self.gate,
-            fallback: self.fallback,
-            allowed: self.allowed,
-        }
+        self.rebuild(|classifier, _, gate, fallback| (classifier, predicate, gate, fallback))
     }
 
     /// Registers every component the policy makes in `registry`, as
@@ -663,11 +625,24 @@ impl<C, P, G, F> PolicyBuilder<C, P, G, F> {
 
     /// The same builder with its gate and fallback parts mapped by `f`.
     fn map_parts<G2, F2>(self, f: impl FnOnce(G, F) -> (G2, F2)) -> PolicyBuilder<C, P, G2, F2> {
-        let (gate, fallback) = f(self.gate, self.fallback);
+        self.rebuild(|classifier, retry_if, gate, fallback| {
+            let (gate, fallback) = f(gate, fallback);
+            (classifier, retry_if, gate, fallback)
+        })
+    }
+
+    /// The same builder with its typed parts (classifier, predicate, gate,
+    /// fallback) mapped by `f`: the one place that moves every field.
+    fn rebuild<C2, P2, G2, F2>(
+        self,
+        f: impl FnOnce(C, P, G, F) -> (C2, P2, G2, F2),
+    ) -> PolicyBuilder<C2, P2, G2, F2> {
+        let (classifier, retry_if, gate, fallback) =
+            f(self.classifier, self.retry_if, self.gate, self.fallback);
         PolicyBuilder {
             name: self.name,
-            classifier: self.classifier,
-            retry_if: self.retry_if,
+            classifier,
+            retry_if,
             registry: self.registry,
             events: self.events,
             instrument: self.instrument,
@@ -916,27 +891,27 @@ where
                 bound,
             })
         };
-        if let (Some(total), Some(per_attempt)) = (self.total, self.attempt) {
-            if per_attempt > total {
-                return Err(conflict(
-                    Check::AttemptWithinTotal,
-                    ("attempt_timeout", per_attempt),
-                    ("total", total),
-                    "must be at most",
-                ));
-            }
+        if let (Some(total), Some(per_attempt)) = (self.total, self.attempt)
+            && per_attempt > total
+        {
+            return Err(conflict(
+                Check::AttemptWithinTotal,
+                ("attempt_timeout", per_attempt),
+                ("total", total),
+                "must be at most",
+            ));
         }
-        if let (Some(breaker), Some(per_attempt)) = (&breaker, self.attempt) {
-            if let WindowConfig::Time { duration, .. } = breaker.window() {
-                let twice = per_attempt.saturating_mul(2);
-                if duration < twice {
-                    return Err(conflict(
-                        Check::BreakerWindowCoversAttempts,
-                        ("breaker.window", duration),
-                        ("2 × attempt_timeout", twice),
-                        "must be at least",
-                    ));
-                }
+        if let (Some(breaker), Some(per_attempt)) = (&breaker, self.attempt)
+            && let WindowConfig::Time { duration, .. } = breaker.window()
+        {
+            let twice = per_attempt.saturating_mul(2);
+            if duration < twice {
+                return Err(conflict(
+                    Check::BreakerWindowCoversAttempts,
+                    ("breaker.window", duration),
+                    ("2 × attempt_timeout", twice),
+                    "must be at least",
+                ));
             }
         }
         if let (Some(retry), Some(total), Some(per_attempt)) = (&retry, self.total, self.attempt) {
