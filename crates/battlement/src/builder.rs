@@ -23,7 +23,7 @@ use tower_layer::Stack;
 /// let mut svc = ServiceBuilder::new()
 ///     .instrument(&registry, "users")?
 ///     .deadline(Duration::from_secs(2))
-///     .retry(RetryPolicy::builder().max_attempts(3).build()?)
+///     .retries(RetryPolicy::builder().max_attempts(3).build()?)
 ///     .breaker(&breaker)
 ///     .attempt_timeout(Duration::from_millis(500))
 ///     .service_fn(|id: u32| async move { Ok::<_, BoxError>(id * 2) });
@@ -53,9 +53,11 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
         breaker: &battlement_breaker::Breaker,
     ) -> ServiceBuilder<Stack<battlement_breaker::BreakerLayer, L>>;
 
-    /// Adds retries under `policy`.
+    /// Adds retries under `policy`. (Not `retry`: `ServiceBuilder` has an
+    /// inherent `retry` for tower's own retry layer when tower's `retry`
+    /// feature is on, and an inherent method always wins.)
     #[cfg(feature = "retry")]
-    fn retry<C: 'static, P: 'static>(
+    fn retries<C: 'static, P: 'static>(
         self,
         policy: battlement_retry::RetryPolicy<C, P>,
     ) -> ServiceBuilder<Stack<battlement_retry::RetryLayer<C, P>, L>>;
@@ -146,7 +148,7 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     }
 
     #[cfg(feature = "retry")]
-    fn retry<C: 'static, P: 'static>(
+    fn retries<C: 'static, P: 'static>(
         self,
         policy: battlement_retry::RetryPolicy<C, P>,
     ) -> ServiceBuilder<Stack<battlement_retry::RetryLayer<C, P>, L>> {
