@@ -75,6 +75,8 @@ pub enum ComponentKind {
     Hedge,
     /// An instrumented service (the registry's `InstrumentLayer`).
     Instrument,
+    /// A fault injector (`battlement-chaos`), a testing tool.
+    Chaos,
     /// Anything else, by name.
     Other(Cow<'static, str>),
 }
@@ -92,6 +94,7 @@ impl ComponentKind {
             ComponentKind::FanOut => "fan_out",
             ComponentKind::Hedge => "hedge",
             ComponentKind::Instrument => "instrument",
+            ComponentKind::Chaos => "chaos",
             ComponentKind::Other(name) => name,
         }
     }
@@ -415,8 +418,12 @@ pub enum Control {
     /// Close: admit calls again (a breaker leaves `ForcedOpen`, `Open` or
     /// `Disabled` for `Closed`).
     Close,
-    /// Admit every call and record nothing (a breaker's `Disabled`).
+    /// Admit every call and record nothing (a breaker's `Disabled`); stop
+    /// injecting faults (a chaos layer passes every call through).
     Disable,
+    /// Undo [`Control::Disable`] where that is not [`Control::Close`]: a
+    /// chaos layer injects faults again.
+    Enable,
     /// Set the level by hand; it holds until [`Control::ReleaseLevel`].
     SetLevel(Level),
     /// Hand the level back to the automatic governor.
@@ -431,6 +438,7 @@ impl Control {
             Control::ForceOpen => "force_open",
             Control::Close => "close",
             Control::Disable => "disable",
+            Control::Enable => "enable",
             Control::SetLevel(_) => "set_level",
             Control::ReleaseLevel => "release_level",
         }
@@ -571,5 +579,12 @@ mod tests {
         assert_eq!(c, Control::SetLevel(Level::Severe));
         let r: Control = serde_json::from_str(r#"{"control":"reset"}"#).unwrap();
         assert_eq!(r, Control::Reset);
+        let e: Control = serde_json::from_str(r#"{"control":"enable"}"#).unwrap();
+        assert_eq!((e, e.as_str()), (Control::Enable, "enable"));
+        assert_eq!(ComponentKind::Chaos.as_str(), "chaos");
+        assert_eq!(
+            serde_json::to_value(ComponentKind::Chaos).unwrap(),
+            serde_json::json!("chaos")
+        );
     }
 }

@@ -60,6 +60,7 @@ enum Access {
 /// | `POST /health/{name}/open` | [`Control::ForceOpen`] |
 /// | `POST /health/{name}/close` | [`Control::Close`] |
 /// | `POST /health/{name}/disable` | [`Control::Disable`] |
+/// | `POST /health/{name}/enable` | [`Control::Enable`] |
 /// | `POST /health/{name}/level` | [`Control::SetLevel`], body `{"level": "severe"}` |
 /// | `POST /health/{name}/release` | [`Control::ReleaseLevel`] |
 ///
@@ -368,7 +369,7 @@ impl HealthService {
                 let action = *action;
                 if !matches!(
                     action,
-                    "reset" | "open" | "close" | "disable" | "level" | "release"
+                    "reset" | "open" | "close" | "disable" | "enable" | "level" | "release"
                 ) {
                     return not_found(format_args!("no route `{path}`"));
                 }
@@ -417,6 +418,7 @@ impl HealthService {
             "open" => Control::ForceOpen,
             "close" => Control::Close,
             "disable" => Control::Disable,
+            "enable" => Control::Enable,
             "release" => Control::ReleaseLevel,
             _ => match read_level(body, self.body_timeout).await {
                 Ok(level) => Control::SetLevel(level),

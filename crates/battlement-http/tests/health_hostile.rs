@@ -348,3 +348,30 @@ proptest! {
         }
     }
 }
+
+/// Every control route reaches the component as its control, `enable`
+/// (which a chaos layer answers) included; an unknown action is `404`.
+#[tokio::test]
+async fn each_action_route_applies_its_control() {
+    let (svc, db) = served("s3cret");
+    let routes = [
+        ("reset", "reset"),
+        ("open", "force_open"),
+        ("close", "close"),
+        ("disable", "disable"),
+        ("enable", "enable"),
+        ("release", "release_level"),
+    ];
+    for (action, _) in routes {
+        let r = send(&svc, post(&format!("/health/db/{action}"), &["Bearer s3cret"])).await;
+        assert_eq!(r.status, 200, "{action}");
+        assert_eq!(r.json()["applied"], true, "{action}");
+    }
+    let want: Vec<_> = routes.iter().map(|(_, control)| *control).collect();
+    assert_eq!(db.applied(), want);
+    let r = send(&svc, post("/health/db/explode", &["Bearer s3cret"])).await;
+    assert_eq!(r.status, 404);
+    let r = send(&svc, post("/health/db/enable", &[])).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(db.applied().len(), want.len());
+}
