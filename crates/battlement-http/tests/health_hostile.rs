@@ -363,7 +363,11 @@ async fn each_action_route_applies_its_control() {
         ("release", "release_level"),
     ];
     for (action, _) in routes {
-        let r = send(&svc, post(&format!("/health/db/{action}"), &["Bearer s3cret"])).await;
+        let r = send(
+            &svc,
+            post(&format!("/health/db/{action}"), &["Bearer s3cret"]),
+        )
+        .await;
         assert_eq!(r.status, 200, "{action}");
         assert_eq!(r.json()["applied"], true, "{action}");
     }
