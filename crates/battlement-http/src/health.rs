@@ -71,7 +71,9 @@ enum Access {
 /// **before** routing, so an encoded spelling is the same path:
 /// `/health/%65vents` is the event stream, like `/health/events`, and a
 /// component named `events` is reachable only through its controls
-/// (`POST /health/events/reset`). A `/` inside a name is written `%2F`.
+/// (`POST /health/events/reset`). A name may hold `/`, as a policy's parts
+/// do (`GET /health/checkout/breaker`, `POST /health/checkout/breaker/open`);
+/// `%2F` spells the same.
 ///
 /// # Controls and errors
 ///
@@ -292,6 +294,14 @@ fn component_json(report: &ComponentReport) -> Value {
     serde_json::to_value(report).unwrap_or(Value::Null)
 }
 
+/// The actions of `POST /health/{name}/{action}`.
+fn is_action(segment: &str) -> bool {
+    matches!(
+        segment,
+        "reset" | "open" | "close" | "disable" | "enable" | "level" | "release"
+    )
+}
+
 fn is_get(method: &Method) -> bool {
     method == Method::GET || method == Method::HEAD
 }
@@ -356,27 +366,33 @@ impl HealthService {
                 h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
                 res
             }
-            ["health", name] => {
+            // `/health/{name}/{action}`, where a name may hold `/` (a
+            // policy's `checkout/breaker`): the last segment is the
+            // action when it is one and the method is `POST`; otherwise
+            // the whole rest is a name to report.
+            ["health", rest @ .., action] if method == Method::POST && is_action(action) => {
+                let name = rest.join("/");
+                self.control(req, &name, action).await
+            }
+            ["health", rest @ ..] if !rest.is_empty() => {
+                let last = rest.last().copied().unwrap_or_default();
                 if !is_get(&method) {
-                    return method_not_allowed("GET, HEAD");
+                    return if is_action(last) && rest.len() > 1 {
+                        method_not_allowed("POST")
+                    } else if method == Method::POST && rest.len() > 1 {
+                        not_found(format_args!("no route `{path}`"))
+                    } else {
+                        method_not_allowed("GET, HEAD")
+                    };
                 }
-                match self.registry.get(name) {
+                let name = rest.join("/");
+                match self.registry.get(&name) {
                     Some(report) => json_response(StatusCode::OK, &component_json(&report)),
+                    None if is_action(last) && rest.len() > 1 => {
+                        method_not_allowed("POST")
+                    }
                     None => not_found(format_args!("no component named `{name}`")),
                 }
-            }
-            ["health", name, action] => {
-                let action = *action;
-                if !matches!(
-                    action,
-                    "reset" | "open" | "close" | "disable" | "enable" | "level" | "release"
-                ) {
-                    return not_found(format_args!("no route `{path}`"));
-                }
-                if method != Method::POST {
-                    return method_not_allowed("POST");
-                }
-                self.control(req, name, action).await
             }
             _ => not_found(format_args!("no route `{path}`")),
         }

@@ -84,11 +84,13 @@
 mod body;
 mod classify;
 mod health;
+mod respond;
 mod response;
 mod trailers;
 
 pub use body::HealthBody;
 pub use classify::{GrpcClassifier, HttpClassifier};
 pub use health::{Authorization, HealthFuture, HealthService};
+pub use respond::{ErrorResponse, ErrorResponseFuture, ErrorResponseLayer, ResponseBody};
 pub use response::{error_response, error_status};
 pub use trailers::{GrpcTrailers, GrpcTrailersLayer, TrailersBody, TrailersFuture};

@@ -379,3 +379,25 @@ async fn each_action_route_applies_its_control() {
     assert_eq!(r.status, 401);
     assert_eq!(db.applied().len(), want.len());
 }
+
+/// A policy's parts are named `{policy}/{part}`: reachable with a plain
+/// `/` or `%2F`, for reports and controls alike.
+#[tokio::test]
+async fn names_with_a_slash_are_reachable_unencoded() {
+    let registry = Registry::new();
+    let db = Recorder::new("checkout/breaker");
+    registry.register(&db).unwrap();
+    let svc = HealthService::new(registry).with_bearer_token("s3cret");
+    for path in ["/health/checkout/breaker", "/health/checkout%2Fbreaker"] {
+        let r = get(&svc, path).await;
+        assert_eq!(r.status, 200, "{path}: {:?}", r.body);
+        assert_eq!(r.json()["name"], "checkout/breaker", "{path}");
+    }
+    let r = send(&svc, post("/health/checkout/breaker/open", &["Bearer s3cret"])).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(db.applied().len(), 1);
+    let r = get(&svc, "/health/checkout/breaker/open").await;
+    assert_eq!(r.status, 405, "a control is a POST");
+    let r = get(&svc, "/health/checkout/nothing").await;
+    assert_eq!(r.status, 404);
+}
