@@ -6,8 +6,9 @@ use std::fmt;
 use std::io;
 
 use crate::error::{
-    AllFailed, AttemptTimedOut, BoxError, CircuitOpen, DeadlineExceeded, FallbackFailed,
-    InvalidConfig, QuorumNotReached, RetriesExhausted, Shed, Throttled,
+    AllFailed, AttemptTimedOut, BoxError, BulkheadFull, CircuitOpen, DeadlineExceeded,
+    FallbackFailed, InvalidConfig, LimitExceeded, QuorumNotReached, RetriesExhausted, Shed,
+    Throttled,
 };
 use crate::outcome::{Failure, FailureKind, Outcome};
 
@@ -106,6 +107,8 @@ as_dyn_error_for!(
     CircuitOpen,
     Shed,
     Throttled,
+    BulkheadFull,
+    LimitExceeded,
     DeadlineExceeded,
     AttemptTimedOut,
     RetriesExhausted,
@@ -134,6 +137,7 @@ impl AsDynError for std::convert::Infallible {
 /// | [`CircuitOpen`]                                                   | `Rejected`        | no        | its `retry_after` |
 /// | [`Shed`]                                                          | `Rejected`        | no        | its `retry_after` |
 /// | [`Throttled`]                                                     | `Rejected`        | no        | —           |
+/// | [`BulkheadFull`], [`LimitExceeded`]                               | `Rejected`        | no        | its `retry_after` |
 /// | [`DeadlineExceeded`]                                              | `Timeout`         | **no**    | —           |
 /// | [`AttemptTimedOut`]                                               | `Timeout`         | yes       | —           |
 /// | tower's `Elapsed` (`tower::timeout`)                              | `Timeout`         | yes       | —           |
@@ -217,6 +221,20 @@ fn recognise(e: &(dyn Error + 'static)) -> Option<Failure> {
     }
     if e.is::<Throttled>() {
         return Some(Failure::new(Rejected).retryable(false));
+    }
+    if let Some(full) = e.downcast_ref::<BulkheadFull>() {
+        return Some(
+            Failure::new(Rejected)
+                .retryable(false)
+                .with_retry_after(full.retry_after),
+        );
+    }
+    if let Some(over) = e.downcast_ref::<LimitExceeded>() {
+        return Some(
+            Failure::new(Rejected)
+                .retryable(false)
+                .with_retry_after(over.retry_after),
+        );
     }
     if e.is::<DeadlineExceeded>() {
         return Some(Failure::new(Timeout).retryable(false));

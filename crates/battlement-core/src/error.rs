@@ -92,6 +92,93 @@ pub struct Throttled {
     pub probability: f64,
 }
 
+/// A bulkhead refused the call: all its slots were taken and it had no
+/// room to wait in, or the wait for a slot ran out.
+///
+/// Classified as [`FailureKind::Rejected`](crate::FailureKind::Rejected),
+/// not retryable, with `retry_after` as its retry-after.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bulkhead `{name}` is full ({max_concurrent} call(s) in flight{}){}", Waited(*.waited), RetryAfter(*.retry_after))]
+pub struct BulkheadFull {
+    /// The bulkhead's name.
+    pub name: Name,
+    /// Its bound on calls in flight.
+    pub max_concurrent: u32,
+    /// How long the call waited for a slot before it was refused (zero when
+    /// it was refused at once).
+    pub waited: Duration,
+    /// How long the caller should wait before trying again.
+    pub retry_after: Option<Duration>,
+}
+
+impl BulkheadFull {
+    /// A refusal by the bulkhead `name` of `max_concurrent` slots after a
+    /// wait of `waited`.
+    pub fn new(
+        name: impl Into<Name>,
+        max_concurrent: u32,
+        waited: Duration,
+        retry_after: Option<Duration>,
+    ) -> Self {
+        BulkheadFull {
+            name: name.into(),
+            max_concurrent,
+            waited,
+            retry_after,
+        }
+    }
+}
+
+/// An adaptive concurrency limit refused the call: as many calls as its
+/// current limit were in flight (and it had no room to wait in, or the wait
+/// ran out).
+///
+/// Classified as [`FailureKind::Rejected`](crate::FailureKind::Rejected),
+/// not retryable, with `retry_after` as its retry-after.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("concurrency limit `{name}` exceeded ({limit} call(s) in flight{}){}", Waited(*.waited), RetryAfter(*.retry_after))]
+pub struct LimitExceeded {
+    /// The limiter's name.
+    pub name: Name,
+    /// The limit in force when the call was refused.
+    pub limit: u32,
+    /// How long the call waited for a slot before it was refused (zero when
+    /// it was refused at once).
+    pub waited: Duration,
+    /// How long the caller should wait before trying again.
+    pub retry_after: Option<Duration>,
+}
+
+impl LimitExceeded {
+    /// A refusal by the limiter `name` at `limit` after a wait of `waited`.
+    pub fn new(
+        name: impl Into<Name>,
+        limit: u32,
+        waited: Duration,
+        retry_after: Option<Duration>,
+    ) -> Self {
+        LimitExceeded {
+            name: name.into(),
+            limit,
+            waited,
+            retry_after,
+        }
+    }
+}
+
+/// Formats a wait as `, waited 5ms`, or nothing when zero.
+struct Waited(Duration);
+
+impl fmt::Display for Waited {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_zero() {
+            Ok(())
+        } else {
+            write!(f, ", waited {:?}", self.0)
+        }
+    }
+}
+
 /// The request's total time budget passed before it completed.
 ///
 /// Classified as [`FailureKind::Timeout`](crate::FailureKind::Timeout) and

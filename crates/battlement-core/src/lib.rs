@@ -20,8 +20,9 @@ pub use component::{
 };
 pub use deadline::{Deadline, DeadlineCarrier};
 pub use error::{
-    AllFailed, AttemptTimedOut, BoxError, CircuitOpen, DeadlineExceeded, FallbackFailed,
-    InvalidConfig, Name, QuorumNotReached, RetriesExhausted, RetryStop, Shed, Throttled,
+    AllFailed, AttemptTimedOut, BoxError, BulkheadFull, CircuitOpen, DeadlineExceeded,
+    FallbackFailed, InvalidConfig, LimitExceeded, Name, QuorumNotReached, RetriesExhausted,
+    RetryStop, Shed, Throttled,
 };
 pub use event::{Event, EventKind, EventListener, EventLog, EventSink, Reason};
 pub use level::{Level, ParseNameError, Priority};

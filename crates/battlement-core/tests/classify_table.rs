@@ -84,6 +84,27 @@ fn rows() -> Vec<Row> {
             None,
         ),
         (
+            "bulkhead full",
+            || {
+                Box::new(BulkheadFull::new(
+                    "pool",
+                    8,
+                    Duration::from_millis(5),
+                    Some(Duration::from_secs(2)),
+                ))
+            },
+            Rejected,
+            false,
+            secs(2),
+        ),
+        (
+            "limit exceeded",
+            || Box::new(LimitExceeded::new("api", 20, Duration::ZERO, None)),
+            Rejected,
+            false,
+            None,
+        ),
+        (
             "deadline exceeded",
             || {
                 Box::new(DeadlineExceeded {

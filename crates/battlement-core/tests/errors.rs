@@ -45,6 +45,22 @@ fn display_and_source() {
         "throttle `search` refused the request locally (rejection probability 0.250)"
     );
 
+    let full = BulkheadFull::new("pool", 8, Duration::ZERO, Some(Duration::from_secs(1)));
+    assert_eq!(
+        full.to_string(),
+        "bulkhead `pool` is full (8 call(s) in flight); retry after 1s"
+    );
+    let waited = BulkheadFull::new("pool", 8, Duration::from_millis(50), None);
+    assert_eq!(
+        waited.to_string(),
+        "bulkhead `pool` is full (8 call(s) in flight, waited 50ms)"
+    );
+    let over = LimitExceeded::new("api", 21, Duration::ZERO, None);
+    assert_eq!(
+        over.to_string(),
+        "concurrency limit `api` exceeded (21 call(s) in flight)"
+    );
+
     let dl = DeadlineExceeded {
         budget: Duration::from_secs(1),
         elapsed: Duration::from_millis(1001),

@@ -4,7 +4,8 @@ use std::error::Error;
 use std::time::Duration;
 
 use battlement_core::{
-    AttemptTimedOut, CircuitOpen, DeadlineExceeded, RetriesExhausted, Shed, Throttled,
+    AttemptTimedOut, BulkheadFull, CircuitOpen, DeadlineExceeded, LimitExceeded, RetriesExhausted,
+    Shed, Throttled,
 };
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
@@ -17,7 +18,7 @@ use crate::body::HealthBody;
 ///
 /// | error | status | `Retry-After` |
 /// |---|---|---|
-/// | [`CircuitOpen`], [`Shed`], [`Throttled`] | `503 Service Unavailable` | the error's retry-after, in whole seconds rounded up (at least 1, saturating at `u64::MAX`) |
+/// | [`CircuitOpen`], [`Shed`], [`Throttled`], [`BulkheadFull`], [`LimitExceeded`] | `503 Service Unavailable` | the error's retry-after, in whole seconds rounded up (at least 1, saturating at `u64::MAX`) |
 /// | [`DeadlineExceeded`], [`AttemptTimedOut`], tower's `Elapsed` | `504 Gateway Timeout` | — |
 /// | [`RetriesExhausted`] | as its last error, else `502 Bad Gateway` | its retry-after |
 /// | anything else | `500 Internal Server Error` | — |
@@ -41,6 +42,12 @@ pub fn error_status(err: &(dyn Error + 'static)) -> (StatusCode, Option<Duration
         }
         if e.is::<Throttled>() {
             return (StatusCode::SERVICE_UNAVAILABLE, None);
+        }
+        if let Some(full) = e.downcast_ref::<BulkheadFull>() {
+            return (StatusCode::SERVICE_UNAVAILABLE, round_up(full.retry_after));
+        }
+        if let Some(over) = e.downcast_ref::<LimitExceeded>() {
+            return (StatusCode::SERVICE_UNAVAILABLE, round_up(over.retry_after));
         }
         if e.is::<DeadlineExceeded>() || e.is::<AttemptTimedOut>() || is_elapsed(e) {
             return (StatusCode::GATEWAY_TIMEOUT, None);
@@ -148,6 +155,44 @@ mod tests {
             prop_assert!(after >= Duration::from_secs(1));
             prop_assert!(after.saturating_sub(d) < Duration::from_secs(1) || d < Duration::from_secs(1));
         }
+    }
+
+    /// The load-protection refusals are 503s with the error's retry-after,
+    /// rounded up, as a shed is; wrapped in an `io::Error`, too.
+    #[test]
+    fn bulkhead_and_limit_refusals_are_503_with_retry_after() {
+        let full: BoxError = Box::new(BulkheadFull::new(
+            "pool",
+            4,
+            Duration::from_millis(20),
+            Some(Duration::from_millis(1500)),
+        ));
+        let res = error_response(&*full);
+        assert_eq!(res.status(), 503);
+        assert_eq!(res.headers()["retry-after"], "2");
+        let over: BoxError = Box::new(std::io::Error::other(LimitExceeded::new(
+            "api",
+            20,
+            Duration::ZERO,
+            Some(Duration::from_secs(3)),
+        )));
+        assert_eq!(
+            error_status(&*over),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some(Duration::from_secs(3))
+            )
+        );
+        let no_hint = LimitExceeded::new("api", 20, Duration::ZERO, None);
+        let res = error_response(&no_hint);
+        assert_eq!(res.status(), 503);
+        assert!(res.headers().get("retry-after").is_none());
+        let body = res.into_body().into_bytes_now();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            json["message"],
+            "concurrency limit `api` exceeded (20 call(s) in flight)"
+        );
     }
 
     #[test]
