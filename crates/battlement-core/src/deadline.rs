@@ -1,5 +1,50 @@
-//! A request's time budget: [`Deadline`] and [`DeadlineCarrier`].
+//! A request's time budget: [`Deadline`], [`DeadlineCarrier`], and the
+//! deadline *in scope* ([`current`], [`scope`], [`enter`]).
+//!
+//! # The deadline in scope
+//!
+//! A request type that carries no deadline (`u32`, `String`, most request
+//! types of a hand-written service) cannot tell the layers inside a
+//! `DeadlineLayer` what budget is left. So, as gRPC and Go's `context`
+//! carry it, the deadline is also *ambient*: while `DeadlineLayer` calls
+//! its inner service and while it polls the inner future, [`current`]
+//! returns its deadline. Retry, attempt timeout, fan-out and header
+//! propagation read [`effective`]: the request's own deadline when it
+//! carries one ([`DeadlineCarrier`] wins), otherwise the one in scope.
+//!
+//! The scope is a thread-local cell set by a guard around each
+//! synchronous step (a `call`, one `poll`) and restored when the guard
+//! drops, so scopes nest (an inner `DeadlineLayer` scopes its own, earlier
+//! deadline and the outer one is back once the step returns), a panic
+//! restores it (the guard drops while unwinding), and nothing leaks to
+//! another task polled later on the same thread. It costs a thread-local
+//! read and two writes per step; no allocation. A future polled outside
+//! the scope (a task spawned by the inner service, a `tower::buffer`
+//! worker) does not see it: carry the deadline on the request for those.
+//!
+//! ```
+//! use std::time::Duration;
+//! use battlement_core::Deadline;
+//! use battlement_core::deadline::{current, effective, scope};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let outer = Deadline::after(Duration::from_secs(2));
+//! let inner = Deadline::after(Duration::from_secs(1));
+//! assert_eq!(current(), None);
+//! scope(outer, || {
+//!     assert_eq!(current(), Some(outer));
+//!     // A `u32` carries none: the one in scope is the request's.
+//!     assert_eq!(effective(&7_u32), Some(outer));
+//!     scope(inner, || assert_eq!(current(), Some(inner)));
+//!     assert_eq!(current(), Some(outer));
+//! });
+//! assert_eq!(current(), None);
+//! # }
+//! ```
 
+use std::cell::Cell;
+use std::marker::PhantomData;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -66,6 +111,97 @@ impl Deadline {
     pub fn min(self, other: Deadline) -> Deadline {
         if other.at < self.at { other } else { self }
     }
+}
+
+thread_local! {
+    /// The deadline in scope on this thread, if any.
+    static CURRENT: Cell<Option<Deadline>> = const { Cell::new(None) };
+    /// What an enclosing retry learns of the attempt bound inside it:
+    /// `None` when nobody listens, `Some(None)` while a retry listens and
+    /// nothing was announced, `Some(Some(bound))` once an attempt timeout
+    /// announced its bound.
+    static ATTEMPT_BOUND: Cell<Option<Option<Duration>>> = const { Cell::new(None) };
+}
+
+/// The deadline in scope on this thread: the one the innermost enclosing
+/// `DeadlineLayer` is enforcing while it calls or polls the layers inside,
+/// or `None` outside any.
+#[inline]
+pub fn current() -> Option<Deadline> {
+    CURRENT.with(Cell::get)
+}
+
+/// The deadline a layer should work to for `req`: the one the request
+/// carries, or else the one in scope ([`current`]). A deadline carried by
+/// the request wins, as the request is the more specific of the two.
+#[inline]
+pub fn effective<R: DeadlineCarrier + ?Sized>(req: &R) -> Option<Deadline> {
+    req.deadline().or_else(current)
+}
+
+/// Runs `f` with `deadline` in scope, restoring the previous one after
+/// (also when `f` panics).
+#[inline]
+pub fn scope<R>(deadline: Deadline, f: impl FnOnce() -> R) -> R {
+    let _guard = enter(deadline);
+    f()
+}
+
+/// Puts `deadline` in scope until the returned guard drops, which
+/// restores the one before. The guard is neither `Send` nor `Sync`: it
+/// must drop on the thread that made it, so hold it across one
+/// synchronous step (a `call`, a `poll`), never across an `.await`.
+#[inline]
+pub fn enter(deadline: Deadline) -> ScopeGuard {
+    ScopeGuard {
+        previous: CURRENT.with(|c| c.replace(Some(deadline))),
+        _not_send: PhantomData,
+    }
+}
+
+/// Restores the deadline in scope before [`enter`] when dropped.
+#[derive(Debug)]
+#[must_use = "the deadline is in scope only while the guard lives"]
+pub struct ScopeGuard {
+    previous: Option<Deadline>,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Drop for ScopeGuard {
+    #[inline]
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(self.previous));
+    }
+}
+
+/// Announces the fixed bound per attempt of an attempt timeout being
+/// called, to a retry that [`listens`](learn_attempt_bound) around its
+/// inner `call`. A thread-local read when nobody listens.
+#[inline]
+pub fn announce_attempt_bound(bound: Duration) {
+    ATTEMPT_BOUND.with(|c| {
+        if let Some(None) = c.get() {
+            c.set(Some(Some(bound)));
+        }
+    });
+}
+
+/// Runs `f` (a retry's inner `call`) and returns, with its result, the
+/// bound per attempt an attempt timeout called synchronously inside it
+/// announced ([`announce_attempt_bound`]); the first (outermost) one
+/// wins. A retry uses it to default the time an attempt needs left.
+pub fn learn_attempt_bound<R>(f: impl FnOnce() -> R) -> (R, Option<Duration>) {
+    struct Restore(Option<Option<Duration>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            ATTEMPT_BOUND.with(|c| c.set(self.0));
+        }
+    }
+    let restore = Restore(ATTEMPT_BOUND.with(|c| c.replace(Some(None))));
+    let out = f();
+    let learned = ATTEMPT_BOUND.with(Cell::get).flatten();
+    drop(restore);
+    (out, learned)
 }
 
 /// About thirty years from `now` (tokio's own "far future"): far enough
@@ -225,6 +361,49 @@ mod tests {
         // a plain set replaces
         req.set_deadline(late);
         assert_eq!(req.deadline(), Some(late));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn scopes_nest_and_restore_on_panic() {
+        let outer = Deadline::after(Duration::from_secs(2));
+        let inner = Deadline::after(Duration::from_secs(1));
+        assert_eq!(current(), None);
+        {
+            let _g = enter(outer);
+            assert_eq!(current(), Some(outer));
+            let caught = std::panic::catch_unwind(|| {
+                scope(inner, || {
+                    assert_eq!(current(), Some(inner));
+                    panic!("inside");
+                })
+            });
+            assert!(caught.is_err());
+            assert_eq!(current(), Some(outer), "a panic restores the outer scope");
+            // The request's own deadline wins over the one in scope.
+            let mut req = http::Request::new(());
+            assert_eq!(effective(&req), Some(outer));
+            req.set_deadline(inner);
+            assert_eq!(effective(&req), Some(inner));
+        }
+        assert_eq!(current(), None);
+    }
+
+    #[test]
+    fn attempt_bound_reaches_a_listener_only() {
+        // Nobody listens: nothing is kept.
+        announce_attempt_bound(Duration::from_secs(9));
+        let ((), none) = learn_attempt_bound(|| ());
+        assert_eq!(none, None);
+        let ((), first) = learn_attempt_bound(|| {
+            announce_attempt_bound(Duration::from_secs(1));
+            announce_attempt_bound(Duration::from_secs(2));
+            // A nested listener learns its own and leaves the outer's.
+            let ((), nested) =
+                learn_attempt_bound(|| announce_attempt_bound(Duration::from_secs(3)));
+            assert_eq!(nested, Some(Duration::from_secs(3)));
+        });
+        assert_eq!(first, Some(Duration::from_secs(1)));
+        ATTEMPT_BOUND.with(|c| assert_eq!(c.get(), None));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 mod circuit;
 mod classify;
 mod component;
-mod deadline;
+pub mod deadline;
 mod error;
 mod event;
 pub mod histogram;

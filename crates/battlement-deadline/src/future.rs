@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use battlement_core::{AttemptTimedOut, BoxError, DeadlineExceeded};
+use battlement_core::{AttemptTimedOut, BoxError, Deadline, DeadlineExceeded, deadline};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
@@ -29,8 +29,16 @@ const CUT_DEADLINE: u64 = 1 << 63;
 const ROLE_ATTEMPT: u64 = 1 << 62;
 /// Bit 61 of `meta`: the future has answered with its error.
 const DONE: u64 = 1 << 61;
-/// The low 61 bits of `meta`: the bound in nanoseconds (73 years).
-pub(crate) const NANOS: u64 = DONE - 1;
+/// Bit 60 of `meta`: the timer's instant is the deadline in scope while
+/// the inner future is polled (see [`battlement_core::deadline`]).
+pub(crate) const SCOPED: u64 = 1 << 60;
+/// Bit 59 of `meta`: a hit of the request's deadline belongs to an
+/// enclosing `DeadlineLayer`, which counts and reports it; this
+/// (attempt) layer only fails the attempt.
+pub(crate) const OWNED_OUTSIDE: u64 = 1 << 59;
+/// The low 59 bits of `meta`: the bound in nanoseconds (18 years; a
+/// longer bound is "unbounded" and reported as 18 years).
+pub(crate) const NANOS: u64 = OWNED_OUTSIDE - 1;
 
 /// Packs what a timeout needs to report into one word, which keeps the
 /// future as small as `tower::timeout`'s plus two words.
@@ -45,7 +53,7 @@ pub(crate) fn pack(bound: Duration, cut: Cut, role: Role) -> u64 {
         Role::Total | Role::Server => 0,
         Role::Attempt => ROLE_ATTEMPT,
     };
-    nanos | cut | role
+    nanos | cut | role | SCOPED
 }
 
 pin_project! {
@@ -124,8 +132,22 @@ where
         let mut this = self.project();
         let fired_at = match this.inner.as_mut().as_pin_mut() {
             Some(inner) => {
-                if let Poll::Ready(out) = inner.poll(cx) {
-                    return Poll::Ready(out.map_err(Into::into));
+                let polled = if *this.meta & SCOPED != 0 {
+                    let _scope = deadline::enter(Deadline::at(this.sleep.deadline()));
+                    inner.poll(cx)
+                } else {
+                    inner.poll(cx)
+                };
+                if let Poll::Ready(out) = polled {
+                    return match out {
+                        Ok(response) => Poll::Ready(Ok(response)),
+                        Err(e) => Poll::Ready(Err(inner_failed(
+                            this.meta,
+                            *this.shared,
+                            this.sleep.deadline(),
+                            e.into(),
+                        ))),
+                    };
                 }
                 match this.sleep.as_mut().poll(cx) {
                     Poll::Pending => return Poll::Pending,
@@ -141,6 +163,35 @@ where
         };
         Poll::Ready(Err(fire(this.meta, *this.shared, fired_at)))
     }
+}
+
+/// The inner service failed. When the layer's own deadline (the
+/// request's) has passed and the failure is that deadline being hit
+/// inside (an attempt timeout bounded by it, a retry giving up on it),
+/// the hit is this layer's: both timers fired at the same instant, and
+/// the inner one merely polled first. A `DeadlineLayer` then answers
+/// with its own error (its budget, its elapsed) and counts and reports
+/// it. Any other failure passes as it is.
+#[cold]
+#[inline(never)]
+fn inner_failed(meta: &mut u64, observer: Observer, at: Instant, err: BoxError) -> BoxError {
+    let total = *meta & (CUT_DEADLINE | ROLE_ATTEMPT) == CUT_DEADLINE;
+    if total && Instant::now() >= at && hit_a_deadline(&*err) {
+        return fire(meta, observer, Some(at));
+    }
+    err
+}
+
+/// Whether `err` or one of its sources is a [`DeadlineExceeded`].
+fn hit_a_deadline(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if e.is::<DeadlineExceeded>() {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// Builds the error of a timer that fired, or of a deadline that had
@@ -166,7 +217,9 @@ fn fire(meta: &mut u64, observer: Observer, fired_at: Option<Instant>) -> BoxErr
             Some(at) => bound.saturating_add(Instant::now().saturating_duration_since(at)),
             None => Duration::ZERO,
         };
-        deadline_hit(shared, role, bound, elapsed);
+        if *meta & OWNED_OUTSIDE == 0 {
+            deadline_hit(shared, role, bound, elapsed);
+        }
         Box::new(DeadlineExceeded {
             budget: bound,
             elapsed,

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use battlement_core::{BoxError, Deadline, DeadlineCarrier};
+use battlement_core::{BoxError, Deadline, DeadlineCarrier, deadline};
 use tokio::time::Instant;
 use tower_service::Service;
 
-use crate::future::{Cut, ResponseFuture, expired_meta, pack};
+use crate::future::{Cut, OWNED_OUTSIDE, ResponseFuture, SCOPED, expired_meta, pack};
 use crate::shared::{Role, Shared};
 
 /// `now + d`, or about thirty years from `now` ("no deadline") when that
@@ -125,16 +125,17 @@ where
         // One clock read, as `tower::timeout`'s `sleep(d)` makes.
         let now = Instant::now();
         let own = add_saturating(now, self.total);
-        if let Some(carried) = req.deadline() {
+        // The request's deadline, or the one an enclosing deadline layer
+        // has in scope: never loosened either way.
+        if let Some(carried) = deadline::effective(&req) {
             let (inner, at, meta) = self.call_carried(req, now, own, carried.instant());
             return ResponseFuture::new(inner, at, meta, self.shared.for_future());
         }
-        // The common case, and the only one for a type that carries
-        // nothing: the deadline is the layer's own (never zero, see
-        // `new`), and its bound is `total`, packed when the service was
-        // built.
+        // The common case: the deadline is the layer's own (never zero,
+        // see `new`), and its bound is `total`, packed when the service
+        // was built. The inner service's `call` sees it in scope too.
         req.set_deadline(Deadline::at(own));
-        let inner = self.inner.call(req);
+        let inner = deadline::scope(Deadline::at(own), || self.inner.call(req));
         ResponseFuture::new(Some(inner), own, self.meta, self.shared.for_future())
     }
 }
@@ -166,7 +167,8 @@ impl<S> DeadlineService<S> {
                 Role::Total,
             )
         };
-        (Some(self.inner.call(req)), at, meta)
+        let inner = deadline::scope(Deadline::at(at), || self.inner.call(req));
+        (Some(inner), at, meta)
     }
 }
 
@@ -264,7 +266,17 @@ where
 
     fn call(&mut self, mut req: Req) -> Self::Future {
         let now = Instant::now();
-        let carried = req.deadline().map(|d| d.instant());
+        if let Some(bound) = self.per_attempt {
+            deadline::announce_attempt_bound(bound);
+        }
+        let in_scope = deadline::current();
+        let carried = req.deadline().or(in_scope).map(|d| d.instant());
+        // A hit of a deadline an enclosing `DeadlineLayer` enforces is
+        // that layer's to count and report.
+        let owned_outside = match (carried, in_scope) {
+            (Some(c), Some(s)) if c == s.instant() => OWNED_OUTSIDE,
+            _ => 0,
+        };
         // The attempt's own end, from the fixed bound and the fraction.
         let mut own = self.per_attempt.map(|d| add_saturating(now, d));
         if let (Some(f), Some(at)) = (self.fraction, carried) {
@@ -283,13 +295,25 @@ where
             (_, Some(c)) => (c, Cut::Deadline),
         };
         let (inner, at, meta) = if carried.is_some_and(|c| c <= now) {
-            (None, now, expired_meta(Role::Attempt))
+            (None, now, expired_meta(Role::Attempt) | owned_outside)
         } else {
-            if cut == Cut::Attempt && own.is_some() {
-                req.tighten_deadline(Deadline::at(at));
-            }
             let meta = pack(at.saturating_duration_since(now), cut, Role::Attempt);
-            (Some(self.inner.call(req)), at, meta)
+            if own.is_none() && carried.is_none() {
+                // Unbounded: no deadline to tell the layers inside.
+                (Some(self.inner.call(req)), at, meta & !SCOPED)
+            } else {
+                let meta = match cut {
+                    Cut::Attempt => {
+                        req.tighten_deadline(Deadline::at(at));
+                        meta
+                    }
+                    Cut::Deadline => meta | owned_outside,
+                };
+                // The attempt's end is the deadline inside it, in scope as
+                // on the request.
+                let inner = deadline::scope(Deadline::at(at), || self.inner.call(req));
+                (Some(inner), at, meta)
+            }
         };
         ResponseFuture::new(inner, at, meta, self.shared.for_future())
     }

@@ -153,7 +153,10 @@ where
     pub(crate) fn start(backends: &mut [Backend<S>], shared: &Arc<Shared<C, M>>, req: Req) -> Self {
         let n = backends.len();
         let now = Instant::now();
-        let (timer_at, timer_cause) = match (shared.strategy, req.deadline()) {
+        // The request's deadline, or the one a `DeadlineLayer` outside
+        // has in scope.
+        let deadline = battlement_core::deadline::effective(&req);
+        let (timer_at, timer_cause) = match (shared.strategy, deadline) {
             (Strategy::BestEffort(window), deadline) => match (now.checked_add(window), deadline) {
                 (Some(end), Some(d)) if d.instant() > end => (Some(end), Some(TimerCause::Window)),
                 (Some(end), None) => (Some(end), Some(TimerCause::Window)),
@@ -173,7 +176,7 @@ where
             ),
             (_, None) => (None, None),
         };
-        let expired = req.deadline().is_some_and(|d| d.instant() <= now);
+        let expired = deadline.is_some_and(|d| d.instant() <= now);
         let mut state = Running {
             shared: shared.clone(),
             running: 0,

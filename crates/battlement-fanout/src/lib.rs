@@ -80,8 +80,10 @@
 //!   and an [`EventKind::Skipped`](battlement_core::EventKind::Skipped) is
 //!   emitted. It still counts as "not a success" for the strategy.
 //! - **Deadline.** The request's [`Deadline`](battlement_core::Deadline)
-//!   (through [`DeadlineCarrier`](battlement_core::DeadlineCarrier)) bounds
-//!   the whole fan-out: when it passes, the calls still running are
+//!   (through [`DeadlineCarrier`](battlement_core::DeadlineCarrier), or,
+//!   for a request that carries none, the one an enclosing
+//!   `DeadlineLayer` has in scope: [`battlement_core::deadline::effective`])
+//!   bounds the whole fan-out: when it passes, the calls still running are
 //!   dropped and reported [`Reply::TimedOut`], and the fan-out ends with
 //!   what it has (under `All`, the others' results). Each backend receives
 //!   a clone of the request, deadline included. A request whose

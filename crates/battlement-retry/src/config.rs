@@ -102,7 +102,8 @@ pub(crate) struct Shared<C, P> {
     pub(crate) per_kind: [KindOverride; KINDS],
     pub(crate) backoff: Backoff,
     pub(crate) max_retry_after: Duration,
-    pub(crate) min_time_left: Duration,
+    /// `None`: a tenth of the attempt bound learned at each call.
+    pub(crate) min_time_left: Option<Duration>,
     pub(crate) budget: Option<RetryBudget>,
     pub(crate) random: Arc<dyn RandomSource>,
     pub(crate) events: EventSink,
@@ -230,9 +231,13 @@ impl<C: 'static, P: 'static> RetryPolicy<C, P> {
     }
 
     /// The least time that must be left on the deadline to start another
-    /// attempt.
+    /// attempt, as set with
+    /// [`RetryPolicyBuilder::min_time_left`]; zero when it was not set,
+    /// and each request then needs a tenth of the bound per attempt of an
+    /// `AttemptTimeoutLayer` inside, when there is one (see the crate
+    /// docs, "Deadlines").
     pub fn min_time_left(&self) -> Duration {
-        self.shared.min_time_left
+        self.shared.min_time_left.unwrap_or(Duration::ZERO)
     }
 }
 
@@ -245,7 +250,7 @@ pub struct RetryPolicyBuilder<C = ErrorClassifier, P = Always> {
     per_kind: [KindOverride; KINDS],
     backoff: Backoff,
     max_retry_after: Duration,
-    min_time_left: Duration,
+    min_time_left: Option<Duration>,
     budget: Option<RetryBudget>,
     random: Arc<dyn RandomSource>,
     events: EventSink,
@@ -272,7 +277,8 @@ impl RetryPolicyBuilder {
     /// The defaults: [`ErrorClassifier`], every request repeatable, 3
     /// attempts, [`Backoff::default`] (exponential from 100 ms, ×2, up to
     /// 10 s, full jitter), `Retry-After` honoured up to 30 s, no minimum
-    /// time left, no budget, no events, name `"retry"`.
+    /// time left a tenth of the attempt timeout inside (see
+    /// [`min_time_left`](Self::min_time_left)), no budget, no events, name `"retry"`.
     pub fn new() -> Self {
         RetryPolicyBuilder {
             classifier: ErrorClassifier::new(),
@@ -281,7 +287,7 @@ impl RetryPolicyBuilder {
             per_kind: [KindOverride::default(); KINDS],
             backoff: Backoff::default(),
             max_retry_after: Duration::from_secs(30),
-            min_time_left: Duration::ZERO,
+            min_time_left: None,
             budget: None,
             random: Arc::new(FastRandom::new()),
             events: EventSink::none(),
@@ -388,12 +394,17 @@ impl<C: 'static, P: 'static> RetryPolicyBuilder<C, P> {
     }
 
     /// The least time that must be left before the request's deadline to
-    /// start another attempt, after the backoff (default zero: any time
-    /// left). Only applies to requests that carry a
-    /// [`Deadline`](battlement_core::Deadline).
+    /// start another attempt, after the backoff. Only applies to requests
+    /// with a [`Deadline`](battlement_core::Deadline) (carried, or in
+    /// scope of a `DeadlineLayer`).
+    ///
+    /// Default: a tenth of the bound per attempt of the
+    /// `AttemptTimeoutLayer` inside this retry (learned as each request
+    /// is first called), or zero when there is none to learn from. Set it
+    /// (zero included) to replace that rule.
     #[must_use]
     pub fn min_time_left(mut self, min: Duration) -> Self {
-        self.min_time_left = min;
+        self.min_time_left = Some(min);
         self
     }
 

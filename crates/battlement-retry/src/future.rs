@@ -41,6 +41,8 @@ pin_project! {
         service: Option<S>,
         policy: RetryPolicy<C, P>,
         deadline: Option<Deadline>,
+        // The least time left to start another attempt, for this request.
+        min_time_left: Duration,
         attempts: u32,
         prev_delay: Duration,
         // The budget token withdrawn for the retry being waited for, until
@@ -96,6 +98,7 @@ where
         service: Option<S>,
         policy: RetryPolicy<C, P>,
         deadline: Option<Deadline>,
+        min_time_left: Duration,
     ) -> Self {
         ResponseFuture {
             state: State::Called { future },
@@ -105,6 +108,7 @@ where
             service,
             policy,
             deadline,
+            min_time_left,
             attempts: 1,
             prev_delay: Duration::ZERO,
             token: None,
@@ -148,6 +152,7 @@ fn decide<C, P>(
     attempts: u32,
     repeatable: bool,
     deadline: Option<Deadline>,
+    min_time_left: Duration,
     prev_delay: Duration,
 ) -> Decision {
     let max = shared.max_attempts_for(failure.kind);
@@ -179,7 +184,7 @@ fn decide<C, P>(
         if failure.retry_after.is_some_and(|after| after >= left) {
             return Decision::Stop(RetryStop::RetryAfterTooLong, failure);
         }
-        if delay.saturating_add(shared.min_time_left) >= left {
+        if delay.saturating_add(min_time_left) >= left {
             return Decision::Stop(RetryStop::Deadline, failure);
         }
     }
@@ -250,6 +255,7 @@ where
         attempts,
         this.request.is_some(),
         *this.deadline,
+        *this.min_time_left,
         *this.prev_delay,
     ) {
         Decision::Return => {
@@ -375,7 +381,7 @@ where
                 // Waiting for readiness may have eaten the time the
                 // decision counted on: check again before starting.
                 if let Some(deadline) = *this.deadline
-                    && deadline.remaining_at(Instant::now()) <= shared.min_time_left
+                    && deadline.remaining_at(Instant::now()) <= *this.min_time_left
                 {
                     this.state.set(State::Done);
                     if let Some(token) = this.token.take() {

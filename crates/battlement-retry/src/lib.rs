@@ -92,8 +92,19 @@
 //!
 //! # Delays
 //!
-//! A failure with a retry-after (HTTP `Retry-After`, gRPC pushback, an open
-//! circuit's wait) waits exactly that long instead of the backoff.
+//! A retryable failure with a retry-after (HTTP `Retry-After`, gRPC
+//! pushback) waits exactly that long instead of the backoff.
+//!
+//! An **open circuit is not waited out.** The default classifier calls a
+//! [`CircuitOpen`](battlement_core::CircuitOpen) (and a gate's `Shed`) a
+//! `Rejected` failure that is *not* retryable, so the retry returns it at
+//! once, unchanged: retrying into a breaker that is refusing calls only
+//! spins, and its `retry_after` (the open circuit's remaining wait) is
+//! usually longer than the request's budget. The caller still gets that
+//! wait on the error, to schedule its own retry. To wait it out anyway,
+//! give the policy a classifier that calls `CircuitOpen` retryable: its
+//! `retry_after` is then honoured as any other, within `max_retry_after`
+//! and the deadline.
 //! Otherwise the [`Backoff`] gives the delay for retry *n*, with the
 //! per-kind base delay if one is set. Randomness comes from a
 //! [`RandomSource`] ([`FastRandom`] by default, [`SeededRandom`] for
@@ -111,13 +122,29 @@
 //! # Deadlines
 //!
 //! The request's [`Deadline`](battlement_core::Deadline) is read once, when
-//! the request arrives, through
+//! the request arrives: the one it carries through
 //! [`DeadlineCarrier`](battlement_core::DeadlineCarrier) (for
-//! `http::Request` from its extensions; the plain types carry none). The
-//! layer never sleeps past it and never starts an attempt with less than
-//! `min_time_left` (default zero) left. It does not enforce the deadline on
-//! an attempt in flight: that is the deadline and attempt-timeout layers'
-//! job.
+//! `http::Request` from its extensions) or, for a request that carries
+//! none (`u32`, `String`, ...), the one an enclosing `DeadlineLayer` has
+//! in scope ([`battlement_core::deadline::effective`]). The layer never
+//! sleeps past it and never starts an attempt with `min_time_left` or
+//! less left. It does not enforce the deadline on an attempt in flight:
+//! that is the deadline and attempt-timeout layers' job.
+//!
+//! **`min_time_left` defaults to a tenth of the attempt timeout.** An
+//! attempt that starts with 1 ns left cannot finish; it only adds load
+//! and turns a clear "retries stopped at the deadline" into a deadline
+//! hit. So unless [`min_time_left`](RetryPolicyBuilder::min_time_left) is
+//! set, another attempt needs a tenth of the bound per attempt of the
+//! `AttemptTimeoutLayer` inside this retry: the attempt timeout announces
+//! its fixed bound while it is called, and the retry learns it from the
+//! request's first call (a thread-local read and two writes, only for a
+//! request with a deadline). With no attempt timeout inside (or one
+//! behind a `tower::buffer`, called on another task, or bounding by a
+//! fraction only) there is nothing to learn and the default is zero.
+//! A tenth, as the facade's `Policy` uses: with the defaults of 10 s per
+//! attempt, a retry needs 1 s left. Set `min_time_left` to your service's
+//! typical (p50) latency when you know it.
 //!
 //! # Costs
 //!

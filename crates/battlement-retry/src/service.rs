@@ -2,12 +2,17 @@
 
 use std::fmt;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use battlement_core::{BoxError, Classify, DeadlineCarrier, ErrorClassifier};
+use battlement_core::{BoxError, Classify, DeadlineCarrier, ErrorClassifier, deadline};
 use tower_service::Service;
 
 use crate::config::{Always, RetryIf, RetryPolicy};
 use crate::future::ResponseFuture;
+
+/// Unless `min_time_left` is set, another attempt needs this share
+/// (1/10) of the attempt timeout's bound left.
+pub(crate) const MIN_TIME_LEFT_DIVISOR: u32 = 10;
 
 /// Re-sends a request while its failures are retryable and the
 /// [`RetryPolicy`] allows; built by [`RetryLayer`](crate::RetryLayer).
@@ -95,7 +100,9 @@ where
         if let Some(budget) = &shared.budget {
             budget.deposit();
         }
-        let deadline = req.deadline();
+        // The request's deadline, or the one a `DeadlineLayer` outside
+        // has in scope.
+        let deadline = deadline::effective(&req);
         // Keep a copy (and a service to send it with) only when a retry
         // may happen at all.
         let retained = if shared.max_any_attempts > 1 && shared.retry_if.may_retry(&req) {
@@ -104,7 +111,25 @@ where
             None
         };
         let service = retained.as_ref().map(|_| self.inner.clone());
-        let future = self.inner.call(req);
-        ResponseFuture::new(future, retained, service, self.policy.clone(), deadline)
+        let (future, min_time_left) = match (deadline, shared.min_time_left) {
+            // The default rule, which only a deadline makes matter: learn
+            // the bound of the attempt timeout inside as it is called.
+            (Some(_), None) => {
+                let (future, bound) = deadline::learn_attempt_bound(|| self.inner.call(req));
+                (
+                    future,
+                    bound.map_or(Duration::ZERO, |b| b / MIN_TIME_LEFT_DIVISOR),
+                )
+            }
+            (_, set) => (self.inner.call(req), set.unwrap_or(Duration::ZERO)),
+        };
+        ResponseFuture::new(
+            future,
+            retained,
+            service,
+            self.policy.clone(),
+            deadline,
+            min_time_left,
+        )
     }
 }

@@ -3,7 +3,6 @@
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use battlement_core::DeadlineCarrier;
 use http::Request;
 use http::header::{HeaderName, HeaderValue};
 use tower_layer::Layer;
@@ -21,7 +20,10 @@ use super::{GRPC_TIMEOUT, X_REQUEST_TIMEOUT_MS};
 /// - The millisecond header (default `x-request-timeout-ms`) is written by
 ///   default; `grpc-timeout` when [`grpc_timeout`](PropagateDeadlineLayer::grpc_timeout)
 ///   is set (do so for gRPC clients). Both round down.
-/// - A request that carries no deadline is sent unchanged. One whose time
+/// - The deadline is the request's own or, when it carries none, the one
+///   in scope ([`battlement_core::deadline::current`]: an enclosing
+///   `DeadlineLayer`'s, even over another request type mapped to this
+///   one). A request with neither is sent unchanged. One whose time
 ///   left is within the margin is sent with a zero budget, which a
 ///   [`ServerDeadlineLayer`](super::ServerDeadlineLayer) answers with 504
 ///   at once; put this layer inside a `DeadlineLayer` so the client stops
@@ -148,7 +150,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        if let Some(deadline) = req.deadline() {
+        if let Some(deadline) = battlement_core::deadline::effective(&req) {
             let left = deadline.remaining().saturating_sub(self.config.margin);
             if let Some(name) = &self.config.millis_header {
                 req.headers_mut()

@@ -58,8 +58,9 @@
 //!   starts empty. A backup refused by the budget is not sent, and no
 //!   later backup is sent for that request.
 //! - **Deadline.** The request's [`Deadline`](battlement_core::Deadline)
-//!   (read through [`DeadlineCarrier`](battlement_core::DeadlineCarrier))
-//!   bounds the hedged call as a whole: when it passes before any attempt
+//!   (read through [`DeadlineCarrier`](battlement_core::DeadlineCarrier),
+//!   or the one in scope of an enclosing `DeadlineLayer` for a request
+//!   that carries none) bounds the hedged call as a whole: when it passes before any attempt
 //!   succeeded, every attempt is dropped and the call fails with
 //!   [`DeadlineExceeded`](battlement_core::DeadlineExceeded) (`budget` the
 //!   time from the call to the deadline, `elapsed` the time run), even if

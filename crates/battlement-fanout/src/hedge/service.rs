@@ -99,7 +99,8 @@ where
 
     fn call(&mut self, req: Req) -> Self::Future {
         let start = Instant::now();
-        let deadline = req.deadline().map(|d| d.instant());
+        // The request's deadline, or the one in scope.
+        let deadline = battlement_core::deadline::effective(&req).map(|d| d.instant());
         // The backups go through a clone, driven to readiness in the
         // future; the instance polled ready takes the primary.
         let backup = self.inner.clone();
