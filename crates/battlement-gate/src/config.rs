@@ -29,6 +29,7 @@ pub struct GateBuilder {
     pub(crate) initial_level: Level,
     pub(crate) retry_after: Option<Duration>,
     pub(crate) events: EventSink,
+    pub(crate) shed_event_interval: Duration,
 }
 
 impl GateBuilder {
@@ -41,6 +42,7 @@ impl GateBuilder {
             initial_level: Level::Normal,
             retry_after: Some(Duration::from_secs(1)),
             events: EventSink::none(),
+            shed_event_interval: Duration::from_secs(1),
         }
     }
 
@@ -81,6 +83,17 @@ impl GateBuilder {
     #[must_use]
     pub fn events(mut self, sink: EventSink) -> Self {
         self.events = sink;
+        self
+    }
+
+    /// How often a [`Shed`](battlement_core::Shed) event is told while
+    /// requests keep being shed: the first shed after each level change,
+    /// then at most one per `interval`; every shed is counted
+    /// (`Gate::shed`, `shed_total`). Default: 1 second. Zero tells every
+    /// shed.
+    #[must_use]
+    pub fn shed_event_interval(mut self, interval: Duration) -> Self {
+        self.shed_event_interval = interval;
         self
     }
 

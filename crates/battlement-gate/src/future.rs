@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll, ready};
 
-use battlement_core::{BoxError, Shed};
+use battlement_core::{BoxError, Classify, ErrorClassifier, Outcome, Shed};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
@@ -16,22 +16,22 @@ pin_project! {
     /// The response future of [`GateService`](crate::GateService): the inner
     /// future of an admitted call, or an immediately ready
     /// [`Shed`] error.
-    pub struct ResponseFuture<F> {
+    pub struct ResponseFuture<F, C = ErrorClassifier> {
         #[pin]
-        kind: Kind<F>,
+        kind: Kind<F, C>,
     }
 }
 
 pin_project! {
     #[project = KindProj]
-    enum Kind<F> {
+    enum Kind<F, C> {
         Called { #[pin] fut: F },
-        Observed { #[pin] fut: F, observe: Option<Observe> },
+        Observed { #[pin] fut: F, observe: Option<Observe<C>> },
         Shed { error: Option<BoxError> },
     }
 }
 
-impl<F> ResponseFuture<F> {
+impl<F, C> ResponseFuture<F, C> {
     #[inline]
     pub(crate) fn called(fut: F) -> Self {
         ResponseFuture {
@@ -39,7 +39,7 @@ impl<F> ResponseFuture<F> {
         }
     }
 
-    pub(crate) fn observed(fut: F, observe: Observe) -> Self {
+    pub(crate) fn observed(fut: F, observe: Observe<C>) -> Self {
         ResponseFuture {
             kind: Kind::Observed {
                 fut,
@@ -58,16 +58,17 @@ impl<F> ResponseFuture<F> {
     }
 }
 
-impl<F> std::fmt::Debug for ResponseFuture<F> {
+impl<F, C> std::fmt::Debug for ResponseFuture<F, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }
 
-impl<F, T, E> Future for ResponseFuture<F>
+impl<F, C, T, E> Future for ResponseFuture<F, C>
 where
     F: Future<Output = Result<T, E>>,
     E: Into<BoxError>,
+    C: Classify<T, BoxError>,
 {
     type Output = Result<T, BoxError>;
 
@@ -75,11 +76,11 @@ where
         match self.project().kind.project() {
             KindProj::Called { fut } => fut.poll(cx).map_err(Into::into),
             KindProj::Observed { fut, observe } => {
-                let res = ready!(fut.poll(cx));
+                let res = ready!(fut.poll(cx)).map_err(Into::into);
                 if let Some(observe) = observe.take() {
-                    observe.finish(res.is_ok());
+                    observe.finish(&res);
                 }
-                Poll::Ready(res.map_err(Into::into))
+                Poll::Ready(res)
             }
             KindProj::Shed { error } => Poll::Ready(Err(error
                 .take()
@@ -91,26 +92,34 @@ where
 /// Records an admitted call's in-flight count, outcome and latency for the
 /// gate's own signals. Dropped unfinished (a cancelled call), it only
 /// leaves the in-flight count.
-pub(crate) struct Observe {
+pub(crate) struct Observe<C> {
     shared: Arc<Shared>,
     start: Instant,
+    classifier: C,
 }
 
-impl Observe {
-    pub(crate) fn start(shared: Arc<Shared>) -> Self {
+impl<C> Observe<C> {
+    pub(crate) fn start(shared: Arc<Shared>, classifier: C) -> Self {
         shared.in_flight.fetch_add(1, Relaxed);
         Observe {
             shared,
             start: Instant::now(),
+            classifier,
         }
     }
 
-    fn finish(self, ok: bool) {
-        self.shared.record(ok, self.start.elapsed());
+    /// A call is an error when the classifier calls it a failure; an
+    /// `Ignored` outcome (a caller's mistake, a cancellation) is not.
+    fn finish<T>(self, res: &Result<T, BoxError>)
+    where
+        C: Classify<T, BoxError>,
+    {
+        let failed = matches!(self.classifier.classify(res), Outcome::Failure(_));
+        self.shared.record(!failed, self.start.elapsed());
     }
 }
 
-impl Drop for Observe {
+impl<C> Drop for Observe<C> {
     fn drop(&mut self) {
         self.shared.in_flight.fetch_sub(1, Relaxed);
     }

@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -56,6 +56,14 @@ pub(crate) struct Shared {
     pub(crate) latency_nanos: AtomicU64,
     /// Latencies by bucket, made with the first percentile latency signal.
     pub(crate) histogram: OnceLock<AtomicHistogram>,
+    /// Governors alive for this gate: with none, `release` returns the
+    /// gate to `Normal`.
+    governors: AtomicUsize,
+    /// When the next `Shed` event may be emitted, in nanoseconds since
+    /// `created` (0: at the next shed). Reset on each level change.
+    next_shed_event: AtomicU64,
+    shed_event_interval: Duration,
+    created: Instant,
     change: Mutex<Change>,
 }
 
@@ -112,6 +120,10 @@ impl Gate {
                 failed: AtomicU64::new(0),
                 latency_nanos: AtomicU64::new(0),
                 histogram: OnceLock::new(),
+                governors: AtomicUsize::new(0),
+                next_shed_event: AtomicU64::new(0),
+                shed_event_interval: b.shed_event_interval,
+                created: Instant::now(),
                 change: Mutex::new(Change {
                     at: Instant::now(),
                     time: SystemTime::now(),
@@ -165,7 +177,11 @@ impl Gate {
     }
 
     /// Hands the level back to the governor, which takes it from the
-    /// current level (lowering it only after its dwell time).
+    /// current level (lowering it only after its dwell time). With no
+    /// [`Governor`](crate::Governor) alive for this gate there is nobody
+    /// to hand it to, so the gate returns to `Normal` (reason
+    /// `"released, no governor"`) rather than keep shedding at the last
+    /// level set by hand.
     pub fn release(&self) {
         self.shared.release();
     }
@@ -236,8 +252,51 @@ impl Shared {
     }
 
     fn release(&self) {
-        let _change = self.lock();
+        let mut change = self.lock();
         self.manual.store(false, Relaxed);
+        if self.governors.load(Relaxed) == 0 {
+            self.change_locked(
+                &mut change,
+                Level::Normal,
+                Cow::Borrowed("released, no governor"),
+            );
+        }
+    }
+
+    /// Counts a governor made (`+1`) or dropped (`-1`).
+    pub(crate) fn governed(&self, delta: isize) {
+        if delta > 0 {
+            self.governors.fetch_add(1, Relaxed);
+        } else {
+            self.governors.fetch_sub(1, Relaxed);
+        }
+    }
+
+    /// Whether this shed is the one to tell: the first since the level
+    /// changed, then at most one per `shed_event_interval`. The others
+    /// are only counted (`shed_total`), so a flood of sheds is a count
+    /// and a few events, not an event each.
+    pub(crate) fn shed_event_due(&self) -> bool {
+        if self.shed_event_interval.is_zero() {
+            return true;
+        }
+        let now = u64::try_from(
+            Instant::now()
+                .saturating_duration_since(self.created)
+                .as_nanos(),
+        )
+        .unwrap_or(u64::MAX);
+        let due = self.next_shed_event.load(Relaxed);
+        if now < due {
+            return false;
+        }
+        let next = now
+            .saturating_add(u64::try_from(self.shed_event_interval.as_nanos()).unwrap_or(u64::MAX))
+            .max(1);
+        // One of the sheds racing for the slot tells it.
+        self.next_shed_event
+            .compare_exchange(due, next, Relaxed, Relaxed)
+            .is_ok()
     }
 
     fn reset(&self) {
@@ -252,6 +311,8 @@ impl Shared {
         if from == to {
             return;
         }
+        // The first shed at the new level is told.
+        self.next_shed_event.store(0, Relaxed);
         change.at = Instant::now();
         change.time = SystemTime::now();
         change.reason = reason.clone();

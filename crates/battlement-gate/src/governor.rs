@@ -562,7 +562,12 @@ pub struct GovernorBuilder {
     rules: Vec<Rule>,
     interval: Duration,
     min_dwell: Duration,
+    max_dwell: Option<Duration>,
 }
+
+/// The default cap of a relapsing recovery's dwell, as a multiple of
+/// `min_dwell`: four doublings.
+const MAX_DWELL_FACTOR: u32 = 16;
 
 impl GovernorBuilder {
     pub(crate) fn new(gate: Gate) -> Self {
@@ -571,6 +576,7 @@ impl GovernorBuilder {
             rules: Vec::new(),
             interval: Duration::from_secs(1),
             min_dwell: Duration::from_secs(30),
+            max_dwell: None,
         }
     }
 
@@ -598,6 +604,18 @@ impl GovernorBuilder {
         self
     }
 
+    /// The longest the dwell grows to when recoveries relapse. A level
+    /// that is raised again within one dwell of a step down (the signal
+    /// depends on the level: the shed work was the failing work) doubles
+    /// the next dwell, up to this cap; a raise after a longer calm starts
+    /// again from `min_dwell`. Default: 16 × `min_dwell`. Must be at
+    /// least `min_dwell`.
+    #[must_use]
+    pub fn max_dwell(mut self, max_dwell: Duration) -> Self {
+        self.max_dwell = Some(max_dwell);
+        self
+    }
+
     /// Validates the configuration and builds the governor.
     ///
     /// # Errors
@@ -621,16 +639,31 @@ impl GovernorBuilder {
                 "must be above zero",
             ));
         }
+        let max_dwell = self
+            .max_dwell
+            .unwrap_or_else(|| self.min_dwell.saturating_mul(MAX_DWELL_FACTOR));
+        if max_dwell < self.min_dwell {
+            return Err(InvalidConfig::new(
+                "governor",
+                "max_dwell",
+                max_dwell,
+                "must be at least min_dwell",
+            ));
+        }
         for r in &self.rules {
             r.validate()?;
         }
         let last = vec![0.0; self.rules.len()];
+        self.gate.shared.governed(1);
         Ok(Governor {
             last_level: self.gate.level(),
             gate: self.gate,
             rules: self.rules,
             interval: self.interval,
             min_dwell: self.min_dwell,
+            max_dwell,
+            relapses: 0,
+            recovered_at: None,
             calm_since: None,
             last,
         })
@@ -643,9 +676,21 @@ impl GovernorBuilder {
 /// raise threshold of a level above the current one, the level goes **up
 /// one step** at once. The level goes **down one step** only after every
 /// signal has stayed below the recovery threshold of the current level for
-/// `min_dwell`; the dwell starts again after each step. While the level is
+/// the dwell; the dwell starts again after each step. While the level is
 /// set by hand ([`Gate::set_level`]) the governor samples but changes
 /// nothing, until [`Gate::release`].
+///
+/// **It does not cycle.** A signal that depends on the level is the
+/// normal case: the work a higher level sheds is often the work that was
+/// failing, so raising the level removes the errors the governor reads,
+/// and a plain dwell would recover, see the errors return, raise again,
+/// forever. So a raise within one dwell of a step down is a *relapse*:
+/// the next dwell doubles (`min_dwell`, 2×, 4×, ... up to
+/// [`max_dwell`](GovernorBuilder::max_dwell)), as a breaker's open
+/// duration grows with each re-open; a raise after a longer calm is a new
+/// incident and starts again from `min_dwell`. Each level change's reason
+/// names the step taken (`normal -> minimal`), the signal and threshold
+/// that caused it, and the dwell in force.
 ///
 /// The governor runs no task of its own: drive it with [`tick`](Self::tick)
 /// / [`evaluate`](Self::evaluate), or spawn [`run`](Self::run) once
@@ -672,9 +717,21 @@ pub struct Governor {
     rules: Vec<Rule>,
     interval: Duration,
     min_dwell: Duration,
+    max_dwell: Duration,
+    /// Raises that followed a step down within one dwell, since the last
+    /// calm start: the dwell is `min_dwell × 2^relapses`, capped.
+    relapses: u32,
+    /// When the level last stepped down, until the next raise looks.
+    recovered_at: Option<Instant>,
     calm_since: Option<Instant>,
     last_level: Level,
     last: Vec<f64>,
+}
+
+impl Drop for Governor {
+    fn drop(&mut self) {
+        self.gate.shared.governed(-1);
+    }
 }
 
 impl fmt::Debug for Governor {
@@ -684,6 +741,8 @@ impl fmt::Debug for Governor {
             .field("rules", &self.rules)
             .field("interval", &self.interval)
             .field("min_dwell", &self.min_dwell)
+            .field("dwell", &self.dwell())
+            .field("relapses", &self.relapses)
             .field("calm_since", &self.calm_since)
             .finish()
     }
@@ -693,6 +752,18 @@ impl Governor {
     /// The gate it governs.
     pub fn gate(&self) -> &Gate {
         &self.gate
+    }
+
+    /// The calm needed now before the next step down: `min_dwell`,
+    /// doubled for each relapse, at most `max_dwell`.
+    pub fn dwell(&self) -> Duration {
+        let factor = 1u32.checked_shl(self.relapses).unwrap_or(u32::MAX);
+        self.min_dwell.saturating_mul(factor).min(self.max_dwell)
+    }
+
+    /// Raises that came within one dwell of a step down, in a row.
+    pub fn relapses(&self) -> u32 {
+        self.relapses
     }
 
     /// The values read on the last tick, by signal name, in rule order.
@@ -739,16 +810,33 @@ impl Governor {
 
         if let Some((i, step)) = up.filter(|(_, s)| s.level > current) {
             let to = current.raised();
-            let reason: Reason = format!(
-                "{} {:.3} >= {} (raise threshold of {})",
+            let mut reason = format!(
+                "{} {:.3} >= {} (raise threshold of {}): {current} -> {to}",
                 self.rules[i].signal.name(),
                 self.last[i],
                 step.raise_at,
                 step.level
-            )
-            .into();
+            );
+            if step.level > to {
+                reason.push_str(", one step per tick");
+            }
+            // The first raise after a step down tells whether that
+            // recovery held.
+            if let Some(recovered) = self.recovered_at.take() {
+                let after = now.saturating_duration_since(recovered);
+                if after < self.dwell() {
+                    self.relapses = self.relapses.saturating_add(1);
+                    reason.push_str(&format!(
+                        "; relapse {} ({after:?} after recovering): next dwell {:?}",
+                        self.relapses,
+                        self.dwell()
+                    ));
+                } else {
+                    self.relapses = 0;
+                }
+            }
             self.calm_since = None;
-            return self.apply(current, to, reason);
+            return self.apply(current, to, reason.into());
         }
 
         if hold >= current {
@@ -757,15 +845,23 @@ impl Governor {
         }
         let since = *self.calm_since.get_or_insert(now);
         let calm = now.saturating_duration_since(since);
-        if calm < self.min_dwell {
+        let dwell = self.dwell();
+        if calm < dwell {
             return None;
         }
         let to = current.lowered();
-        let reason: Reason =
-            format!("every signal below its recovery threshold for {current} for {calm:?}").into();
+        let reason: Reason = format!(
+            "every signal below its recovery threshold for {current} for {calm:?}: \
+             {current} -> {to} (dwell {dwell:?})"
+        )
+        .into();
         // Still calm for the level below? Then its dwell starts now.
         self.calm_since = (hold < to).then_some(now);
-        self.apply(current, to, reason)
+        let changed = self.apply(current, to, reason);
+        if changed.is_some() {
+            self.recovered_at = Some(now);
+        }
+        changed
     }
 
     fn apply(&mut self, from: Level, to: Level, reason: Reason) -> Option<Level> {

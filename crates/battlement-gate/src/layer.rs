@@ -1,5 +1,6 @@
 //! [`GateLayer`]: applies a [`Gate`] to a service.
 
+use battlement_core::ErrorClassifier;
 use tower_layer::Layer;
 
 use crate::{FromExtensions, Gate, GateService};
@@ -24,39 +25,72 @@ use crate::{FromExtensions, Gate, GateService};
 /// # let _ = svc;
 /// ```
 #[derive(Debug, Clone)]
-pub struct GateLayer<P = FromExtensions> {
+pub struct GateLayer<P = FromExtensions, C = ErrorClassifier> {
     gate: Gate,
     extract: P,
+    classifier: C,
 }
 
 impl GateLayer {
-    /// A layer for `gate`, reading priorities with [`FromExtensions`].
+    /// A layer for `gate`, reading priorities with [`FromExtensions`] and
+    /// judging outcomes with [`ErrorClassifier`].
     pub const fn new(gate: Gate) -> Self {
         GateLayer {
             gate,
             extract: FromExtensions,
+            classifier: ErrorClassifier::new(),
         }
     }
 }
 
-impl<P> GateLayer<P> {
+impl<P, C> GateLayer<P, C> {
     /// Reads priorities with `extract` instead (any
     /// [`ExtractPriority`](crate::ExtractPriority), such as
     /// [`HeaderPriority`](crate::HeaderPriority)).
-    pub fn extractor<Q>(self, extract: Q) -> GateLayer<Q> {
+    pub fn extractor<Q>(self, extract: Q) -> GateLayer<Q, C> {
         GateLayer {
             gate: self.gate,
             extract,
+            classifier: self.classifier,
         }
     }
 
     /// Reads priorities with a function of the request; `None` means the
     /// gate's default priority.
-    pub fn priority_fn<F, Req>(self, f: F) -> GateLayer<F>
+    pub fn priority_fn<F, Req>(self, f: F) -> GateLayer<F, C>
     where
         F: Fn(&Req) -> Option<battlement_core::Priority>,
     {
         self.extractor(f)
+    }
+
+    /// Judges each admitted call's result with `classifier` (any
+    /// [`Classify<Res, BoxError>`](battlement_core::Classify), the shape
+    /// every battlement layer takes, closures included) for the gate's
+    /// error-rate signal: a call counts as an error when it is classified
+    /// a `Failure`. Default [`ErrorClassifier`]: every `Err` is an error,
+    /// every `Ok` a success, so behind axum, where a 5xx is an `Ok`, give
+    /// it an HTTP classifier. Only consulted once outcome recording is on
+    /// (a gate signal was made).
+    ///
+    /// ```
+    /// use battlement_core::{BoxError, Failure, FailureKind, Outcome};
+    /// use battlement_gate::{Gate, GateLayer};
+    ///
+    /// let gate = Gate::new("api");
+    /// let layer = GateLayer::new(gate).classifier(|res: &Result<u16, BoxError>| match res {
+    ///     Ok(status) if *status >= 500 => Outcome::Failure(Failure::new(FailureKind::Unavailable)),
+    ///     Ok(_) => Outcome::Success,
+    ///     Err(_) => Outcome::Failure(Failure::new(FailureKind::Unknown)),
+    /// });
+    /// # let _ = layer;
+    /// ```
+    pub fn classifier<D>(self, classifier: D) -> GateLayer<P, D> {
+        GateLayer {
+            gate: self.gate,
+            extract: self.extract,
+            classifier,
+        }
     }
 
     /// The gate.
@@ -65,10 +99,11 @@ impl<P> GateLayer<P> {
     }
 }
 
-impl<S, P: Clone> Layer<S> for GateLayer<P> {
-    type Service = GateService<S, P>;
+impl<S, P: Clone, C: Clone> Layer<S> for GateLayer<P, C> {
+    type Service = GateService<S, P, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
         GateService::new(inner, self.gate.clone(), self.extract.clone())
+            .with_classifier(self.classifier.clone())
     }
 }

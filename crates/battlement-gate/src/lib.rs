@@ -99,9 +99,22 @@
 //!   table lookup and one relaxed counter increment: no lock, no
 //!   allocation. Outcome recording (in-flight, errors, latency) is off
 //!   until a gate signal ([`Gate::error_rate_signal`], ...) is made, and
-//!   then costs two clock reads and a few atomic adds per call. An `Err` of
-//!   the inner service counts as an error; a cancelled call counts as
-//!   neither.
+//!   then costs two clock reads and a few atomic adds per call. A call
+//!   counts as an error when the layer's classifier
+//!   ([`GateLayer::classifier`], any `Classify<Res, BoxError>`, the one
+//!   shape every battlement layer takes; default
+//!   [`ErrorClassifier`](battlement_core::ErrorClassifier): every `Err`)
+//!   calls it a `Failure`, so behind axum, where a 5xx is an `Ok`, an
+//!   HTTP classifier makes the error rate see it; an `Ignored` outcome
+//!   and a cancelled call count as no error.
+//! - **One shed is not one event.** Every shed is counted (`shed_total`,
+//!   [`Gate::shed`]), but a [`Shed`](battlement_core::EventKind::Shed)
+//!   event (and its trace) is emitted only for the first shed after each
+//!   level change and then at most once per
+//!   [`shed_event_interval`](GateBuilder::shed_event_interval) (1 s), as
+//!   the breaker refuses an event per rejection: a flood of sheds is a
+//!   count and a few events. The shed path reads the clock for it (it is
+//!   cold: the admitted path is unchanged).
 //! - **Latency signal.** [`Gate::latency_percentile_signal`] reads a
 //!   percentile (p99, as Envoy and resilience4j users expect) of the
 //!   gate's latency over a window of governor ticks, from a fixed
@@ -112,9 +125,23 @@
 //!   the mean, which a slow tail barely moves.
 //! - **Governor.** It moves up at once (one level per tick) and down only
 //!   after every signal has been below the current level's recovery
-//!   threshold for `min_dwell` (the dwell restarts after each step). A
+//!   threshold for the dwell (the dwell restarts after each step). A
 //!   level set by hand holds until [`Gate::release`]; the governor then
-//!   takes it from there. [`Control::Reset`](battlement_core::Control::Reset)
+//!   takes it from there. With no governor alive for the gate,
+//!   `release` (and [`Control::ReleaseLevel`](battlement_core::Control::ReleaseLevel))
+//!   returns the gate to `Normal`, since nobody else would lower it.
+//! - **The governor does not cycle.** A signal that depends on the level
+//!   is the normal case (the shed work was the failing work, so raising
+//!   the level removes the errors the governor reads). A raise within one
+//!   dwell of a step down is a relapse and doubles the next dwell, up to
+//!   [`max_dwell`](GovernorBuilder::max_dwell) (default 16 × `min_dwell`);
+//!   a raise after a longer calm starts again from `min_dwell`, as a
+//!   breaker's open duration grows with each re-open and resets on close.
+//!   With a backend that fails past half its load, a 10 s dwell that
+//!   cycled Normal → Minimal → Normal every 11 s settles at Minimal with
+//!   one probe every ~160 s. Every reason names the step actually taken
+//!   (`normal -> minimal`), the signal, its threshold, and the dwell or
+//!   relapse. [`Control::Reset`](battlement_core::Control::Reset)
 //!   returns the gate to `Normal` under the governor and keeps the
 //!   admitted/shed totals (they are monotonic counters).
 //! - **Health.** `Normal` is healthy, `Minimal` and `Moderate` degraded,

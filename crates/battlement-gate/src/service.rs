@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll};
 
-use battlement_core::{BoxError, EventKind, Priority, Shed};
+use battlement_core::{BoxError, Classify, ErrorClassifier, EventKind, Priority, Shed};
 use tower_service::Service;
 
 use crate::future::{Observe, ResponseFuture};
@@ -15,19 +15,35 @@ use crate::{ExtractPriority, Gate};
 /// Readiness is the inner service's. A shed request never reaches the
 /// inner service, so the readiness it was given stays for the next request.
 #[derive(Debug, Clone)]
-pub struct GateService<S, P> {
+pub struct GateService<S, P, C = ErrorClassifier> {
     inner: S,
     gate: Gate,
     extract: P,
+    classifier: C,
 }
 
 impl<S, P> GateService<S, P> {
-    /// Gates `inner` with `gate`, reading priorities with `extract`.
+    /// Gates `inner` with `gate`, reading priorities with `extract` and
+    /// judging outcomes with [`ErrorClassifier`].
     pub const fn new(inner: S, gate: Gate, extract: P) -> Self {
         GateService {
             inner,
             gate,
             extract,
+            classifier: ErrorClassifier::new(),
+        }
+    }
+}
+
+impl<S, P, C> GateService<S, P, C> {
+    /// Judges outcomes for the error-rate signal with `classifier`, as
+    /// [`GateLayer::classifier`](crate::GateLayer::classifier).
+    pub fn with_classifier<D>(self, classifier: D) -> GateService<S, P, D> {
+        GateService {
+            inner: self.inner,
+            gate: self.gate,
+            extract: self.extract,
+            classifier,
         }
     }
 
@@ -52,15 +68,16 @@ impl<S, P> GateService<S, P> {
     }
 }
 
-impl<S, P, Req> Service<Req> for GateService<S, P>
+impl<S, P, C, Req> Service<Req> for GateService<S, P, C>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
     P: ExtractPriority<Req>,
+    C: Classify<S::Response, BoxError> + Clone,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S::Future, C>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -78,7 +95,10 @@ where
         if shared.table.admits_index(raw as usize, priority) {
             shared.admitted[priority.index()].fetch_add(1, Relaxed);
             if shared.observe.load(Relaxed) {
-                ResponseFuture::observed(self.inner.call(req), Observe::start(shared.clone()))
+                ResponseFuture::observed(
+                    self.inner.call(req),
+                    Observe::start(shared.clone(), self.classifier.clone()),
+                )
             } else {
                 ResponseFuture::called(self.inner.call(req))
             }
@@ -91,12 +111,14 @@ where
 /// The shed path, kept out of line so the admitted path stays small.
 #[cold]
 #[inline(never)]
-fn shed<F>(shared: &Shared, raw: u8, priority: Priority) -> ResponseFuture<F> {
+fn shed<F, C>(shared: &Shared, raw: u8, priority: Priority) -> ResponseFuture<F, C> {
     shared.shed[priority.index()].fetch_add(1, Relaxed);
     let level = level_from(raw);
-    shared
-        .events
-        .emit(&shared.name, || EventKind::Shed { level, priority });
+    if shared.shed_event_due() {
+        shared
+            .events
+            .emit(&shared.name, || EventKind::Shed { level, priority });
+    }
     ResponseFuture::shed(Shed {
         gate: shared.name.clone(),
         level,

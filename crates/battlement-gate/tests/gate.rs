@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use battlement_core::{BoxError, Control, ControlError, EventKind, EventLog, HealthStatus, Shed};
-use battlement_gate::{AdmissionTable, Gate, GateLayer, HeaderPriority, Level, Priority, Signal};
+use battlement_gate::{
+    AdmissionTable, Gate, GateLayer, HeaderPriority, Level, Priority, Rule, Signal, signal_fn,
+};
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt, service_fn};
 use tower_test::mock;
@@ -289,7 +291,10 @@ async fn health_and_controls() {
 
     c.control(&Control::ReleaseLevel).unwrap();
     assert!(!gate.is_manual());
-    assert_eq!(gate.level(), Level::Critical);
+    // No governor to hand the level to: back to Normal, not shedding.
+    assert_eq!(gate.level(), Level::Normal);
+    assert_eq!(gate.reason(), "released, no governor");
+    c.control(&Control::SetLevel(Level::Critical)).unwrap();
     c.control(&Control::Reset).unwrap();
     assert_eq!(gate.level(), Level::Normal);
     assert_eq!(gate.reason(), "reset");
@@ -338,4 +343,150 @@ async fn own_signals_see_outcomes_latency_and_in_flight() {
     drop(fut); // cancelled: leaves the in-flight count, counts as nothing
     assert_eq!(in_flight.sample(now), 0.0);
     assert_eq!(errors.sample(now), 0.0);
+}
+
+/// `release` with no governor alive returns the gate to `Normal`; with
+/// one, the governor takes the level from where it is.
+#[tokio::test(start_paused = true)]
+async fn release_without_a_governor_returns_to_normal() {
+    let gate = Gate::new("api");
+    gate.set_level(Level::Severe);
+    gate.release();
+    assert_eq!(gate.level(), Level::Normal);
+    assert!(gate.admits(Priority::Sheddable));
+
+    let governor = gate
+        .governor()
+        .rule(Rule::new(signal_fn("quiet", |_| 0.0)).step(Level::Minimal, 1.0, 0.5))
+        .build()
+        .unwrap();
+    gate.set_level(Level::Severe);
+    gate.release();
+    assert_eq!(
+        gate.level(),
+        Level::Severe,
+        "the governor lowers it after its dwell"
+    );
+    drop(governor);
+    gate.set_level(Level::Moderate);
+    gate.release();
+    assert_eq!(gate.level(), Level::Normal, "its governor is gone");
+}
+
+/// The error-rate signal counts failures by the layer's classifier: a
+/// 5xx that travels as `Ok` (as behind axum) is an error.
+#[tokio::test(start_paused = true)]
+async fn the_error_rate_counts_failures_by_the_classifier() {
+    use battlement_core::{Failure, FailureKind, Outcome};
+    let gate = Gate::new("api");
+    let mut errors = gate.error_rate_signal().min_calls(1);
+    let backend = service_fn(|r: Req| async move {
+        let low = r.extensions().get::<Priority>() == Some(&Priority::Low);
+        Ok::<u16, BoxError>(if low { 503 } else { 200 })
+    });
+    let mut by_default = gate.layer().layer(backend);
+    let mut by_status = GateLayer::new(gate.clone())
+        .classifier(|res: &Result<u16, BoxError>| match res {
+            Ok(status) if *status >= 500 => {
+                Outcome::Failure(Failure::new(FailureKind::Unavailable))
+            }
+            Ok(_) => Outcome::Success,
+            Err(_) => Outcome::Failure(Failure::new(FailureKind::Unknown)),
+        })
+        .layer(backend);
+    let now = Instant::now();
+    for p in [
+        Priority::Low,
+        Priority::High,
+        Priority::High,
+        Priority::High,
+    ] {
+        let _ = by_default.ready().await.unwrap().call(req(Some(p))).await;
+    }
+    assert_eq!(
+        errors.sample(now),
+        0.0,
+        "the default classifier: every Ok succeeds"
+    );
+    for p in [
+        Priority::Low,
+        Priority::High,
+        Priority::High,
+        Priority::High,
+    ] {
+        let _ = by_status.ready().await.unwrap().call(req(Some(p))).await;
+    }
+    assert_eq!(errors.sample(now), 0.25);
+}
+
+/// A flood of sheds is a count and an event per level change or per
+/// interval, not an event per shed.
+#[tokio::test(start_paused = true)]
+async fn a_flood_of_sheds_is_a_count_and_a_few_events() {
+    let log = EventLog::new();
+    let gate = Gate::builder("edge").events(log.sink()).build().unwrap();
+    let mut svc = gate.layer().layer(echo());
+    let sheds = |log: &EventLog| {
+        log.kinds()
+            .into_iter()
+            .filter(|k| matches!(k, EventKind::Shed { .. }))
+            .count()
+    };
+    gate.set_level(Level::Severe);
+    for _ in 0..1000 {
+        assert!(
+            svc.ready()
+                .await
+                .unwrap()
+                .call(req(Some(Priority::Low)))
+                .await
+                .is_err()
+        );
+    }
+    assert_eq!(gate.shed(Priority::Low), 1000);
+    assert_eq!(sheds(&log), 1);
+    tokio::time::advance(Duration::from_millis(999)).await;
+    let _ = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(req(Some(Priority::Low)))
+        .await;
+    assert_eq!(sheds(&log), 1, "within the interval");
+    tokio::time::advance(Duration::from_millis(1)).await;
+    let _ = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(req(Some(Priority::Low)))
+        .await;
+    assert_eq!(sheds(&log), 2, "one per interval");
+    gate.set_level(Level::Critical);
+    let _ = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(req(Some(Priority::Low)))
+        .await;
+    assert_eq!(sheds(&log), 3, "the first at a new level is told");
+    assert_eq!(gate.shed(Priority::Low), 1003);
+
+    // Zero tells every shed.
+    let log = EventLog::new();
+    let gate = Gate::builder("all")
+        .events(log.sink())
+        .shed_event_interval(Duration::ZERO)
+        .initial_level(Level::Critical)
+        .build()
+        .unwrap();
+    let mut svc = gate.layer().layer(echo());
+    for _ in 0..3 {
+        let _ = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(req(Some(Priority::Low)))
+            .await;
+    }
+    assert_eq!(sheds(&log), 3);
 }

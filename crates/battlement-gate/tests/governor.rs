@@ -431,3 +431,132 @@ fn latency_window_is_bounded() {
         .build();
     assert!(ok.is_ok());
 }
+
+/// A backend whose errors depend on the admitted load: past 50 calls a
+/// tick it fails. At `Normal` all 100 calls a tick are admitted and half
+/// fail; at `Minimal` the 60 sheddable ones are shed and none fail. A
+/// plain dwell recovers, sees the errors return and raises again, every
+/// ~11 s forever; each relapse doubles the dwell (capped at 16×), so the
+/// level settles at `Minimal` with a rare probe, and a later incident
+/// after a long calm starts again from `min_dwell`.
+#[tokio::test(start_paused = true)]
+async fn a_level_dependent_signal_settles_instead_of_cycling() {
+    let gate = Gate::new("api");
+    let mut governor = gate
+        .governor()
+        .interval(SEC)
+        .min_dwell(Duration::from_secs(10))
+        .rule(Rule::new(gate.error_rate_signal()).step(Level::Minimal, 0.05, 0.02))
+        .build()
+        .unwrap();
+    let load = Arc::new(AtomicU64::new(0));
+    let capacity = Arc::new(AtomicU64::new(50));
+    let (l, c) = (load.clone(), capacity.clone());
+    let mut svc = gate.layer().layer(service_fn(move |_: http::Request<()>| {
+        let overloaded = l.fetch_add(1, SeqCst) >= c.load(SeqCst);
+        async move {
+            if overloaded {
+                Err::<(), BoxError>("overloaded".into())
+            } else {
+                Ok(())
+            }
+        }
+    }));
+    let mut tick = async |governor: &mut battlement_gate::Governor| {
+        load.store(0, SeqCst);
+        for i in 0..100 {
+            let mut r = http::Request::new(());
+            if i < 60 {
+                r.extensions_mut().insert(Priority::Sheddable);
+            }
+            let _ = svc.ready().await.unwrap().call(r).await;
+        }
+        advance(SEC).await;
+        governor.tick();
+        gate.level()
+    };
+    let mut minimal = 0;
+    let mut changes_in_last_half = 0;
+    for t in 0..3600 {
+        let before = gate.changes();
+        if tick(&mut governor).await == Level::Minimal {
+            minimal += 1;
+        }
+        if t >= 1800 {
+            changes_in_last_half += gate.changes() - before;
+        }
+    }
+    // A plain 10 s dwell: ~160 changes per half hour. Capped at 160 s:
+    // a probe (two changes) per ~161 s.
+    assert!(changes_in_last_half <= 24, "{changes_in_last_half} changes");
+    assert!(minimal >= 3400, "{minimal} s of 3600 at minimal");
+    assert_eq!(governor.dwell(), Duration::from_secs(160));
+    assert!(governor.relapses() >= 4);
+
+    // The backend is fixed: the next recovery holds...
+    capacity.store(1000, SeqCst);
+    let mut levels = Vec::new();
+    for _ in 0..400 {
+        levels.push(tick(&mut governor).await);
+    }
+    assert_eq!(levels.last(), Some(&Level::Normal));
+    let reason = gate.reason();
+    assert!(
+        reason.contains("minimal -> normal") && reason.contains("dwell 160s"),
+        "{reason}"
+    );
+    // ...and a new incident after that long calm is not a relapse.
+    capacity.store(50, SeqCst);
+    assert_eq!(tick(&mut governor).await, Level::Minimal);
+    assert_eq!(governor.relapses(), 0);
+    assert_eq!(governor.dwell(), Duration::from_secs(10));
+    let reason = gate.reason();
+    assert!(
+        reason.contains("normal -> minimal") && !reason.contains("relapse"),
+        "{reason}"
+    );
+}
+
+/// The raise reason names the step taken, not the threshold's level, and
+/// a relapse says so.
+#[tokio::test(start_paused = true)]
+async fn reasons_name_the_step_taken() {
+    let gate = Gate::new("api");
+    let knob = Knob::default();
+    let mut governor = gate
+        .governor()
+        .interval(SEC)
+        .min_dwell(Duration::from_secs(2))
+        .rule(rule(knob.signal()))
+        .build()
+        .unwrap();
+    knob.set(0.9);
+    advance(SEC).await;
+    governor.tick();
+    let reason = gate.reason();
+    assert!(
+        reason.starts_with(
+            "knob 0.900 >= 0.5 (raise threshold of severe): normal -> minimal, one step per tick"
+        ),
+        "{reason}"
+    );
+    knob.set(0.0);
+    for _ in 0..3 {
+        advance(SEC).await;
+        governor.tick();
+    }
+    assert_eq!(gate.level(), Level::Normal);
+    assert!(
+        gate.reason().contains("minimal -> normal (dwell 2s)"),
+        "{}",
+        gate.reason()
+    );
+    knob.set(0.06);
+    advance(SEC).await;
+    governor.tick();
+    let reason = gate.reason();
+    assert!(
+        reason.contains("normal -> minimal; relapse 1 (1s after recovering): next dwell 4s"),
+        "{reason}"
+    );
+}
