@@ -81,9 +81,12 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "axum")]
+pub mod axum;
 mod body;
 mod classify;
 mod health;
+mod replay;
 mod respond;
 mod response;
 mod trailers;
@@ -91,6 +94,9 @@ mod trailers;
 pub use body::HealthBody;
 pub use classify::{GrpcClassifier, HttpClassifier};
 pub use health::{Authorization, HealthFuture, HealthService};
+pub use replay::{
+    DEFAULT_MAX_BYTES, NotReplayable, ReplayBody, ReplayBodyLayer, ReplayBodyService, ReplayState,
+};
 pub use respond::{ErrorResponse, ErrorResponseFuture, ErrorResponseLayer, ResponseBody};
 pub use response::{error_response, error_status};
 pub use trailers::{GrpcTrailers, GrpcTrailersLayer, TrailersBody, TrailersFuture};
