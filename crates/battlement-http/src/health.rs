@@ -388,9 +388,7 @@ impl HealthService {
                 let name = rest.join("/");
                 match self.registry.get(&name) {
                     Some(report) => json_response(StatusCode::OK, &component_json(&report)),
-                    None if is_action(last) && rest.len() > 1 => {
-                        method_not_allowed("POST")
-                    }
+                    None if is_action(last) && rest.len() > 1 => method_not_allowed("POST"),
                     None => not_found(format_args!("no component named `{name}`")),
                 }
             }

@@ -140,9 +140,7 @@ where
     fn call(&mut self, req: Req) -> Self::Future {
         match self.not_ready.take() {
             Some(err) => ErrorResponseFuture {
-                kind: Kind::Failed {
-                    err: Some(err),
-                },
+                kind: Kind::Failed { err: Some(err) },
             },
             None => ErrorResponseFuture {
                 kind: Kind::Called {
@@ -171,7 +169,8 @@ pin_project! {
 
 impl<F> fmt::Debug for ErrorResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ErrorResponseFuture").finish_non_exhaustive()
+        f.debug_struct("ErrorResponseFuture")
+            .finish_non_exhaustive()
     }
 }
 

@@ -393,7 +393,11 @@ async fn names_with_a_slash_are_reachable_unencoded() {
         assert_eq!(r.status, 200, "{path}: {:?}", r.body);
         assert_eq!(r.json()["name"], "checkout/breaker", "{path}");
     }
-    let r = send(&svc, post("/health/checkout/breaker/open", &["Bearer s3cret"])).await;
+    let r = send(
+        &svc,
+        post("/health/checkout/breaker/open", &["Bearer s3cret"]),
+    )
+    .await;
     assert_eq!(r.status, 200);
     assert_eq!(db.applied().len(), 1);
     let r = get(&svc, "/health/checkout/breaker/open").await;
