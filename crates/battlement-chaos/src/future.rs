@@ -17,7 +17,9 @@ pin_project! {
     /// The response future of [`ChaosService`](crate::ChaosService): the
     /// inner future of a call passed through (nothing else: no allocation,
     /// no clock), an immediately ready injected answer, or a sleep followed
-    /// by the call or by the answer.
+    /// by the call or by the answer (boxed with the inner service and the
+    /// request it will call, so the other cases stay small: a delayed call
+    /// is one allocation).
     pub struct ResponseFuture<S, Req>
     where
         S: Service<Req>,
@@ -34,8 +36,20 @@ pin_project! {
         S: Service<Req>,
     {
         Called { #[pin] fut: S::Future },
-        Delayed { #[pin] sleep: Sleep, next: Option<Next<S, Req>> },
+        Delayed { delayed: Pin<Box<Delayed<S, Req>>> },
         Answered { answer: Option<Answer<S, Req>> },
+    }
+}
+
+pin_project! {
+    /// A delayed call's sleep and what follows it.
+    struct Delayed<S, Req>
+    where
+        S: Service<Req>,
+    {
+        #[pin]
+        sleep: Sleep,
+        next: Option<Next<S, Req>>,
     }
 }
 
@@ -72,8 +86,10 @@ impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
     fn delayed(delay: Duration, next: Next<S, Req>) -> Self {
         ResponseFuture {
             kind: Kind::Delayed {
-                sleep: tokio::time::sleep(delay),
-                next: Some(next),
+                delayed: Box::pin(Delayed {
+                    sleep: tokio::time::sleep(delay),
+                    next: Some(next),
+                }),
             },
         }
     }
@@ -99,6 +115,7 @@ where
 {
     type Output = Answer<S, Req>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut kind = self.project().kind;
         loop {
@@ -111,17 +128,28 @@ where
                             .expect("ResponseFuture polled after completion"),
                     );
                 }
-                KindProj::Delayed { sleep, next } => {
-                    ready!(sleep.poll(cx));
-                    match next.take().expect("ResponseFuture polled after completion") {
-                        Next::Answer(answer) => return Poll::Ready(answer),
-                        Next::Call(mut inner, req) => {
-                            let fut = inner.call(req);
-                            kind.set(Kind::Called { fut });
-                        }
+                KindProj::Delayed { delayed } => match ready!(delayed.as_mut().poll_next(cx)) {
+                    Next::Answer(answer) => return Poll::Ready(answer),
+                    Next::Call(mut inner, req) => {
+                        let fut = inner.call(req);
+                        kind.set(Kind::Called { fut });
                     }
-                }
+                },
             }
         }
+    }
+}
+
+impl<S: Service<Req>, Req> Delayed<S, Req> {
+    /// What follows the sleep, once it is over.
+    #[inline(never)]
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Next<S, Req>> {
+        let this = self.project();
+        ready!(this.sleep.poll(cx));
+        Poll::Ready(
+            this.next
+                .take()
+                .expect("ResponseFuture polled after completion"),
+        )
     }
 }

@@ -73,10 +73,24 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        let shared = &self.chaos.shared;
-        if !shared.is_enabled() {
+        if !self.chaos.shared.is_enabled() {
             return ResponseFuture::called(self.inner.call(req));
         }
+        self.call_enabled(req)
+    }
+}
+
+impl<S, R> ChaosService<S, R> {
+    /// A call while the chaos is enabled: out of line, so the off path is
+    /// one load and the inner call.
+    #[inline(never)]
+    fn call_enabled<Req>(&mut self, req: Req) -> ResponseFuture<S, Req>
+    where
+        S: Service<Req> + Clone,
+        S::Error: Into<BoxError>,
+        R: MakeResponse<S::Response>,
+    {
+        let shared = &self.chaos.shared;
         let Decision::Inject {
             phase,
             delay,
