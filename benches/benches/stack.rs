@@ -25,8 +25,8 @@ use battlement_fallback::FallbackLayer;
 use battlement_gate::{Gate, GateLayer};
 use battlement_registry::Registry;
 use battlement_retry::{Backoff, Jitter, RetryBudget, RetryLayer, RetryPolicy};
-use criterion::{Criterion, criterion_group, criterion_main};
-use tower::{ServiceBuilder, service_fn};
+use criterion::{Criterion, criterion_group};
+use tower::{Service, ServiceBuilder, service_fn};
 
 /// A small `Copy` request that carries its deadline, as a user's own
 /// request type would.
@@ -50,12 +50,12 @@ fn query(id: u64) -> Query {
     Query { id, deadline: None }
 }
 
-fn bench(c: &mut Criterion) {
-    let rt = battlement_benches::runtime();
-    let _guard = rt.enter();
-    let bare = || service_fn(|q: Query| std::future::ready(Ok::<u64, Infallible>(q.id)));
+fn bare() -> impl Service<Query, Response = u64, Error = Infallible> + Clone {
+    service_fn(|q: Query| std::future::ready(Ok::<u64, Infallible>(q.id)))
+}
 
-    let registry = Registry::new();
+/// The canonical stack written out layer by layer.
+fn hand_built(registry: &Registry) -> impl Service<Query, Response = u64, Error = BoxError> {
     let breaker = Breaker::builder("stack-db")
         .failure_rate(0.1)
         .build()
@@ -75,8 +75,7 @@ fn bench(c: &mut Criterion) {
         .build()
         .expect("valid fallback");
     let gate = Gate::new("stack-gate");
-
-    let mut stacked = ServiceBuilder::new()
+    ServiceBuilder::new()
         .layer(registry.layer("stack").expect("unique name"))
         .layer(fallback)
         .layer(GateLayer::new(gate).priority_fn(|_: &Query| Some(Priority::Normal)))
@@ -85,8 +84,11 @@ fn bench(c: &mut Criterion) {
         .layer(breaker.layer())
         .layer(AttemptTimeoutLayer::new(Duration::from_secs(10)))
         .map_err(BoxError::from)
-        .service(bare());
-    let policy_registry = Registry::new();
+        .service(bare())
+}
+
+/// The same stack built by `battlement::Policy`.
+fn by_policy(registry: &Registry) -> impl Service<Query, Response = u64, Error = BoxError> {
     // The same parts as the hand-built stack: its breaker counts the last
     // 100 calls (the policy's default time window reads the clock at each
     // completion, which the hand-built one does not).
@@ -95,16 +97,48 @@ fn bench(c: &mut Criterion) {
         .gate(|g| g)
         .priority(|_: &Query| Some(Priority::Normal))
         .fallback(|f| f.value(0u64))
-        .registry(&policy_registry)
+        .registry(registry)
         .build()
         .expect("valid policy");
-    let mut by_policy = ServiceBuilder::new()
+    ServiceBuilder::new()
         .layer(policy)
         .map_err(BoxError::from)
-        .service(bare());
+        .service(bare())
+}
+
+/// `n` calls of `svc`, in a function of its own for callgrind
+/// (`BATTLEMENT_IR=<calls>`; `callgrind_annotate --inclusive=yes`).
+macro_rules! ir_stack {
+    ($name:ident) => {
+        #[inline(never)]
+        fn $name<S: Service<Query>>(svc: &mut S, n: u64) {
+            black_box(stringify!($name));
+            for i in 0..n {
+                black_box(call_now(svc, black_box(query(i))).is_ok());
+            }
+        }
+    };
+}
+
+ir_stack!(ir_canonical);
+ir_stack!(ir_policy);
+
+fn instructions(n: u64) {
+    let rt = battlement_benches::runtime();
+    let _guard = rt.enter();
+    let registry = Registry::new();
+    ir_canonical(&mut hand_built(&registry), n);
+    ir_policy(&mut by_policy(&registry), n);
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = battlement_benches::runtime();
+    let _guard = rt.enter();
+    let registry = Registry::new();
+    let mut stacked = hand_built(&registry);
+    let mut by_policy = by_policy(&registry);
     let mut plain = bare();
     {
-        use tower::Service;
         let size = std::mem::size_of_val(&stacked.call(query(1)));
         println!("size stack/canonical: {size} bytes per response future");
         let size = std::mem::size_of_val(&by_policy.call(query(1)));
@@ -139,4 +173,7 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    battlement_benches::main_with_instructions(instructions, benches);
+}
