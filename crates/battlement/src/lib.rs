@@ -65,6 +65,13 @@ pub use battlement_registry as registry;
 #[doc(inline)]
 pub use battlement_http as http;
 
+/// Fault injection (`battlement-chaos`), **a testing tool** to rehearse
+/// failures: behind the `chaos` feature, which is not a default one, so a
+/// production build does not carry it by accident.
+#[cfg(feature = "chaos")]
+#[doc(inline)]
+pub use battlement_chaos as chaos;
+
 /// The names most stacks need, in one import: `use battlement::prelude::*;`.
 pub mod prelude {
     #[cfg(all(feature = "policy", feature = "http"))]
