@@ -78,6 +78,12 @@
 //!   Breakers and retries act at the headers and do not see trailers (see
 //!   [`GrpcClassifier`]).
 //! - Header propagation of deadlines lives in `battlement-deadline`.
+//! - Request bodies are made replayable by [`ReplayBodyLayer`], above the
+//!   retry: each body is kept as it is sent (not read up front), up to a
+//!   bound (64 KiB by default), and replayed by the retry's copy; a larger
+//!   body is sent once and its [`ReplayState`] in the request's extensions
+//!   says it can no longer be repeated, which the facade's `Idempotent`
+//!   and `AnyMethod` ask before each retry.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

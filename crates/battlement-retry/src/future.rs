@@ -239,21 +239,28 @@ where
 /// `Retrying`).
 #[cold]
 #[inline(never)]
-fn after_failure<S, Req, C: 'static, P: 'static>(
+fn after_failure<S, Req, C: 'static, P>(
     this: &mut ResponseFutureProj<'_, S, Req, C, P>,
     result: Result<S::Response, BoxError>,
     failure: Failure,
 ) -> Option<Result<S::Response, BoxError>>
 where
     S: Service<Req>,
+    P: RetryIf<Req> + 'static,
 {
     let shared = &*this.policy.shared;
     let attempts = *this.attempts;
+    // Asked again of the copy kept at the call: sending the request may
+    // have made it unrepeatable (a body too large to replay).
+    let repeatable = this
+        .request
+        .as_ref()
+        .is_some_and(|req| shared.retry_if.may_retry(req));
     match decide(
         shared,
         failure,
         attempts,
-        this.request.is_some(),
+        repeatable,
         *this.deadline,
         *this.min_time_left,
         *this.prev_delay,
