@@ -93,8 +93,10 @@ impl Latency {
         }
     }
 
-    /// The delay that call `n` of a phase whose draws are seeded `seed`
-    /// would get: to preview a distribution, or check one in a test.
+    /// The delay drawn for call `n` of a sequence seeded `seed` (in a
+    /// schedule each phase's sequence is seeded from the chaos's seed and
+    /// the phase's index): to preview a distribution, or check one in a
+    /// test.
     ///
     /// ```
     /// use std::time::Duration;

@@ -57,6 +57,11 @@ fn failures(chaos: &Chaos, n: u64) -> Vec<bool> {
         .collect()
 }
 
+/// A chaos of one phase.
+fn only(phase: Phase) -> Chaos {
+    Chaos::builder("db").phase(phase).build().unwrap()
+}
+
 fn outage_schedule() -> ChaosBuilder {
     Chaos::builder("db")
         .seed(3)
@@ -224,10 +229,7 @@ async fn off_or_disabled_passes_straight_through() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_delay_sleeps_before_calling_the_inner_service() {
-    let chaos = Chaos::builder("db")
-        .phase(Phase::new("slow", secs(60)).latency(Latency::fixed(ms(100))))
-        .build()
-        .unwrap();
+    let chaos = only(Phase::new("slow", secs(60)).latency(Latency::fixed(ms(100))));
     let (inner, calls) = counted();
     let mut svc = chaos.layer().layer(inner);
     let mut fut = pin!(svc.ready().await.unwrap().call(7));
@@ -243,10 +245,7 @@ async fn a_delay_sleeps_before_calling_the_inner_service() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn dropping_a_delayed_call_never_calls_the_inner_service() {
-    let chaos = Chaos::builder("db")
-        .phase(Phase::new("slow", secs(60)).latency(Latency::fixed(secs(1))))
-        .build()
-        .unwrap();
+    let chaos = only(Phase::new("slow", secs(60)).latency(Latency::fixed(secs(1))));
     let (mut svc, mut handle) = tower_test::mock::spawn_layer::<u64, u64, _>(chaos.layer());
     handle.allow(2);
     assert!(svc.poll_ready().is_ready());
@@ -268,14 +267,11 @@ async fn dropping_a_delayed_call_never_calls_the_inner_service() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_delayed_fault_answers_after_the_sleep_without_a_call() {
-    let chaos = Chaos::builder("db")
-        .phase(
-            Phase::new("slow failure", secs(60))
-                .latency(Latency::fixed(secs(2)))
-                .error_ratio(1.0, FailureKind::Timeout),
-        )
-        .build()
-        .unwrap();
+    let chaos = only(
+        Phase::new("slow failure", secs(60))
+            .latency(Latency::fixed(secs(2)))
+            .error_ratio(1.0, FailureKind::Timeout),
+    );
     let (inner, calls) = counted();
     let mut svc = chaos.layer().layer(inner);
     let start = Instant::now();
@@ -502,4 +498,42 @@ fn invalid_schedules_name_the_field_and_the_phase() {
         .build()
         .unwrap_err();
     assert!(overflow.bound.contains("fit in a Duration"), "{overflow}");
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn phase_changes_controls_and_resets_are_events() {
+    use battlement_core::{EventKind, EventLog};
+    let log = EventLog::new();
+    let chaos = outage_schedule().events(log.sink()).build().unwrap();
+    let (inner, _) = counted();
+    let mut svc = chaos.layer().layer(inner);
+    let _ = svc.ready().await.unwrap().call(1).await;
+    let _ = svc.ready().await.unwrap().call(2).await; // same phase: no event
+    advance(secs(5)).await;
+    let _ = svc.ready().await.unwrap().call(3).await;
+    chaos.disable();
+    chaos.disable(); // no change: no event
+    chaos.enable();
+    chaos.start();
+    advance(secs(60)).await;
+    let _ = svc.ready().await.unwrap().call(4).await;
+    let told: Vec<String> = log
+        .kinds()
+        .into_iter()
+        .map(|kind| match kind {
+            EventKind::Custom { name, detail } => format!("{name}: {detail}"),
+            other => other.to_string(),
+        })
+        .collect();
+    assert_eq!(
+        told,
+        [
+            "phase: phase 0 `healthy` for 5s (cycle 0)",
+            "phase: phase 1 `outage` for 10s (cycle 0)",
+            "disabled: fault injection disabled by hand",
+            "enabled: fault injection enabled by hand",
+            "reset",
+            "phase: schedule finished: every call passes through",
+        ]
+    );
 }
