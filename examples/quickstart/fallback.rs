@@ -31,7 +31,7 @@ pub(crate) async fn run() {
     let layer = FallbackLayer::builder("users")
         .key(|req: &http::Request<u32>| Some(*req.body() % 3))
         .service("replica", replica)
-        .cache(CacheConfig::new().ttl(Duration::from_secs(30)))
+        .cache(CacheConfig::new().fresh_for(Duration::from_secs(30)))
         .value_fn(|failed| {
             Ok(http::Response::new(format!(
                 "default answer ({})",

@@ -61,7 +61,7 @@ pub struct App {
 pub type OrdersFallback = battlement::fallback::FallbackLayer<
     Request<Body>,
     Response<Body>,
-    (),
+    battlement::fallback::NoKey,
     battlement::FallbackClassifier<HttpClassifier>,
 >;
 

@@ -49,31 +49,44 @@ pub const MAX_CACHE_ENTRIES: u64 = 1 << 24;
 pub type Weigher<Res> = Arc<dyn Fn(&Res) -> u64 + Send + Sync>;
 
 /// How the last-known-good cache is bounded and how long its entries may
-/// be served.
+/// be served, named as HTTP caching names it: a stored response is
+/// **fresh** for [`fresh_for`](Self::fresh_for) (served with the source
+/// `cache`), then may still be served **stale on error** for
+/// [`stale_if_error`](Self::stale_if_error) more (source `cache_stale`;
+/// `Cache-Control: stale-if-error` is the model), then is dropped.
 ///
 /// ```
 /// use std::time::Duration;
 /// use battlement_fallback::CacheConfig;
 ///
 /// let config = CacheConfig::<String>::new()
-///     .ttl(Duration::from_secs(30))
-///     .max_age(Duration::from_secs(600))
+///     .fresh_for(Duration::from_secs(30))
+///     .stale_if_error(Duration::from_secs(570)) // served up to 10 min old
 ///     .max_entries(10_000)
 ///     .max_bytes(16 << 20, |body: &String| body.len() as u64);
 /// # let _ = config;
 /// ```
 pub struct CacheConfig<Res> {
-    pub(crate) ttl: Duration,
-    pub(crate) max_age: Duration,
+    pub(crate) fresh_for: Duration,
+    stale: Stale,
     pub(crate) max_entries: u64,
     pub(crate) max_bytes: Option<(u64, Weigher<Res>)>,
+}
+
+/// How long past its freshness a response may be served on error.
+#[derive(Debug, Clone, Copy)]
+enum Stale {
+    /// For this long after it stops being fresh (`stale_if_error`).
+    For(Duration),
+    /// Until it is this old (the deprecated `max_age`).
+    UntilAge(Duration),
 }
 
 impl<Res> fmt::Debug for CacheConfig<Res> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CacheConfig")
-            .field("ttl", &self.ttl)
-            .field("max_age", &self.max_age)
+            .field("fresh_for", &self.fresh_for)
+            .field("stale", &self.stale)
             .field("max_entries", &self.max_entries)
             .field("max_bytes", &self.max_bytes.as_ref().map(|(b, _)| *b))
             .finish()
@@ -83,8 +96,8 @@ impl<Res> fmt::Debug for CacheConfig<Res> {
 impl<Res> Clone for CacheConfig<Res> {
     fn clone(&self) -> Self {
         CacheConfig {
-            ttl: self.ttl,
-            max_age: self.max_age,
+            fresh_for: self.fresh_for,
+            stale: self.stale,
             max_entries: self.max_entries,
             max_bytes: self.max_bytes.clone(),
         }
@@ -98,33 +111,60 @@ impl<Res> Default for CacheConfig<Res> {
 }
 
 impl<Res> CacheConfig<Res> {
-    /// The defaults: `ttl` 60 s, `max_age` 10 min, `max_entries` 1024, no
-    /// byte bound.
+    /// The defaults: fresh for 60 s, served stale on error for 9 min more
+    /// (10 min old at most), `max_entries` 1024, no byte bound.
     pub fn new() -> Self {
         CacheConfig {
-            ttl: Duration::from_secs(60),
-            max_age: Duration::from_secs(600),
+            fresh_for: Duration::from_secs(60),
+            stale: Stale::For(Duration::from_secs(540)),
             max_entries: 1024,
             max_bytes: None,
         }
     }
 
     /// How long a stored response counts as fresh (served with the source
-    /// `cache`). Default: 60 s. Must be more than zero.
+    /// `cache`), HTTP's `max-age`. Default: 60 s. Must be more than zero.
     #[must_use]
-    pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = ttl;
+    pub fn fresh_for(mut self, fresh_for: Duration) -> Self {
+        self.fresh_for = fresh_for;
         self
     }
 
-    /// The oldest a stored response may be and still be served on failure;
-    /// between `ttl` and `max_age` it is served as stale (source
-    /// `cache_stale`), after it it is dropped. Default: 10 min. Must be at
-    /// least `ttl` (equal: never served stale).
+    /// How long after it stops being fresh a stored response may still be
+    /// served on failure (source `cache_stale`), HTTP's `stale-if-error`;
+    /// after that it is dropped. Default: 9 min. Zero: never served stale.
+    #[must_use]
+    pub fn stale_if_error(mut self, stale_for: Duration) -> Self {
+        self.stale = Stale::For(stale_for);
+        self
+    }
+
+    /// The old name of [`fresh_for`](Self::fresh_for).
+    #[deprecated(since = "0.1.0", note = "use `fresh_for`")]
+    #[must_use]
+    pub fn ttl(self, ttl: Duration) -> Self {
+        self.fresh_for(ttl)
+    }
+
+    /// The oldest a stored response may be and still be served on
+    /// failure, counted from when it was stored (at least `fresh_for`):
+    /// `fresh_for + stale_if_error`.
+    #[deprecated(
+        since = "0.1.0",
+        note = "use `stale_if_error`, the time past freshness a response may be served on error"
+    )]
     #[must_use]
     pub fn max_age(mut self, max_age: Duration) -> Self {
-        self.max_age = max_age;
+        self.stale = Stale::UntilAge(max_age);
         self
+    }
+
+    /// The oldest a stored response may be and still be served.
+    pub(crate) fn max_age_total(&self) -> Duration {
+        match self.stale {
+            Stale::For(d) => self.fresh_for.saturating_add(d),
+            Stale::UntilAge(d) => d,
+        }
     }
 
     /// The most responses kept, never exceeded. Default: 1024. Must be in
@@ -150,20 +190,22 @@ impl<Res> CacheConfig<Res> {
     }
 
     pub(crate) fn validate(&self) -> Result<(), InvalidConfig> {
-        if self.ttl.is_zero() {
+        if self.fresh_for.is_zero() {
             return Err(InvalidConfig::new(
                 "fallback",
-                "cache.ttl",
-                self.ttl,
+                "cache.fresh_for",
+                self.fresh_for,
                 "must be more than zero",
             ));
         }
-        if self.max_age < self.ttl {
+        if let Stale::UntilAge(max_age) = self.stale
+            && max_age < self.fresh_for
+        {
             return Err(InvalidConfig::new(
                 "fallback",
                 "cache.max_age",
-                self.max_age,
-                format!("must be at least cache.ttl ({:?})", self.ttl),
+                max_age,
+                format!("must be at least cache.fresh_for ({:?})", self.fresh_for),
             ));
         }
         if !(1..=MAX_CACHE_ENTRIES).contains(&self.max_entries) {
@@ -269,7 +311,8 @@ pub(crate) trait Store<K, Res>: Send + Sync {
 
 pub(crate) struct LastKnownGood<K, Res> {
     cache: Cache<K, Entry<Res>, EntryWeighter>,
-    ttl: Duration,
+    fresh_for: Duration,
+    /// `fresh_for` plus the `stale_if_error` window.
     max_age: Duration,
     weigher: Option<Weigher<Res>>,
     hits: AtomicU64,
@@ -305,8 +348,8 @@ where
         debug_assert_eq!(cache.shard_capacity(), SHARD_WEIGHT);
         LastKnownGood {
             cache,
-            ttl: config.ttl,
-            max_age: config.max_age,
+            fresh_for: config.fresh_for,
+            max_age: config.max_age_total(),
             weigher: config.max_bytes.map(|(_, w)| w),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -340,7 +383,7 @@ where
             } else {
                 Some(Hit {
                     value: entry.value,
-                    stale: age >= self.ttl,
+                    stale: age >= self.fresh_for,
                 })
             }
         });
@@ -495,8 +538,8 @@ mod tests {
     async fn fresh_then_stale_then_gone() {
         let lkg = LastKnownGood::<u16, String>::new(
             CacheConfig::new()
-                .ttl(Duration::from_secs(1))
-                .max_age(Duration::from_secs(2)),
+                .fresh_for(Duration::from_secs(1))
+                .stale_if_error(Duration::from_secs(1)),
         );
         lkg.store(1, &"a".to_owned());
         assert!(!lkg.lookup(&1).unwrap().stale);

@@ -19,6 +19,9 @@ use crate::marker::Fallback;
 use crate::shared::{Failed, KeyFn, MarkFn, Shared, SourceEntry, SourceStats, TriggerFn, ValueFn};
 
 type MakeStore<K, Res> = fn(CacheConfig<Res>) -> Box<dyn Store<K, Res>>;
+/// The cache's config and, once the key type is known, how to make its
+/// store.
+type PendingCache<K, Res> = (CacheConfig<Res>, Option<MakeStore<K, Res>>);
 
 /// Builds a [`FallbackLayer`]; start with [`FallbackLayer::builder`].
 ///
@@ -33,14 +36,14 @@ type MakeStore<K, Res> = fn(CacheConfig<Res>) -> Box<dyn Store<K, Res>>;
 /// | sources        | none (at least one is required) |
 /// | `events`       | [`EventSink::none`]: events are only traced |
 /// | marking        | none; `http_marker` / `http_header` for `http::Response`, `on_fallback` for any type |
-pub struct FallbackBuilder<Req, Res, K = (), C = ErrorClassifier> {
+pub struct FallbackBuilder<Req, Res, K = NoKey, C = ErrorClassifier> {
     name: Name,
     classifier: C,
     trigger: Option<TriggerFn>,
     key: Option<KeyFn<Req, K>>,
     clone_req: Option<fn(&Req) -> Req>,
     sources: Vec<SourceEntry<Req, Res, K>>,
-    cache: Option<(CacheConfig<Res>, MakeStore<K, Res>)>,
+    cache: Option<PendingCache<K, Res>>,
     cache_error: Option<InvalidConfig>,
     mark: Option<MarkFn<Res>>,
     events: EventSink,
@@ -84,14 +87,39 @@ impl<Req, Res> FallbackBuilder<Req, Res> {
     }
 }
 
-impl<Req, Res, C> FallbackBuilder<Req, Res, (), C> {
+/// The key type of a [`FallbackBuilder`] with no
+/// [`key`](FallbackBuilder::key) yet (and of a layer built without one).
+/// It is no key: not `Hash`, so a cache added in this state waits for the
+/// key ([`CacheAwaitingKey`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NoKey;
+
+/// The key type of a [`FallbackBuilder`] given a
+/// [`cache`](FallbackBuilder::cache) before its
+/// [`key`](FallbackBuilder::key): the next `key` call makes the cache's
+/// store for its key type. Building in this state fails (the cache needs
+/// a key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CacheAwaitingKey;
+
+/// A key-less state's stand-in for the key that value closures added in
+/// it see once a key is set.
+trait Placeholder: Sized + 'static {
+    const VALUE: &'static Self;
+}
+impl Placeholder for NoKey {
+    const VALUE: &'static Self = &NoKey;
+}
+impl Placeholder for CacheAwaitingKey {
+    const VALUE: &'static Self = &CacheAwaitingKey;
+}
+
+impl<Req, Res, C> FallbackBuilder<Req, Res, NoKey, C> {
     /// Saves a key computed from each request before the primary is called:
     /// the cache stores and looks responses up under it, and value closures
     /// see it in [`Failed::key`]. A request whose key is `None` is neither
-    /// stored nor looked up.
-    ///
-    /// Call it before adding sources: a cache added before it is rejected
-    /// at [`build`](Self::build).
+    /// stored nor looked up. The builder's calls may come in any order: a
+    /// [`cache`](Self::cache) added before the key waits for it.
     pub fn key<K2, F>(self, key: F) -> FallbackBuilder<Req, Res, K2, C>
     where
         F: Fn(&Req) -> Option<K2> + Send + Sync + 'static,
@@ -99,16 +127,63 @@ impl<Req, Res, C> FallbackBuilder<Req, Res, (), C> {
         Res: 'static,
         Req: 'static,
     {
-        let cache_error = self.cache_error.or_else(|| {
-            self.cache.as_ref().map(|_| {
-                InvalidConfig::new(
-                    "fallback",
-                    "cache",
-                    "added before `key`",
-                    "must be added after `key`",
-                )
-            })
-        });
+        self.rekey(Arc::new(key), |_| None)
+    }
+
+    /// Adds the last-known-good cache before the key: it is made for the
+    /// key type when [`key`](FallbackBuilder::key) is called, in its place
+    /// among the sources.
+    #[must_use]
+    pub fn cache(
+        mut self,
+        config: CacheConfig<Res>,
+    ) -> FallbackBuilder<Req, Res, CacheAwaitingKey, C>
+    where
+        Res: Clone + Send + Sync + 'static,
+    {
+        self.cache = Some((config, None));
+        self.sources.push(SourceEntry::Cache);
+        self.rekey_marker()
+    }
+}
+
+impl<Req, Res, C> FallbackBuilder<Req, Res, CacheAwaitingKey, C> {
+    /// Saves a key computed from each request (see
+    /// [`FallbackBuilder::key`]) and makes the cache added before it for
+    /// this key type.
+    pub fn key<K2, F>(self, key: F) -> FallbackBuilder<Req, Res, K2, C>
+    where
+        F: Fn(&Req) -> Option<K2> + Send + Sync + 'static,
+        K2: Hash + Eq + Clone + Send + Sync + 'static,
+        Res: Clone + Send + Sync + 'static,
+        Req: 'static,
+    {
+        self.rekey(Arc::new(key), |_| Some(make_store::<K2, Res>))
+    }
+}
+
+/// Makes the cache's store for key type `K`.
+fn make_store<K, Res>(config: CacheConfig<Res>) -> Box<dyn Store<K, Res>>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    Res: Clone + Send + Sync + 'static,
+{
+    Box::new(LastKnownGood::<K, Res>::new(config))
+}
+
+// Private helpers of the key-less states only.
+#[allow(private_bounds)]
+impl<Req, Res, K: Placeholder, C> FallbackBuilder<Req, Res, K, C> {
+    /// The same builder with key type `K2` and key `key` (or none), its
+    /// value closures adapted and its cache, if any, made by `make`.
+    fn rekey_with<K2: 'static>(
+        self,
+        key: Option<KeyFn<Req, K2>>,
+        make: impl FnOnce(()) -> Option<MakeStore<K2, Res>>,
+    ) -> FallbackBuilder<Req, Res, K2, C>
+    where
+        Res: 'static,
+    {
         let sources = self
             .sources
             .into_iter()
@@ -118,7 +193,7 @@ impl<Req, Res, C> FallbackBuilder<Req, Res, (), C> {
                         f(&Failed {
                             failure: failed.failure,
                             error: failed.error,
-                            key: failed.key.map(|_| &()),
+                            key: failed.key.map(|_| K::VALUE),
                         })
                     });
                     SourceEntry::Value(g)
@@ -126,21 +201,40 @@ impl<Req, Res, C> FallbackBuilder<Req, Res, (), C> {
                 SourceEntry::Service { name, svc } => SourceEntry::Service { name, svc },
                 SourceEntry::Cache => SourceEntry::Cache,
             })
-            .filter(|s| !matches!(s, SourceEntry::Cache))
             .collect();
+        let cache = self.cache.map(|(config, _)| (config, make(())));
         FallbackBuilder {
             name: self.name,
             classifier: self.classifier,
             trigger: self.trigger,
-            key: Some(Arc::new(key)),
+            key,
             clone_req: self.clone_req,
             sources,
-            cache: None,
-            cache_error,
+            cache,
+            cache_error: self.cache_error,
             mark: self.mark,
             events: self.events,
             _types: PhantomData,
         }
+    }
+
+    fn rekey<K2: 'static>(
+        self,
+        key: KeyFn<Req, K2>,
+        make: impl FnOnce(()) -> Option<MakeStore<K2, Res>>,
+    ) -> FallbackBuilder<Req, Res, K2, C>
+    where
+        Res: 'static,
+    {
+        self.rekey_with(Some(key), make)
+    }
+
+    /// The same builder in the other key-less state.
+    fn rekey_marker<K2: Placeholder>(self) -> FallbackBuilder<Req, Res, K2, C>
+    where
+        Res: 'static,
+    {
+        self.rekey_with(None, |_| None)
     }
 }
 
@@ -235,31 +329,6 @@ impl<Req, Res, K, C> FallbackBuilder<Req, Res, K, C> {
         self
     }
 
-    /// Adds the last-known-good cache: every successful response of the
-    /// primary is stored under the request's key, and on failure a stored
-    /// response younger than the config's `max_age` is served. Needs
-    /// [`key`](FallbackBuilder::key) first. At most one cache.
-    #[must_use]
-    pub fn cache(mut self, config: CacheConfig<Res>) -> Self
-    where
-        K: Hash + Eq + Clone + Send + Sync + 'static,
-        Res: Clone + Send + Sync + 'static,
-    {
-        if self.cache.is_some() {
-            self.cache_error = Some(InvalidConfig::new(
-                "fallback",
-                "cache",
-                "added twice",
-                "at most one cache",
-            ));
-            return self;
-        }
-        let make: MakeStore<K, Res> = |config| Box::new(LastKnownGood::<K, Res>::new(config));
-        self.cache = Some((config, make));
-        self.sources.push(SourceEntry::Cache);
-        self
-    }
-
     /// Calls `f` on every response served by fallback, with the marker
     /// naming the source and the reason; runs after the HTTP marking, if
     /// any. Default: none.
@@ -301,14 +370,14 @@ impl<Req, Res, K, C> FallbackBuilder<Req, Res, K, C> {
             None => None,
             Some((config, make)) => {
                 config.validate()?;
-                if self.key.is_none() {
+                let (Some(make), true) = (make, self.key.is_some()) else {
                     return Err(InvalidConfig::new(
                         "fallback",
                         "key",
                         "none",
                         "is required by the cache",
                     ));
-                }
+                };
                 Some(make(config))
             }
         };
@@ -333,6 +402,33 @@ impl<Req, Res, K, C> FallbackBuilder<Req, Res, K, C> {
             passed_through: AtomicU64::new(0),
             all_failed: AtomicU64::new(0),
         })))
+    }
+}
+
+impl<Req, Res, K, C> FallbackBuilder<Req, Res, K, C>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    Res: Clone + Send + Sync + 'static,
+{
+    /// Adds the last-known-good cache: every successful response of the
+    /// primary is stored under the request's key, and on failure a stored
+    /// response is served while fresh, then stale within the config's
+    /// `stale_if_error` window. Needs a [`key`](FallbackBuilder::key),
+    /// before or after. At most one cache.
+    #[must_use]
+    pub fn cache(mut self, config: CacheConfig<Res>) -> Self {
+        if self.cache.is_some() {
+            self.cache_error = Some(InvalidConfig::new(
+                "fallback",
+                "cache",
+                "added twice",
+                "at most one cache",
+            ));
+            return self;
+        }
+        self.cache = Some((config, Some(make_store::<K, Res>)));
+        self.sources.push(SourceEntry::Cache);
+        self
     }
 }
 

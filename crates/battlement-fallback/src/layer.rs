@@ -16,7 +16,7 @@ use crate::shared::{Handle, Shared};
 /// Built with [`FallbackLayer::builder`]. Cheap to clone: every clone and
 /// every service it wraps share the sources, the cache and the counters,
 /// and it is a [`Component`] for the registry ([`AsComponent`]).
-pub struct FallbackLayer<Req, Res, K = (), C = battlement_core::ErrorClassifier>
+pub struct FallbackLayer<Req, Res, K = crate::NoKey, C = battlement_core::ErrorClassifier>
 where
     Req: 'static,
     Res: 'static,

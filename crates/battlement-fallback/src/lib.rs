@@ -34,9 +34,12 @@
 //!   *skipped*, not failed, and an [`EventKind::Skipped`] is emitted;
 //! - a last-known-good cache ([`cache`](FallbackBuilder::cache), with a
 //!   [`key`](FallbackBuilder::key) computed from the request): every
-//!   success of the primary is stored; on failure a stored response younger
-//!   than the TTL is served (source `cache`), one older than the TTL but
-//!   younger than the maximum age is served stale (source `cache_stale`).
+//!   success of the primary is stored; on failure a stored response still
+//!   fresh ([`fresh_for`](CacheConfig::fresh_for), HTTP's `max-age`) is
+//!   served (source `cache`), one past its freshness but within the
+//!   [`stale_if_error`](CacheConfig::stale_if_error) window (HTTP's
+//!   `stale-if-error`) is served stale (source `cache_stale`), an older
+//!   one is dropped. `key` and `cache` may be called in either order.
 //!   It is bounded in entries (at most [`MAX_CACHE_ENTRIES`]) and, with a
 //!   weigher, bytes, with eviction by the
 //!   [`quick_cache`](https://docs.rs/quick_cache) crate; ages are read on
@@ -162,7 +165,7 @@ mod shared;
 
 pub use battlement_core::{ErrorClassifier, EventKind, FallbackFailed};
 pub use cache::{CacheConfig, MAX_CACHE_ENTRIES, Weigher};
-pub use config::FallbackBuilder;
+pub use config::{CacheAwaitingKey, FallbackBuilder, NoKey};
 pub use error::{CacheMiss, FailureResponse};
 pub use future::ResponseFuture;
 pub use layer::FallbackLayer;

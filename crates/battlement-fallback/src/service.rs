@@ -13,7 +13,7 @@ use crate::shared::{Handle, Shared};
 
 /// Calls the inner (primary) service and, when its result is a failure
 /// that triggers the fallback, answers from the fallback sources.
-pub struct FallbackService<S, Req, Res, K = (), C = battlement_core::ErrorClassifier>
+pub struct FallbackService<S, Req, Res, K = crate::NoKey, C = battlement_core::ErrorClassifier>
 where
     Req: 'static,
     Res: 'static,

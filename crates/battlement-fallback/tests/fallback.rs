@@ -257,15 +257,15 @@ fn cached_layer(config: CacheConfig<String>) -> FallbackLayer<u32, String, u32> 
 
 /// Key `k` succeeds with request `2k` and fails with `2k + 1`.
 #[tokio::test(start_paused = true)]
-async fn cache_ttl_and_stale_window_on_paused_time() {
+async fn cache_fresh_period_and_stale_if_error_window_on_paused_time() {
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let s = seen.clone();
     let layer = FallbackLayer::builder("lkg")
         .key(|n: &u32| Some(*n / 2))
         .cache(
             CacheConfig::new()
-                .ttl(Duration::from_secs(10))
-                .max_age(Duration::from_secs(30)),
+                .fresh_for(Duration::from_secs(10))
+                .stale_if_error(Duration::from_secs(20)),
         )
         .on_fallback(move |_res: &mut String, m: &Fallback| s.lock().unwrap().push(m.clone()))
         .build()
@@ -309,8 +309,8 @@ async fn cache_ttl_and_stale_window_on_paused_time() {
 async fn success_refreshes_the_cache() {
     let layer = cached_layer(
         CacheConfig::new()
-            .ttl(Duration::from_secs(10))
-            .max_age(Duration::from_secs(10)),
+            .fresh_for(Duration::from_secs(10))
+            .stale_if_error(Duration::ZERO),
     );
     let mut svc = layer.layer(primary());
     call(&mut svc, 0).await.unwrap();
@@ -357,16 +357,6 @@ async fn invalid_config_is_rejected() {
     assert_eq!(err.field, "sources");
     let err = FallbackLayer::<u32, String>::builder("x")
         .key(|n: &u32| Some(*n))
-        .cache(
-            CacheConfig::new()
-                .ttl(Duration::from_secs(5))
-                .max_age(Duration::from_secs(1)),
-        )
-        .build()
-        .unwrap_err();
-    assert_eq!(err.field, "cache.max_age");
-    let err = FallbackLayer::<u32, String>::builder("x")
-        .key(|n: &u32| Some(*n))
         .cache(CacheConfig::new().max_entries(0))
         .build()
         .unwrap_err();
@@ -379,10 +369,10 @@ async fn invalid_config_is_rejected() {
     assert_eq!(err.field, "cache.max_bytes");
     let err = FallbackLayer::<u32, String>::builder("x")
         .key(|n: &u32| Some(*n))
-        .cache(CacheConfig::new().ttl(Duration::ZERO))
+        .cache(CacheConfig::new().fresh_for(Duration::ZERO))
         .build()
         .unwrap_err();
-    assert_eq!(err.field, "cache.ttl");
+    assert_eq!(err.field, "cache.fresh_for");
     let err = FallbackLayer::<u32, String>::builder("x")
         .cache(CacheConfig::new())
         .build()
@@ -425,14 +415,15 @@ proptest! {
     }
 }
 
-/// Sweep: a TTL and a maximum age of `Duration::MAX` keep a response
-/// forever (ages are `saturating_duration_since`, never `Instant + ttl`).
+/// Sweep: a fresh period and a stale window of `Duration::MAX` keep a
+/// response forever (ages are `saturating_duration_since`, never
+/// `Instant + fresh_for`, and their sum saturates).
 #[tokio::test(start_paused = true)]
-async fn a_ttl_of_duration_max_never_expires() {
+async fn a_fresh_period_of_duration_max_never_expires() {
     let layer = cached_layer(
         CacheConfig::new()
-            .ttl(Duration::MAX)
-            .max_age(Duration::MAX)
+            .fresh_for(Duration::MAX)
+            .stale_if_error(Duration::MAX)
             .max_entries(MAX_CACHE_ENTRIES)
             .max_bytes(u64::MAX, |s: &String| s.len() as u64),
     );
@@ -521,14 +512,62 @@ async fn builder_order_rules() {
         .build()
         .unwrap_err();
     assert_eq!(err.field, "cache");
+}
+
+/// The builder takes `cache` and `key` in either order: a cache added
+/// first waits for the key and keeps its place among the sources.
+#[tokio::test(start_paused = true)]
+async fn cache_before_key_is_the_same_cache() {
+    let layer = FallbackLayer::<u32, String>::builder("x")
+        .cache(CacheConfig::new().fresh_for(Duration::from_secs(5)))
+        .key(|n: &u32| Some(*n / 2))
+        .value("v".to_owned())
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(primary());
+    assert_eq!(call(&mut svc, 1).await.unwrap(), "v", "nothing cached yet");
+    assert_eq!(call(&mut svc, 0).await.unwrap(), "primary 0");
+    assert_eq!(
+        call(&mut svc, 1).await.unwrap(),
+        "primary 0",
+        "the cache comes first"
+    );
+    assert_eq!(layer.cache_len(), 1);
     let err = FallbackLayer::<u32, String>::builder("x")
         .cache(CacheConfig::new())
         .key(|n: &u32| Some(*n))
-        .value("v".to_owned())
+        .cache(CacheConfig::new())
         .build()
         .unwrap_err();
     assert_eq!(err.field, "cache");
-    assert!(err.to_string().contains("after `key`"), "{err}");
+}
+
+/// The old names still work, deprecated: `ttl` is `fresh_for`, `max_age`
+/// the total age (`fresh_for + stale_if_error`), checked as before.
+#[allow(deprecated)]
+#[tokio::test(start_paused = true)]
+async fn the_old_cache_names_are_deprecated_aliases() {
+    let layer = cached_layer(
+        CacheConfig::new()
+            .max_age(Duration::from_secs(30))
+            .ttl(Duration::from_secs(10)),
+    );
+    let mut svc = layer.layer(primary());
+    call(&mut svc, 0).await.unwrap();
+    tokio::time::advance(Duration::from_millis(29_999)).await;
+    assert_eq!(call(&mut svc, 1).await.unwrap(), "primary 0");
+    tokio::time::advance(Duration::from_millis(1)).await;
+    assert!(call(&mut svc, 1).await.is_err());
+    let err = FallbackLayer::<u32, String>::builder("x")
+        .key(|n: &u32| Some(*n))
+        .cache(
+            CacheConfig::new()
+                .ttl(Duration::from_secs(5))
+                .max_age(Duration::from_secs(1)),
+        )
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field, "cache.max_age");
 }
 
 #[tokio::test(start_paused = true)]

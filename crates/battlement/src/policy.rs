@@ -344,7 +344,7 @@ where
     K: 'static,
     C: Clone + Send + Sync + 'static,
     Fcfg: FnOnce(
-        FallbackBuilder<Req, Res, (), FallbackClassifier<C>>,
+        FallbackBuilder<Req, Res, battlement_fallback::NoKey, FallbackClassifier<C>>,
     ) -> FallbackBuilder<Req, Res, K, FallbackClassifier<C>>,
 {
     type Layer = FallbackLayer<Req, Res, K, FallbackClassifier<C>>;
@@ -706,7 +706,7 @@ impl<C, P, X, F> PolicyBuilder<C, P, WithGate<X>, F> {
 
 impl<C, P, G> PolicyBuilder<C, P, G, NoFallback> {
     /// A fallback: `f` adds its sources (`value`, `value_fn`, `service`,
-    /// `cache` after `key`) to a [`FallbackBuilder`] that already carries
+    /// `cache` and `key`, in any order) to a [`FallbackBuilder`] that already carries
     /// the policy's name, classifier and events. It answers every failure
     /// the classifier sees, open circuits and exhausted retries included,
     /// but not a request the gate shed (see
@@ -717,7 +717,7 @@ impl<C, P, G> PolicyBuilder<C, P, G, NoFallback> {
     ) -> PolicyBuilder<C, P, G, WithFallback<Req, Res, K, C, Fcfg>>
     where
         Fcfg: FnOnce(
-            FallbackBuilder<Req, Res, (), FallbackClassifier<C>>,
+            FallbackBuilder<Req, Res, battlement_fallback::NoKey, FallbackClassifier<C>>,
         ) -> FallbackBuilder<Req, Res, K, FallbackClassifier<C>>,
     {
         self.map_parts(|gate, NoFallback| {
