@@ -10,6 +10,8 @@ mod event;
 pub mod histogram;
 mod level;
 mod outcome;
+#[cfg(feature = "reqwest")]
+mod reqwest;
 mod shared_ref;
 
 pub use circuit::CircuitState;

@@ -3,7 +3,12 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use battlement_core::{AsDynError, Classify, ErrorClassifier, Failure, FailureKind, Outcome};
+use std::error::Error;
+
+use battlement_core::{
+    AsDynError, Classify, ErrorClassifier, Failure, FailureKind, FallbackFailed, Outcome,
+    RetriesExhausted,
+};
 use http::{HeaderMap, Response, StatusCode};
 
 /// Judges `http::Response`s by status, and errors with [`ErrorClassifier`].
@@ -19,6 +24,33 @@ use http::{HeaderMap, Response, StatusCode};
 /// | 504 | `Timeout` | yes | |
 /// | other 5xx | `Unknown` | yes | |
 /// | other 4xx | ignored: the caller's mistake, neither a success nor a failure of the service | | |
+///
+/// Errors are judged by [`ErrorClassifier`]'s table, through the
+/// workspace's wrappers, with the errors of the integrations this crate is
+/// built with recognised anywhere in the chain.
+///
+/// # reqwest (feature `reqwest`)
+///
+/// reqwest 0.13's `Client` is a `tower::Service<reqwest::Request>`; this
+/// classifier judges its `reqwest::Response` by the same table (status,
+/// `Retry-After`), and a `reqwest::Error` like this:
+///
+/// | `reqwest::Error` | kind | retryable |
+/// |---|---|---|
+/// | `is_timeout()` (reqwest's own timeouts, a timeout while connecting) | `Timeout` | yes |
+/// | `is_connect()` (refused, unreachable, DNS: nothing was sent) | `Network` | yes |
+/// | `is_request()` (the connection failed while sending or waiting) | `Network` | yes |
+/// | `status()` (from `error_for_status`) | as the status in the table above; a 4xx is `InvalidRequest`, not retryable | |
+/// | `is_body()` (the request's or the response's body failed) | `Network` | no: a body that failed (or cannot be replayed) fails again |
+/// | `is_decode()` (the response's body is not what was expected) | `Unknown` | no |
+/// | `is_builder()` (a bad URL, a bad header) | `InvalidRequest` | no |
+/// | `is_redirect()` (too many redirects, a loop) | `Configuration` | no |
+/// | any other | `Unknown` | yes |
+///
+/// A timeout is checked first: reqwest reports a connect timeout as both.
+/// Whether a request is repeated at all is the retry predicate's call
+/// (the facade's `Idempotent` copies a `reqwest::Request` with
+/// `try_clone`; one with a streaming body is sent once).
 ///
 /// `Retry-After` is read as delay-seconds (digits only) or as an HTTP date
 /// (`Sun, 06 Nov 1994 08:49:37 GMT`; a date in the past is no wait). A
@@ -78,7 +110,7 @@ impl<B, E: AsDynError> Classify<Response<B>, E> for HttpClassifier {
     fn classify(&self, result: &Result<Response<B>, E>) -> Outcome {
         match result {
             Ok(res) => self.classify_status(res.status(), res.headers()),
-            Err(e) => Outcome::Failure(ErrorClassifier::new().classify_error(e.as_dyn_error())),
+            Err(e) => classify_error(e.as_dyn_error(), &GrpcClassifier::new()),
         }
     }
 }
@@ -155,11 +187,116 @@ fn parse_http_date(s: &str) -> Option<i128> {
     Some(days * 86_400 + h * 3600 + m * 60 + sec)
 }
 
+/// A gRPC status code, as `grpc-status` carries it, for configuring
+/// [`GrpcClassifier`] without depending on tonic (with the `tonic` feature,
+/// `tonic::Code` converts into it, so `.with_ignored(tonic::Code::NotFound)`
+/// works too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum GrpcCode {
+    /// 0: not an error.
+    Ok = 0,
+    /// 1: the caller cancelled the call.
+    Cancelled = 1,
+    /// 2: an unknown error.
+    Unknown = 2,
+    /// 3: the caller sent a bad argument.
+    InvalidArgument = 3,
+    /// 4: the deadline passed before the call completed.
+    DeadlineExceeded = 4,
+    /// 5: something asked for was not found.
+    NotFound = 5,
+    /// 6: what the caller wanted to create exists.
+    AlreadyExists = 6,
+    /// 7: the caller may not do this.
+    PermissionDenied = 7,
+    /// 8: a quota or a resource ran out.
+    ResourceExhausted = 8,
+    /// 9: the system is not in the state the call needs.
+    FailedPrecondition = 9,
+    /// 10: aborted, typically by a concurrency conflict.
+    Aborted = 10,
+    /// 11: past the valid range.
+    OutOfRange = 11,
+    /// 12: not implemented or not supported.
+    Unimplemented = 12,
+    /// 13: an internal error.
+    Internal = 13,
+    /// 14: the service is unavailable for now.
+    Unavailable = 14,
+    /// 15: unrecoverable data loss or corruption.
+    DataLoss = 15,
+    /// 16: the caller did not authenticate.
+    Unauthenticated = 16,
+}
+
+impl GrpcCode {
+    /// The code's number.
+    pub const fn as_u8(self) -> u8 {
+        self as u8
+    }
+
+    /// The code with number `n`, if there is one.
+    pub const fn from_u64(n: u64) -> Option<Self> {
+        use GrpcCode::*;
+        Some(match n {
+            0 => Ok,
+            1 => Cancelled,
+            2 => Unknown,
+            3 => InvalidArgument,
+            4 => DeadlineExceeded,
+            5 => NotFound,
+            6 => AlreadyExists,
+            7 => PermissionDenied,
+            8 => ResourceExhausted,
+            9 => FailedPrecondition,
+            10 => Aborted,
+            11 => OutOfRange,
+            12 => Unimplemented,
+            13 => Internal,
+            14 => Unavailable,
+            15 => DataLoss,
+            16 => Unauthenticated,
+            _ => return None,
+        })
+    }
+
+    const fn bit(self) -> u32 {
+        1 << self as u8
+    }
+
+    /// The kind of failure the code is, when it counts as one.
+    const fn kind(self) -> FailureKind {
+        use FailureKind::*;
+        match self {
+            GrpcCode::DeadlineExceeded => Timeout,
+            GrpcCode::ResourceExhausted => RateLimited,
+            GrpcCode::Aborted => Transient,
+            GrpcCode::Unavailable => Unavailable,
+            GrpcCode::Unauthenticated => Authentication,
+            GrpcCode::PermissionDenied => Authorization,
+            GrpcCode::InvalidArgument
+            | GrpcCode::FailedPrecondition
+            | GrpcCode::OutOfRange
+            | GrpcCode::AlreadyExists => InvalidRequest,
+            GrpcCode::NotFound => NotFound,
+            GrpcCode::Unimplemented => Configuration,
+            _ => Unknown,
+        }
+    }
+}
+
+/// Codes whose repetition is never safe, whatever the configuration:
+/// `ALREADY_EXISTS` (the first attempt may be what created it) and
+/// `DATA_LOSS` (nothing a retry can mend).
+const NEVER_RETRIED: u32 = GrpcCode::AlreadyExists.bit() | GrpcCode::DataLoss.bit();
+
 /// Judges gRPC responses by the `grpc-status` header (a trailers-only
 /// response, or a server that sends it in the headers), and errors with
-/// [`ErrorClassifier`]. A response without `grpc-status` in its headers is
-/// a success here: its status comes in the trailers, which a response
-/// classifier does not see.
+/// [`ErrorClassifier`] (a `tonic::Status` or tonic's `TimeoutExpired` in
+/// the error, with the `tonic` feature, by the same table). A response
+/// without `grpc-status` in its headers is a success here: its status
+/// comes in the trailers, which a response classifier does not see.
 ///
 /// # What is and is not covered
 ///
@@ -190,20 +327,30 @@ fn parse_http_date(s: &str) -> Option<i128> {
 ///   [`classify_headers`](Self::classify_headers) judges a trailers map as
 ///   well, for a body wrapper of your own.
 ///
+/// # The default table
+///
 /// | code | outcome | retryable |
 /// |---|---|---|
 /// | 0 `OK` | success | |
 /// | 1 `CANCELLED` | ignored | |
+/// | 3 `INVALID_ARGUMENT`, 5 `NOT_FOUND`, 6 `ALREADY_EXISTS`, 7 `PERMISSION_DENIED`, 9 `FAILED_PRECONDITION`, 11 `OUT_OF_RANGE`, 16 `UNAUTHENTICATED` | ignored: the caller's mistake, neither a success nor a failure of the service (as [`HttpClassifier`] ignores 4xx); never retried | |
 /// | 4 `DEADLINE_EXCEEDED` | `Timeout` | yes |
 /// | 8 `RESOURCE_EXHAUSTED` | `RateLimited` | yes |
 /// | 10 `ABORTED` | `Transient` | yes |
 /// | 14 `UNAVAILABLE` | `Unavailable` | yes |
-/// | 16 `UNAUTHENTICATED` | `Authentication` | no |
-/// | 7 `PERMISSION_DENIED` | `Authorization` | no |
-/// | 3 `INVALID_ARGUMENT`, 9 `FAILED_PRECONDITION`, 11 `OUT_OF_RANGE` | `InvalidRequest` | no |
-/// | 5 `NOT_FOUND` | `NotFound` | no |
 /// | 12 `UNIMPLEMENTED` | `Configuration` | no |
-/// | 2, 6, 13, 15 and others | `Unknown` | yes |
+/// | 15 `DATA_LOSS` | `Unknown` | **never** |
+/// | 2 `UNKNOWN`, 13 `INTERNAL`, any code above 16 (read as `UNKNOWN`) | `Unknown` | yes |
+///
+/// Each code's outcome can be changed, as tower-http's
+/// `GrpcErrorsAsFailures` does (a bitmask per outcome, so the classifier
+/// stays `Copy` and judging is a shift and a mask):
+/// [`with_success`](Self::with_success), [`with_ignored`](Self::with_ignored)
+/// and [`with_failure`](Self::with_failure). A code made a failure keeps
+/// its kind (`NOT_FOUND` is `NotFound`, `PERMISSION_DENIED`
+/// `Authorization`, ...). `ALREADY_EXISTS` and `DATA_LOSS` are never
+/// retryable, even when asked: the first attempt may be what created the
+/// thing, and lost data is not mended by asking again.
 ///
 /// `grpc-retry-pushback-ms` sets the retry-after (saturating at
 /// `u64::MAX` ms); a negative or unparseable pushback means "do not retry"
@@ -212,21 +359,90 @@ fn parse_http_date(s: &str) -> Option<i128> {
 ///
 /// ```
 /// use battlement_core::{BoxError, Classify, FailureKind};
-/// use battlement_http::GrpcClassifier;
+/// use battlement_http::{GrpcClassifier, GrpcCode};
 ///
-/// let res = http::Response::builder().header("grpc-status", "14").body(()).unwrap();
-/// let outcome = GrpcClassifier::new().classify(&Ok::<_, BoxError>(res));
+/// let res = |code: &str| {
+///     http::Response::builder().header("grpc-status", code).body(()).unwrap()
+/// };
+/// let grpc = GrpcClassifier::new();
+/// let outcome = grpc.classify(&Ok::<_, BoxError>(res("14")));
 /// assert_eq!(outcome.as_failure().unwrap().kind, FailureKind::Unavailable);
+/// // NOT_FOUND is the caller's business by default...
+/// assert!(grpc.classify(&Ok::<_, BoxError>(res("5"))).is_ignored());
+/// // ...unless this service is expected to have everything.
+/// let strict = grpc.with_failure(GrpcCode::NotFound, false);
+/// let outcome = strict.classify(&Ok::<_, BoxError>(res("5")));
+/// assert_eq!(outcome.as_failure().unwrap().kind, FailureKind::NotFound);
+/// assert!(!outcome.is_retryable());
 /// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GrpcClassifier {
-    _priv: (),
+    success: u32,
+    ignored: u32,
+    retryable: u32,
+}
+
+impl Default for GrpcClassifier {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl GrpcClassifier {
-    /// The classifier.
+    /// The classifier, with the default table.
     pub const fn new() -> Self {
-        GrpcClassifier { _priv: () }
+        use GrpcCode::*;
+        GrpcClassifier {
+            success: Ok.bit(),
+            ignored: Cancelled.bit()
+                | InvalidArgument.bit()
+                | NotFound.bit()
+                | AlreadyExists.bit()
+                | PermissionDenied.bit()
+                | FailedPrecondition.bit()
+                | OutOfRange.bit()
+                | Unauthenticated.bit(),
+            retryable: Unknown.bit()
+                | DeadlineExceeded.bit()
+                | ResourceExhausted.bit()
+                | Aborted.bit()
+                | Internal.bit()
+                | Unavailable.bit(),
+        }
+    }
+
+    /// Counts `code` as a success.
+    #[must_use]
+    pub fn with_success(mut self, code: impl Into<GrpcCode>) -> Self {
+        let bit = code.into().bit();
+        self.success |= bit;
+        self.ignored &= !bit;
+        self
+    }
+
+    /// Counts `code` as neither a success nor a failure (a breaker does
+    /// not count it, a retry does not repeat it).
+    #[must_use]
+    pub fn with_ignored(mut self, code: impl Into<GrpcCode>) -> Self {
+        let bit = code.into().bit();
+        self.ignored |= bit;
+        self.success &= !bit;
+        self
+    }
+
+    /// Counts `code` as a failure, worth a retry when `retryable` (never
+    /// for `ALREADY_EXISTS` and `DATA_LOSS`).
+    #[must_use]
+    pub fn with_failure(mut self, code: impl Into<GrpcCode>, retryable: bool) -> Self {
+        let bit = code.into().bit();
+        self.success &= !bit;
+        self.ignored &= !bit;
+        if retryable && bit & NEVER_RETRIED == 0 {
+            self.retryable |= bit;
+        } else {
+            self.retryable &= !bit;
+        }
+        self
     }
 
     /// The outcome of a response's (or trailers') headers.
@@ -240,28 +456,26 @@ impl GrpcClassifier {
             .ok()
             .and_then(|v| saturating_digits(v.trim()))
             .unwrap_or(2);
-        use FailureKind::*;
-        let kind = match code {
-            0 => return Outcome::Success,
-            1 => return Outcome::Ignored,
-            4 => Timeout,
-            8 => RateLimited,
-            10 => Transient,
-            14 => Unavailable,
-            16 => Authentication,
-            7 => Authorization,
-            3 | 9 | 11 => InvalidRequest,
-            5 => NotFound,
-            12 => Configuration,
-            _ => Unknown,
-        };
-        let mut failure = Failure::new(kind);
-        if let Some(pushback) = headers.get("grpc-retry-pushback-ms") {
-            match pushback
-                .to_str()
-                .ok()
-                .and_then(|v| saturating_digits(v.trim()))
-            {
+        let pushback = headers
+            .get("grpc-retry-pushback-ms")
+            .map(|v| v.to_str().unwrap_or(""));
+        self.classify_code(code, pushback)
+    }
+
+    /// The outcome of status `code` (any number: one above 16 is
+    /// `UNKNOWN`) with a `grpc-retry-pushback-ms` value, if there is one.
+    pub fn classify_code(&self, code: u64, pushback: Option<&str>) -> Outcome {
+        let code = GrpcCode::from_u64(code).unwrap_or(GrpcCode::Unknown);
+        let bit = code.bit();
+        if self.success & bit != 0 {
+            return Outcome::Success;
+        }
+        if self.ignored & bit != 0 {
+            return Outcome::Ignored;
+        }
+        let mut failure = Failure::new(code.kind()).retryable(self.retryable & bit != 0);
+        if let Some(pushback) = pushback {
+            match saturating_digits(pushback.trim()) {
                 Some(ms) => failure = failure.with_retry_after(Some(Duration::from_millis(ms))),
                 None => failure = failure.retryable(false),
             }
@@ -279,9 +493,56 @@ impl<B, E: AsDynError> Classify<Response<B>, E> for GrpcClassifier {
                 http_status_as_grpc(res.status())
             }
             Ok(res) => self.classify_headers(res.headers()),
-            Err(e) => Outcome::Failure(ErrorClassifier::new().classify_error(e.as_dyn_error())),
+            Err(e) => classify_error(e.as_dyn_error(), self),
         }
     }
+}
+
+/// Judges an error for [`HttpClassifier`] and [`GrpcClassifier`]: the
+/// errors of the integrations this crate was built with (reqwest's, a
+/// `tonic::Status`, tonic's `TimeoutExpired` and `ConnectError`) wherever
+/// they are in the `source()` chain, through the workspace's wrappers
+/// (`RetriesExhausted`, `FallbackFailed`, which say "not retryable" of
+/// what they wrap), and everything else as [`ErrorClassifier`] does.
+pub(crate) fn classify_error(err: &(dyn Error + 'static), grpc: &GrpcClassifier) -> Outcome {
+    let mut link = Some(err);
+    while let Some(e) = link {
+        if let Some(outcome) = integration_error(e, grpc) {
+            return outcome;
+        }
+        if let Some(ex) = e.downcast_ref::<RetriesExhausted>() {
+            return match classify_error(&*ex.last, grpc) {
+                Outcome::Failure(inner) => Outcome::Failure(
+                    inner
+                        .retryable(false)
+                        .with_retry_after(ex.retry_after.or(inner.retry_after)),
+                ),
+                other => other,
+            };
+        }
+        if let Some(ff) = e.downcast_ref::<FallbackFailed>() {
+            return match classify_error(&*ff.primary, grpc) {
+                Outcome::Failure(inner) => Outcome::Failure(inner.retryable(false)),
+                other => other,
+            };
+        }
+        link = e.source();
+    }
+    Outcome::Failure(ErrorClassifier::new().classify_error(err))
+}
+
+/// One link of an error chain, if it is an integration's error.
+#[allow(unused_variables)]
+fn integration_error(e: &(dyn Error + 'static), grpc: &GrpcClassifier) -> Option<Outcome> {
+    #[cfg(feature = "tonic")]
+    if let Some(outcome) = crate::tonic::recognise(e, grpc) {
+        return Some(outcome);
+    }
+    #[cfg(feature = "reqwest")]
+    if let Some(failure) = crate::reqwest::recognise(e) {
+        return Some(Outcome::Failure(failure));
+    }
+    None
 }
 
 /// A response that is not a gRPC answer (no `grpc-status`, HTTP status
@@ -465,10 +726,7 @@ mod tests {
         assert_eq!(f.retry_after, Some(Duration::from_millis(250)));
         let f = g(&[("grpc-status", "8"), ("grpc-retry-pushback-ms", "-1")]);
         assert!(!f.is_retryable());
-        assert_eq!(
-            g(&[("grpc-status", "5")]).as_failure().unwrap().kind,
-            FailureKind::NotFound
-        );
+        assert!(g(&[("grpc-status", "5")]).is_ignored());
         assert_eq!(
             g(&[("grpc-status", "13")]).as_failure().unwrap().kind,
             FailureKind::Unknown
@@ -509,5 +767,87 @@ mod tests {
         assert_eq!(kind(500), FailureKind::Unknown);
         assert!(g(200, &[]).is_success());
         assert!(g(503, &[("grpc-status", "0")]).is_success());
+    }
+
+    /// The default table, code by code, and each override.
+    #[test]
+    fn grpc_codes_by_default_and_configured() {
+        use GrpcCode::*;
+        let grpc = GrpcClassifier::new();
+        let of = |c: &GrpcClassifier, code: GrpcCode| c.classify_code(code.as_u8().into(), None);
+        for code in [
+            Cancelled,
+            InvalidArgument,
+            NotFound,
+            AlreadyExists,
+            PermissionDenied,
+            FailedPrecondition,
+            OutOfRange,
+            Unauthenticated,
+        ] {
+            assert!(of(&grpc, code).is_ignored(), "{code:?}");
+        }
+        for (code, kind) in [
+            (Unknown, FailureKind::Unknown),
+            (DeadlineExceeded, FailureKind::Timeout),
+            (ResourceExhausted, FailureKind::RateLimited),
+            (Aborted, FailureKind::Transient),
+            (Internal, FailureKind::Unknown),
+            (Unavailable, FailureKind::Unavailable),
+        ] {
+            let out = of(&grpc, code);
+            assert_eq!(out.as_failure().unwrap().kind, kind, "{code:?}");
+            assert!(out.is_retryable(), "{code:?}");
+        }
+        for code in [Unimplemented, DataLoss] {
+            let out = of(&grpc, code);
+            assert!(out.is_failure() && !out.is_retryable(), "{code:?}");
+        }
+        assert!(of(&grpc, Ok).is_success());
+        // Above 16: UNKNOWN.
+        assert_eq!(grpc.classify_code(99, None), of(&grpc, Unknown));
+
+        let custom = grpc
+            .with_failure(NotFound, true)
+            .with_ignored(Unavailable)
+            .with_success(Cancelled)
+            .with_failure(AlreadyExists, true)
+            .with_failure(DataLoss, true)
+            .with_failure(Internal, false);
+        let nf = of(&custom, NotFound);
+        assert_eq!(nf.as_failure().unwrap().kind, FailureKind::NotFound);
+        assert!(nf.is_retryable());
+        assert!(of(&custom, Unavailable).is_ignored());
+        assert!(of(&custom, Cancelled).is_success());
+        assert!(!of(&custom, Internal).is_retryable());
+        // Never retried, even when asked.
+        for code in [AlreadyExists, DataLoss] {
+            let out = of(&custom, code);
+            assert!(out.is_failure() && !out.is_retryable(), "{code:?}");
+        }
+        // A success made a failure again.
+        assert!(of(&custom.with_failure(Cancelled, false), Cancelled).is_failure());
+        for n in 0..=16 {
+            assert_eq!(GrpcCode::from_u64(n).map(GrpcCode::as_u8), Some(n as u8));
+        }
+        assert_eq!(GrpcCode::from_u64(17), None);
+    }
+
+    /// The workspace's wrappers are looked through: a retries-exhausted
+    /// network error is a network failure, no longer retryable.
+    #[test]
+    fn wrapped_errors_keep_their_kind() {
+        let last: BoxError = Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        let err: BoxError = Box::new(RetriesExhausted {
+            attempts: 3,
+            reason: battlement_core::RetryStop::MaxAttempts,
+            retry_after: Some(Duration::from_secs(1)),
+            last,
+        });
+        let out = GrpcClassifier::new().classify(&Err::<Response<()>, _>(err));
+        let f = out.as_failure().unwrap();
+        assert_eq!(f.kind, FailureKind::Network);
+        assert!(!f.retryable);
+        assert_eq!(f.retry_after, Some(Duration::from_secs(1)));
     }
 }

@@ -93,12 +93,16 @@ mod body;
 mod classify;
 mod health;
 mod replay;
+#[cfg(feature = "reqwest")]
+mod reqwest;
 mod respond;
 mod response;
+#[cfg(feature = "tonic")]
+pub mod tonic;
 mod trailers;
 
 pub use body::HealthBody;
-pub use classify::{GrpcClassifier, HttpClassifier};
+pub use classify::{GrpcClassifier, GrpcCode, HttpClassifier};
 pub use health::{Authorization, HealthFuture, HealthService};
 pub use replay::{
     DEFAULT_MAX_BYTES, NotReplayable, ReplayBody, ReplayBodyLayer, ReplayBodyService, ReplayState,

@@ -23,7 +23,7 @@ pub use policy::{
     GatePart, NoFallback, NoGate, Policy, PolicyBuilder, RetryPart, WithFallback, WithGate,
 };
 #[cfg(all(feature = "policy", feature = "http"))]
-pub use presets::{IDEMPOTENCY_KEY, Idempotent};
+pub use presets::{AnyMethod, IDEMPOTENCY_KEY, Idempotent};
 #[cfg(feature = "policy")]
 pub use toggle::{Toggle, ToggleFuture};
 
@@ -75,7 +75,7 @@ pub use battlement_chaos as chaos;
 /// The names most stacks need, in one import: `use battlement::prelude::*;`.
 pub mod prelude {
     #[cfg(all(feature = "policy", feature = "http"))]
-    pub use crate::Idempotent;
+    pub use crate::{AnyMethod, Idempotent};
     pub use crate::ServiceBuilderExt;
     #[cfg(feature = "policy")]
     pub use crate::{Check, Policy, PolicyBuilder, PolicyConfig, PolicyError};

@@ -79,6 +79,32 @@ impl<B: Clone> RetryIf<Request<B>> for AnyMethod {
     }
 }
 
+/// `reqwest::Request`s (feature `reqwest`) by the same rules; the copy is
+/// reqwest's `try_clone`, so a request whose body is a stream is sent
+/// once (its failure ends as `NotRepeatable`).
+#[cfg(feature = "reqwest")]
+impl RetryIf<reqwest::Request> for Idempotent {
+    fn may_retry(&self, req: &reqwest::Request) -> bool {
+        is_idempotent(req.method(), req.headers())
+    }
+
+    fn clone_request(&self, req: &reqwest::Request) -> Option<reqwest::Request> {
+        req.try_clone()
+    }
+}
+
+/// Any `reqwest::Request` (feature `reqwest`) that `try_clone` can copy.
+#[cfg(feature = "reqwest")]
+impl RetryIf<reqwest::Request> for AnyMethod {
+    fn may_retry(&self, _req: &reqwest::Request) -> bool {
+        true
+    }
+
+    fn clone_request(&self, req: &reqwest::Request) -> Option<reqwest::Request> {
+        req.try_clone()
+    }
+}
+
 /// RFC 9110's idempotent methods, or an `Idempotency-Key` header.
 fn is_idempotent(method: &Method, headers: &http::HeaderMap) -> bool {
     matches!(
