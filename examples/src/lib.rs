@@ -10,3 +10,5 @@
 pub mod axum_server;
 pub mod client;
 pub mod hyper_client;
+#[cfg(feature = "tonic")]
+pub mod tonic_grpc;
