@@ -10,5 +10,6 @@
 pub mod axum_server;
 pub mod client;
 pub mod hyper_client;
+pub mod reqwest_client;
 #[cfg(feature = "tonic")]
 pub mod tonic_grpc;
