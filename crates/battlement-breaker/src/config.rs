@@ -76,8 +76,17 @@ pub(crate) struct Config {
     pub(crate) minimum_calls: u32,
     pub(crate) open_duration: OpenDuration,
     pub(crate) permitted_probes: u32,
+    pub(crate) max_concurrent_probes: Option<u32>,
     pub(crate) success_threshold: u32,
     pub(crate) max_half_open_wait: Option<Duration>,
+}
+
+impl Config {
+    /// The most probes in flight at once, over every half-open round:
+    /// `max_concurrent_probes`, or `permitted_probes` when not set.
+    pub(crate) fn probe_concurrency(&self) -> u32 {
+        self.max_concurrent_probes.unwrap_or(self.permitted_probes)
+    }
 }
 
 /// Builds a [`Breaker`]; start with [`Breaker::builder`].
@@ -133,6 +142,7 @@ impl BreakerBuilder {
                 minimum_calls: 20,
                 open_duration: OpenDuration::Fixed(Duration::from_secs(5)),
                 permitted_probes: 1,
+                max_concurrent_probes: None,
                 success_threshold: 1,
                 max_half_open_wait: None,
             },
@@ -225,15 +235,30 @@ impl BreakerBuilder {
         self
     }
 
-    /// At most `n` probe calls in flight in half-open (1 to 65535).
-    /// Default: 1.
+    /// The calls admitted per half-open period (1 to 65535), as
+    /// resilience4j's `permittedNumberOfCallsInHalfOpenState` and
+    /// gobreaker's `MaxRequests`: once `n` probes were admitted, further
+    /// calls are refused until their results decide (close or re-open).
+    /// A probe that is dropped, or whose outcome is `Ignored`, gives its
+    /// admission back. Default: 1.
     pub fn permitted_probes(mut self, n: u32) -> Self {
         self.config.permitted_probes = n;
         self
     }
 
-    /// Successful probes needed to close (1 to `permitted_probes`).
-    /// Default: 1.
+    /// At most `n` probes in flight at once (1 to 65535), over every
+    /// half-open round: a probe of an earlier round still running keeps
+    /// its place. Default: `permitted_probes` (all of a period's probes
+    /// may run together). `max_concurrent_probes(1)` with
+    /// `permitted_probes(3)` and `success_threshold(3)` probes one call at
+    /// a time and closes after three successes.
+    pub fn max_concurrent_probes(mut self, n: u32) -> Self {
+        self.config.max_concurrent_probes = Some(n);
+        self
+    }
+
+    /// Successful probes needed to close (1 to `permitted_probes`; it may
+    /// exceed `max_concurrent_probes`). Default: 1.
     pub fn success_threshold(mut self, n: u32) -> Self {
         self.config.success_threshold = n;
         self
@@ -241,7 +266,8 @@ impl BreakerBuilder {
 
     /// Re-open when half-open has lasted `d` (more than zero) without
     /// closing: probes that hang do not keep the breaker half-open forever.
-    /// Checked when a call finds every probe permit taken. Default: off.
+    /// Checked when a call is refused in half-open (the period's probes
+    /// all admitted, or the concurrency cap reached). Default: off.
     pub fn max_half_open_wait(mut self, d: Duration) -> Self {
         self.config.max_half_open_wait = Some(d);
         self
@@ -355,6 +381,11 @@ impl BreakerBuilder {
                 &c.permitted_probes,
                 "must be in 1..=65535",
             );
+        }
+        if let Some(n) = c.max_concurrent_probes
+            && (n == 0 || n > u32::from(u16::MAX))
+        {
+            return bad("max_concurrent_probes", &n, "must be in 1..=65535");
         }
         if c.success_threshold == 0 || c.success_threshold > c.permitted_probes {
             return bad(

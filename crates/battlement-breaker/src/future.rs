@@ -42,8 +42,8 @@ struct Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        if let (Some(shared), Admit::Probe(_)) = (&self.shared, self.admit) {
-            shared.release_probe();
+        if let (Some(shared), Admit::Probe(generation)) = (&self.shared, self.admit) {
+            shared.release_probe(generation);
         }
     }
 }

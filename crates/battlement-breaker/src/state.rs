@@ -1,14 +1,16 @@
 //! The breaker's shared state and its state machine.
 //!
 //! The state and its generation live in one `AtomicU64` (`gen << 32 |
-//! code`), read with one load on every call. The half-open probe accounting
-//! lives in another (`gen << 32 | successes << 16 | in_flight`), changed by
-//! compare-and-swap: `successes` belong to the half-open round `gen`, so
-//! only that round's probes count towards closing, while `in_flight` counts
-//! the probes of every round still in flight (a new round carries it over),
-//! so `permitted_probes` bounds the calls probing the backend in total. Transitions are rare: they take a mutex (never held
-//! across an `.await` or on the closed hot path), check the state word is
-//! still what the caller saw, and publish the new word last.
+//! code`), read with one load on every call. The half-open round's probe
+//! accounting lives in another (`gen << 32 | admitted << 16 | successes`),
+//! changed by compare-and-swap: both belong to the half-open round `gen`,
+//! so `permitted_probes` bounds the probes admitted per round and only
+//! that round's probes count towards closing. A third atomic counts the
+//! probes in flight of every round (a new round does not reset it), so
+//! `max_concurrent_probes` bounds the calls probing the backend in total.
+//! Transitions are rare: they take a mutex (never held across an
+//! `.await` or on the closed hot path), check the state word is still
+//! what the caller saw, and publish the new word last.
 
 use std::sync::PoisonError;
 use std::sync::atomic::Ordering::*;
@@ -154,7 +156,10 @@ pub(crate) struct Shared {
     /// window that needs one reading, at completion, to find its bucket).
     clocked: bool,
     state: AtomicU64,
+    /// The half-open round: `gen << 32 | admitted << 16 | successes`.
     half_open: AtomicU64,
+    /// Probes in flight, of every round.
+    probes_in_flight: AtomicU32,
     open_until_ns: AtomicU64,
     transition_ns: AtomicU64,
     /// What every closed call writes, on cache lines of its own.
@@ -203,6 +208,7 @@ impl Shared {
             clocked,
             state: AtomicU64::new(word(0, code_of(start))),
             half_open: AtomicU64::new(0),
+            probes_in_flight: AtomicU32::new(0),
             open_until_ns: AtomicU64::new(0),
             transition_ns: AtomicU64::new(0),
             hot: Hot {
@@ -332,65 +338,86 @@ impl Shared {
         })
     }
 
-    /// Takes a probe permit in the half-open state of `generation`, if one
-    /// is free. Permits held by probes of earlier half-open rounds still
-    /// in flight count: `permitted_probes` bounds the probes in flight in
-    /// total, not per round.
+    /// Admits a probe in the half-open round `generation`, if the round
+    /// has an admission left (`permitted_probes` per round) and a place is
+    /// free among the probes in flight (`max_concurrent_probes`, counting
+    /// probes of earlier rounds still running).
     fn acquire_probe(&self, generation: u32) -> bool {
+        let cap = self.config.probe_concurrency();
+        if self
+            .probes_in_flight
+            .fetch_update(AcqRel, Acquire, |n| (n < cap).then_some(n + 1))
+            .is_err()
+        {
+            return false;
+        }
         let permitted = u64::from(self.config.permitted_probes);
-        self.half_open
+        let admitted = self
+            .half_open
             .fetch_update(AcqRel, Acquire, |w| {
                 let (g, counts) = split(w);
-                let in_flight = counts & 0xffff;
-                (g == generation && in_flight < permitted).then_some(w + 1)
+                (g == generation && counts >> 16 < permitted).then_some(w + (1 << 16))
             })
-            .is_ok()
-    }
-
-    /// Gives back a probe permit without a result (the probe's future was
-    /// dropped, or its outcome was ignored), whatever round granted it.
-    pub(crate) fn release_probe(&self) {
-        let _ = self.half_open.fetch_update(AcqRel, Acquire, |w| {
-            (split(w).1 & 0xffff > 0).then_some(w - 1)
-        });
-    }
-
-    /// Records a probe's result: its permit is freed whatever round granted
-    /// it; only a probe of the current round (`generation`) counts towards
-    /// closing or re-opens.
-    fn finish_probe(&self, generation: u32, outcome: Outcome, slow: bool) {
-        let failed = outcome.is_failure() || (slow && !outcome.is_ignored());
-        let success = outcome.is_success() && !failed;
-        let threshold = u64::from(self.config.success_threshold);
-        let mut closes = false;
-        let mut current = false;
-        let updated = self.half_open.fetch_update(AcqRel, Acquire, |w| {
-            let (g, counts) = split(w);
-            if counts & 0xffff == 0 {
-                return None;
-            }
-            let mut next = w - 1;
-            current = g == generation;
-            closes = false;
-            if success && current {
-                next += 1 << 16;
-                closes = (split(next).1 >> 16) >= threshold;
-            }
-            Some(next)
-        });
-        if updated.is_err() || !current {
-            return;
+            .is_ok();
+        if !admitted {
+            self.leave_flight();
         }
+        admitted
+    }
+
+    /// One probe fewer in flight.
+    fn leave_flight(&self) {
+        let _ = self
+            .probes_in_flight
+            .fetch_update(AcqRel, Acquire, |n| n.checked_sub(1));
+    }
+
+    /// A probe of round `generation` ends without a result (its future
+    /// was dropped, or its outcome was ignored): it leaves the flight and,
+    /// if its round is still the current one, gives its admission back.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn release_probe(&self, generation: u32) {
+        self.leave_flight();
+        let _ = self.half_open.fetch_update(AcqRel, Acquire, |w| {
+            let (g, counts) = split(w);
+            (g == generation && counts >> 16 > 0).then_some(w - (1 << 16))
+        });
+    }
+
+    /// Records a probe's result: it leaves the flight whatever round
+    /// admitted it; only a probe of the current round (`generation`)
+    /// counts towards closing or re-opens.
+    fn finish_probe(&self, generation: u32, outcome: Outcome, slow: bool) {
+        self.leave_flight();
+        let failed = outcome.is_failure() || (slow && !outcome.is_ignored());
         let expected = word(generation, HALF_OPEN);
         if failed {
-            self.transition(expected, CircuitState::Open, || {
-                if slow {
-                    "slow probe".into()
-                } else {
-                    "probe failed".into()
-                }
-            });
-        } else if closes {
+            if self.state.load(Acquire) == expected {
+                self.transition(expected, CircuitState::Open, || {
+                    if slow {
+                        "slow probe".into()
+                    } else {
+                        "probe failed".into()
+                    }
+                });
+            }
+            return;
+        }
+        if !outcome.is_success() {
+            return;
+        }
+        let threshold = u64::from(self.config.success_threshold);
+        let mut closes = false;
+        let counted = self.half_open.fetch_update(AcqRel, Acquire, |w| {
+            let (g, counts) = split(w);
+            if g != generation {
+                return None;
+            }
+            closes = (counts & 0xffff) + 1 >= threshold;
+            Some(w + 1)
+        });
+        if counted.is_ok() && closes {
             self.transition(expected, CircuitState::Closed, || "probes succeeded".into());
         }
     }
@@ -440,8 +467,8 @@ impl Shared {
             Outcome::Failure(_) => true,
             Outcome::Ignored => {
                 self.ignored.fetch_add(1, Relaxed);
-                if let Admit::Probe(_) = admit {
-                    self.release_probe();
+                if let Admit::Probe(generation) = admit {
+                    self.release_probe(generation);
                 }
                 return;
             }
@@ -627,11 +654,10 @@ impl Shared {
                 );
             }
             CircuitState::HalfOpen => {
-                // A new round: no successes yet, but the probes of earlier
-                // rounds still in flight keep their permits.
-                let _ = self
-                    .half_open
-                    .fetch_update(AcqRel, Acquire, |w| Some(word(next, 0) | (w & 0xffff)));
+                // A new round: nothing admitted, no successes yet; the
+                // probes of earlier rounds still in flight keep their
+                // places (`probes_in_flight` is not reset).
+                self.half_open.store(word(next, 0), Release);
             }
             CircuitState::Closed => {
                 slow.reopens = 0;

@@ -44,11 +44,18 @@ fn poll<F: Future + ?Sized>(f: Pin<&mut F>) -> Poll<F::Output> {
 /// A breaker tripped open, whose first open duration (1 ns) has passed by
 /// the next call, which moves it to half-open; a re-open lasts an hour.
 fn tripped(probes: u32, log: &EventLog) -> Breaker {
+    tripped_with(probes, probes, log)
+}
+
+/// As [`tripped`], with `probes` admitted per half-open period (and
+/// needed to close) but at most `concurrent` in flight.
+fn tripped_with(probes: u32, concurrent: u32, log: &EventLog) -> Breaker {
     let b = Breaker::builder("loom")
         .no_failure_rate()
         .consecutive_failures(1)
         .exponential_open(Duration::from_nanos(1), 1e13, Duration::from_secs(3600))
         .permitted_probes(probes)
+        .max_concurrent_probes(concurrent)
         .success_threshold(probes)
         .events(log.sink())
         .build()
@@ -209,5 +216,36 @@ fn earlier_round_probe_keeps_its_permit() {
         let third = poll(f.as_mut()).is_pending();
         assert!(second ^ third, "second {second}, third {third}");
         drop((held, f, first));
+    });
+}
+
+/// Two probes admitted per period but one at a time: of two racing
+/// callers exactly one is admitted (the concurrency cap and the period's
+/// admissions are two atomics, taken in turn); once it is dropped, its
+/// admission is back and two successes in turn close.
+#[test]
+fn concurrency_cap_below_the_permitted_probes() {
+    loom::model(|| {
+        let log = EventLog::new();
+        let b = tripped_with(2, 1, &log);
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let mut s = svc(b.clone());
+                thread::spawn(move || {
+                    let mut f = Box::pin(s.call(None));
+                    let admitted = poll(f.as_mut()).is_pending();
+                    (admitted, admitted.then_some(f))
+                })
+            })
+            .collect();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(results.iter().filter(|r| r.0).count(), 1);
+        drop(results);
+        for want in [CircuitState::HalfOpen, CircuitState::Closed] {
+            let mut s = svc(b.clone());
+            let mut f = Box::pin(s.call(Some(false)));
+            assert!(matches!(poll(f.as_mut()), Poll::Ready(Ok(()))));
+            assert_eq!(b.state(), want);
+        }
     });
 }

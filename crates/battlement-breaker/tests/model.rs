@@ -15,8 +15,34 @@ use proptest::prelude::*;
 use tokio::sync::oneshot;
 use tower::{Layer, Service, service_fn};
 
-const PERMITTED: u32 = 2;
-const SUCCESS_THRESHOLD: u32 = 2;
+/// The half-open settings a run uses: probes admitted per round, probes
+/// in flight at once (over every round), successes that close.
+#[derive(Debug, Clone, Copy)]
+struct HalfOpen {
+    permitted: u32,
+    concurrent: u32,
+    threshold: u32,
+}
+
+/// As resilience4j counts (N per round, all at once), one at a time with
+/// three successes to close, and a cap between the two.
+const HALF_OPEN: [HalfOpen; 3] = [
+    HalfOpen {
+        permitted: 2,
+        concurrent: 2,
+        threshold: 2,
+    },
+    HalfOpen {
+        permitted: 3,
+        concurrent: 1,
+        threshold: 3,
+    },
+    HalfOpen {
+        permitted: 3,
+        concurrent: 2,
+        threshold: 2,
+    },
+];
 const WINDOW: usize = 5;
 const MIN_CALLS: usize = 3;
 const CONSECUTIVE: u32 = 3;
@@ -45,17 +71,24 @@ struct Model {
     consecutive: u32,
     open_until: u64,
     reopens: u32,
+    /// Probes in flight, of every round.
     in_flight: u32,
+    /// Probes admitted in the current round (given back by a probe that
+    /// ends without a result).
+    admitted: u32,
     successes: u32,
+    half: HalfOpen,
     /// Whether the slow-call rule is on (the breaker then reads the clock
     /// on every call; without it, a closed success takes the untimed path).
     slow_rule: bool,
 }
 
 impl Model {
-    fn new(slow_rule: bool) -> Self {
+    fn new(slow_rule: bool, half: HalfOpen) -> Self {
         Model {
             slow_rule,
+            half,
+            admitted: 0,
             state: St::Closed,
             generation: 0,
             window: VecDeque::new(),
@@ -80,7 +113,10 @@ impl Model {
             }
             // A new round: no successes, but probes of earlier rounds still
             // in flight keep their permits (`in_flight` spans rounds).
-            St::HalfOpen => self.successes = 0,
+            St::HalfOpen => {
+                self.successes = 0;
+                self.admitted = 0;
+            }
             St::Closed => {
                 self.reopens = 0;
                 self.window.clear();
@@ -104,8 +140,11 @@ impl Model {
                 probe: false,
                 start: now,
             }),
-            St::HalfOpen if self.in_flight < PERMITTED => {
+            St::HalfOpen
+                if self.in_flight < self.half.concurrent && self.admitted < self.half.permitted =>
+            {
                 self.in_flight += 1;
+                self.admitted += 1;
                 Some(Ticket {
                     generation: self.generation,
                     probe: true,
@@ -116,20 +155,25 @@ impl Model {
         }
     }
 
+    /// A call ends without a result (dropped, or ignored): a probe
+    /// leaves the flight and gives its round's admission back.
     fn drop_ticket(&mut self, t: Ticket) {
         if t.probe {
             self.in_flight -= 1;
+            if t.generation == self.generation {
+                self.admitted -= 1;
+            }
         }
     }
 
     fn finish(&mut self, t: Ticket, outcome: Outcome, now: u64) {
         let current = t.generation == self.generation;
-        // A probe's permit is freed whatever round granted it.
+        if outcome.is_ignored() {
+            return self.drop_ticket(t);
+        }
+        // A probe leaves the flight whatever round admitted it.
         if t.probe {
             self.in_flight -= 1;
-        }
-        if outcome.is_ignored() {
-            return;
         }
         let slow = self.slow_rule && now - t.start > SLOW_MS;
         let failed = outcome.is_failure();
@@ -141,7 +185,7 @@ impl Model {
                 self.go(St::Open, now);
             } else {
                 self.successes += 1;
-                if self.successes >= SUCCESS_THRESHOLD {
+                if self.successes >= self.half.threshold {
                     self.go(St::Closed, now);
                 }
             }
@@ -204,7 +248,7 @@ fn poll_once(f: &mut Fut) -> Poll<Result<Outcome, BoxError>> {
     f.as_mut().poll(&mut Context::from_waker(Waker::noop()))
 }
 
-fn run(ops: Vec<Op>, slow_rule: bool) -> Result<(), TestCaseError> {
+fn run(ops: Vec<Op>, slow_rule: bool, half: HalfOpen) -> Result<(), TestCaseError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
@@ -221,8 +265,9 @@ fn run(ops: Vec<Op>, slow_rule: bool) -> Result<(), TestCaseError> {
             .count_window(WINDOW as u32)
             .minimum_calls(MIN_CALLS as u32)
             .exponential_open(Duration::from_secs(1), 2.0, Duration::from_secs(8))
-            .permitted_probes(PERMITTED)
-            .success_threshold(SUCCESS_THRESHOLD)
+            .permitted_probes(half.permitted)
+            .max_concurrent_probes(half.concurrent)
+            .success_threshold(half.threshold)
             .build()
             .unwrap();
         let layer = breaker
@@ -234,7 +279,7 @@ fn run(ops: Vec<Op>, slow_rule: bool) -> Result<(), TestCaseError> {
         let mut svc = layer.layer(service_fn(|rx: oneshot::Receiver<Outcome>| async move {
             Ok::<_, BoxError>(rx.await.unwrap_or(Outcome::Ignored))
         }));
-        let mut model = Model::new(slow_rule);
+        let mut model = Model::new(slow_rule, half);
         let mut now = 0u64;
         let mut pending: Vec<(Fut, oneshot::Sender<Outcome>, Ticket)> = vec![];
         for op in ops {
@@ -298,14 +343,20 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
-    fn breaker_agrees_with_the_model(ops in proptest::collection::vec(op(), 1..120)) {
-        run(ops, true)?;
+    fn breaker_agrees_with_the_model(
+        ops in proptest::collection::vec(op(), 1..120),
+        half in 0..HALF_OPEN.len(),
+    ) {
+        run(ops, true, HALF_OPEN[half])?;
     }
 
     /// Without a slow-call rule (nor a time window) the breaker does not
     /// read the clock and a closed success takes the inlined fast path.
     #[test]
-    fn untimed_breaker_agrees_with_the_model(ops in proptest::collection::vec(op(), 1..120)) {
-        run(ops, false)?;
+    fn untimed_breaker_agrees_with_the_model(
+        ops in proptest::collection::vec(op(), 1..120),
+        half in 0..HALF_OPEN.len(),
+    ) {
+        run(ops, false, HALF_OPEN[half])?;
     }
 }

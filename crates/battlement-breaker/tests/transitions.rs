@@ -839,3 +839,91 @@ mod issue16 {
         );
     }
 }
+
+/// Issue 16: half-open as resilience4j (`permittedNumberOfCallsInHalfOpenState`)
+/// and gobreaker (`MaxRequests`) count it: `permitted_probes` calls per
+/// half-open period, decided on their results. With 3 permitted and a
+/// threshold of 3, after one probe succeeds only two more are admitted
+/// (a fourth call is refused, where an in-flight bound let it through).
+#[tokio::test(start_paused = true)]
+async fn half_open_admits_permitted_probes_per_period() {
+    let b = Breaker::builder("b")
+        .no_failure_rate()
+        .consecutive_failures(1)
+        .open_duration(Duration::from_secs(1))
+        .permitted_probes(3)
+        .success_threshold(3)
+        .build()
+        .unwrap();
+    let mut s = svc(&b);
+    call(&mut s, FAIL).await.unwrap_err();
+    advance(Duration::from_secs(1)).await;
+    let slow = Req {
+        fail: false,
+        delay: Duration::from_secs(1),
+    };
+    call(&mut s, OK).await.unwrap();
+    let second = tokio::spawn(s.ready().await.unwrap().call(slow));
+    let third = tokio::spawn(s.ready().await.unwrap().call(slow));
+    tokio::task::yield_now().await;
+    let e = open_err(call(&mut s, OK).await);
+    assert_eq!(
+        e.state,
+        CircuitState::HalfOpen,
+        "the period's 3 probes are out"
+    );
+    advance(Duration::from_secs(1)).await;
+    second.await.unwrap().unwrap();
+    third.await.unwrap().unwrap();
+    assert_eq!(b.state(), CircuitState::Closed);
+
+    // A dropped probe gives its admission back.
+    call(&mut s, FAIL).await.unwrap_err();
+    advance(Duration::from_secs(1)).await;
+    drop(s.ready().await.unwrap().call(slow));
+    for _ in 0..3 {
+        call(&mut s, OK).await.unwrap();
+    }
+    assert_eq!(b.state(), CircuitState::Closed);
+}
+
+/// One probe at a time, three successes to close: `success_threshold`
+/// may exceed `max_concurrent_probes`.
+#[tokio::test(start_paused = true)]
+async fn one_probe_at_a_time_three_to_close() {
+    let b = Breaker::builder("b")
+        .no_failure_rate()
+        .consecutive_failures(1)
+        .open_duration(Duration::from_secs(1))
+        .permitted_probes(3)
+        .max_concurrent_probes(1)
+        .success_threshold(3)
+        .build()
+        .unwrap();
+    let mut s = svc(&b);
+    call(&mut s, FAIL).await.unwrap_err();
+    advance(Duration::from_secs(1)).await;
+    let slow = Req {
+        fail: false,
+        delay: Duration::from_secs(1),
+    };
+    for n in 1..=3 {
+        let probe = tokio::spawn(s.ready().await.unwrap().call(slow));
+        tokio::task::yield_now().await;
+        let e = open_err(call(&mut s, OK).await);
+        assert_eq!(e.state, CircuitState::HalfOpen, "probe {n}: one at a time");
+        advance(Duration::from_secs(1)).await;
+        probe.await.unwrap().unwrap();
+        let want = if n < 3 {
+            CircuitState::HalfOpen
+        } else {
+            CircuitState::Closed
+        };
+        assert_eq!(b.state(), want, "after probe {n}");
+    }
+    let field = |r: Result<Breaker, battlement_core::InvalidConfig>| r.unwrap_err().field;
+    assert_eq!(
+        field(Breaker::builder("x").max_concurrent_probes(0).build()),
+        "max_concurrent_probes"
+    );
+}
