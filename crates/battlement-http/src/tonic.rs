@@ -1,6 +1,6 @@
 //! tonic glue (feature `tonic`): the workspace's errors as a
 //! [`tonic::Status`] ([`status_from_error`], [`GrpcErrorLayer`]), and
-//! tonic's own errors for [`GrpcClassifier`](crate::GrpcClassifier).
+//! tonic's own errors for [`GrpcClassifier`].
 //!
 //! Without this, a tonic client behind a breaker sees an open circuit as
 //! `Code::Unknown`: tonic turns any error it does not know into `UNKNOWN`.
