@@ -453,7 +453,12 @@ impl<X: Flavour> Ticket<X> {
     /// Leaves the queue: the permit if a slot was granted meanwhile.
     fn cancel(mut self) -> Option<Permit<X>> {
         let slots = self.slots.take()?;
-        slots.cancel(self.id).then_some(Permit { slots })
+        // Not `then_some`: a permit made and dropped would release a slot.
+        if slots.cancel(self.id) {
+            Some(Permit { slots })
+        } else {
+            None
+        }
     }
 
     fn into_permit(mut self) -> Option<Permit<X>> {
