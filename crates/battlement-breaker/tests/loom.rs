@@ -71,6 +71,24 @@ fn tripped_with(probes: u32, concurrent: u32, log: &EventLog) -> Breaker {
     b
 }
 
+/// Two threads call at once with calls that never complete; returns how
+/// many were admitted. The admitted calls are held until both threads
+/// are done, then dropped (a dropped probe gives its place back).
+fn two_held_callers(b: &Breaker) -> usize {
+    let handles: Vec<_> = (0..2)
+        .map(|_| {
+            let mut s = svc(b.clone());
+            thread::spawn(move || {
+                let mut f = Box::pin(s.call(None));
+                let admitted = poll(f.as_mut()).is_pending();
+                admitted.then_some(f)
+            })
+        })
+        .collect();
+    let held: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    held.iter().filter(|f| f.is_some()).count()
+}
+
 fn transitions(log: &EventLog) -> Vec<(CircuitState, CircuitState)> {
     log.kinds()
         .into_iter()
@@ -89,20 +107,8 @@ fn one_permit_two_callers() {
     loom::model(|| {
         let log = EventLog::new();
         let b = tripped(1, &log);
-        let handles: Vec<_> = (0..2)
-            .map(|_| {
-                let mut s = svc(b.clone());
-                thread::spawn(move || {
-                    let mut f = Box::pin(s.call(None));
-                    let admitted = poll(f.as_mut()).is_pending();
-                    (admitted, admitted.then_some(f))
-                })
-            })
-            .collect();
-        let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-        assert_eq!(results.iter().filter(|r| r.0).count(), 1);
+        assert_eq!(two_held_callers(&b), 1);
         assert_eq!(b.state(), CircuitState::HalfOpen);
-        drop(results);
         let mut s = svc(b.clone());
         let mut f = Box::pin(s.call(Some(false)));
         assert!(matches!(poll(f.as_mut()), Poll::Ready(Ok(()))));
@@ -228,19 +234,7 @@ fn concurrency_cap_below_the_permitted_probes() {
     loom::model(|| {
         let log = EventLog::new();
         let b = tripped_with(2, 1, &log);
-        let handles: Vec<_> = (0..2)
-            .map(|_| {
-                let mut s = svc(b.clone());
-                thread::spawn(move || {
-                    let mut f = Box::pin(s.call(None));
-                    let admitted = poll(f.as_mut()).is_pending();
-                    (admitted, admitted.then_some(f))
-                })
-            })
-            .collect();
-        let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-        assert_eq!(results.iter().filter(|r| r.0).count(), 1);
-        drop(results);
+        assert_eq!(two_held_callers(&b), 1);
         for want in [CircuitState::HalfOpen, CircuitState::Closed] {
             let mut s = svc(b.clone());
             let mut f = Box::pin(s.call(Some(false)));

@@ -840,6 +840,31 @@ mod issue16 {
     }
 }
 
+/// A call that succeeds after a second.
+const SLOW: Req = Req {
+    fail: false,
+    delay: Duration::from_secs(1),
+};
+
+/// A breaker tripped by one failure, open for 1 s (already passed: the
+/// next call probes), with the half-open settings `half` gives it.
+async fn half_open_after_one_failure(
+    half: impl FnOnce(battlement_breaker::BreakerBuilder) -> battlement_breaker::BreakerBuilder,
+) -> (Breaker, Svc) {
+    let b = half(
+        Breaker::builder("b")
+            .no_failure_rate()
+            .consecutive_failures(1)
+            .open_duration(Duration::from_secs(1)),
+    )
+    .build()
+    .unwrap();
+    let mut s = svc(&b);
+    call(&mut s, FAIL).await.unwrap_err();
+    advance(Duration::from_secs(1)).await;
+    (b, s)
+}
+
 /// Issue 16: half-open as resilience4j (`permittedNumberOfCallsInHalfOpenState`)
 /// and gobreaker (`MaxRequests`) count it: `permitted_probes` calls per
 /// half-open period, decided on their results. With 3 permitted and a
@@ -847,24 +872,11 @@ mod issue16 {
 /// (a fourth call is refused, where an in-flight bound let it through).
 #[tokio::test(start_paused = true)]
 async fn half_open_admits_permitted_probes_per_period() {
-    let b = Breaker::builder("b")
-        .no_failure_rate()
-        .consecutive_failures(1)
-        .open_duration(Duration::from_secs(1))
-        .permitted_probes(3)
-        .success_threshold(3)
-        .build()
-        .unwrap();
-    let mut s = svc(&b);
-    call(&mut s, FAIL).await.unwrap_err();
-    advance(Duration::from_secs(1)).await;
-    let slow = Req {
-        fail: false,
-        delay: Duration::from_secs(1),
-    };
+    let (b, mut s) =
+        half_open_after_one_failure(|b| b.permitted_probes(3).success_threshold(3)).await;
     call(&mut s, OK).await.unwrap();
-    let second = tokio::spawn(s.ready().await.unwrap().call(slow));
-    let third = tokio::spawn(s.ready().await.unwrap().call(slow));
+    let second = tokio::spawn(s.ready().await.unwrap().call(SLOW));
+    let third = tokio::spawn(s.ready().await.unwrap().call(SLOW));
     tokio::task::yield_now().await;
     let e = open_err(call(&mut s, OK).await);
     assert_eq!(
@@ -880,7 +892,7 @@ async fn half_open_admits_permitted_probes_per_period() {
     // A dropped probe gives its admission back.
     call(&mut s, FAIL).await.unwrap_err();
     advance(Duration::from_secs(1)).await;
-    drop(s.ready().await.unwrap().call(slow));
+    drop(s.ready().await.unwrap().call(SLOW));
     for _ in 0..3 {
         call(&mut s, OK).await.unwrap();
     }
@@ -891,24 +903,14 @@ async fn half_open_admits_permitted_probes_per_period() {
 /// may exceed `max_concurrent_probes`.
 #[tokio::test(start_paused = true)]
 async fn one_probe_at_a_time_three_to_close() {
-    let b = Breaker::builder("b")
-        .no_failure_rate()
-        .consecutive_failures(1)
-        .open_duration(Duration::from_secs(1))
-        .permitted_probes(3)
-        .max_concurrent_probes(1)
-        .success_threshold(3)
-        .build()
-        .unwrap();
-    let mut s = svc(&b);
-    call(&mut s, FAIL).await.unwrap_err();
-    advance(Duration::from_secs(1)).await;
-    let slow = Req {
-        fail: false,
-        delay: Duration::from_secs(1),
-    };
+    let (b, mut s) = half_open_after_one_failure(|b| {
+        b.permitted_probes(3)
+            .max_concurrent_probes(1)
+            .success_threshold(3)
+    })
+    .await;
     for n in 1..=3 {
-        let probe = tokio::spawn(s.ready().await.unwrap().call(slow));
+        let probe = tokio::spawn(s.ready().await.unwrap().call(SLOW));
         tokio::task::yield_now().await;
         let e = open_err(call(&mut s, OK).await);
         assert_eq!(e.state, CircuitState::HalfOpen, "probe {n}: one at a time");

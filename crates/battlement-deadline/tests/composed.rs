@@ -9,7 +9,6 @@ use battlement_core::{
     AttemptTimedOut, BoxError, Deadline, DeadlineCarrier, DeadlineExceeded, EventKind, EventLog,
     RetriesExhausted, RetryStop,
 };
-use battlement_deadline::http::PropagateDeadlineLayer;
 use battlement_deadline::{AttemptTimeoutLayer, DeadlineLayer};
 use battlement_fanout::{FanOut, Reply, Strategy};
 use battlement_retry::{Backoff, RetryLayer, RetryPolicy};
@@ -62,6 +61,31 @@ fn backend<Req>(
     })
 }
 
+/// Calls `svc` with `req` and returns the error it fails with.
+async fn fails<Req, S: Service<Req, Error = BoxError>>(svc: &mut S, req: Req) -> BoxError
+where
+    S::Response: std::fmt::Debug,
+{
+    svc.ready().await.unwrap().call(req).await.unwrap_err()
+}
+
+/// `total → Retry(5 attempts, no backoff) → attempt` over a backend that
+/// hangs.
+fn total_retry_attempt<Req>(
+    total: DeadlineLayer,
+    attempt: AttemptTimeoutLayer,
+    calls: &Arc<AtomicU32>,
+) -> impl Service<Req, Response = (), Error = BoxError>
+where
+    Req: DeadlineCarrier + Clone + Send + 'static,
+{
+    ServiceBuilder::new()
+        .layer(total)
+        .layer(retry(5, Duration::ZERO))
+        .layer(attempt)
+        .service(backend::<Req>(calls, None))
+}
+
 /// `Deadline(1 s) → Retry → AttemptTimeout(300 ms)`: three attempts are
 /// cut by their own bound; the fourth's slice is capped by the total and
 /// both timers fire at 1 s. The caller gets the total's error (its budget,
@@ -77,19 +101,9 @@ async fn the_total_deadline_owns_its_expiry() {
         .events(log.sink());
     let (total_handle, attempt_handle) = (total.handle(), attempt.handle());
     let calls = Arc::new(AtomicU32::new(0));
-    let mut svc = ServiceBuilder::new()
-        .layer(total)
-        .layer(retry(5, Duration::ZERO))
-        .layer(attempt)
-        .service(backend::<Carrying>(&calls, None));
+    let mut svc = total_retry_attempt::<Carrying>(total, attempt, &calls);
     let start = Instant::now();
-    let err = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(Carrying::default())
-        .await
-        .unwrap_err();
+    let err = fails(&mut svc, Carrying::default()).await;
     assert_eq!(start.elapsed(), Duration::from_secs(1));
     assert_eq!(calls.load(Ordering::SeqCst), 4);
     let err = err.downcast::<DeadlineExceeded>().unwrap();
@@ -117,13 +131,7 @@ async fn the_total_deadline_owns_its_expiry() {
         .layer(DeadlineLayer::new(Duration::from_secs(1)))
         .layer(AttemptTimeoutLayer::new(ms(300)))
         .service(backend::<Carrying>(&calls, None));
-    let err = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(Carrying::default())
-        .await
-        .unwrap_err();
+    let err = fails(&mut svc, Carrying::default()).await;
     assert_eq!(
         *err.downcast::<AttemptTimedOut>().unwrap(),
         AttemptTimedOut { timeout: ms(300) }
@@ -139,12 +147,8 @@ async fn a_request_without_a_carrier_gets_the_same_semantics() {
     let attempt = AttemptTimeoutLayer::new(ms(300)).name("attempt");
     let (total_handle, attempt_handle) = (total.handle(), attempt.handle());
     let calls = Arc::new(AtomicU32::new(0));
-    let mut svc = ServiceBuilder::new()
-        .layer(total)
-        .layer(retry(5, Duration::ZERO))
-        .layer(attempt)
-        .service(backend::<u32>(&calls, None));
-    let err = svc.ready().await.unwrap().call(7).await.unwrap_err();
+    let mut svc = total_retry_attempt::<u32>(total, attempt, &calls);
+    let err = fails(&mut svc, 7).await;
     let err = err.downcast::<DeadlineExceeded>().unwrap();
     assert_eq!(
         (err.budget, err.elapsed),
@@ -176,7 +180,7 @@ async fn retries_see_the_deadline_of_a_request_that_carries_none() {
             inner.clone().oneshot(n)
         }));
     let start = Instant::now();
-    let err = svc.ready().await.unwrap().call(7).await.unwrap_err();
+    let err = fails(&mut svc, 7).await;
     assert_eq!(start.elapsed(), ms(950));
     let err = err.downcast::<RetriesExhausted>().unwrap();
     assert_eq!((err.attempts, err.reason), (2, RetryStop::Deadline));
@@ -207,7 +211,7 @@ async fn a_retry_needs_a_tenth_of_the_attempt_timeout_left() {
             .layer(AttemptTimeoutLayer::new(ms(400)))
             .service(backend::<u32>(&calls, Some(ms(330))));
         let start = Instant::now();
-        let err = svc.ready().await.unwrap().call(7).await.unwrap_err();
+        let err = fails(&mut svc, 7).await;
         assert_eq!(start.elapsed(), elapsed, "{min_time_left:?}");
         assert_eq!(calls.load(Ordering::SeqCst), attempts, "{min_time_left:?}");
         match min_time_left {
@@ -223,8 +227,11 @@ async fn a_retry_needs_a_tenth_of_the_attempt_timeout_left() {
 /// Header propagation sees the deadline in scope when the request
 /// carries none (here a `u32` mapped to an `http::Request` inside the
 /// deadline layer).
+#[cfg(feature = "http")]
 #[tokio::test(start_paused = true)]
 async fn propagation_writes_the_deadline_in_scope() {
+    use battlement_deadline::http::PropagateDeadlineLayer;
+
     let mut svc = ServiceBuilder::new()
         .layer(DeadlineLayer::new(ms(500)))
         .map_request(|n: u32| {

@@ -307,6 +307,18 @@ async fn health_and_controls() {
     assert_eq!(gate.shed(Priority::Low), 1);
 }
 
+/// Calls `svc` once at `Low` priority and three times at `High`.
+async fn one_low_three_high<S: Service<Req>>(svc: &mut S) {
+    for p in [
+        Priority::Low,
+        Priority::High,
+        Priority::High,
+        Priority::High,
+    ] {
+        let _ = svc.ready().await.ok().unwrap().call(req(Some(p))).await;
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn own_signals_see_outcomes_latency_and_in_flight() {
     let gate = Gate::new("api");
@@ -323,14 +335,7 @@ async fn own_signals_see_outcomes_latency_and_in_flight() {
     }));
     let now = Instant::now();
     assert_eq!(errors.sample(now), 0.0);
-    for p in [
-        Priority::Low,
-        Priority::High,
-        Priority::High,
-        Priority::High,
-    ] {
-        let _ = svc.ready().await.unwrap().call(req(Some(p))).await;
-    }
+    one_low_three_high(&mut svc).await;
     assert_eq!(errors.sample(now), 0.25);
     assert!((latency.sample(now) - 20.0).abs() < 1e-6);
     // The next interval saw nothing.
@@ -395,27 +400,13 @@ async fn the_error_rate_counts_failures_by_the_classifier() {
         })
         .layer(backend);
     let now = Instant::now();
-    for p in [
-        Priority::Low,
-        Priority::High,
-        Priority::High,
-        Priority::High,
-    ] {
-        let _ = by_default.ready().await.unwrap().call(req(Some(p))).await;
-    }
+    one_low_three_high(&mut by_default).await;
     assert_eq!(
         errors.sample(now),
         0.0,
         "the default classifier: every Ok succeeds"
     );
-    for p in [
-        Priority::Low,
-        Priority::High,
-        Priority::High,
-        Priority::High,
-    ] {
-        let _ = by_status.ready().await.unwrap().call(req(Some(p))).await;
-    }
+    one_low_three_high(&mut by_status).await;
     assert_eq!(errors.sample(now), 0.25);
 }
 
