@@ -7,7 +7,8 @@
 
 use battlement::prelude::*;
 use battlement_examples::client::serve;
-use battlement_examples::reqwest_client::{client, request, send, upstream};
+use battlement_examples::hyper_client::upstream;
+use battlement_examples::reqwest_client::{client, request, send};
 use reqwest::Method;
 
 #[tokio::main]
@@ -21,19 +22,17 @@ async fn main() -> Result<(), BoxError> {
         (Method::GET, "a", None, false),
         (Method::POST, "b", None, false),
         (Method::POST, "c", Some("order-c"), false),
-        (Method::PUT, "d", None, true),
+        (Method::POST, "d", Some("order-d"), true),
     ] {
-        let url = format!("http://{addr}/{path}");
+        let url = format!("http://{addr}/items/{path}");
         let status = send(&mut svc, request(method.clone(), &url, key, streaming)?).await?;
         let what = match (key, streaming) {
-            (Some(k), _) => format!(" (Idempotency-Key: {k})"),
-            (_, true) => " (streaming body)".into(),
+            (Some(k), false) => format!(" (Idempotency-Key: {k})"),
+            (Some(k), true) => format!(" (Idempotency-Key: {k}, streaming body)"),
             _ => String::new(),
         };
-        println!(
-            "{method} /{path}{what}: {status} after {} call(s)",
-            seen.calls(path)
-        );
+        let calls = seen.calls.lock().map(|c| c[path]).unwrap_or(0);
+        println!("{method} /items/{path}{what}: {status} after {calls} call(s)");
     }
 
     // Nobody listens on this port: a network failure, retried, then given up.
@@ -41,7 +40,10 @@ async fn main() -> Result<(), BoxError> {
     let url = format!("http://{closed}/");
     match send(&mut svc, request(Method::GET, &url, None, false)?).await {
         Ok(status) => println!("GET {url}: {status}?"),
-        Err(err) => println!("GET {url}: {err}"),
+        Err(err) => match std::error::Error::source(&*err) {
+            Some(last) => println!("GET {url}: {err}; last: {last}"),
+            None => println!("GET {url}: {err}"),
+        },
     }
     if let Some(report) = registry.get("reqwest/instrument") {
         let d = &report.details;

@@ -1,7 +1,8 @@
 //! The `reqwest_client` example: a `reqwest::Client` (a
 //! `tower::Service<reqwest::Request>` since reqwest 0.13) wrapped in
-//! `Policy::http`, calling a local server that answers `503` with
-//! `Retry-After: 0` twice for every path before it answers `200`.
+//! `Policy::http`, calling the same local flaky server as the
+//! `hyper_client` example ([`upstream`](crate::hyper_client::upstream):
+//! `503` with `Retry-After: 0` twice for every item, then `200`).
 //!
 //! `GET`s are retried; a `POST` is sent once unless it carries an
 //! `Idempotency-Key`; a request whose body is a stream is sent once
@@ -9,64 +10,10 @@
 //! retryable network failure, so the retries are spent and the error
 //! says so.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::routing::any;
 use battlement::prelude::*;
 use tower::{Service, ServiceBuilder, ServiceExt};
-
-/// What the flaky server saw: calls per path.
-#[derive(Debug, Default)]
-pub struct Seen {
-    calls: Mutex<HashMap<String, u32>>,
-}
-
-impl Seen {
-    /// The calls the server answered for `/{path}`.
-    pub fn calls(&self, path: &str) -> u32 {
-        let calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
-        calls.get(path).copied().unwrap_or(0)
-    }
-}
-
-async fn flaky(
-    State(seen): State<Arc<Seen>>,
-    Path(path): Path<String>,
-) -> (StatusCode, [(&'static str, &'static str); 1], String) {
-    let n = {
-        let mut calls = seen.calls.lock().unwrap_or_else(|p| p.into_inner());
-        let n = calls.entry(path.clone()).or_insert(0);
-        *n += 1;
-        *n
-    };
-    if n <= 2 {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [("retry-after", "0")],
-            "busy".into(),
-        )
-    } else {
-        (
-            StatusCode::OK,
-            [("retry-after", "0")],
-            format!("done {path}"),
-        )
-    }
-}
-
-/// The flaky server's router: any method on `/{path}`.
-pub fn upstream() -> (Router, Arc<Seen>) {
-    let seen = Arc::new(Seen::default());
-    let router = Router::new()
-        .route("/{path}", any(flaky))
-        .with_state(seen.clone());
-    (router, seen)
-}
 
 /// The client: `Policy::http` ("reqwest") over a `reqwest::Client`, three
 /// attempts inside a 2 s budget.

@@ -70,22 +70,31 @@ fn backend(
     })
 }
 
-fn put(body: Upload) -> Request<Upload> {
-    Request::put("http://backend/blob").body(body).unwrap()
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_body_under_the_bound_is_retried_with_the_same_bytes() {
+/// PUTs 4 frames of 100 bytes through a `ReplayBodyLayer` keeping
+/// `max_bytes` above `Policy::http` (3 attempts) to a backend that fails
+/// twice.
+async fn put_through(
+    seen: &Arc<Mutex<Vec<Bytes>>>,
+    max_bytes: usize,
+) -> Result<Response<String>, BoxError> {
     let policy = Policy::http("blobs")
         .retry(|r| r.max_attempts(3).backoff(Backoff::none()))
         .build()
         .unwrap();
-    let seen = Arc::new(Mutex::new(Vec::new()));
     let svc = ServiceBuilder::new()
-        .layer(ReplayBodyLayer::new().max_bytes(1024))
+        .layer(ReplayBodyLayer::new().max_bytes(max_bytes))
         .policy(&policy)
-        .service(backend(&seen, 2));
-    let res = svc.oneshot(put(upload(4, 100))).await.unwrap();
+        .service(backend(seen, 2));
+    let req = Request::put("http://backend/blob")
+        .body(upload(4, 100))
+        .unwrap();
+    svc.oneshot(req).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_under_the_bound_is_retried_with_the_same_bytes() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let res = put_through(&seen, 1024).await.unwrap();
     assert_eq!(res.body(), "stored 3");
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 3);
@@ -98,16 +107,8 @@ async fn a_body_under_the_bound_is_retried_with_the_same_bytes() {
 
 #[tokio::test(start_paused = true)]
 async fn a_body_over_the_bound_is_sent_once_and_says_why() {
-    let policy = Policy::http("blobs")
-        .retry(|r| r.max_attempts(3).backoff(Backoff::none()))
-        .build()
-        .unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let svc = ServiceBuilder::new()
-        .layer(ReplayBodyLayer::new().max_bytes(250))
-        .policy(&policy)
-        .service(backend(&seen, 2));
-    let err = svc.oneshot(put(upload(4, 100))).await.unwrap_err();
+    let err = put_through(&seen, 250).await.unwrap_err();
     let exhausted = err.downcast_ref::<RetriesExhausted>().unwrap();
     assert_eq!(exhausted.reason, RetryStop::NotRepeatable, "{err}");
     assert_eq!(exhausted.attempts, 1);
