@@ -276,9 +276,10 @@ impl Default for RetryPolicyBuilder {
 impl RetryPolicyBuilder {
     /// The defaults: [`ErrorClassifier`], every request repeatable, 3
     /// attempts, [`Backoff::default`] (exponential from 100 ms, ×2, up to
-    /// 10 s, full jitter), `Retry-After` honoured up to 30 s, no minimum
-    /// time left a tenth of the attempt timeout inside (see
-    /// [`min_time_left`](Self::min_time_left)), no budget, no events, name `"retry"`.
+    /// 10 s, full jitter), `Retry-After` honoured up to 30 s, a minimum
+    /// time left of a tenth of the attempt timeout inside (see
+    /// [`min_time_left`](Self::min_time_left)), no budget, no events,
+    /// name `"retry"`.
     pub fn new() -> Self {
         RetryPolicyBuilder {
             classifier: ErrorClassifier::new(),
