@@ -74,9 +74,9 @@ pub use battlement_chaos as chaos;
 
 /// The names most stacks need, in one import: `use battlement::prelude::*;`.
 pub mod prelude {
+    pub use crate::ServiceBuilderExt;
     #[cfg(all(feature = "policy", feature = "http"))]
     pub use crate::{AnyMethod, Idempotent};
-    pub use crate::ServiceBuilderExt;
     #[cfg(feature = "policy")]
     pub use crate::{Check, Policy, PolicyBuilder, PolicyConfig, PolicyError};
     #[cfg(feature = "breaker")]
