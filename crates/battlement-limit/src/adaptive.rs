@@ -108,7 +108,7 @@ impl Adaptive {
 
 /// Records one completed call into the window, and closes the window when
 /// it is due.
-pub(crate) fn record(slots: &Slots<Adaptive>, start: Instant, in_flight: u32, outcome: &Outcome) {
+pub(crate) fn record(slots: &Slots<Adaptive>, start: Instant, outcome: &Outcome) {
     let Some(dropped) = judge(outcome) else {
         return;
     };
@@ -117,7 +117,7 @@ pub(crate) fn record(slots: &Slots<Adaptive>, start: Instant, in_flight: u32, ou
     a.samples.fetch_add(1, Relaxed);
     a.rtt_sum_ns
         .fetch_add(nanos(now.saturating_duration_since(start)), Relaxed);
-    a.max_in_flight.fetch_max(in_flight, Relaxed);
+    a.max_in_flight.fetch_max(slots.in_flight(), Relaxed);
     if dropped {
         a.drops.fetch_add(1, Relaxed);
         a.dropped.fetch_add(1, Relaxed);

@@ -11,7 +11,7 @@ use std::time::Duration;
 pub struct Sample {
     /// The mean round-trip time of the window's calls.
     pub rtt: Duration,
-    /// The most calls in flight when one of the window's calls started.
+    /// The most calls in flight when one of the window's calls completed.
     pub max_in_flight: u32,
     /// Whether any of the window's calls was dropped.
     pub dropped: bool,

@@ -93,7 +93,6 @@ impl<F> fmt::Debug for BulkheadFuture<F> {
 struct Sampled {
     permit: Permit<Adaptive>,
     start: Instant,
-    in_flight: u32,
 }
 
 pin_project! {
@@ -121,17 +120,12 @@ impl<F, C> AdaptiveLimitFuture<F, C> {
         future: F,
         permit: Permit<Adaptive>,
         start: Instant,
-        in_flight: u32,
         classify: C,
     ) -> Self {
         AdaptiveLimitFuture {
             kind: AdaptiveKind::Admitted {
                 future,
-                sampled: Some(Sampled {
-                    permit,
-                    start,
-                    in_flight,
-                }),
+                sampled: Some(Sampled { permit, start }),
                 classify,
             },
         }
@@ -164,7 +158,7 @@ where
                 if let Some(s) = sampled.take() {
                     // If the classifier panics, the permit still goes back.
                     let outcome = classify.classify(&result);
-                    record(&s.permit.slots, s.start, s.in_flight, &outcome);
+                    record(&s.permit.slots, s.start, &outcome);
                 }
                 Poll::Ready(result)
             }

@@ -238,13 +238,11 @@ where
     fn call(&mut self, req: Req) -> Self::Future {
         match self.admission.take(&self.limiter.slots) {
             Ok(permit) => {
-                let in_flight = permit.slots.in_flight();
                 let start = Instant::now();
                 AdaptiveLimitFuture::admitted(
                     self.inner.call(req),
                     permit,
                     start,
-                    in_flight,
                     self.classify.clone(),
                 )
             }
