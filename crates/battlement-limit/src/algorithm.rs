@@ -329,6 +329,44 @@ impl LimitState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn algorithm() -> impl Strategy<Value = Algorithm> {
+        prop_oneof![
+            (0.5f64..1.0, 1u64..10_000).prop_map(|(r, t)| Aimd::new()
+                .backoff_ratio(r)
+                .timeout(Duration::from_millis(t))
+                .into()),
+            (0.01f64..=1.0, 1u32..100)
+                .prop_map(|(s, p)| Vegas::new().smoothing(s).probe_multiplier(p).into()),
+        ]
+    }
+
+    proptest! {
+        /// Any algorithm, any bounds, any samples (zero and huge latencies,
+        /// any in-flight count, drops): the limit stays within [min, max].
+        #[test]
+        fn the_limit_stays_within_min_and_max(
+            algorithm in algorithm(),
+            min in 1u32..500,
+            span in 0u32..2000,
+            initial in any::<u32>(),
+            samples in prop::collection::vec(
+                (prop_oneof![Just(0u64), any::<u64>(), 0u64..1_000_000_000], any::<u32>(), any::<bool>()),
+                1..200,
+            ),
+        ) {
+            let max = min.saturating_add(span);
+            let mut state = LimitState::new(algorithm, initial, min, max);
+            prop_assert!((min..=max).contains(&state.limit()));
+            for (nanos, in_flight, dropped) in samples {
+                let limit = state.update(&Sample::new(Duration::from_nanos(nanos), in_flight, dropped));
+                prop_assert!((min..=max).contains(&limit), "{limit} outside [{min}, {max}]");
+            }
+            state.reset(initial);
+            prop_assert!((min..=max).contains(&state.limit()));
+        }
+    }
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
