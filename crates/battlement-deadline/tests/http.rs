@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use battlement_core::{BoxError, Deadline, DeadlineCarrier, EventKind, EventLog};
-use battlement_deadline::DeadlineLayer;
 use battlement_deadline::http::{
     HeaderError, PropagateDeadlineLayer, ServerDeadlineLayer, format_grpc_timeout, format_millis,
     parse_grpc_timeout, parse_millis,
 };
+use battlement_deadline::{AttemptTimeoutLayer, DeadlineLayer};
 use proptest::prelude::*;
 use tokio::time::Instant;
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
@@ -535,3 +535,58 @@ trait LayerOn {
 }
 impl LayerOn for ServerDeadlineLayer {}
 impl LayerOn for PropagateDeadlineLayer {}
+
+/// A timeout the caller already wrote (a tonic `set_timeout`, a budget
+/// passed on) is never loosened: the header sent is the smaller of it and
+/// the time left; one that does not parse is replaced.
+#[tokio::test(start_paused = true)]
+async fn client_never_loosens_a_timeout_already_set() {
+    let echo = service_fn(|req: http::Request<()>| async move {
+        let get = |h: &str| req.headers().get(h).map(|v| v.to_str().unwrap().to_owned());
+        Ok::<_, BoxError>((get("x-request-timeout-ms"), get("grpc-timeout")))
+    });
+    let mut client = ServiceBuilder::new()
+        .layer(DeadlineLayer::new(Duration::from_secs(1)))
+        .layer(
+            PropagateDeadlineLayer::new()
+                .margin(Duration::ZERO)
+                .grpc_timeout(true),
+        )
+        .service(echo);
+    let tight = req(&[("grpc-timeout", "200m"), ("x-request-timeout-ms", "150")]);
+    let sent = client.ready().await.unwrap().call(tight).await.unwrap();
+    assert_eq!(sent, (Some("150".into()), Some("200000u".into())));
+
+    let loose = req(&[("grpc-timeout", "5S"), ("x-request-timeout-ms", "9000")]);
+    let sent = client.ready().await.unwrap().call(loose).await.unwrap();
+    assert_eq!(sent, (Some("1000".into()), Some("1000000u".into())));
+
+    let garbage = req(&[("grpc-timeout", "soon"), ("x-request-timeout-ms", "-1")]);
+    let sent = client.ready().await.unwrap().call(garbage).await.unwrap();
+    assert_eq!(sent, (Some("1000".into()), Some("1000000u".into())));
+}
+
+/// Its errors are boxed like every layer's, so a layer whose error is
+/// `BoxError` stacks below it, and the error keeps its type.
+#[tokio::test(start_paused = true)]
+async fn client_boxes_errors_so_layers_stack_below_it() {
+    let failing = service_fn(|_: http::Request<()>| async {
+        Err::<(), _>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+    });
+    let mut client = ServiceBuilder::new()
+        .layer(DeadlineLayer::new(Duration::from_secs(1)))
+        .layer(PropagateDeadlineLayer::new())
+        .layer(AttemptTimeoutLayer::new(Duration::from_millis(500)))
+        .service(failing);
+    let err = client
+        .ready()
+        .await
+        .unwrap()
+        .call(req(&[]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.downcast_ref::<std::io::Error>().unwrap().kind(),
+        std::io::ErrorKind::ConnectionRefused
+    );
+}

@@ -1,14 +1,18 @@
 //! The client side: [`PropagateDeadlineLayer`] writes the time left.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use battlement_core::BoxError;
 use http::Request;
 use http::header::{HeaderName, HeaderValue};
+use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::parse::{format_grpc_timeout, format_millis};
+use super::parse::{format_grpc_timeout, format_millis, parse_grpc_timeout, parse_millis};
 use super::{GRPC_TIMEOUT, X_REQUEST_TIMEOUT_MS};
 
 /// Writes the time left on an outgoing request's [`Deadline`](battlement_core::Deadline),
@@ -29,8 +33,15 @@ use super::{GRPC_TIMEOUT, X_REQUEST_TIMEOUT_MS};
 ///   at once; put this layer inside a `DeadlineLayer` so the client stops
 ///   waiting at the same time.
 ///
-/// It adds nothing to the response path: the inner future is returned as
-/// it is.
+/// - It never loosens a deadline the caller already wrote: when the
+///   request already carries the header (a tonic client's
+///   `set_timeout(200ms)`, an upstream's budget passed on), the header
+///   written is the smaller of that value and the time left. A header
+///   that does not parse is replaced.
+///
+/// Its errors are the inner service's, boxed into `BoxError` as every
+/// battlement layer's are, so layers stack below it; a boxed error passes
+/// through unchanged.
 ///
 /// ```
 /// use std::time::Duration;
@@ -137,32 +148,74 @@ fn header_value(s: String) -> HeaderValue {
     HeaderValue::try_from(s).expect("digits and a unit are a valid header value")
 }
 
+/// The smaller of `left` and what the header `name` of `req` already
+/// says, read with `parse`.
+fn tighter<B>(
+    req: &Request<B>,
+    name: &HeaderName,
+    left: Duration,
+    parse: fn(&[u8]) -> Result<Duration, super::HeaderError>,
+) -> Duration {
+    match req.headers().get(name).map(|v| parse(v.as_bytes())) {
+        Some(Ok(set)) => set.min(left),
+        _ => left,
+    }
+}
+
 impl<S, B> Service<Request<B>> for PropagateDeadline<S>
 where
     S: Service<Request<B>>,
+    S::Error: Into<BoxError>,
 {
     type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
+    type Error = BoxError;
+    type Future = PropagateFuture<S::Future>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         if let Some(deadline) = battlement_core::deadline::effective(&req) {
             let left = deadline.remaining().saturating_sub(self.config.margin);
             if let Some(name) = &self.config.millis_header {
+                let budget = tighter(&req, name, left, parse_millis);
                 req.headers_mut()
-                    .insert(name.clone(), header_value(format_millis(left)));
+                    .insert(name.clone(), header_value(format_millis(budget)));
             }
             if self.config.grpc_timeout {
-                req.headers_mut().insert(
-                    HeaderName::from_static(GRPC_TIMEOUT),
-                    header_value(format_grpc_timeout(left)),
-                );
+                let name = HeaderName::from_static(GRPC_TIMEOUT);
+                let budget = tighter(&req, &name, left, parse_grpc_timeout);
+                req.headers_mut()
+                    .insert(name, header_value(format_grpc_timeout(budget)));
             }
         }
-        self.inner.call(req)
+        PropagateFuture {
+            inner: self.inner.call(req),
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`PropagateDeadline`]: the inner future,
+    /// its error boxed.
+    #[derive(Debug)]
+    pub struct PropagateFuture<F> {
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F, T, E> Future for PropagateFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().inner.poll(cx).map_err(Into::into)
     }
 }

@@ -20,7 +20,7 @@ mod client;
 mod parse;
 mod server;
 
-pub use client::{PropagateDeadline, PropagateDeadlineLayer};
+pub use client::{PropagateDeadline, PropagateDeadlineLayer, PropagateFuture};
 pub use parse::{
     HeaderError, format_grpc_timeout, format_millis, parse_grpc_timeout, parse_millis,
 };
