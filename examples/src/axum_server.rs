@@ -53,8 +53,12 @@ pub struct App {
     /// The backend's switches and counts.
     pub backend: Arc<Backend>,
     /// The `orders` policy (its breaker and gate).
-    pub orders:
-        Policy<HttpClassifier, battlement::retry::Never, GateLayer<HeaderPriority>, OrdersFallback>,
+    pub orders: Policy<
+        HttpClassifier,
+        battlement::retry::Never,
+        GateLayer<HeaderPriority, HttpClassifier>,
+        OrdersFallback,
+    >,
 }
 
 /// The fallback layer of the `orders` policy.

@@ -5,6 +5,7 @@ use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 use battlement_core::{
     BoxError, ErrorClassifier, EventSink, Failure, FailureKind, InvalidConfig, Name,
@@ -38,6 +39,7 @@ type PendingCache<K, Res> = (CacheConfig<Res>, Option<MakeStore<K, Res>>);
 /// | marking        | none; `http_marker` / `http_header` for `http::Response`, `on_fallback` for any type |
 pub struct FallbackBuilder<Req, Res, K = NoKey, C = ErrorClassifier> {
     name: Name,
+    source_timeout: Option<Duration>,
     classifier: C,
     trigger: Option<TriggerFn>,
     key: Option<KeyFn<Req, K>>,
@@ -82,6 +84,7 @@ impl<Req, Res> FallbackBuilder<Req, Res> {
             cache_error: None,
             mark: None,
             events: EventSink::none(),
+            source_timeout: None,
             _types: PhantomData,
         }
     }
@@ -214,6 +217,7 @@ impl<Req, Res, K: Placeholder, C> FallbackBuilder<Req, Res, K, C> {
             cache_error: self.cache_error,
             mark: self.mark,
             events: self.events,
+            source_timeout: self.source_timeout,
             _types: PhantomData,
         }
     }
@@ -255,6 +259,7 @@ impl<Req, Res, K, C> FallbackBuilder<Req, Res, K, C> {
             cache_error: self.cache_error,
             mark: self.mark,
             events: self.events,
+            source_timeout: self.source_timeout,
             _types: PhantomData,
         }
     }
@@ -303,6 +308,19 @@ impl<Req, Res, K, C> FallbackBuilder<Req, Res, K, C> {
         F: for<'a> Fn(&Failed<'a, K>) -> Result<Res, BoxError> + Send + Sync + 'static,
     {
         self.sources.push(SourceEntry::Value(Arc::new(f)));
+        self
+    }
+
+    /// Bounds each call of a fallback [`service`](Self::service) by
+    /// `bound` (more than zero): past it the source counts as failed with
+    /// [`DeadlineExceeded`](battlement_core::DeadlineExceeded) and the
+    /// next source is tried. Default: unbounded. A fallback answers after
+    /// the primary failed, often after its whole budget: bound it, so the
+    /// rescue is not slower than what it rescues. Values and the cache
+    /// answer at once and are not bounded.
+    #[must_use]
+    pub fn source_timeout(mut self, bound: Duration) -> Self {
+        self.source_timeout = Some(bound);
         self
     }
 
@@ -381,6 +399,14 @@ impl<Req, Res, K, C> FallbackBuilder<Req, Res, K, C> {
                 Some(make(config))
             }
         };
+        if self.source_timeout == Some(Duration::ZERO) {
+            return Err(InvalidConfig::new(
+                "fallback",
+                "source_timeout",
+                Duration::ZERO,
+                "must be more than zero",
+            ));
+        }
         let source_stats = self
             .sources
             .iter()
@@ -396,6 +422,7 @@ impl<Req, Res, K, C> FallbackBuilder<Req, Res, K, C> {
             cache,
             mark: self.mark,
             events: self.events,
+            source_timeout: self.source_timeout,
             source_stats,
             by_reason: std::array::from_fn(|_| AtomicU64::new(0)),
             triggered: AtomicU64::new(0),

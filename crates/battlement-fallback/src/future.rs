@@ -6,7 +6,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use battlement_core::{
-    BoxError, CircuitOpen, Classify, EventKind, Failure, FallbackFailed, Name, Outcome,
+    BoxError, CircuitOpen, Classify, DeadlineExceeded, EventKind, Failure, FallbackFailed, Name,
+    Outcome,
 };
 use pin_project_lite::pin_project;
 use tower::ServiceExt;
@@ -228,7 +229,16 @@ where
                 let Some(req) = req.as_ref().zip(shared.clone_req).map(|(r, c)| c(r)) else {
                     continue;
                 };
-                let result = svc.clone().oneshot(req).await;
+                let call = svc.clone().oneshot(req);
+                let result = match shared.source_timeout {
+                    None => call.await,
+                    Some(bound) => tokio::time::timeout(bound, call).await.unwrap_or_else(|_| {
+                        Err(Box::new(DeadlineExceeded {
+                            budget: bound,
+                            elapsed: bound,
+                        }) as BoxError)
+                    }),
+                };
                 match shared.classifier.classify(&result) {
                     Outcome::Failure(f) => match result {
                         Ok(_) => Err(Box::new(FailureResponse { kind: f.kind }) as BoxError),

@@ -95,6 +95,20 @@ impl<Req: 'static, Res: 'static, K: 'static, C: 'static> FallbackLayer<Req, Res,
         }
     }
 
+    /// The bound on each fallback service's call, if one was set.
+    pub fn source_timeout(&self) -> Option<std::time::Duration> {
+        self.shared.source_timeout
+    }
+
+    /// `true` when one of its sources is a service (which takes time to
+    /// answer, unlike a value or the cache).
+    pub fn has_service_source(&self) -> bool {
+        self.shared
+            .sources
+            .iter()
+            .any(|s| matches!(s, crate::shared::SourceEntry::Service { .. }))
+    }
+
     /// The layer's name.
     pub fn name(&self) -> &Name {
         &self.shared.name

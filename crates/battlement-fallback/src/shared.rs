@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use battlement_core::{
     BoxError, Component, ComponentHealth, ComponentKind, EventSink, Failure, FailureKind,
@@ -77,6 +78,8 @@ pub(crate) struct Shared<Req, Res, K, C> {
     pub(crate) cache: Option<Box<dyn Store<K, Res>>>,
     pub(crate) mark: Option<MarkFn<Res>>,
     pub(crate) events: EventSink,
+    /// The bound on each fallback service's call, if any.
+    pub(crate) source_timeout: Option<Duration>,
     pub(crate) source_stats: Vec<SourceStats>,
     pub(crate) by_reason: [AtomicU64; FailureKind::ALL.len()],
     pub(crate) triggered: AtomicU64,

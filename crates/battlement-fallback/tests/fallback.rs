@@ -610,3 +610,50 @@ async fn static_layer_shares_the_state_of_the_static_one() {
     assert_eq!(c.name(), "static");
     assert_eq!(c.health().details["served"], 2);
 }
+
+/// A fallback service slower than its bound counts as failed at the
+/// bound, and the next source answers: the rescue is never slower than
+/// `source_timeout`.
+#[tokio::test(start_paused = true)]
+async fn a_slow_fallback_service_is_cut_at_its_bound() {
+    let hung = service_fn(|_: u32| std::future::pending::<Result<String, BoxError>>());
+    let layer = FallbackLayer::builder("bounded")
+        .service("hung", hung)
+        .value("last resort".to_string())
+        .source_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    assert_eq!(layer.source_timeout(), Some(Duration::from_millis(200)));
+    assert!(layer.has_service_source());
+    let mut svc = layer.layer(primary());
+    let start = tokio::time::Instant::now();
+    assert_eq!(call(&mut svc, 1).await.unwrap(), "last resort");
+    assert_eq!(start.elapsed(), Duration::from_millis(200));
+
+    // Alone, the cut source's error says it was the bound.
+    let mut alone = FallbackLayer::builder("alone")
+        .service(
+            "hung",
+            service_fn(|_: u32| std::future::pending::<Result<String, BoxError>>()),
+        )
+        .source_timeout(Duration::from_millis(50))
+        .build()
+        .unwrap()
+        .layer(primary());
+    let err = call(&mut alone, 1).await.unwrap_err();
+    let failed = err.downcast_ref::<FallbackFailed>().unwrap();
+    assert!(
+        failed
+            .fallbacks
+            .iter()
+            .any(|(_, e)| e.is::<battlement_core::DeadlineExceeded>()),
+        "{err}"
+    );
+
+    let zero = FallbackLayer::<u32, String>::builder("zero")
+        .value(String::new())
+        .source_timeout(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert_eq!(zero.field, "source_timeout");
+}

@@ -268,9 +268,12 @@ pub struct BreakerSettings {
     /// The growth per re-open (default 2 when `open_max` is set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_multiplier: Option<f64>,
-    /// Probes in flight in half-open.
+    /// Calls admitted per half-open period, decided on their results.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permitted_probes: Option<u32>,
+    /// Probes in flight at once in half-open (default `permitted_probes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_probes: Option<u32>,
     /// Probe successes that close it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub success_threshold: Option<u32>,
@@ -358,6 +361,7 @@ impl PolicySettings {
                 open_max: pick(&o.open_max, &b.open_max),
                 open_multiplier: pick(&o.open_multiplier, &b.open_multiplier),
                 permitted_probes: pick(&o.permitted_probes, &b.permitted_probes),
+                max_concurrent_probes: pick(&o.max_concurrent_probes, &b.max_concurrent_probes),
                 success_threshold: pick(&o.success_threshold, &b.success_threshold),
             }),
         }
@@ -571,6 +575,9 @@ impl BreakerSettings {
             };
             if let Some(n) = s.permitted_probes {
                 br = br.permitted_probes(n);
+            }
+            if let Some(n) = s.max_concurrent_probes {
+                br = br.max_concurrent_probes(n);
             }
             if let Some(n) = s.success_threshold {
                 br = br.success_threshold(n);

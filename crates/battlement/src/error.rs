@@ -66,6 +66,11 @@ pub enum Check {
     /// min_time_left ≤ total`. A warning: a total that cuts the last
     /// retries short may be meant.
     RetriesFitTotal,
+    /// A fallback service is bounded in time by at most the total
+    /// (`FallbackBuilder::source_timeout`, which a policy sets to the total
+    /// by default): a fallback must not be slower than the budget it
+    /// rescues.
+    FallbackWithinTotal,
 }
 
 impl Check {
@@ -81,6 +86,7 @@ impl Check {
             Check::AttemptWithinTotal => "attempt_within_total",
             Check::BreakerWindowCoversAttempts => "breaker_window_covers_attempts",
             Check::RetriesFitTotal => "retries_fit_total",
+            Check::FallbackWithinTotal => "fallback_within_total",
         }
     }
 }

@@ -61,6 +61,10 @@ pub use battlement_gate as gate;
 #[doc(inline)]
 pub use battlement_registry as registry;
 
+#[cfg(feature = "limit")]
+#[doc(inline)]
+pub use battlement_limit as limit;
+
 #[cfg(feature = "http")]
 #[doc(inline)]
 pub use battlement_http as http;
@@ -100,6 +104,11 @@ pub mod prelude {
     #[cfg(feature = "http")]
     pub use battlement_http::{
         GrpcClassifier, HealthService, HttpClassifier, error_response, error_status,
+    };
+    #[cfg(feature = "limit")]
+    pub use battlement_limit::{
+        AdaptiveLimit, AdaptiveLimitLayer, Bulkhead, BulkheadFull, BulkheadLayer, KeyedBreaker,
+        KeyedBreakerLayer, LimitExceeded,
     };
     #[cfg(feature = "registry")]
     pub use battlement_registry::{HealthReport, InstrumentLayer, Registry};

@@ -218,8 +218,10 @@ type Types<Req, Res, K, C> = PhantomData<fn(Req, C) -> (Res, K)>;
 /// policy made it.
 type GateBuilt<L> = (L, Option<(Gate, bool)>);
 
-/// What a fallback part builds: the layer, and the component to register.
-type FallbackBuilt<L> = (L, Option<Arc<dyn Component>>);
+/// What a fallback part builds: the layer, the component to register, and
+/// the bound on its service sources (`None` when it has none; `Some(None)`
+/// when they are unbounded).
+type FallbackBuilt<L> = (L, Option<Arc<dyn Component>>, Option<Option<Duration>>);
 
 /// The gate part of a builder that has none.
 #[derive(Debug, Clone, Copy, Default)]
@@ -265,6 +267,7 @@ pub struct BuildContext<'a, C> {
     name: &'a str,
     classifier: &'a C,
     events: &'a EventSink,
+    total: Option<Duration>,
 }
 
 impl<C> fmt::Debug for BuildContext<'_, C> {
@@ -299,10 +302,10 @@ impl<C> GatePart<C> for NoGate {
     }
 }
 
-impl<C, X: Clone> GatePart<C> for WithGate<X> {
-    type Layer = GateLayer<X>;
+impl<C: Clone, X: Clone> GatePart<C> for WithGate<X> {
+    type Layer = GateLayer<X, C>;
 
-    fn build(self, cx: &BuildContext<'_, C>) -> Result<GateBuilt<GateLayer<X>>, InvalidConfig> {
+    fn build(self, cx: &BuildContext<'_, C>) -> Result<GateBuilt<GateLayer<X, C>>, InvalidConfig> {
         let (gate, own) = match self.gate {
             Part::Shared(gate) => (gate, false),
             Part::Build(steps) => {
@@ -312,10 +315,10 @@ impl<C, X: Clone> GatePart<C> for WithGate<X> {
             }
             Part::Off => unreachable!("a WithGate always holds a gate"),
         };
-        Ok((
-            GateLayer::new(gate.clone()).extractor(self.extract),
-            Some((gate, own)),
-        ))
+        let layer = GateLayer::new(gate.clone())
+            .extractor(self.extract)
+            .classifier(cx.classifier.clone());
+        Ok((layer, Some((gate, own))))
     }
 }
 
@@ -333,7 +336,7 @@ impl<C> FallbackPart<C> for NoFallback {
     type Layer = Identity;
 
     fn build(self, _: &BuildContext<'_, C>) -> Result<FallbackBuilt<Identity>, InvalidConfig> {
-        Ok((Identity::new(), None))
+        Ok((Identity::new(), None, None))
     }
 }
 
@@ -350,15 +353,21 @@ where
     type Layer = FallbackLayer<Req, Res, K, FallbackClassifier<C>>;
 
     fn build(self, cx: &BuildContext<'_, C>) -> Result<FallbackBuilt<Self::Layer>, InvalidConfig> {
-        let builder = FallbackLayer::<Req, Res>::builder(cx.part("fallback"))
+        let mut builder = FallbackLayer::<Req, Res>::builder(cx.part("fallback"))
             .classifier(FallbackClassifier {
                 inner: cx.classifier.clone(),
                 on_shed: self.on_shed,
             })
             .events(cx.events.clone());
+        // A fallback service answers after the primary failed, often after
+        // the whole total: bound it by the total unless told otherwise.
+        if let Some(total) = cx.total {
+            builder = builder.source_timeout(total);
+        }
         let layer = (self.configure)(builder).build()?;
         let component = layer.as_component();
-        Ok((layer, Some(component)))
+        let bound = layer.has_service_source().then(|| layer.source_timeout());
+        Ok((layer, Some(component), bound))
     }
 }
 
@@ -466,7 +475,7 @@ impl<C, P, G, F> PolicyBuilder<C, P, G, F> {
     }
 
     /// Judges every result with `classifier`, in every part that judges
-    /// outcomes (instrument, fallback, retry, breaker). Any
+    /// outcomes (instrument, fallback, gate, retry, breaker). Any
     /// [`Classify<Res, BoxError>`](Classify), closures included.
     pub fn classifier<C2>(self, classifier: C2) -> PolicyBuilder<C2, P, G, F> {
         self.rebuild(|_, retry_if, gate, fallback| (classifier, retry_if, gate, fallback))
@@ -795,6 +804,7 @@ where
             name: &self.name,
             classifier: &self.classifier,
             events: &events,
+            total: self.total,
         };
 
         let deadline = match self.total {
@@ -937,7 +947,19 @@ where
         }
 
         let (gate, gate_handle) = self.gate.build(&cx).map_err(&invalid)?;
-        let (fallback, fallback_component) = self.fallback.build(&cx).map_err(&invalid)?;
+        let (fallback, fallback_component, fallback_bound) =
+            self.fallback.build(&cx).map_err(&invalid)?;
+        if let (Some(total), Some(bound)) = (self.total, fallback_bound) {
+            let bound = bound.unwrap_or(Duration::MAX);
+            if bound > total {
+                return Err(conflict(
+                    Check::FallbackWithinTotal,
+                    ("fallback.source_timeout", bound),
+                    ("total", total),
+                    "must be at most",
+                ));
+            }
+        }
 
         let instrument = match (&self.registry, self.instrument) {
             (Some(registry), true) => Some(

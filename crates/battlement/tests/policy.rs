@@ -353,3 +353,60 @@ mod http_preset {
         );
     }
 }
+
+/// The gate's error-rate signal judges with the policy's classifier: a
+/// 500 that travels as `Ok` is an error for the gate too.
+#[tokio::test(start_paused = true)]
+async fn the_gate_judges_with_the_policy_classifier() {
+    use battlement::gate::Signal;
+    let policy = Policy::http("api")
+        .without_retry()
+        .without_breaker()
+        .gate(|g| g)
+        .priority(|_: &http::Request<String>| None)
+        .build()
+        .unwrap();
+    let mut errors = policy.gate().unwrap().error_rate_signal().min_calls(1);
+    let mut svc = policy.layer(service_fn(|req: http::Request<String>| async move {
+        let status = if req.uri().path() == "/bad" { 500 } else { 200 };
+        Ok::<_, BoxError>(http::Response::builder().status(status).body(()).unwrap())
+    }));
+    for path in ["/bad", "/ok", "/ok", "/ok"] {
+        let req = http::Request::get(path).body(String::new()).unwrap();
+        svc.ready().await.unwrap().call(req).await.unwrap();
+    }
+    assert_eq!(errors.sample(Instant::now()), 0.25);
+}
+
+/// A fallback service is bounded by the total unless told otherwise, and
+/// a bound above the total is refused.
+#[tokio::test(start_paused = true)]
+async fn a_fallback_service_is_bounded_by_the_total() {
+    let hung = || service_fn(|_: u32| std::future::pending::<Result<u32, BoxError>>());
+    let calls = Arc::new(AtomicU32::new(0));
+    let policy = Policy::builder("rescue")
+        .total(Duration::from_secs(2))
+        .attempt_timeout(Duration::from_secs(1))
+        .without_retry()
+        .without_breaker()
+        .fallback(move |f| f.service("secondary", hung()).value(7u32))
+        .build()
+        .unwrap();
+    let mut svc = policy.layer(failing(&calls));
+    let start = Instant::now();
+    assert_eq!(svc.ready().await.unwrap().call(1).await.unwrap(), 7);
+    assert_eq!(start.elapsed(), Duration::from_secs(2), "cut at the total");
+
+    let err = Policy::builder("slow-rescue")
+        .total(Duration::from_secs(2))
+        .attempt_timeout(Duration::from_secs(1))
+        .without_retry()
+        .fallback(move |f| {
+            f.service("secondary", hung())
+                .source_timeout(Duration::from_secs(10))
+        })
+        .build()
+        .unwrap_err();
+    assert_eq!(err.as_conflict().unwrap().check, Check::FallbackWithinTotal);
+    assert!(err.to_string().contains("10s"), "{err}");
+}
