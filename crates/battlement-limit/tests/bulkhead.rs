@@ -76,7 +76,6 @@ async fn waiters_get_freed_slots_first_come_first_served() {
     {
         let mut r2 = second.ready();
         assert!(poll_once(&mut r2).await.is_pending());
-        drop(r2);
     }
     {
         let mut r3 = third.ready();
