@@ -16,7 +16,9 @@
 //!    answer per URL, a gate whose governor raises the level to
 //!    `moderate` (shedding low priority) while the breaker is open or
 //!    the calls through it fail, a 500 ms total, 3 attempts with backoff
-//!    and a retry budget, a breaker on 5 failures in a row or half the calls of the last second, a 150 ms attempt
+//!    and a retry budget, a breaker on 8 failed attempts in a row or half the attempts of the last
+//!    second (a latency spike that slows a quarter of the calls does not
+//!    trip it; an outage does, within one attempt timeout), a 150 ms attempt
 //!    timeout.
 //! 3. The upstream's answer read whole into a [`Reply`], a small `Clone`
 //!    type the fallback's cache can keep (an `http::Response` is not
@@ -38,10 +40,12 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::routing::get;
 use battlement::AsComponent;
+use battlement::breaker::Breaker;
 use battlement::fallback::CacheConfig;
-use battlement::gate::{Governor, OpenBreakers, Rule};
+use battlement::gate::{Gate, Governor, OpenBreakers, Rule};
 use battlement::http::{ErrorResponseLayer, HealthService, HttpClassifier};
 use battlement::prelude::*;
+use battlement::retry::RetryBudget;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
@@ -148,19 +152,6 @@ impl Classify<Reply, BoxError> for ReplyClassifier {
     }
 }
 
-/// The policy the protected front calls the upstream through.
-pub type DemoPolicy = Policy<
-    ReplyClassifier,
-    battlement::Idempotent,
-    battlement::gate::GateLayer,
-    battlement::fallback::FallbackLayer<
-        Request<Full<Bytes>>,
-        Reply,
-        String,
-        battlement::FallbackClassifier<ReplyClassifier>,
-    >,
->;
-
 /// A front service and what the demo watches of it.
 #[derive(Debug)]
 pub struct Front {
@@ -177,8 +168,12 @@ pub struct Protected {
     pub router: Router,
     /// Every component of the policy, and the chaos.
     pub registry: Registry,
-    /// The policy (its breaker, budget and gate).
-    pub policy: DemoPolicy,
+    /// The policy's breaker.
+    pub breaker: Breaker,
+    /// The policy's gate.
+    pub gate: Gate,
+    /// The policy's retry budget.
+    pub budget: RetryBudget,
     /// The gate's governor, to take and spawn once
     /// (`tokio::spawn(governor.run())`).
     pub governor: Option<Governor>,
@@ -196,9 +191,7 @@ impl Protected {
 
     /// Requests the gate shed so far, every priority.
     pub fn shed(&self) -> u64 {
-        self.policy
-            .gate()
-            .map_or(0, |g| Priority::ALL.iter().map(|p| g.shed(*p)).sum())
+        Priority::ALL.iter().map(|p| self.gate.shed(*p)).sum()
     }
 }
 
@@ -264,7 +257,7 @@ pub fn recovery_times(duration: Duration) -> (Duration, Duration) {
 }
 
 /// The protected front: its routes call `upstream` through
-/// [`DemoPolicy`]; `/ops/health` and `/ops/metrics` show its registry
+/// `Policy::http("upstream")`; `/ops/health` and `/ops/metrics` show its registry
 /// (the chaos included).
 ///
 /// # Errors
@@ -278,7 +271,7 @@ pub fn protected(
     let registry = Registry::new();
     registry.register(chaos)?;
     let (open, dwell) = recovery_times(duration);
-    let policy: DemoPolicy = Policy::http("upstream")
+    let policy = Policy::http("upstream")
         .classifier(ReplyClassifier)
         .total(TOTAL)
         .attempt_timeout(ATTEMPT)
@@ -288,10 +281,10 @@ pub fn protected(
         })
         .allow(Check::RetriesFitTotal)
         .breaker(move |b| {
-            b.consecutive_failures(5)
+            b.consecutive_failures(8)
                 .failure_rate(0.5)
                 .time_window(Duration::from_secs(1), 10)
-                .minimum_calls(10)
+                .minimum_calls(20)
                 .open_duration(open)
         })
         .gate(|g| g)
@@ -310,8 +303,11 @@ pub fn protected(
         .registry(&registry)
         .build()?;
 
+    // The policy's parts, kept as handles (the policy's own type is long
+    // and names every part's parameters).
     let gate = policy.gate().ok_or("the policy has a gate")?.clone();
-    let breaker = policy.breaker().ok_or("the policy has a breaker")?;
+    let breaker = policy.breaker().ok_or("the policy has a breaker")?.clone();
+    let budget = policy.budget().ok_or("the policy has a budget")?.clone();
     let governor = gate
         .governor()
         .interval(Duration::from_millis(100))
@@ -335,7 +331,7 @@ pub fn protected(
             .map_response(|res: Response<battlement::http::ResponseBody<Body>>| res.map(Body::new))
             .layer(ErrorResponseLayer::new())
             .map_response(Reply::into_response)
-            .layer(policy.clone())
+            .layer(policy)
             .and_then(Reply::read)
             .map_err(BoxError::from)
             .service(http_client()),
@@ -345,7 +341,9 @@ pub fn protected(
     Ok(Protected {
         router,
         registry,
-        policy,
+        breaker,
+        gate,
+        budget,
         governor: Some(governor),
     })
 }

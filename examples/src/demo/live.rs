@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use battlement::chaos::Chaos;
-use battlement::retry::RetryBudget;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::front::Protected;
@@ -98,6 +97,29 @@ pub fn window(recorder: &Recorder, side: Side, now: Duration, window: Duration) 
     })
 }
 
+/// The columns of the live table.
+const COLUMNS: [&str; 6] = ["done", "ok", "fallback", "shed", "errors", "p99"];
+
+fn row(first: &str, cells: &[String; 6]) -> String {
+    let [a, b, c, d, e, f] = cells;
+    format!("  {first:<12}{a:>6}{b:>6}{c:>9}{d:>6}{e:>8}{f:>10}")
+}
+
+impl Window {
+    /// The live table's cells: done, ok, fallback, shed, errors, p99.
+    pub fn cells(&self) -> [String; 6] {
+        let c = &self.counts;
+        [
+            c.sent.to_string(),
+            c.succeeded.to_string(),
+            c.fallback.to_string(),
+            c.shed.to_string(),
+            c.failed.to_string(),
+            ms(self.latency.p99_ms),
+        ]
+    }
+}
+
 impl<'a> Live<'a> {
     /// Starts the live output (prints the URLs and, on a terminal, draws
     /// the bars).
@@ -184,9 +206,9 @@ impl<'a> Live<'a> {
             None => "done: waiting for the last answers".into(),
         };
         let p = self.protected;
-        let breaker = p.policy.breaker().map_or("-", |b| b.state().as_str());
-        let gate = p.policy.gate().map_or("-", |g| g.level().as_str());
-        let tokens = p.policy.budget().map_or(0, RetryBudget::available);
+        let breaker = p.breaker.state().as_str();
+        let gate = p.gate.level().as_str();
+        let tokens = p.budget.available();
         let denied = p.detail("upstream/budget", "retries_denied");
         let fallbacks = p.detail("upstream/fallback", "served");
         let shed = p.shed();
@@ -203,35 +225,16 @@ impl<'a> Live<'a> {
                 bars.progress
                     .set_message(format!("{:>5.1} s  {phase}", now.as_secs_f64()));
                 bars.lines[0].set_message(format!("  {state}"));
-                bars.lines[1].set_message(format!(
-                    "  {:<12}{:>6}{:>6}{:>9}{:>6}{:>8}{:>10}",
-                    "last 1 s", "done", "ok", "fallback", "shed", "errors", "p99"
-                ));
+                bars.lines[1].set_message(row("last 1 s", &COLUMNS.map(String::from)));
                 for (i, side) in Side::BOTH.iter().enumerate() {
-                    let w = &sides[i];
-                    bars.lines[2 + i].set_message(format!(
-                        "  {:<12}{:>6}{:>6}{:>9}{:>6}{:>8}{:>10}",
-                        side.as_str(),
-                        w.counts.sent,
-                        w.counts.succeeded,
-                        w.counts.fallback,
-                        w.counts.shed,
-                        w.counts.failed,
-                        ms(w.latency.p99_ms)
-                    ));
+                    bars.lines[2 + i].set_message(row(side.as_str(), &sides[i].cells()));
                 }
             }
             None => {
                 let side = |w: &Window| {
-                    format!(
-                        "{} done, {} ok, {} fallback, {} shed, {} errors, p99 {}",
-                        w.counts.sent,
-                        w.counts.succeeded,
-                        w.counts.fallback,
-                        w.counts.shed,
-                        w.counts.failed,
-                        ms(w.latency.p99_ms)
-                    )
+                    let cells = w.cells();
+                    let named = COLUMNS.iter().zip(&cells).map(|(n, c)| format!("{n} {c}"));
+                    named.collect::<Vec<_>>().join(", ")
                 };
                 println!(
                     "[{:>5.1} s] {phase} | {state} | protected: {} | unprotected: {}",

@@ -138,7 +138,7 @@ impl Cli {
 }
 
 /// What the demo's upstream does over a run of `duration`: healthy (20%),
-/// a latency spike where 40% of the calls take 0.2-1.2 s (15%), a hard outage where every call hangs 1-2.5 s
+/// a latency spike where a quarter of the calls take 0.2-1.2 s (15%), a hard outage where every call hangs 1-2.5 s
 /// and then answers 503 (30%), rate limited with 429 and `Retry-After`
 /// (15%), and healthy again (20%). The draws (which call is slow, which
 /// is refused) come from `seed`.
@@ -155,7 +155,7 @@ pub fn schedule(duration: Duration, seed: u64) -> Result<Chaos, BoxError> {
         .phase(Phase::healthy(part(0.20)))
         .phase(
             Phase::new("latency spike", part(0.15))
-                .latency_ratio(0.4, Latency::uniform(ms(200), ms(1200))),
+                .latency_ratio(0.25, Latency::uniform(ms(200), ms(1200))),
         )
         .phase(
             Phase::new("outage", part(0.30))
@@ -238,8 +238,8 @@ impl Sampler {
 fn sample_states(chaos: &Chaos, protected: &front::Protected) -> Sampler {
     let (stop, mut stopped) = tokio::sync::oneshot::channel();
     let chaos = chaos.clone();
-    let breaker = protected.policy.breaker().cloned();
-    let gate = protected.policy.gate().cloned();
+    let breaker = protected.breaker.clone();
+    let gate = protected.gate.clone();
     let task = tokio::spawn(async move {
         let mut states = Vec::new();
         let mut every = tokio::time::interval(Duration::from_millis(50));
@@ -248,10 +248,11 @@ fn sample_states(chaos: &Chaos, protected: &front::Protected) -> Sampler {
                 _ = &mut stopped => return states,
                 _ = every.tick() => states.push(report::StateSample {
                     at: chaos.elapsed(),
-                    breaker_open: breaker.as_ref().is_some_and(|b| {
-                        matches!(b.state(), CircuitState::Open | CircuitState::ForcedOpen)
-                    }),
-                    level: gate.as_ref().map(|g| g.level()).unwrap_or_default(),
+                    breaker_open: matches!(
+                        breaker.state(),
+                        CircuitState::Open | CircuitState::ForcedOpen
+                    ),
+                    level: gate.level(),
                 }),
             }
         }

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::Once;
 
 use plotters::coord::Shift;
+use plotters::coord::ranged1d::ValueFormatter;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
@@ -126,6 +127,8 @@ where
     Ok(())
 }
 
+type Pick = fn(&super::report::Second) -> (u64, f64);
+
 fn latency<DB: DrawingBackend>(
     summary: &Summary,
     area: &DrawingArea<DB, Shift>,
@@ -140,56 +143,29 @@ where
         .fold(100.0f64, f64::max)
         * 8.0;
     let (lo, hi) = (0.5f64, top);
-    let mut chart = ChartBuilder::on(area)
+    let chart = ChartBuilder::on(area)
         .caption("p99 latency per second (ms, log scale)", ("sans-serif", 20))
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(64)
         .build_cartesian_2d(0f64..seconds(summary), (lo..hi).log_scale())
         .map_err(|e| e.to_string())?;
-    chart
-        .configure_mesh()
-        .x_desc("seconds")
-        .y_label_formatter(&|v| format!("{v:.0}"))
-        .label_style(("sans-serif", 14))
-        .draw()
-        .map_err(|e| e.to_string())?;
-    phases(summary, &mut chart, (lo, hi), true)?;
-    for (name, color, get) in series() {
-        let points = summary
-            .timeline
-            .iter()
-            .filter(|s| get(s).0 > 0)
-            .map(|s| (s.second as f64 + 0.5, get(s).1.max(lo)));
-        chart
-            .draw_series(LineSeries::new(points, color.stroke_width(3)))
-            .map_err(|e| e.to_string())?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 24, y)], color.stroke_width(3)));
-    }
-    chart
-        .configure_series_labels()
-        // Below the phases' names, in the headroom above the lines.
-        .position(SeriesLabelPosition::Coordinate(8, 26))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.4))
-        .label_font(("sans-serif", 16))
-        .draw()
-        .map_err(|e| e.to_string())?;
-    Ok(())
-}
-
-type Pick = fn(&super::report::Second) -> (u64, f64);
-
-fn series() -> [(&'static str, RGBColor, Pick); 2] {
-    [
+    let lines: [(&str, RGBColor, Pick); 2] = [
         ("protected (Policy::http)", PROTECTED, |s| {
             (s.protected.sent, s.protected.p99_ms)
         }),
         ("unprotected (plain client)", UNPROTECTED, |s| {
             (s.unprotected.sent, s.unprotected.p99_ms)
         }),
-    ]
+    ];
+    let panel = Panel {
+        range: (lo, hi),
+        y_label: |v| format!("{v:.0}"),
+        phase_names: true,
+        // Below the phases' names, in the headroom above the lines.
+        legend: SeriesLabelPosition::Coordinate(8, 26),
+    };
+    panel.draw(summary, chart, lines)
 }
 
 fn answered<DB: DrawingBackend>(
@@ -200,7 +176,7 @@ where
     DB::ErrorType: 'static,
 {
     let (lo, hi) = (0f64, 105f64);
-    let mut chart = ChartBuilder::on(area)
+    let chart = ChartBuilder::on(area)
         .caption(
             "useful answers per second (% of requests answered 2xx, fresh or by fallback)",
             ("sans-serif", 20),
@@ -210,15 +186,7 @@ where
         .y_label_area_size(64)
         .build_cartesian_2d(0f64..seconds(summary), lo..hi)
         .map_err(|e| e.to_string())?;
-    chart
-        .configure_mesh()
-        .x_desc("seconds")
-        .y_label_formatter(&|v| format!("{v:.0}%"))
-        .label_style(("sans-serif", 14))
-        .draw()
-        .map_err(|e| e.to_string())?;
-    phases(summary, &mut chart, (lo, hi), false)?;
-    let rates: [(&str, RGBColor, Pick); 2] = [
+    let lines: [(&str, RGBColor, Pick); 2] = [
         ("protected", PROTECTED, |s| {
             (s.protected.sent, s.protected.answered_rate * 100.0)
         }),
@@ -226,25 +194,68 @@ where
             (s.unprotected.sent, s.unprotected.answered_rate * 100.0)
         }),
     ];
-    for (name, color, get) in rates {
-        let points = summary
-            .timeline
-            .iter()
-            .filter(|s| get(s).0 > 0)
-            .map(|s| (s.second as f64 + 0.5, get(s).1));
+    let panel = Panel {
+        range: (lo, hi),
+        y_label: |v| format!("{v:.0}%"),
+        phase_names: false,
+        legend: SeriesLabelPosition::LowerLeft,
+    };
+    panel.draw(summary, chart, lines)
+}
+
+/// What differs between the two panels once their axes are built.
+struct Panel {
+    range: (f64, f64),
+    y_label: fn(&f64) -> String,
+    phase_names: bool,
+    legend: SeriesLabelPosition,
+}
+
+impl Panel {
+    /// The mesh, the shaded phases, one line per side (seconds without
+    /// requests left out) and the legend.
+    fn draw<'a, DB, Y>(
+        self,
+        summary: &Summary,
+        mut chart: ChartContext<'a, DB, Cartesian2d<RangedCoordf64, Y>>,
+        lines: [(&str, RGBColor, Pick); 2],
+    ) -> Result<(), DrawError>
+    where
+        DB: DrawingBackend + 'a,
+        DB::ErrorType: 'static,
+        Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    {
         chart
-            .draw_series(LineSeries::new(points, color.stroke_width(3)))
-            .map_err(|e| e.to_string())?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 24, y)], color.stroke_width(3)));
+            .configure_mesh()
+            .x_desc("seconds")
+            .y_label_formatter(&self.y_label)
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        phases(summary, &mut chart, self.range, self.phase_names)?;
+        let floor = self.range.0;
+        for (name, color, get) in lines {
+            let points = summary
+                .timeline
+                .iter()
+                .filter(|s| get(s).0 > 0)
+                .map(|s| (s.second as f64 + 0.5, get(s).1.max(floor)));
+            chart
+                .draw_series(LineSeries::new(points, color.stroke_width(3)))
+                .map_err(|e| e.to_string())?
+                .label(name)
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 24, y)], color.stroke_width(3))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(self.legend)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.4))
+            .label_font(("sans-serif", 16))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        Ok(())
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.4))
-        .label_font(("sans-serif", 16))
-        .draw()
-        .map_err(|e| e.to_string())?;
-    Ok(())
 }

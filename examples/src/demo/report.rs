@@ -429,7 +429,6 @@ pub fn summarize(
             protected_upstream_calls: protected_side.phases[p.index].upstream_calls,
             unprotected_upstream_calls: unprotected_side.phases[p.index].upstream_calls,
         });
-    let breaker = protected.policy.breaker();
     let open_at = || {
         states
             .iter()
@@ -437,15 +436,11 @@ pub fn summarize(
             .map(|s| millis(s.at))
     };
     let end = EndState {
-        breaker: breaker.map_or("none", |b| b.state().as_str()).to_owned(),
+        breaker: protected.breaker.state().as_str().to_owned(),
         breaker_first_open_ms: open_at().next(),
-        breaker_last_open_ms: open_at().last(),
+        breaker_last_open_ms: open_at().next_back(),
         breaker_rejections: protected.detail("upstream/breaker", "rejections"),
-        gate_level: protected
-            .policy
-            .gate()
-            .map_or("none", |g| g.level().as_str())
-            .to_owned(),
+        gate_level: protected.gate.level().as_str().to_owned(),
         gate_shed: protected.shed(),
         retries_allowed: protected.detail("upstream/budget", "retries_allowed"),
         retries_denied: protected.detail("upstream/budget", "retries_denied"),
@@ -510,7 +505,8 @@ impl fmt::Display for Summary {
             pct(&p.counts),
             pct(&u.counts)
         )?;
-        let lat: [(&str, fn(&Percentiles) -> f64); 3] = [
+        type Get = fn(&Percentiles) -> f64;
+        let lat: [(&str, Get); 3] = [
             ("p50 latency", |l| l.p50_ms),
             ("p99 latency", |l| l.p99_ms),
             ("max latency", |l| l.max_ms),
