@@ -4,11 +4,11 @@
 //! policy retries the `GET`s inside one 2 s budget and stamps the time
 //! left on each attempt (`x-request-timeout-ms`), which the server
 //! records; a `POST` is sent once; a `POST` with an `Idempotency-Key` is
-//! retried.
+//! retried. The policy's settings are read from `examples/policies.toml`
+//! with `PolicyConfig`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -21,6 +21,9 @@ use http_body_util::Full;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 use crate::client::{HttpClient, http_client};
+
+/// The policies file of the example, `examples/policies.toml`.
+pub const POLICIES: &str = include_str!("../policies.toml");
 
 /// What the flaky server saw.
 #[derive(Debug, Default)]
@@ -91,14 +94,12 @@ pub fn client(
     + Send,
     BoxError,
 > {
-    let policy = Policy::http("upstream")
-        .total(Duration::from_secs(2))
-        .attempt_timeout(Duration::from_millis(500))
-        .retry(|r| {
-            r.max_attempts(3)
-                .backoff(Backoff::exponential(Duration::from_millis(10)))
-        })
-        .allow(Check::RetriesFitTotal)
+    // The settings come from `examples/policies.toml`; the preset (the
+    // HTTP classifier, idempotent-only retries) and the registry from code.
+    let config: PolicyConfig = toml::from_str(POLICIES)?;
+    config.validate()?;
+    let policy = config
+        .apply_to(Policy::http("upstream"))?
         .registry(registry)
         .build()?;
     let inner: HttpClient = http_client();
