@@ -410,3 +410,45 @@ async fn a_fallback_service_is_bounded_by_the_total() {
     assert_eq!(err.as_conflict().unwrap().check, Check::FallbackWithinTotal);
     assert!(err.to_string().contains("10s"), "{err}");
 }
+
+/// Over a `tower-test` mock (which panics on a call without readiness):
+/// the policy passes the backend's readiness through, and each attempt is
+/// one request the backend sees, in order, until one succeeds.
+#[tokio::test(start_paused = true)]
+async fn over_a_mock_readiness_passes_through_and_each_attempt_reaches_the_backend() {
+    let policy = Policy::builder("mocked")
+        .retry(|r| r.max_attempts(3).backoff(Backoff::none()))
+        .build()
+        .unwrap();
+    let (mock, mut handle) = tower_test::mock::pair::<u32, u32>();
+    let mut svc = policy.layer(mock);
+
+    handle.allow(0);
+    assert!(
+        poll_ready_once(&mut svc).is_pending(),
+        "not ready while the backend is not"
+    );
+    handle.allow(10);
+    let call = tokio::spawn({
+        let mut svc = svc;
+        async move { svc.ready().await.unwrap().call(7).await }
+    });
+    for attempt in 0..2 {
+        let (req, reply) = handle.next_request().await.unwrap();
+        assert_eq!(req, 7, "attempt {attempt}");
+        reply.send_error(refused());
+    }
+    let (req, reply) = handle.next_request().await.unwrap();
+    assert_eq!(req, 7);
+    reply.send_response(70);
+    assert_eq!(call.await.unwrap().unwrap(), 70);
+}
+
+/// Polls `svc` for readiness once.
+fn poll_ready_once<S: Service<u32>>(svc: &mut S) -> std::task::Poll<()> {
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    svc.poll_ready(&mut cx).map(|r| {
+        assert!(r.is_ok());
+    })
+}
