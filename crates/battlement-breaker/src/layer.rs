@@ -3,7 +3,7 @@
 use battlement_core::{ErrorClassifier, ResponseClassifier};
 use tower_layer::Layer;
 
-use crate::{Breaker, BreakerService};
+use crate::{Breaker, BreakerService, NoDefer};
 
 /// Wraps services in a [`Breaker`]; every service it makes shares that
 /// breaker's state.
@@ -22,9 +22,10 @@ use crate::{Breaker, BreakerService};
 /// # drop(svc);
 /// ```
 #[derive(Debug, Clone)]
-pub struct BreakerLayer<C = ErrorClassifier> {
+pub struct BreakerLayer<C = ErrorClassifier, D = NoDefer> {
     breaker: Breaker,
     classify: C,
+    defer: D,
 }
 
 impl BreakerLayer<ErrorClassifier> {
@@ -33,6 +34,7 @@ impl BreakerLayer<ErrorClassifier> {
         BreakerLayer {
             breaker,
             classify: ErrorClassifier::new(),
+            defer: NoDefer,
         }
     }
 
@@ -41,18 +43,34 @@ impl BreakerLayer<ErrorClassifier> {
         BreakerLayer {
             breaker: self.breaker,
             classify: ErrorClassifier::new().with_responses(f),
+            defer: NoDefer,
         }
     }
 }
 
-impl<C> BreakerLayer<C> {
+impl<C, D> BreakerLayer<C, D> {
     /// Judges results with `classify` (any
     /// [`Classify<Res, BoxError>`](battlement_core::Classify), closures
     /// included) instead.
-    pub fn with_classifier<C2>(self, classify: C2) -> BreakerLayer<C2> {
+    pub fn with_classifier<C2>(self, classify: C2) -> BreakerLayer<C2, D> {
         BreakerLayer {
             breaker: self.breaker,
             classify,
+            defer: self.defer,
+        }
+    }
+
+    /// Leaves the recording of a call its classifier calls a success to
+    /// the response, through `defer` (a [`Defer`](crate::Defer)): the
+    /// call is recorded once, with the outcome the response tells later
+    /// (for gRPC, the status in its trailers: `battlement-http`'s
+    /// `GrpcDefer`, with its `GrpcTrailersLayer` below the breaker).
+    /// Default: [`NoDefer`], every call recorded when its response arrives.
+    pub fn defer_with<D2>(self, defer: D2) -> BreakerLayer<C, D2> {
+        BreakerLayer {
+            breaker: self.breaker,
+            classify: self.classify,
+            defer,
         }
     }
 
@@ -62,10 +80,11 @@ impl<C> BreakerLayer<C> {
     }
 }
 
-impl<S, C: Clone> Layer<S> for BreakerLayer<C> {
-    type Service = BreakerService<S, C>;
+impl<S, C: Clone, D: Clone> Layer<S> for BreakerLayer<C, D> {
+    type Service = BreakerService<S, C, D>;
 
     fn layer(&self, inner: S) -> Self::Service {
         BreakerService::with_classifier(inner, self.breaker.clone(), self.classify.clone())
+            .defer_with(self.defer.clone())
     }
 }

@@ -226,6 +226,7 @@
 //! without a name, so it skips the `Box`.
 
 mod config;
+mod defer;
 pub mod future;
 mod handle;
 mod layer;
@@ -236,6 +237,7 @@ mod window;
 
 pub use battlement_core::{CircuitOpen, CircuitState};
 pub use config::{BreakerBuilder, OpenDuration, WindowConfig};
+pub use defer::{Defer, NoDefer, Pending};
 pub use handle::Breaker;
 pub use layer::BreakerLayer;
 pub use service::BreakerService;

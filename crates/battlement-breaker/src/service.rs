@@ -6,8 +6,8 @@ use battlement_core::{BoxError, Classify, ErrorClassifier};
 use tokio::time::Instant;
 use tower_service::Service;
 
-use crate::Breaker;
 use crate::future::ResponseFuture;
+use crate::{Breaker, Defer, NoDefer};
 
 /// A service guarded by a [`Breaker`]: made by [`BreakerLayer`](crate::BreakerLayer).
 ///
@@ -15,10 +15,11 @@ use crate::future::ResponseFuture;
 /// an open breaker refuses in `call` with a ready
 /// [`CircuitOpen`](battlement_core::CircuitOpen) error.
 #[derive(Debug, Clone)]
-pub struct BreakerService<S, C = ErrorClassifier> {
+pub struct BreakerService<S, C = ErrorClassifier, D = NoDefer> {
     inner: S,
     breaker: Breaker,
     classify: C,
+    defer: D,
 }
 
 impl<S> BreakerService<S, ErrorClassifier> {
@@ -28,6 +29,7 @@ impl<S> BreakerService<S, ErrorClassifier> {
             inner,
             breaker,
             classify: ErrorClassifier::new(),
+            defer: NoDefer,
         }
     }
 }
@@ -39,6 +41,20 @@ impl<S, C> BreakerService<S, C> {
             inner,
             breaker,
             classify,
+            defer: NoDefer,
+        }
+    }
+}
+
+impl<S, C, D> BreakerService<S, C, D> {
+    /// Leaves the recording of successful responses to `defer` (see
+    /// [`Defer`]).
+    pub fn defer_with<D2>(self, defer: D2) -> BreakerService<S, C, D2> {
+        BreakerService {
+            inner: self.inner,
+            breaker: self.breaker,
+            classify: self.classify,
+            defer,
         }
     }
 
@@ -63,15 +79,16 @@ impl<S, C> BreakerService<S, C> {
     }
 }
 
-impl<S, C, Req> Service<Req> for BreakerService<S, C>
+impl<S, C, D, Req> Service<Req> for BreakerService<S, C, D>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
     C: Classify<S::Response, BoxError> + Clone,
+    D: Defer<S::Response> + Clone,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future, C>;
+    type Future = ResponseFuture<S::Future, C, D>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -91,6 +108,7 @@ where
                     admit,
                     start,
                     self.classify.clone(),
+                    self.defer.clone(),
                 )
             }
             Err(open) => ResponseFuture::rejected(open),

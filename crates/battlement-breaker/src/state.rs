@@ -446,16 +446,41 @@ impl Shared {
                 return;
             }
         }
-        self.complete_slow(admit, outcome, start);
+        self.complete_slow(admit, outcome, start, None);
     }
 
-    /// [`complete`](Self::complete) for every other case.
+    /// [`complete`](Self::complete) of a call whose response came at
+    /// `responded` (a deferred call, completed when its body ended): its
+    /// duration, for the slow-call rule, ends there rather than now.
+    pub(crate) fn complete_at(
+        &self,
+        admit: Admit,
+        outcome: Outcome,
+        start: Option<Instant>,
+        responded: Option<Instant>,
+    ) {
+        match responded {
+            None => self.complete(admit, outcome, start),
+            Some(_) => self.complete_slow(admit, outcome, start, responded),
+        }
+    }
+
+    /// [`complete`](Self::complete) for every other case; `ended` is when
+    /// the call's duration ended, if not now.
     #[inline(never)]
-    fn complete_slow(&self, admit: Admit, outcome: Outcome, start: Option<Instant>) {
+    fn complete_slow(
+        &self,
+        admit: Admit,
+        outcome: Outcome,
+        start: Option<Instant>,
+        ended: Option<Instant>,
+    ) {
         let (now_ns, slow) = if self.clocked {
             let now = Instant::now();
             let slow = match (start, self.config.slow_call) {
-                (Some(start), Some((t, _))) => now.saturating_duration_since(start) > t,
+                (Some(start), Some((t, _))) => {
+                    ended.unwrap_or(now).saturating_duration_since(start) > t
+                }
                 _ => false,
             };
             (self.ns(now), slow)
