@@ -316,14 +316,16 @@ const NEVER_RETRIED: u32 = GrpcCode::AlreadyExists.bit() | GrpcCode::DataLoss.bi
 ///   (connection refused, reset) come as `Err` and go to
 ///   [`ErrorClassifier`].
 /// - **With [`GrpcTrailersLayer`](crate::GrpcTrailersLayer), for an
-///   instrument:** a status sent in the trailers after the headers and any
-///   messages (a streaming call that fails mid-stream, a server that always
-///   sends headers first), an error while streaming the body, and a body
-///   that ends without any status: the instrument's count is corrected when
-///   the body ends.
-/// - **Not covered:** layers that act on the outcome when the response's
-///   headers arrive (a breaker, a retry) cannot wait for the trailers: for
-///   them such a call is the success its headers showed.
+///   instrument and a breaker:** a status sent in the trailers after the
+///   headers and any messages (a streaming call that fails mid-stream, a
+///   server that always sends headers first), an error while streaming the
+///   body, and a body that ends without any status: the instrument's count
+///   is corrected when the body ends, and a breaker that defers with
+///   [`GrpcTrailersDefer`](crate::GrpcTrailersDefer) records the call then,
+///   once.
+/// - **Not covered:** a retry acts on the outcome when the response's
+///   headers arrive and cannot wait for the trailers: for it such a call
+///   is the success its headers showed.
 ///   [`classify_headers`](Self::classify_headers) judges a trailers map as
 ///   well, for a body wrapper of your own.
 ///

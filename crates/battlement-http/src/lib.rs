@@ -74,9 +74,14 @@
 //!   [`GrpcClassifier`] reads `grpc-status` from the response's headers
 //!   (a trailers-only response: how gRPC servers, tonic included, answer a
 //!   call that fails before its first message); [`GrpcTrailersLayer`]
-//!   corrects an instrument's count from the trailers when the body ends.
-//!   Breakers and retries act at the headers and do not see trailers (see
-//!   [`GrpcClassifier`]).
+//!   corrects an instrument's count from the trailers when the body ends,
+//!   judging them with the classifier it is given. A breaker sees them
+//!   too when it defers with [`GrpcTrailersDefer`] over that layer: it
+//!   records such a call once, when the body ends, with the trailers'
+//!   outcome (not a success at the headers then a failure); a body
+//!   dropped before its end is not recorded (as a dropped call). Retries
+//!   still act at the headers: a retry cannot wait for the end of a body
+//!   it has already handed to its caller (see [`GrpcClassifier`]).
 //! - Header propagation of deadlines lives in `battlement-deadline`.
 //! - Request bodies are made replayable by [`ReplayBodyLayer`], above the
 //!   retry: each body is kept as it is sent (not read up front), up to a
@@ -109,4 +114,6 @@ pub use replay::{
 };
 pub use respond::{ErrorResponse, ErrorResponseFuture, ErrorResponseLayer, ResponseBody};
 pub use response::{error_response, error_status};
-pub use trailers::{GrpcTrailers, GrpcTrailersLayer, TrailersBody, TrailersFuture};
+pub use trailers::{
+    GrpcTrailers, GrpcTrailersDefer, GrpcTrailersLayer, TrailersBody, TrailersFuture,
+};

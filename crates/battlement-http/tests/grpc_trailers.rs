@@ -1,13 +1,17 @@
 //! `GrpcTrailersLayer` with an instrument: a gRPC status in the trailers,
 //! a body error and a body without any status correct the instrument's
 //! count when the body ends; a trailers-only response is counted once.
+//! With a breaker deferring to it (`GrpcTrailersDefer`), the breaker
+//! records each call once, with the trailers' outcome, and agrees with
+//! the instrument.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use battlement_core::BoxError;
-use battlement_http::{GrpcClassifier, GrpcTrailersLayer};
+use battlement_breaker::{Breaker, CircuitState};
+use battlement_core::{BoxError, CircuitOpen, FailureKind};
+use battlement_http::{GrpcClassifier, GrpcCode, GrpcTrailersDefer, GrpcTrailersLayer};
 use battlement_registry::Registry;
 use bytes::Bytes;
 use http::{HeaderMap, Response};
@@ -157,4 +161,184 @@ async fn a_body_dropped_early_stays_a_success() {
     let d = registry.get("grpc").unwrap().details;
     assert_eq!(d["successes"], 1);
     assert_eq!(d["failures"], 0);
+}
+
+/// The stack of a gRPC client with a breaker: an instrument named `grpc`,
+/// a `consecutive_failures(3)` breaker deferring to the trailers, and
+/// `GrpcTrailersLayer` below it, all judging with `grpc`.
+fn guarded(
+    registry: &Registry,
+    breaker: &Breaker,
+    grpc: GrpcClassifier,
+) -> impl Service<Answer, Response = Response<impl Body<Error = BoxError> + Unpin>, Error = BoxError>
++ Clone {
+    let instrument = registry.layer("grpc").unwrap().classifier(grpc);
+    ServiceBuilder::new()
+        .layer(instrument.clone())
+        .layer(
+            breaker
+                .layer()
+                .with_classifier(grpc)
+                .defer_with(GrpcTrailersDefer),
+        )
+        .layer(GrpcTrailersLayer::new(instrument.late_outcome()).classifier(grpc))
+        .service(service_fn(|answer: Answer| async move {
+            Ok::<_, BoxError>(respond(answer))
+        }))
+}
+
+fn breaker() -> Breaker {
+    Breaker::builder("grpc/breaker")
+        .consecutive_failures(3)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn unavailable_in_the_trailers_trips_the_breaker_after_three_calls() {
+    let (registry, breaker) = (Registry::new(), breaker());
+    let svc = guarded(&registry, &breaker, GrpcClassifier::new());
+    for i in 1..=3u64 {
+        assert_eq!(breaker.state(), CircuitState::Closed);
+        let res = svc.clone().oneshot(Answer::Trailers("14")).await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(
+            breaker.metrics().calls,
+            i - 1,
+            "not recorded at the headers"
+        );
+        let _ = res.into_body().collect().await.unwrap();
+        let m = breaker.metrics();
+        assert_eq!(
+            (m.calls, m.successes, m.failures),
+            (i, 0, i),
+            "once, as a failure"
+        );
+        assert_eq!(u64::from(m.consecutive_failures), i);
+    }
+    assert_eq!(breaker.state(), CircuitState::Open);
+    let d = registry.get("grpc").unwrap().details;
+    assert_eq!(
+        (d["calls"].as_u64(), d["failures"].as_u64()),
+        (Some(3), Some(3))
+    );
+    assert_eq!(d["successes"], 0);
+    assert_eq!(d["failures_by_kind"]["unavailable"], 3);
+    let Err(err) = svc.oneshot(Answer::Trailers("0")).await else {
+        panic!("an open breaker refuses");
+    };
+    assert!(err.is::<CircuitOpen>());
+}
+
+#[tokio::test(start_paused = true)]
+async fn ok_in_the_trailers_keeps_the_breaker_closed() {
+    let (registry, breaker) = (Registry::new(), breaker());
+    let svc = guarded(&registry, &breaker, GrpcClassifier::new());
+    for _ in 0..5 {
+        let res = svc.clone().oneshot(Answer::Trailers("0")).await.unwrap();
+        let _ = res.into_body().collect().await.unwrap();
+    }
+    let m = breaker.metrics();
+    assert_eq!((m.calls, m.successes, m.failures), (5, 5, 0));
+    assert_eq!(breaker.state(), CircuitState::Closed);
+    let d = registry.get("grpc").unwrap().details;
+    assert_eq!(
+        (d["calls"].as_u64(), d["successes"].as_u64()),
+        (Some(5), Some(5))
+    );
+}
+
+/// A body error and a body without status are failures for both; a
+/// trailers-only failure is recorded at the headers, once.
+#[tokio::test(start_paused = true)]
+async fn the_breaker_and_the_instrument_agree_on_every_end() {
+    let (registry, breaker) = (Registry::new(), breaker());
+    let svc = guarded(&registry, &breaker, GrpcClassifier::new());
+    for answer in [
+        Answer::Trailers("0"),
+        Answer::BodyError,
+        Answer::Trailers("0"),
+        Answer::NoStatus,
+        Answer::Trailers("1"),
+        Answer::TrailersOnly("14"),
+    ] {
+        let res = svc.clone().oneshot(answer).await.unwrap();
+        let _ = res.into_body().collect().await;
+    }
+    let m = breaker.metrics();
+    let d = registry.get("grpc").unwrap().details;
+    assert_eq!((m.calls, m.successes, m.failures, m.ignored), (6, 2, 3, 1));
+    assert_eq!(d["calls"], m.calls);
+    assert_eq!(d["successes"], m.successes);
+    assert_eq!(d["failures"], m.failures);
+    assert_eq!(d["ignored"], m.ignored);
+    // No status, then CANCELLED (ignored: the streak holds), then
+    // UNAVAILABLE: two in a row, under the rule's three.
+    assert_eq!(m.consecutive_failures, 2);
+    assert_eq!(breaker.state(), CircuitState::Closed);
+}
+
+/// A body dropped before its end: the instrument keeps the success its
+/// headers showed, the breaker records nothing (a probe's admission comes
+/// back: `battlement-breaker`'s `tests/defer.rs`).
+#[tokio::test(start_paused = true)]
+async fn a_body_dropped_early_is_not_recorded_by_the_breaker() {
+    let (registry, breaker) = (Registry::new(), breaker());
+    let svc = guarded(&registry, &breaker, GrpcClassifier::new());
+    let res = svc.clone().oneshot(Answer::Trailers("14")).await.unwrap();
+    let mut body = res.into_body();
+    assert!(body.frame().await.unwrap().unwrap().is_data());
+    drop(body);
+    assert_eq!(breaker.metrics().calls, 0);
+    assert_eq!(registry.get("grpc").unwrap().details["successes"], 1);
+}
+
+/// The trailers are judged with the layer's classifier: UNAVAILABLE made
+/// ignored is ignored by both; NOT_FOUND made a failure trips the breaker.
+#[tokio::test(start_paused = true)]
+async fn the_trailers_are_judged_with_the_configured_classifier() {
+    let (registry, breaker) = (Registry::new(), breaker());
+    let lenient = GrpcClassifier::new().with_ignored(GrpcCode::Unavailable);
+    let svc = guarded(&registry, &breaker, lenient);
+    for _ in 0..3 {
+        let res = svc.clone().oneshot(Answer::Trailers("14")).await.unwrap();
+        let _ = res.into_body().collect().await.unwrap();
+    }
+    let m = breaker.metrics();
+    assert_eq!((m.calls, m.ignored, m.failures), (3, 3, 0));
+    assert_eq!(breaker.state(), CircuitState::Closed);
+    assert_eq!(registry.get("grpc").unwrap().details["ignored"], 3);
+
+    let (registry, breaker) = (Registry::new(), self::breaker());
+    let strict = GrpcClassifier::new().with_failure(GrpcCode::NotFound, false);
+    let svc = guarded(&registry, &breaker, strict);
+    for _ in 0..3 {
+        let res = svc.clone().oneshot(Answer::Trailers("5")).await.unwrap();
+        let _ = res.into_body().collect().await.unwrap();
+    }
+    assert_eq!(breaker.state(), CircuitState::Open);
+    let d = registry.get("grpc").unwrap().details;
+    assert_eq!(d["failures_by_kind"][FailureKind::NotFound.as_str()], 3);
+}
+
+/// Without a breaker, the layer's classifier still judges the instrument's
+/// trailers (it used to be the default table whatever was configured).
+#[tokio::test(start_paused = true)]
+async fn an_instrument_alone_uses_the_configured_classifier() {
+    let registry = Registry::new();
+    let grpc = GrpcClassifier::new().with_ignored(GrpcCode::Unavailable);
+    let instrument = registry.layer("grpc").unwrap().classifier(grpc);
+    let svc = ServiceBuilder::new()
+        .layer(GrpcTrailersLayer::new(instrument.late_outcome()).classifier(grpc))
+        .layer(instrument)
+        .service(service_fn(|answer: Answer| async move {
+            Ok::<_, BoxError>(respond(answer))
+        }));
+    let res = svc.clone().oneshot(Answer::Trailers("14")).await.unwrap();
+    let _ = res.into_body().collect().await.unwrap();
+    let d = registry.get("grpc").unwrap().details;
+    assert_eq!(
+        (d["ignored"].as_u64(), d["failures"].as_u64()),
+        (Some(1), Some(0))
+    );
 }
