@@ -58,6 +58,7 @@ pub struct App {
         battlement::retry::Never,
         GateLayer<HeaderPriority, HttpClassifier>,
         OrdersFallback,
+        battlement::registry::InstrumentLayer<HttpClassifier>,
     >,
 }
 

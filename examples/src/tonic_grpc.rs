@@ -106,11 +106,20 @@ pub async fn serve() -> std::io::Result<(SocketAddr, Arc<Seen>)> {
     Ok((addr, seen))
 }
 
+/// The client's policy: `Policy::grpc` with a registry (so an instrument).
+pub type StockPolicy = Policy<
+    GrpcClassifier,
+    battlement::AnyMethod,
+    tower::layer::util::Identity,
+    tower::layer::util::Identity,
+    battlement::registry::InstrumentLayer<GrpcClassifier>,
+>;
+
 /// The client's stack over a `Channel`: see the module docs.
 pub type Client = StockClient<
     battlement::http::tonic::GrpcError<
         battlement::http::ReplayBodyService<
-            <battlement::Policy<GrpcClassifier, battlement::AnyMethod> as tower::Layer<
+            <StockPolicy as tower::Layer<
                 tower::util::MapRequest<Channel, ToTonicBody>,
             >>::Service,
         >,
@@ -133,7 +142,7 @@ pub type ToTonicBody = fn(
 pub fn client(
     addr: SocketAddr,
     registry: &Registry,
-) -> Result<(Client, Policy<GrpcClassifier, battlement::AnyMethod>), BoxError> {
+) -> Result<(Client, StockPolicy), BoxError> {
     let policy = Policy::grpc("stock")
         .total(Duration::from_secs(2))
         .attempt_timeout(Duration::from_millis(500))

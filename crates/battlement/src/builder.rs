@@ -34,15 +34,16 @@ use tower_layer::Stack;
 pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
     /// Adds a whole [`Policy`](crate::Policy): the canonical stack.
     #[cfg(feature = "policy")]
-    fn policy<C, P, G, F>(
+    fn policy<C, P, G, F, I>(
         self,
-        policy: &crate::Policy<C, P, G, F>,
-    ) -> ServiceBuilder<Stack<crate::Policy<C, P, G, F>, L>>
+        policy: &crate::Policy<C, P, G, F, I>,
+    ) -> ServiceBuilder<Stack<crate::Policy<C, P, G, F, I>, L>>
     where
         C: Clone + 'static,
         P: 'static,
         G: Clone,
-        F: Clone;
+        F: Clone,
+        I: Clone;
 
     /// Adds `breaker` (judging with [`ErrorClassifier`](battlement_core::ErrorClassifier);
     /// use [`BreakerLayer::with_classifier`](battlement_breaker::BreakerLayer::with_classifier)
@@ -126,15 +127,16 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     #[cfg(feature = "policy")]
-    fn policy<C, P, G, F>(
+    fn policy<C, P, G, F, I>(
         self,
-        policy: &crate::Policy<C, P, G, F>,
-    ) -> ServiceBuilder<Stack<crate::Policy<C, P, G, F>, L>>
+        policy: &crate::Policy<C, P, G, F, I>,
+    ) -> ServiceBuilder<Stack<crate::Policy<C, P, G, F, I>, L>>
     where
         C: Clone + 'static,
         P: 'static,
         G: Clone,
         F: Clone,
+        I: Clone,
     {
         self.layer(policy.clone())
     }

@@ -37,7 +37,8 @@
 //! with the path of its field:
 //! `policies.checkout.breaker.failure_rate: 1.5 must be in (0, 1]`.
 //!
-//! The gate and the fallback are set in code
+//! With a registry (set in code, [`PolicyBuilder::registry`]) a policy
+//! has an instrument; the gate and the fallback are set in code
 //! ([`PolicyBuilder::gate`], [`PolicyBuilder::fallback`]): they carry
 //! types of your own (priorities read from your request, values of your
 //! response).
@@ -88,9 +89,6 @@ pub struct PolicySettings {
     /// Whether the attempt timeout is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt_timeout_enabled: Option<bool>,
-    /// Whether the instrument is on (with a registry).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub instrument: Option<bool>,
     /// Warning-level checks to pass (`["retries_fit_total"]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow: Option<Vec<String>>,
@@ -326,7 +324,6 @@ impl PolicySettings {
                 &self.attempt_timeout_enabled,
                 &base.attempt_timeout_enabled,
             ),
-            instrument: pick(&self.instrument, &base.instrument),
             allow: pick(&self.allow, &base.allow),
             retry: merge_section(&self.retry, &base.retry, |o, b| RetrySettings {
                 enabled: pick(&o.enabled, &b.enabled),
@@ -369,11 +366,11 @@ impl PolicySettings {
 
     /// Applies these settings to `builder`; `path` is where they are in
     /// the file, for errors.
-    pub fn apply<C, P, G, F>(
+    pub fn apply<C, P, G, F, I>(
         &self,
         path: &str,
-        mut b: PolicyBuilder<C, P, G, F>,
-    ) -> Result<PolicyBuilder<C, P, G, F>, ConfigError> {
+        mut b: PolicyBuilder<C, P, G, F, I>,
+    ) -> Result<PolicyBuilder<C, P, G, F, I>, ConfigError> {
         if self.total_enabled == Some(false) {
             b = b.without_total();
         } else if let Some(total) = self.total {
@@ -383,9 +380,6 @@ impl PolicySettings {
             b = b.without_attempt_timeout();
         } else if let Some(attempt) = self.attempt_timeout {
             b = b.attempt_timeout(attempt);
-        }
-        if self.instrument == Some(false) {
-            b = b.without_instrument();
         }
         for (i, name) in self.allow.iter().flatten().enumerate() {
             match name.as_str() {
@@ -424,11 +418,11 @@ fn check_rate(path: String, rate: Option<f64>) -> Result<(), ConfigError> {
 }
 
 impl RetrySettings {
-    fn apply<C, P, G, F>(
+    fn apply<C, P, G, F, I>(
         &self,
         path: &str,
-        b: PolicyBuilder<C, P, G, F>,
-    ) -> Result<PolicyBuilder<C, P, G, F>, ConfigError> {
+        b: PolicyBuilder<C, P, G, F, I>,
+    ) -> Result<PolicyBuilder<C, P, G, F, I>, ConfigError> {
         if self.enabled == Some(false) {
             return Ok(b.retry_enabled(false));
         }
@@ -502,7 +496,10 @@ impl BackoffSettings {
 }
 
 impl BudgetSettings {
-    fn apply<C, P, G, F>(&self, b: PolicyBuilder<C, P, G, F>) -> PolicyBuilder<C, P, G, F> {
+    fn apply<C, P, G, F, I>(
+        &self,
+        b: PolicyBuilder<C, P, G, F, I>,
+    ) -> PolicyBuilder<C, P, G, F, I> {
         if self.enabled == Some(false) {
             return b.without_budget();
         }
@@ -523,11 +520,11 @@ impl BudgetSettings {
 }
 
 impl BreakerSettings {
-    fn apply<C, P, G, F>(
+    fn apply<C, P, G, F, I>(
         &self,
         path: &str,
-        b: PolicyBuilder<C, P, G, F>,
-    ) -> Result<PolicyBuilder<C, P, G, F>, ConfigError> {
+        b: PolicyBuilder<C, P, G, F, I>,
+    ) -> Result<PolicyBuilder<C, P, G, F, I>, ConfigError> {
         if self.enabled == Some(false) {
             return Ok(b.without_breaker());
         }
@@ -646,10 +643,10 @@ impl PolicyConfig {
     /// # Errors
     ///
     /// A [`ConfigError`] naming the field's path.
-    pub fn apply_to<C, P, G, F>(
+    pub fn apply_to<C, P, G, F, I>(
         &self,
-        builder: PolicyBuilder<C, P, G, F>,
-    ) -> Result<PolicyBuilder<C, P, G, F>, ConfigError> {
+        builder: PolicyBuilder<C, P, G, F, I>,
+    ) -> Result<PolicyBuilder<C, P, G, F, I>, ConfigError> {
         let name = builder.name().to_string();
         self.settings(&name).apply(&self.path_of(&name), builder)
     }

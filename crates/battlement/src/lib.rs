@@ -20,7 +20,8 @@ pub use error::{Check, Conflict, PolicyError};
 #[cfg(feature = "policy")]
 pub use policy::{
     AttemptPart, BreakerPart, BuildContext, DeadlinePart, FallbackClassifier, FallbackPart,
-    GatePart, NoFallback, NoGate, Policy, PolicyBuilder, RetryPart, WithFallback, WithGate,
+    GatePart, InstrumentPart, NoFallback, NoGate, NoInstrument, Policy, PolicyBuilder, RetryPart,
+    WithFallback, WithGate, WithInstrument,
 };
 #[cfg(all(feature = "policy", feature = "http"))]
 pub use presets::{AnyMethod, IDEMPOTENCY_KEY, Idempotent};

@@ -14,7 +14,7 @@ use battlement_core::{
 use battlement_deadline::{AttemptTimeout, AttemptTimeoutLayer, DeadlineLayer, DeadlineService};
 use battlement_fallback::{FallbackBuilder, FallbackLayer};
 use battlement_gate::{FromExtensions, Gate, GateBuilder, GateLayer};
-use battlement_registry::{Instrument, InstrumentLayer, Registry};
+use battlement_registry::{InstrumentLayer, Registry};
 use battlement_retry::{
     Always, Backoff, Never, RandomSource, Retry, RetryBudget, RetryBudgetBuilder, RetryLayer,
     RetryPolicy, RetryPolicyBuilder,
@@ -37,13 +37,13 @@ type Step<B> = Box<dyn FnOnce(B) -> B + Send>;
 /// A `Policy` is cheap to clone, and every service it wraps shares its
 /// components: one breaker, one budget, one gate, one set of counters per
 /// policy, however many routes or clients it is applied to.
-pub struct Policy<C = ErrorClassifier, P = Always, G = Identity, F = Identity>
+pub struct Policy<C = ErrorClassifier, P = Always, G = Identity, F = Identity, I = Identity>
 where
     C: 'static,
     P: 'static,
 {
     name: Name,
-    instrument: Option<InstrumentLayer<C>>,
+    instrument: I,
     fallback: F,
     gate: G,
     deadline: Option<DeadlineLayer>,
@@ -64,7 +64,7 @@ impl Policy {
     }
 }
 
-impl<C: 'static, P: 'static, G, F> Policy<C, P, G, F> {
+impl<C: 'static, P: 'static, G, F, I> Policy<C, P, G, F, I> {
     /// The policy's name: the prefix of its components' names.
     pub fn name(&self) -> &str {
         &self.name
@@ -96,7 +96,7 @@ impl<C: 'static, P: 'static, G, F> Policy<C, P, G, F> {
     }
 }
 
-impl<C: Clone + 'static, P: 'static, G: Clone, F: Clone> Clone for Policy<C, P, G, F> {
+impl<C: Clone + 'static, P: 'static, G: Clone, F: Clone, I: Clone> Clone for Policy<C, P, G, F, I> {
     fn clone(&self) -> Self {
         Policy {
             name: self.name.clone(),
@@ -113,11 +113,11 @@ impl<C: Clone + 'static, P: 'static, G: Clone, F: Clone> Clone for Policy<C, P, 
     }
 }
 
-impl<C: 'static, P: 'static, G, F> fmt::Debug for Policy<C, P, G, F> {
+impl<C: 'static, P: 'static, G, F, I> fmt::Debug for Policy<C, P, G, F, I> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Policy")
             .field("name", &self.name)
-            .field("instrument", &self.instrument.is_some())
+            .field("instrument", &std::any::type_name::<I>())
             .field("gate", &self.gate_handle.as_ref().map(Gate::name))
             .field("total", &self.total())
             .field(
@@ -142,14 +142,15 @@ pub type DeadlinePart<S, C, P> = Toggle<DeadlineService<RetryPart<S, C, P>>, Ret
 type Gated<S, C, P, G> = <G as Layer<DeadlinePart<S, C, P>>>::Service;
 type Fallen<S, C, P, G, F> = <F as Layer<Gated<S, C, P, G>>>::Service;
 
-impl<S, C, P, G, F> Layer<S> for Policy<C, P, G, F>
+impl<S, C, P, G, F, I> Layer<S> for Policy<C, P, G, F, I>
 where
     C: Clone + 'static,
     P: 'static,
     G: Layer<DeadlinePart<S, C, P>>,
     F: Layer<Gated<S, C, P, G>>,
+    I: Layer<Fallen<S, C, P, G, F>>,
 {
-    type Service = Toggle<Instrument<Fallen<S, C, P, G, F>, C>, Fallen<S, C, P, G, F>>;
+    type Service = I::Service;
 
     fn layer(&self, inner: S) -> Self::Service {
         let svc = Toggle::wrap(self.attempt.as_ref(), inner);
@@ -158,7 +159,7 @@ where
         let svc = Toggle::wrap(self.deadline.as_ref(), svc);
         let svc = self.gate.layer(svc);
         let svc = self.fallback.layer(svc);
-        Toggle::wrap(self.instrument.as_ref(), svc)
+        self.instrument.layer(svc)
     }
 }
 
@@ -222,6 +223,56 @@ type GateBuilt<L> = (L, Option<(Gate, bool)>);
 /// the bound on its service sources (`None` when it has none; `Some(None)`
 /// when they are unbounded).
 type FallbackBuilt<L> = (L, Option<Arc<dyn Component>>, Option<Option<Duration>>);
+
+/// The instrument part of a builder without a registry (or told
+/// [`without_instrument`](PolicyBuilder::without_instrument)).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoInstrument;
+
+/// The instrument part of a builder with a registry: the policy counts
+/// its calls as `{name}/instrument`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WithInstrument;
+
+/// An instrument part of a [`PolicyBuilder`]: [`NoInstrument`] or
+/// [`WithInstrument`]. A type, not a flag, so a policy without an
+/// instrument costs nothing for it.
+pub trait InstrumentPart<C>: sealed::Sealed {
+    /// The layer it becomes.
+    type Layer: Clone;
+    /// Builds the layer.
+    #[doc(hidden)]
+    fn build(
+        registry: Option<&Registry>,
+        name: &str,
+        classifier: &C,
+    ) -> Result<Self::Layer, battlement_registry::DuplicateName>;
+}
+
+impl<C> InstrumentPart<C> for NoInstrument {
+    type Layer = Identity;
+
+    fn build(
+        _: Option<&Registry>,
+        _: &str,
+        _: &C,
+    ) -> Result<Identity, battlement_registry::DuplicateName> {
+        Ok(Identity::new())
+    }
+}
+
+impl<C: Clone> InstrumentPart<C> for WithInstrument {
+    type Layer = InstrumentLayer<C>;
+
+    fn build(
+        registry: Option<&Registry>,
+        name: &str,
+        classifier: &C,
+    ) -> Result<InstrumentLayer<C>, battlement_registry::DuplicateName> {
+        let registry = registry.expect("a WithInstrument builder always has a registry");
+        Ok(registry.layer(name)?.classifier(classifier.clone()))
+    }
+}
 
 /// The gate part of a builder that has none.
 #[derive(Debug, Clone, Copy, Default)]
@@ -376,6 +427,8 @@ mod sealed {
     impl Sealed for super::NoGate {}
     impl<X> Sealed for super::WithGate<X> {}
     impl Sealed for super::NoFallback {}
+    impl Sealed for super::NoInstrument {}
+    impl Sealed for super::WithInstrument {}
     impl<Req, Res, K, C, F> Sealed for super::WithFallback<Req, Res, K, C, F> {}
 }
 
@@ -387,13 +440,19 @@ mod sealed {
 /// `C` is the classifier every part judges with, `P` the retry
 /// predicate, `G` and `F` the gate and fallback parts (none by default).
 #[must_use]
-pub struct PolicyBuilder<C = ErrorClassifier, P = Always, G = NoGate, F = NoFallback> {
+pub struct PolicyBuilder<
+    C = ErrorClassifier,
+    P = Always,
+    G = NoGate,
+    F = NoFallback,
+    I = NoInstrument,
+> {
     name: String,
     classifier: C,
     retry_if: P,
     registry: Option<Registry>,
     events: Option<EventSink>,
-    instrument: bool,
+    instrument: PhantomData<fn() -> I>,
     total: Option<Duration>,
     attempt: Option<Duration>,
     retry: Part<RetryPolicyBuilder, ()>,
@@ -404,7 +463,7 @@ pub struct PolicyBuilder<C = ErrorClassifier, P = Always, G = NoGate, F = NoFall
     allowed: Vec<Check>,
 }
 
-impl<C, P, G: fmt::Debug, F: fmt::Debug> fmt::Debug for PolicyBuilder<C, P, G, F> {
+impl<C, P, G: fmt::Debug, F: fmt::Debug, I> fmt::Debug for PolicyBuilder<C, P, G, F, I> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PolicyBuilder")
             .field("name", &self.name)
@@ -455,7 +514,7 @@ impl<C, P> PolicyBuilder<C, P> {
             retry_if,
             registry: None,
             events: None,
-            instrument: true,
+            instrument: PhantomData,
             total: Some(defaults::TOTAL),
             attempt: Some(defaults::ATTEMPT),
             retry: Part::Build(Vec::new()),
@@ -468,7 +527,7 @@ impl<C, P> PolicyBuilder<C, P> {
     }
 }
 
-impl<C, P, G, F> PolicyBuilder<C, P, G, F> {
+impl<C, P, G, F, I> PolicyBuilder<C, P, G, F, I> {
     /// The policy's name, the prefix of its components' names.
     pub fn name(&self) -> &str {
         &self.name
@@ -477,26 +536,26 @@ impl<C, P, G, F> PolicyBuilder<C, P, G, F> {
     /// Judges every result with `classifier`, in every part that judges
     /// outcomes (instrument, fallback, gate, retry, breaker). Any
     /// [`Classify<Res, BoxError>`](Classify), closures included.
-    pub fn classifier<C2>(self, classifier: C2) -> PolicyBuilder<C2, P, G, F> {
+    pub fn classifier<C2>(self, classifier: C2) -> PolicyBuilder<C2, P, G, F, I> {
         self.rebuild(|_, retry_if, gate, fallback| (classifier, retry_if, gate, fallback))
     }
 
     /// Retries only requests for which `predicate` is `true` (any
     /// [`RetryIf`](battlement_retry::RetryIf)); the HTTP preset's is
     /// [`Idempotent`](crate::Idempotent).
-    pub fn retry_if<P2>(self, predicate: P2) -> PolicyBuilder<C, P2, G, F> {
+    pub fn retry_if<P2>(self, predicate: P2) -> PolicyBuilder<C, P2, G, F, I> {
         self.rebuild(|classifier, _, gate, fallback| (classifier, predicate, gate, fallback))
     }
 
     /// Registers every component the policy makes in `registry`, as
     /// `{name}/{part}` (`checkout/breaker`, `checkout/budget`,
     /// `checkout/gate`, `checkout/fallback`, `checkout/deadline`,
-    /// `checkout/attempt_timeout`), with the instrument as
+    /// `checkout/attempt_timeout`), counts its calls with an instrument
     /// `checkout/instrument`, and sends their events to it. Handles
     /// passed in with `shared_*` are not registered: they are yours.
-    pub fn registry(mut self, registry: &Registry) -> Self {
+    pub fn registry(mut self, registry: &Registry) -> PolicyBuilder<C, P, G, F, WithInstrument> {
         self.registry = Some(registry.clone());
-        self
+        self.rebuild_instrument()
     }
 
     /// Sends every part's events to `sink` (default: the registry's, or
@@ -506,11 +565,30 @@ impl<C, P, G, F> PolicyBuilder<C, P, G, F> {
         self
     }
 
-    /// No instrument, even with a registry (default: one, when there is
-    /// a registry).
-    pub fn without_instrument(mut self) -> Self {
-        self.instrument = false;
-        self
+    /// No instrument, even with a registry (its other components are
+    /// still registered). Call it after [`registry`](Self::registry).
+    pub fn without_instrument(self) -> PolicyBuilder<C, P, G, F, NoInstrument> {
+        self.rebuild_instrument()
+    }
+
+    /// The same builder with another instrument part.
+    fn rebuild_instrument<I2>(self) -> PolicyBuilder<C, P, G, F, I2> {
+        PolicyBuilder {
+            name: self.name,
+            classifier: self.classifier,
+            retry_if: self.retry_if,
+            registry: self.registry,
+            events: self.events,
+            instrument: PhantomData,
+            total: self.total,
+            attempt: self.attempt,
+            retry: self.retry,
+            budget: self.budget,
+            breaker: self.breaker,
+            gate: self.gate,
+            fallback: self.fallback,
+            allowed: self.allowed,
+        }
     }
 
     /// Each request's whole budget, retries and backoff included (default
@@ -571,7 +649,7 @@ impl<C, P, G, F> PolicyBuilder<C, P, G, F> {
     /// request type need not be `Clone`. The predicate becomes
     /// [`Never`]; a later [`retry`](Self::retry) turns retries back on,
     /// but [`Never`] still repeats nothing.
-    pub fn without_retry(mut self) -> PolicyBuilder<C, Never, G, F> {
+    pub fn without_retry(mut self) -> PolicyBuilder<C, Never, G, F, I> {
         self.retry = Part::Off;
         self.retry_if(Never::default())
     }
@@ -633,7 +711,7 @@ impl<C, P, G, F> PolicyBuilder<C, P, G, F> {
     }
 
     /// The same builder with its gate and fallback parts mapped by `f`.
-    fn map_parts<G2, F2>(self, f: impl FnOnce(G, F) -> (G2, F2)) -> PolicyBuilder<C, P, G2, F2> {
+    fn map_parts<G2, F2>(self, f: impl FnOnce(G, F) -> (G2, F2)) -> PolicyBuilder<C, P, G2, F2, I> {
         self.rebuild(|classifier, retry_if, gate, fallback| {
             let (gate, fallback) = f(gate, fallback);
             (classifier, retry_if, gate, fallback)
@@ -645,7 +723,7 @@ impl<C, P, G, F> PolicyBuilder<C, P, G, F> {
     fn rebuild<C2, P2, G2, F2>(
         self,
         f: impl FnOnce(C, P, G, F) -> (C2, P2, G2, F2),
-    ) -> PolicyBuilder<C2, P2, G2, F2> {
+    ) -> PolicyBuilder<C2, P2, G2, F2, I> {
         let (classifier, retry_if, gate, fallback) =
             f(self.classifier, self.retry_if, self.gate, self.fallback);
         PolicyBuilder {
@@ -654,7 +732,7 @@ impl<C, P, G, F> PolicyBuilder<C, P, G, F> {
             retry_if,
             registry: self.registry,
             events: self.events,
-            instrument: self.instrument,
+            instrument: PhantomData,
             total: self.total,
             attempt: self.attempt,
             retry: self.retry,
@@ -667,7 +745,7 @@ impl<C, P, G, F> PolicyBuilder<C, P, G, F> {
     }
 }
 
-impl<C, P, F> PolicyBuilder<C, P, NoGate, F> {
+impl<C, P, F, I> PolicyBuilder<C, P, NoGate, F, I> {
     /// A degradation gate of its own, adjusted by `f` (default: level
     /// `Normal`, every priority admitted); priorities are read from the
     /// request ([`FromExtensions`]) unless set with
@@ -675,7 +753,7 @@ impl<C, P, F> PolicyBuilder<C, P, NoGate, F> {
     pub fn gate(
         self,
         f: impl FnOnce(GateBuilder) -> GateBuilder + Send + 'static,
-    ) -> PolicyBuilder<C, P, WithGate<FromExtensions>, F> {
+    ) -> PolicyBuilder<C, P, WithGate<FromExtensions>, F, I> {
         self.map_parts(|NoGate, fallback| {
             let gate = WithGate {
                 gate: Part::Build(vec![Box::new(f) as Step<GateBuilder>]),
@@ -687,7 +765,7 @@ impl<C, P, F> PolicyBuilder<C, P, NoGate, F> {
 
     /// Sheds through `gate` instead of a gate of its own, to share it
     /// between policies.
-    pub fn shared_gate(self, gate: Gate) -> PolicyBuilder<C, P, WithGate<FromExtensions>, F> {
+    pub fn shared_gate(self, gate: Gate) -> PolicyBuilder<C, P, WithGate<FromExtensions>, F, I> {
         self.map_parts(|NoGate, fallback| {
             let gate = WithGate {
                 gate: Part::Shared(gate),
@@ -698,11 +776,11 @@ impl<C, P, F> PolicyBuilder<C, P, NoGate, F> {
     }
 }
 
-impl<C, P, X, F> PolicyBuilder<C, P, WithGate<X>, F> {
+impl<C, P, X, F, I> PolicyBuilder<C, P, WithGate<X>, F, I> {
     /// Reads each request's priority with `extract` (any
     /// [`ExtractPriority`](battlement_gate::ExtractPriority), closures
     /// `Fn(&Req) -> Option<Priority>` included).
-    pub fn priority<X2>(self, extract: X2) -> PolicyBuilder<C, P, WithGate<X2>, F> {
+    pub fn priority<X2>(self, extract: X2) -> PolicyBuilder<C, P, WithGate<X2>, F, I> {
         self.map_parts(|gate, fallback| {
             let gate = WithGate {
                 gate: gate.gate,
@@ -713,7 +791,7 @@ impl<C, P, X, F> PolicyBuilder<C, P, WithGate<X>, F> {
     }
 }
 
-impl<C, P, G> PolicyBuilder<C, P, G, NoFallback> {
+impl<C, P, G, I> PolicyBuilder<C, P, G, NoFallback, I> {
     /// A fallback: `f` adds its sources (`value`, `value_fn`, `service`,
     /// `cache` and `key`, in any order) to a [`FallbackBuilder`] that already carries
     /// the policy's name, classifier and events. It answers every failure
@@ -723,7 +801,7 @@ impl<C, P, G> PolicyBuilder<C, P, G, NoFallback> {
     pub fn fallback<Req, Res, K, Fcfg>(
         self,
         f: Fcfg,
-    ) -> PolicyBuilder<C, P, G, WithFallback<Req, Res, K, C, Fcfg>>
+    ) -> PolicyBuilder<C, P, G, WithFallback<Req, Res, K, C, Fcfg>, I>
     where
         Fcfg: FnOnce(
             FallbackBuilder<Req, Res, battlement_fallback::NoKey, FallbackClassifier<C>>,
@@ -740,7 +818,7 @@ impl<C, P, G> PolicyBuilder<C, P, G, NoFallback> {
     }
 }
 
-impl<C, P, G, Req, Res, K, Fcfg> PolicyBuilder<C, P, G, WithFallback<Req, Res, K, C, Fcfg>> {
+impl<C, P, G, Req, Res, K, Fcfg, I> PolicyBuilder<C, P, G, WithFallback<Req, Res, K, C, Fcfg>, I> {
     /// Answers requests the gate shed from the fallback too (default:
     /// they fail with [`Shed`]).
     pub fn fallback_on_shed(mut self) -> Self {
@@ -770,12 +848,13 @@ fn worst_backoff(backoff: &Backoff, attempts: u32) -> Duration {
     sum
 }
 
-impl<C, P, G, F> PolicyBuilder<C, P, G, F>
+impl<C, P, G, F, I> PolicyBuilder<C, P, G, F, I>
 where
     C: Clone + Send + Sync + 'static,
     P: 'static,
     G: GatePart<C>,
     F: FallbackPart<C>,
+    I: InstrumentPart<C>,
 {
     /// Builds every part, checks the rules between them, and registers
     /// the components.
@@ -788,7 +867,7 @@ where
     /// - [`PolicyError::Conflict`]: two parts do not fit (a [`Check`]),
     ///   naming both settings and their values.
     /// - [`PolicyError::Duplicate`]: a name the policy registers is taken.
-    pub fn build(self) -> Result<Policy<C, P, G::Layer, F::Layer>, PolicyError> {
+    pub fn build(self) -> Result<Policy<C, P, G::Layer, F::Layer, I::Layer>, PolicyError> {
         let policy = self.name.clone();
         let invalid = |source: InvalidConfig| PolicyError::Invalid {
             policy: policy.clone(),
@@ -961,18 +1040,15 @@ where
             }
         }
 
-        let instrument = match (&self.registry, self.instrument) {
-            (Some(registry), true) => Some(
-                registry
-                    .layer(&cx.part("instrument"))
-                    .map_err(|source| PolicyError::Duplicate {
-                        policy: policy.clone(),
-                        source,
-                    })?
-                    .classifier(self.classifier.clone()),
-            ),
-            _ => None,
-        };
+        let instrument = I::build(
+            self.registry.as_ref(),
+            &cx.part("instrument"),
+            &self.classifier,
+        )
+        .map_err(|source| PolicyError::Duplicate {
+            policy: policy.clone(),
+            source,
+        })?;
         if let Some(registry) = &self.registry {
             let duplicate = |source| PolicyError::Duplicate {
                 policy: policy.clone(),
