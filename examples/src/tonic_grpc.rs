@@ -119,9 +119,7 @@ pub type StockPolicy = Policy<
 pub type Client = StockClient<
     battlement::http::tonic::GrpcError<
         battlement::http::ReplayBodyService<
-            <StockPolicy as tower::Layer<
-                tower::util::MapRequest<Channel, ToTonicBody>,
-            >>::Service,
+            <StockPolicy as tower::Layer<tower::util::MapRequest<Channel, ToTonicBody>>>::Service,
         >,
     >,
 >;
@@ -139,10 +137,7 @@ pub type ToTonicBody = fn(
 /// # Errors
 ///
 /// When the address is not a valid URI or the policy is refused.
-pub fn client(
-    addr: SocketAddr,
-    registry: &Registry,
-) -> Result<(Client, StockPolicy), BoxError> {
+pub fn client(addr: SocketAddr, registry: &Registry) -> Result<(Client, StockPolicy), BoxError> {
     let policy = Policy::grpc("stock")
         .total(Duration::from_secs(2))
         .attempt_timeout(Duration::from_millis(500))
