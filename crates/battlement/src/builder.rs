@@ -34,16 +34,17 @@ use tower_layer::Stack;
 pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
     /// Adds a whole [`Policy`](crate::Policy): the canonical stack.
     #[cfg(feature = "policy")]
-    fn policy<C, P, G, F, I>(
+    fn policy<C, P, G, F, I, Lp>(
         self,
-        policy: &crate::Policy<C, P, G, F, I>,
-    ) -> ServiceBuilder<Stack<crate::Policy<C, P, G, F, I>, L>>
+        policy: &crate::Policy<C, P, G, F, I, Lp>,
+    ) -> ServiceBuilder<Stack<crate::Policy<C, P, G, F, I, Lp>, L>>
     where
         C: Clone + 'static,
         P: 'static,
         G: Clone,
         F: Clone,
-        I: Clone;
+        I: Clone,
+        Lp: Clone;
 
     /// Adds `breaker` (judging with [`ErrorClassifier`](battlement_core::ErrorClassifier);
     /// use [`BreakerLayer::with_classifier`](battlement_breaker::BreakerLayer::with_classifier)
@@ -127,16 +128,17 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     #[cfg(feature = "policy")]
-    fn policy<C, P, G, F, I>(
+    fn policy<C, P, G, F, I, Lp>(
         self,
-        policy: &crate::Policy<C, P, G, F, I>,
-    ) -> ServiceBuilder<Stack<crate::Policy<C, P, G, F, I>, L>>
+        policy: &crate::Policy<C, P, G, F, I, Lp>,
+    ) -> ServiceBuilder<Stack<crate::Policy<C, P, G, F, I, Lp>, L>>
     where
         C: Clone + 'static,
         P: 'static,
         G: Clone,
         F: Clone,
         I: Clone,
+        Lp: Clone,
     {
         self.layer(policy.clone())
     }

@@ -1,4 +1,7 @@
 #![doc = include_str!("docs/overview.md")]
+// A policy's builder carries each part's type (so an absent part costs
+// nothing); its signatures are long by design.
+#![allow(clippy::type_complexity)]
 
 mod builder;
 #[cfg(feature = "policy")]
@@ -10,6 +13,8 @@ mod policy;
 #[cfg(all(feature = "policy", feature = "http"))]
 mod presets;
 #[cfg(feature = "policy")]
+mod protect;
+#[cfg(feature = "policy")]
 mod toggle;
 
 pub use builder::ServiceBuilderExt;
@@ -19,12 +24,14 @@ pub use config::{ConfigError, PolicyConfig};
 pub use error::{Check, Conflict, PolicyError};
 #[cfg(feature = "policy")]
 pub use policy::{
-    AttemptPart, BreakerPart, BuildContext, DeadlinePart, FallbackClassifier, FallbackPart,
-    GatePart, InstrumentPart, NoFallback, NoGate, NoInstrument, Policy, PolicyBuilder, RetryPart,
-    WithFallback, WithGate, WithInstrument,
+    AttemptPart, BreakerPart, BuildContext, BulkheadPart, DeadlinePart, FallbackClassifier,
+    FallbackPart, GatePart, InstrumentPart, KeyedPart, LimitedPart, NoFallback, NoGate,
+    NoInstrument, Policy, PolicyBuilder, RetryPart, WithFallback, WithGate, WithInstrument,
 };
 #[cfg(all(feature = "policy", feature = "http"))]
 pub use presets::{AnyMethod, IDEMPOTENCY_KEY, Idempotent};
+#[cfg(feature = "policy")]
+pub use protect::{BulkheadSpec, KeyedSpec, LimitSpec, Protect, ProtectPart, ProtectSlot};
 #[cfg(feature = "policy")]
 pub use toggle::{Toggle, ToggleFuture};
 

@@ -2,6 +2,7 @@
 //! [`PolicyBuilder`].
 
 use std::fmt;
+use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,10 @@ use battlement_core::{
 use battlement_deadline::{AttemptTimeout, AttemptTimeoutLayer, DeadlineLayer, DeadlineService};
 use battlement_fallback::{FallbackBuilder, FallbackLayer};
 use battlement_gate::{FromExtensions, Gate, GateBuilder, GateLayer};
+use battlement_limit::{
+    AdaptiveLimit, AdaptiveLimitBuilder, AdaptiveLimitLayer, Bulkhead, BulkheadBuilder,
+    BulkheadLayer, KeyedBreaker, KeyedBreakerBuilder, KeyedBreakerLayer,
+};
 use battlement_registry::{InstrumentLayer, Registry};
 use battlement_retry::{
     Always, Backoff, Never, RandomSource, Retry, RetryBudget, RetryBudgetBuilder, RetryLayer,
@@ -22,6 +27,7 @@ use battlement_retry::{
 use tower_layer::{Identity, Layer};
 
 use crate::error::{Check, Conflict, PolicyError};
+use crate::protect::{BulkheadSpec, KeyedSpec, LimitSpec, Protect, ProtectPart};
 use crate::toggle::Toggle;
 
 /// A configuration step over one part's own builder.
@@ -37,13 +43,20 @@ type Step<B> = Box<dyn FnOnce(B) -> B + Send>;
 /// A `Policy` is cheap to clone, and every service it wraps shares its
 /// components: one breaker, one budget, one gate, one set of counters per
 /// policy, however many routes or clients it is applied to.
-pub struct Policy<C = ErrorClassifier, P = Always, G = Identity, F = Identity, I = Identity>
-where
+pub struct Policy<
+    C = ErrorClassifier,
+    P = Always,
+    G = Identity,
+    F = Identity,
+    I = Identity,
+    L = Protect,
+> where
     C: 'static,
     P: 'static,
 {
     name: Name,
     instrument: I,
+    protect: L,
     fallback: F,
     gate: G,
     deadline: Option<DeadlineLayer>,
@@ -64,7 +77,7 @@ impl Policy {
     }
 }
 
-impl<C: 'static, P: 'static, G, F, I> Policy<C, P, G, F, I> {
+impl<C: 'static, P: 'static, G, F, I, L> Policy<C, P, G, F, I, L> {
     /// The policy's name: the prefix of its components' names.
     pub fn name(&self) -> &str {
         &self.name
@@ -96,11 +109,14 @@ impl<C: 'static, P: 'static, G, F, I> Policy<C, P, G, F, I> {
     }
 }
 
-impl<C: Clone + 'static, P: 'static, G: Clone, F: Clone, I: Clone> Clone for Policy<C, P, G, F, I> {
+impl<C: Clone + 'static, P: 'static, G: Clone, F: Clone, I: Clone, L: Clone> Clone
+    for Policy<C, P, G, F, I, L>
+{
     fn clone(&self) -> Self {
         Policy {
             name: self.name.clone(),
             instrument: self.instrument.clone(),
+            protect: self.protect.clone(),
             fallback: self.fallback.clone(),
             gate: self.gate.clone(),
             deadline: self.deadline.clone(),
@@ -113,7 +129,7 @@ impl<C: Clone + 'static, P: 'static, G: Clone, F: Clone, I: Clone> Clone for Pol
     }
 }
 
-impl<C: 'static, P: 'static, G, F, I> fmt::Debug for Policy<C, P, G, F, I> {
+impl<C: 'static, P: 'static, G, F, I, L> fmt::Debug for Policy<C, P, G, F, I, L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Policy")
             .field("name", &self.name)
@@ -132,34 +148,81 @@ impl<C: 'static, P: 'static, G, F, I> fmt::Debug for Policy<C, P, G, F, I> {
 
 /// The attempt-timeout part over `S`.
 pub type AttemptPart<S> = Toggle<AttemptTimeout<S>, S>;
+/// What the breaker part wraps: the attempt part, under the keyed
+/// breaker slot `Kb` ([`Identity`] when there is none).
+pub type KeyedPart<S, Kb = Identity> = <Kb as Layer<AttemptPart<S>>>::Service;
 /// The breaker part over `S`.
-pub type BreakerPart<S, C> = Toggle<BreakerService<AttemptPart<S>, C>, AttemptPart<S>>;
+pub type BreakerPart<S, C, Kb = Identity> =
+    Toggle<BreakerService<KeyedPart<S, Kb>, C>, KeyedPart<S, Kb>>;
+/// What the retry part wraps: the breaker part under the adaptive limit
+/// slot `Lm`.
+pub type LimitedPart<S, C, Kb = Identity, Lm = Identity> =
+    <Lm as Layer<BreakerPart<S, C, Kb>>>::Service;
 /// The retry part over `S`.
-pub type RetryPart<S, C, P> = Toggle<Retry<BreakerPart<S, C>, C, P>, BreakerPart<S, C>>;
+pub type RetryPart<S, C, P, Kb = Identity, Lm = Identity> =
+    Toggle<Retry<LimitedPart<S, C, Kb, Lm>, C, P>, LimitedPart<S, C, Kb, Lm>>;
+/// What the deadline part wraps: the retry part under the bulkhead slot
+/// `Bh`.
+pub type BulkheadPart<S, C, P, Kb = Identity, Lm = Identity, Bh = Identity> =
+    <Bh as Layer<RetryPart<S, C, P, Kb, Lm>>>::Service;
 /// The deadline (total) part over `S`.
-pub type DeadlinePart<S, C, P> = Toggle<DeadlineService<RetryPart<S, C, P>>, RetryPart<S, C, P>>;
+pub type DeadlinePart<S, C, P, Kb = Identity, Lm = Identity, Bh = Identity> =
+    Toggle<DeadlineService<BulkheadPart<S, C, P, Kb, Lm, Bh>>, BulkheadPart<S, C, P, Kb, Lm, Bh>>;
 
-type Gated<S, C, P, G> = <G as Layer<DeadlinePart<S, C, P>>>::Service;
-type Fallen<S, C, P, G, F> = <F as Layer<Gated<S, C, P, G>>>::Service;
+type Gated<S, C, P, G, Kb, Lm, Bh> = <G as Layer<DeadlinePart<S, C, P, Kb, Lm, Bh>>>::Service;
+type Fallen<S, C, P, G, F, Kb, Lm, Bh> = <F as Layer<Gated<S, C, P, G, Kb, Lm, Bh>>>::Service;
 
-impl<S, C, P, G, F, I> Layer<S> for Policy<C, P, G, F, I>
+impl<S, C, P, G, F, I, Bh, Lm, Kb> Layer<S> for Policy<C, P, G, F, I, Protect<Bh, Lm, Kb>>
 where
     C: Clone + 'static,
     P: 'static,
-    G: Layer<DeadlinePart<S, C, P>>,
-    F: Layer<Gated<S, C, P, G>>,
-    I: Layer<Fallen<S, C, P, G, F>>,
+    Kb: Layer<AttemptPart<S>>,
+    Lm: Layer<BreakerPart<S, C, Kb>>,
+    Bh: Layer<RetryPart<S, C, P, Kb, Lm>>,
+    G: Layer<DeadlinePart<S, C, P, Kb, Lm, Bh>>,
+    F: Layer<Gated<S, C, P, G, Kb, Lm, Bh>>,
+    I: Layer<Fallen<S, C, P, G, F, Kb, Lm, Bh>>,
 {
     type Service = I::Service;
 
     fn layer(&self, inner: S) -> Self::Service {
         let svc = Toggle::wrap(self.attempt.as_ref(), inner);
+        let svc = self.protect.keyed.layer(svc);
         let svc = Toggle::wrap(self.breaker.as_ref(), svc);
+        let svc = self.protect.limit.layer(svc);
         let svc = Toggle::wrap(self.retry.as_ref(), svc);
+        let svc = self.protect.bulkhead.layer(svc);
         let svc = Toggle::wrap(self.deadline.as_ref(), svc);
         let svc = self.gate.layer(svc);
         let svc = self.fallback.layer(svc);
         self.instrument.layer(svc)
+    }
+}
+
+impl<C: 'static, P: 'static, G, F, I, Lm, Kb>
+    Policy<C, P, G, F, I, Protect<BulkheadLayer, Lm, Kb>>
+{
+    /// The bulkhead.
+    pub fn bulkhead(&self) -> &Bulkhead {
+        self.protect.bulkhead.bulkhead()
+    }
+}
+
+impl<C: 'static, P: 'static, G, F, I, Bh, Kb, Cl>
+    Policy<C, P, G, F, I, Protect<Bh, AdaptiveLimitLayer<Cl>, Kb>>
+{
+    /// The adaptive concurrency limit.
+    pub fn adaptive_limit(&self) -> &AdaptiveLimit {
+        self.protect.limit.limiter()
+    }
+}
+
+impl<C: 'static, P: 'static, G, F, I, Bh, Lm, K, Fk, Ck>
+    Policy<C, P, G, F, I, Protect<Bh, Lm, KeyedBreakerLayer<K, Fk, Ck>>>
+{
+    /// The breaker per key.
+    pub fn keyed_breaker(&self) -> &KeyedBreaker<K> {
+        self.protect.keyed.keyed()
     }
 }
 
@@ -330,8 +393,19 @@ impl<C> fmt::Debug for BuildContext<'_, C> {
 }
 
 impl<C> BuildContext<'_, C> {
-    fn part(&self, part: &str) -> String {
+    /// `{policy}/{part}`.
+    pub(crate) fn part(&self, part: &str) -> String {
         format!("{}/{part}", self.name)
+    }
+
+    /// The policy's classifier.
+    pub(crate) fn classifier(&self) -> &C {
+        self.classifier
+    }
+
+    /// Where the parts send their events.
+    pub(crate) fn events(&self) -> &EventSink {
+        self.events
     }
 }
 
@@ -446,6 +520,7 @@ pub struct PolicyBuilder<
     G = NoGate,
     F = NoFallback,
     I = NoInstrument,
+    L = Protect,
 > {
     name: String,
     classifier: C,
@@ -460,10 +535,11 @@ pub struct PolicyBuilder<
     breaker: Part<BreakerBuilder, Breaker>,
     gate: G,
     fallback: F,
+    protect: L,
     allowed: Vec<Check>,
 }
 
-impl<C, P, G: fmt::Debug, F: fmt::Debug, I> fmt::Debug for PolicyBuilder<C, P, G, F, I> {
+impl<C, P, G: fmt::Debug, F: fmt::Debug, I, L> fmt::Debug for PolicyBuilder<C, P, G, F, I, L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PolicyBuilder")
             .field("name", &self.name)
@@ -522,12 +598,13 @@ impl<C, P> PolicyBuilder<C, P> {
             breaker: Part::Build(Vec::new()),
             gate: NoGate,
             fallback: NoFallback,
+            protect: Protect::default(),
             allowed: Vec::new(),
         }
     }
 }
 
-impl<C, P, G, F, I> PolicyBuilder<C, P, G, F, I> {
+impl<C, P, G, F, I, L> PolicyBuilder<C, P, G, F, I, L> {
     /// The policy's name, the prefix of its components' names.
     pub fn name(&self) -> &str {
         &self.name
@@ -536,14 +613,14 @@ impl<C, P, G, F, I> PolicyBuilder<C, P, G, F, I> {
     /// Judges every result with `classifier`, in every part that judges
     /// outcomes (instrument, fallback, gate, retry, breaker). Any
     /// [`Classify<Res, BoxError>`](Classify), closures included.
-    pub fn classifier<C2>(self, classifier: C2) -> PolicyBuilder<C2, P, G, F, I> {
+    pub fn classifier<C2>(self, classifier: C2) -> PolicyBuilder<C2, P, G, F, I, L> {
         self.rebuild(|_, retry_if, gate, fallback| (classifier, retry_if, gate, fallback))
     }
 
     /// Retries only requests for which `predicate` is `true` (any
     /// [`RetryIf`](battlement_retry::RetryIf)); the HTTP preset's is
     /// [`Idempotent`](crate::Idempotent).
-    pub fn retry_if<P2>(self, predicate: P2) -> PolicyBuilder<C, P2, G, F, I> {
+    pub fn retry_if<P2>(self, predicate: P2) -> PolicyBuilder<C, P2, G, F, I, L> {
         self.rebuild(|classifier, _, gate, fallback| (classifier, predicate, gate, fallback))
     }
 
@@ -553,7 +630,7 @@ impl<C, P, G, F, I> PolicyBuilder<C, P, G, F, I> {
     /// `checkout/attempt_timeout`), counts its calls with an instrument
     /// `checkout/instrument`, and sends their events to it. Handles
     /// passed in with `shared_*` are not registered: they are yours.
-    pub fn registry(mut self, registry: &Registry) -> PolicyBuilder<C, P, G, F, WithInstrument> {
+    pub fn registry(mut self, registry: &Registry) -> PolicyBuilder<C, P, G, F, WithInstrument, L> {
         self.registry = Some(registry.clone());
         self.rebuild_instrument()
     }
@@ -567,12 +644,12 @@ impl<C, P, G, F, I> PolicyBuilder<C, P, G, F, I> {
 
     /// No instrument, even with a registry (its other components are
     /// still registered). Call it after [`registry`](Self::registry).
-    pub fn without_instrument(self) -> PolicyBuilder<C, P, G, F, NoInstrument> {
+    pub fn without_instrument(self) -> PolicyBuilder<C, P, G, F, NoInstrument, L> {
         self.rebuild_instrument()
     }
 
     /// The same builder with another instrument part.
-    fn rebuild_instrument<I2>(self) -> PolicyBuilder<C, P, G, F, I2> {
+    fn rebuild_instrument<I2>(self) -> PolicyBuilder<C, P, G, F, I2, L> {
         PolicyBuilder {
             name: self.name,
             classifier: self.classifier,
@@ -587,6 +664,7 @@ impl<C, P, G, F, I> PolicyBuilder<C, P, G, F, I> {
             breaker: self.breaker,
             gate: self.gate,
             fallback: self.fallback,
+            protect: self.protect,
             allowed: self.allowed,
         }
     }
@@ -649,7 +727,7 @@ impl<C, P, G, F, I> PolicyBuilder<C, P, G, F, I> {
     /// request type need not be `Clone`. The predicate becomes
     /// [`Never`]; a later [`retry`](Self::retry) turns retries back on,
     /// but [`Never`] still repeats nothing.
-    pub fn without_retry(mut self) -> PolicyBuilder<C, Never, G, F, I> {
+    pub fn without_retry(mut self) -> PolicyBuilder<C, Never, G, F, I, L> {
         self.retry = Part::Off;
         self.retry_if(Never::default())
     }
@@ -711,7 +789,10 @@ impl<C, P, G, F, I> PolicyBuilder<C, P, G, F, I> {
     }
 
     /// The same builder with its gate and fallback parts mapped by `f`.
-    fn map_parts<G2, F2>(self, f: impl FnOnce(G, F) -> (G2, F2)) -> PolicyBuilder<C, P, G2, F2, I> {
+    fn map_parts<G2, F2>(
+        self,
+        f: impl FnOnce(G, F) -> (G2, F2),
+    ) -> PolicyBuilder<C, P, G2, F2, I, L> {
         self.rebuild(|classifier, retry_if, gate, fallback| {
             let (gate, fallback) = f(gate, fallback);
             (classifier, retry_if, gate, fallback)
@@ -723,7 +804,7 @@ impl<C, P, G, F, I> PolicyBuilder<C, P, G, F, I> {
     fn rebuild<C2, P2, G2, F2>(
         self,
         f: impl FnOnce(C, P, G, F) -> (C2, P2, G2, F2),
-    ) -> PolicyBuilder<C2, P2, G2, F2, I> {
+    ) -> PolicyBuilder<C2, P2, G2, F2, I, L> {
         let (classifier, retry_if, gate, fallback) =
             f(self.classifier, self.retry_if, self.gate, self.fallback);
         PolicyBuilder {
@@ -740,12 +821,13 @@ impl<C, P, G, F, I> PolicyBuilder<C, P, G, F, I> {
             breaker: self.breaker,
             gate,
             fallback,
+            protect: self.protect,
             allowed: self.allowed,
         }
     }
 }
 
-impl<C, P, F, I> PolicyBuilder<C, P, NoGate, F, I> {
+impl<C, P, F, I, L> PolicyBuilder<C, P, NoGate, F, I, L> {
     /// A degradation gate of its own, adjusted by `f` (default: level
     /// `Normal`, every priority admitted); priorities are read from the
     /// request ([`FromExtensions`]) unless set with
@@ -753,7 +835,7 @@ impl<C, P, F, I> PolicyBuilder<C, P, NoGate, F, I> {
     pub fn gate(
         self,
         f: impl FnOnce(GateBuilder) -> GateBuilder + Send + 'static,
-    ) -> PolicyBuilder<C, P, WithGate<FromExtensions>, F, I> {
+    ) -> PolicyBuilder<C, P, WithGate<FromExtensions>, F, I, L> {
         self.map_parts(|NoGate, fallback| {
             let gate = WithGate {
                 gate: Part::Build(vec![Box::new(f) as Step<GateBuilder>]),
@@ -765,7 +847,7 @@ impl<C, P, F, I> PolicyBuilder<C, P, NoGate, F, I> {
 
     /// Sheds through `gate` instead of a gate of its own, to share it
     /// between policies.
-    pub fn shared_gate(self, gate: Gate) -> PolicyBuilder<C, P, WithGate<FromExtensions>, F, I> {
+    pub fn shared_gate(self, gate: Gate) -> PolicyBuilder<C, P, WithGate<FromExtensions>, F, I, L> {
         self.map_parts(|NoGate, fallback| {
             let gate = WithGate {
                 gate: Part::Shared(gate),
@@ -776,11 +858,11 @@ impl<C, P, F, I> PolicyBuilder<C, P, NoGate, F, I> {
     }
 }
 
-impl<C, P, X, F, I> PolicyBuilder<C, P, WithGate<X>, F, I> {
+impl<C, P, X, F, I, L> PolicyBuilder<C, P, WithGate<X>, F, I, L> {
     /// Reads each request's priority with `extract` (any
     /// [`ExtractPriority`](battlement_gate::ExtractPriority), closures
     /// `Fn(&Req) -> Option<Priority>` included).
-    pub fn priority<X2>(self, extract: X2) -> PolicyBuilder<C, P, WithGate<X2>, F, I> {
+    pub fn priority<X2>(self, extract: X2) -> PolicyBuilder<C, P, WithGate<X2>, F, I, L> {
         self.map_parts(|gate, fallback| {
             let gate = WithGate {
                 gate: gate.gate,
@@ -791,7 +873,7 @@ impl<C, P, X, F, I> PolicyBuilder<C, P, WithGate<X>, F, I> {
     }
 }
 
-impl<C, P, G, I> PolicyBuilder<C, P, G, NoFallback, I> {
+impl<C, P, G, I, L> PolicyBuilder<C, P, G, NoFallback, I, L> {
     /// A fallback: `f` adds its sources (`value`, `value_fn`, `service`,
     /// `cache` and `key`, in any order) to a [`FallbackBuilder`] that already carries
     /// the policy's name, classifier and events. It answers every failure
@@ -801,7 +883,7 @@ impl<C, P, G, I> PolicyBuilder<C, P, G, NoFallback, I> {
     pub fn fallback<Req, Res, K, Fcfg>(
         self,
         f: Fcfg,
-    ) -> PolicyBuilder<C, P, G, WithFallback<Req, Res, K, C, Fcfg>, I>
+    ) -> PolicyBuilder<C, P, G, WithFallback<Req, Res, K, C, Fcfg>, I, L>
     where
         Fcfg: FnOnce(
             FallbackBuilder<Req, Res, battlement_fallback::NoKey, FallbackClassifier<C>>,
@@ -818,13 +900,128 @@ impl<C, P, G, I> PolicyBuilder<C, P, G, NoFallback, I> {
     }
 }
 
-impl<C, P, G, Req, Res, K, Fcfg, I> PolicyBuilder<C, P, G, WithFallback<Req, Res, K, C, Fcfg>, I> {
+impl<C, P, G, F, I, Bh, Lm, Kb> PolicyBuilder<C, P, G, F, I, Protect<Bh, Lm, Kb>> {
+    fn map_protect<L2>(
+        self,
+        f: impl FnOnce(Protect<Bh, Lm, Kb>) -> L2,
+    ) -> PolicyBuilder<C, P, G, F, I, L2> {
+        PolicyBuilder {
+            name: self.name,
+            classifier: self.classifier,
+            retry_if: self.retry_if,
+            registry: self.registry,
+            events: self.events,
+            instrument: PhantomData,
+            total: self.total,
+            attempt: self.attempt,
+            retry: self.retry,
+            budget: self.budget,
+            breaker: self.breaker,
+            gate: self.gate,
+            fallback: self.fallback,
+            protect: f(self.protect),
+            allowed: self.allowed,
+        }
+    }
+}
+
+impl<C, P, G, F, I, Lm, Kb> PolicyBuilder<C, P, G, F, I, Protect<Identity, Lm, Kb>> {
+    /// A bulkhead (`battlement-limit`), adjusted by `f`: at most so many
+    /// calls in flight, an optional bounded wait for a slot, a fast
+    /// `BulkheadFull` otherwise. It sits inside the total deadline and
+    /// outside the retries, so the deadline caps a wait and the retries
+    /// of one request share its slot. Registered as `{name}/bulkhead`.
+    pub fn bulkhead(
+        self,
+        f: impl FnOnce(BulkheadBuilder) -> BulkheadBuilder + Send + 'static,
+    ) -> PolicyBuilder<C, P, G, F, I, Protect<BulkheadSpec, Lm, Kb>> {
+        self.map_protect(|p| Protect {
+            bulkhead: BulkheadSpec(Box::new(f)),
+            limit: p.limit,
+            keyed: p.keyed,
+        })
+    }
+}
+
+impl<C, P, G, F, I, Bh, Kb> PolicyBuilder<C, P, G, F, I, Protect<Bh, Identity, Kb>> {
+    /// An adaptive concurrency limit (`battlement-limit`), adjusted by
+    /// `f`. It sits between the retries and the breaker: it measures
+    /// attempts, reads an attempt timeout as overload, and the breaker
+    /// never counts its refusals. It judges with the policy's classifier.
+    /// Registered as `{name}/limit`.
+    pub fn adaptive_limit(
+        self,
+        f: impl FnOnce(AdaptiveLimitBuilder) -> AdaptiveLimitBuilder + Send + 'static,
+    ) -> PolicyBuilder<C, P, G, F, I, Protect<Bh, LimitSpec, Kb>> {
+        self.map_protect(|p| Protect {
+            bulkhead: p.bulkhead,
+            limit: LimitSpec(Box::new(f)),
+            keyed: p.keyed,
+        })
+    }
+}
+
+impl<C, P, G, F, I, Bh, Lm> PolicyBuilder<C, P, G, F, I, Protect<Bh, Lm, Identity>> {
+    /// A breaker per key instead of one for all: `key` finds each
+    /// request's key (its host, its tenant), and each key gets a breaker
+    /// with the policy's breaker defaults (see
+    /// [`breaker_per_with`](Self::breaker_per_with) to change them).
+    /// Registered as one component `{name}/breaker`, each key's breaker
+    /// named `{name}/breaker/{key}`.
+    pub fn breaker_per<K, Fk, Req>(
+        self,
+        key: Fk,
+    ) -> PolicyBuilder<C, P, G, F, I, Protect<Bh, Lm, KeyedSpec<K, Fk>>>
+    where
+        Fk: Fn(&Req) -> K + Clone,
+        K: Hash + Eq + Clone + fmt::Display + Send + Sync + 'static,
+    {
+        self.breaker_per_with(key, |k| k)
+    }
+
+    /// [`breaker_per`](Self::breaker_per), adjusted by `f` over the keyed
+    /// breaker's builder (`max_keys`, `idle_timeout`, and `breaker(|b| ..)`
+    /// to configure each key's breaker in place of the policy's defaults).
+    pub fn breaker_per_with<K, Fk, Req>(
+        mut self,
+        key: Fk,
+        f: impl FnOnce(KeyedBreakerBuilder<K>) -> KeyedBreakerBuilder<K> + Send + 'static,
+    ) -> PolicyBuilder<C, P, G, F, I, Protect<Bh, Lm, KeyedSpec<K, Fk>>>
+    where
+        Fk: Fn(&Req) -> K + Clone,
+        K: Hash + Eq + Clone + fmt::Display + Send + Sync + 'static,
+    {
+        self.breaker = Part::Off;
+        self.map_protect(|p| Protect {
+            bulkhead: p.bulkhead,
+            limit: p.limit,
+            keyed: KeyedSpec {
+                key,
+                configure: Box::new(f),
+                _key: PhantomData,
+            },
+        })
+    }
+}
+
+impl<C, P, G, Req, Res, K, Fcfg, I, L>
+    PolicyBuilder<C, P, G, WithFallback<Req, Res, K, C, Fcfg>, I, L>
+{
     /// Answers requests the gate shed from the fallback too (default:
     /// they fail with [`Shed`]).
     pub fn fallback_on_shed(mut self) -> Self {
         self.fallback.on_shed = true;
         self
     }
+}
+
+/// `b` with the policy's breaker defaults: 10 % failures over a 30 s
+/// window of 10 buckets, once it holds 100 calls; open 5 s.
+pub(crate) fn default_breaker(b: BreakerBuilder) -> BreakerBuilder {
+    b.failure_rate(defaults::FAILURE_RATE)
+        .time_window(defaults::WINDOW, defaults::WINDOW_BUCKETS)
+        .minimum_calls(defaults::MINIMUM_CALLS)
+        .open_duration(defaults::OPEN)
 }
 
 /// A random source that always draws the top of the range: the largest
@@ -848,13 +1045,14 @@ fn worst_backoff(backoff: &Backoff, attempts: u32) -> Duration {
     sum
 }
 
-impl<C, P, G, F, I> PolicyBuilder<C, P, G, F, I>
+impl<C, P, G, F, I, L> PolicyBuilder<C, P, G, F, I, L>
 where
     C: Clone + Send + Sync + 'static,
     P: 'static,
     G: GatePart<C>,
     F: FallbackPart<C>,
     I: InstrumentPart<C>,
+    L: ProtectPart<C>,
 {
     /// Builds every part, checks the rules between them, and registers
     /// the components.
@@ -867,7 +1065,9 @@ where
     /// - [`PolicyError::Conflict`]: two parts do not fit (a [`Check`]),
     ///   naming both settings and their values.
     /// - [`PolicyError::Duplicate`]: a name the policy registers is taken.
-    pub fn build(self) -> Result<Policy<C, P, G::Layer, F::Layer, I::Layer>, PolicyError> {
+    pub fn build(
+        self,
+    ) -> Result<Policy<C, P, G::Layer, F::Layer, I::Layer, L::Layers>, PolicyError> {
         let policy = self.name.clone();
         let invalid = |source: InvalidConfig| PolicyError::Invalid {
             policy: policy.clone(),
@@ -955,11 +1155,7 @@ where
             Part::Off => (None, false),
             Part::Shared(breaker) => (Some(breaker), false),
             Part::Build(steps) => {
-                let builder = Breaker::builder(cx.part("breaker"))
-                    .failure_rate(defaults::FAILURE_RATE)
-                    .time_window(defaults::WINDOW, defaults::WINDOW_BUCKETS)
-                    .minimum_calls(defaults::MINIMUM_CALLS)
-                    .open_duration(defaults::OPEN);
+                let builder = default_breaker(Breaker::builder(cx.part("breaker")));
                 let breaker = steps
                     .into_iter()
                     .fold(builder, |b, step| step(b))
@@ -1026,6 +1222,7 @@ where
         }
 
         let (gate, gate_handle) = self.gate.build(&cx).map_err(&invalid)?;
+        let (protect, protect_components) = self.protect.build(&cx).map_err(&invalid)?;
         let (fallback, fallback_component, fallback_bound) =
             self.fallback.build(&cx).map_err(&invalid)?;
         if let (Some(total), Some(bound)) = (self.total, fallback_bound) {
@@ -1063,6 +1260,9 @@ where
             if let Some((gate, true)) = &gate_handle {
                 registry.register(gate).map_err(duplicate)?;
             }
+            for component in &protect_components {
+                registry.register(component).map_err(duplicate)?;
+            }
             if let Some(fallback) = &fallback_component {
                 registry.register(fallback).map_err(duplicate)?;
             }
@@ -1077,6 +1277,7 @@ where
         Ok(Policy {
             name,
             instrument,
+            protect,
             fallback,
             gate,
             deadline,

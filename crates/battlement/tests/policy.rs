@@ -452,3 +452,99 @@ fn poll_ready_once<S: Service<u32>>(svc: &mut S) -> std::task::Poll<()> {
         assert!(r.is_ok());
     })
 }
+
+/// Load protection, each part chosen by type: a bulkhead refuses past its
+/// slots (and the retries do not retry the refusal), registered as
+/// `{name}/bulkhead`.
+#[tokio::test(start_paused = true)]
+async fn a_bulkhead_part_refuses_past_its_slots() {
+    let registry = Registry::new();
+    let policy = Policy::builder("pool")
+        .bulkhead(|b| b.max_concurrent(1))
+        .registry(&registry)
+        .build()
+        .unwrap();
+    assert_eq!(policy.bulkhead().in_flight(), 0);
+    let calls = Arc::new(AtomicU32::new(0));
+    let counted = calls.clone();
+    let mut svc = policy.layer(service_fn(move |n: u32| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok::<_, BoxError>(n)
+        }
+    }));
+    let first = svc.ready().await.unwrap().call(1);
+    let second = svc.ready().await.unwrap().call(2);
+    let (first, second) = tokio::join!(first, second);
+    assert_eq!(first.unwrap(), 1);
+    let err = second.unwrap_err();
+    assert!(err.is::<battlement::limit::BulkheadFull>(), "{err}");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the refusal is not retried"
+    );
+    assert!(registry.get("pool/bulkhead").is_some());
+}
+
+/// An adaptive limit sits between the retries and the breaker: a call
+/// over the limit is refused at once and the breaker does not count it.
+#[tokio::test(start_paused = true)]
+async fn an_adaptive_limit_part_refuses_over_its_limit() {
+    let registry = Registry::new();
+    let policy = Policy::builder("api")
+        .adaptive_limit(|l| l.initial_limit(1).min_limit(1).max_limit(1))
+        .registry(&registry)
+        .build()
+        .unwrap();
+    assert_eq!(policy.adaptive_limit().limit(), 1);
+    let mut svc = policy.layer(service_fn(|n: u32| async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        Ok::<_, BoxError>(n)
+    }));
+    let first = svc.ready().await.unwrap().call(1);
+    let second = svc.ready().await.unwrap().call(2);
+    let (first, second) = tokio::join!(first, second);
+    assert_eq!(first.unwrap(), 1);
+    let err = second.unwrap_err();
+    assert!(err.is::<battlement::limit::LimitExceeded>(), "{err}");
+    let breaker = policy.breaker().unwrap().metrics();
+    assert_eq!(breaker.calls, 1, "the breaker never saw the refused call");
+    assert!(registry.get("api/limit").is_some());
+}
+
+/// A breaker per key: the failing key opens, the others stay closed; one
+/// registry component for all of them.
+#[tokio::test(start_paused = true)]
+async fn a_breaker_per_key_opens_only_the_failing_key() {
+    let registry = Registry::new();
+    let policy = Policy::builder("hosts")
+        .without_retry()
+        .breaker_per_with(
+            |n: &u32| if n.is_multiple_of(2) { "even" } else { "odd" },
+            |k| k.breaker(|b| b.consecutive_failures(2).no_failure_rate()),
+        )
+        .registry(&registry)
+        .build()
+        .unwrap();
+    assert!(
+        policy.breaker().is_none(),
+        "the keyed breaker takes its place"
+    );
+    let mut svc = policy.layer(service_fn(|n: u32| async move {
+        if n % 2 == 1 {
+            Err::<u32, BoxError>(refused())
+        } else {
+            Ok(n)
+        }
+    }));
+    for n in [1, 3] {
+        assert!(svc.ready().await.unwrap().call(n).await.is_err());
+    }
+    let err = svc.ready().await.unwrap().call(5).await.unwrap_err();
+    assert!(err.is::<CircuitOpen>(), "{err}");
+    assert_eq!(svc.ready().await.unwrap().call(4).await.unwrap(), 4);
+    assert_eq!(policy.keyed_breaker().open_keys(), ["odd"]);
+    assert!(registry.get("hosts/breaker").is_some());
+}
