@@ -13,6 +13,7 @@ mod fallback;
 mod fanout;
 mod gate;
 mod http;
+mod limit;
 mod registry;
 mod retry;
 
@@ -26,5 +27,6 @@ async fn main() {
     fanout::run().await;
     deadline::run().await;
     registry::run().await;
+    limit::run().await;
     http::run().await;
 }
