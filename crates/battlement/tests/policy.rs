@@ -548,3 +548,36 @@ async fn a_breaker_per_key_opens_only_the_failing_key() {
     assert_eq!(policy.keyed_breaker().open_keys(), ["odd"]);
     assert!(registry.get("hosts/breaker").is_some());
 }
+
+/// A 429 with `Retry-After: 1` delays the retry by exactly 1 s (paused
+/// time), and the retry is answered.
+#[tokio::test(start_paused = true)]
+async fn a_429_with_retry_after_delays_the_retry_by_its_wait() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let counted = calls.clone();
+    let policy = Policy::http("rate-limited")
+        .retry(|r| r.max_attempts(2))
+        .without_breaker()
+        .build()
+        .unwrap();
+    let mut svc = policy.layer(service_fn(move |_: http::Request<String>| {
+        let n = counted.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let res = if n == 0 {
+                http::Response::builder()
+                    .status(429)
+                    .header("retry-after", "1")
+                    .body(())
+            } else {
+                http::Response::builder().status(200).body(())
+            };
+            Ok::<_, BoxError>(res.unwrap())
+        }
+    }));
+    let start = Instant::now();
+    let req = http::Request::get("/quota").body(String::new()).unwrap();
+    let res = svc.ready().await.unwrap().call(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
