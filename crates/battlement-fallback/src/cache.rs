@@ -299,34 +299,52 @@ pub(crate) struct Hit<Res> {
     pub(crate) stale: bool,
 }
 
+/// A response being read before it is stored (the HTTP cache reads its
+/// body): resolves to the response rebuilt for the caller, or the body's
+/// error.
+pub(crate) type Reading<Res> =
+    std::pin::Pin<Box<dyn Future<Output = Result<Res, battlement_core::BoxError>> + Send>>;
+
+/// What storing a successful response gave back.
+pub(crate) enum Stored<K, Res> {
+    /// The response, stored (or not to be stored), for the caller.
+    Done(Res),
+    /// The response is being read first; the key comes back for the
+    /// fallback's lookup, should reading fail.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    Reading(Reading<Res>, K),
+}
+
 /// The cache, type-erased so the service needs no `Clone` bound on the
 /// response when no cache is configured.
 pub(crate) trait Store<K, Res>: Send + Sync {
-    fn store(&self, key: K, value: &Res);
+    fn store(&self, key: K, value: Res) -> Stored<K, Res>;
     fn lookup(&self, key: &K) -> Option<Hit<Res>>;
     fn len(&self) -> usize;
     fn hits(&self) -> u64;
     fn misses(&self) -> u64;
 }
 
-pub(crate) struct LastKnownGood<K, Res> {
-    cache: Cache<K, Entry<Res>, EntryWeighter>,
+/// The bounded store of values `V` (responses, or what an HTTP response is
+/// rebuilt from) under keys `K`.
+pub(crate) struct LastKnownGood<K, V> {
+    cache: Cache<K, Entry<V>, EntryWeighter>,
     fresh_for: Duration,
     /// `fresh_for` plus the `stale_if_error` window.
     max_age: Duration,
-    weigher: Option<Weigher<Res>>,
+    weigher: Option<Weigher<V>>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
 
-impl<K, Res> LastKnownGood<K, Res>
+impl<K, V> LastKnownGood<K, V>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
-    Res: Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
 {
     /// A cache for a validated `config` (`max_entries` in
     /// `1..=MAX_CACHE_ENTRIES`, `max_bytes` at least 1).
-    pub(crate) fn new(config: CacheConfig<Res>) -> Self {
+    pub(crate) fn new(config: CacheConfig<V>) -> Self {
         let max_bytes = config.max_bytes.as_ref().map(|(b, _)| *b);
         let shards = shard_count(config.max_entries, max_bytes.is_some());
         // Rounded down: the shards together stay within the bounds.
@@ -355,26 +373,23 @@ where
             misses: AtomicU64::new(0),
         }
     }
-}
 
-impl<K, Res> Store<K, Res> for LastKnownGood<K, Res>
-where
-    K: Hash + Eq + Clone + Send + Sync + 'static,
-    Res: Clone + Send + Sync + 'static,
-{
-    fn store(&self, key: K, value: &Res) {
-        let bytes = self.weigher.as_ref().map_or(0, |w| w(value));
+    /// Keeps `value` under `key`, stored now.
+    pub(crate) fn insert(&self, key: K, value: V) {
+        let bytes = self.weigher.as_ref().map_or(0, |w| w(&value));
         self.cache.insert(
             key,
             Entry {
-                value: value.clone(),
+                value,
                 stored_at: Instant::now(),
                 bytes,
             },
         );
     }
 
-    fn lookup(&self, key: &K) -> Option<Hit<Res>> {
+    /// The value under `key` if it is still young enough to serve
+    /// (dropping it if not), counted as a hit or a miss.
+    pub(crate) fn get(&self, key: &K) -> Option<Hit<V>> {
         let found = self.cache.get(key).and_then(|entry| {
             let age = Instant::now().saturating_duration_since(entry.stored_at);
             if age >= self.max_age {
@@ -394,16 +409,44 @@ where
         found
     }
 
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.cache.len()
     }
 
-    fn hits(&self) -> u64 {
+    pub(crate) fn hits(&self) -> u64 {
         self.hits.load(Ordering::Relaxed)
     }
 
-    fn misses(&self) -> u64 {
+    pub(crate) fn misses(&self) -> u64 {
         self.misses.load(Ordering::Relaxed)
+    }
+}
+
+/// The cache of [`CacheConfig`]: keeps a clone of each response.
+impl<K, Res> Store<K, Res> for LastKnownGood<K, Res>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    Res: Clone + Send + Sync + 'static,
+{
+    fn store(&self, key: K, value: Res) -> Stored<K, Res> {
+        self.insert(key, value.clone());
+        Stored::Done(value)
+    }
+
+    fn lookup(&self, key: &K) -> Option<Hit<Res>> {
+        self.get(key)
+    }
+
+    fn len(&self) -> usize {
+        LastKnownGood::len(self)
+    }
+
+    fn hits(&self) -> u64 {
+        LastKnownGood::hits(self)
+    }
+
+    fn misses(&self) -> u64 {
+        LastKnownGood::misses(self)
     }
 }
 
@@ -437,7 +480,7 @@ mod tests {
                     .max_bytes(max_bytes, |s: &String| s.len() as u64),
             );
             for (key, len) in inserts {
-                lkg.store(key, &"x".repeat(len));
+                lkg.insert(key, "x".repeat(len));
                 prop_assert!(lkg.len() as u64 <= max_entries, "{} > {}", lkg.len(), max_entries);
                 prop_assert!(bytes_held(&lkg) <= max_bytes, "{} > {}", bytes_held(&lkg), max_bytes);
             }
@@ -451,7 +494,7 @@ mod tests {
         ) {
             let lkg = LastKnownGood::<u16, String>::new(CacheConfig::new().max_entries(max_entries));
             for key in keys {
-                lkg.store(key, &String::new());
+                lkg.insert(key, String::new());
                 prop_assert!(lkg.len() as u64 <= max_entries);
             }
         }
@@ -468,7 +511,7 @@ mod tests {
             let lkg = LastKnownGood::<u32, u8>::new(CacheConfig::new().max_entries(max_entries));
             for i in 0..max_entries as u32 + extra {
                 let key = i.wrapping_mul(2_654_435_761) ^ seed;
-                lkg.store(key, &0);
+                lkg.insert(key, 0);
                 prop_assert!(lkg.len() as u64 <= max_entries, "{} > {}", lkg.len(), max_entries);
                 prop_assert!(lkg.cache.get(&key).is_some(), "the entry just stored is kept");
             }
@@ -485,7 +528,7 @@ mod tests {
             let lkg = byte_bounded(max_entries, max_bytes);
             for (key, fraction) in (0u32..).zip(sizes) {
                 let len = (max_bytes as f64 * fraction) as usize;
-                lkg.store(key, &vec![0; len]);
+                lkg.insert(key, vec![0; len]);
                 prop_assert!(lkg.cache.get(&key).is_some(), "{len} of {max_bytes} bytes refused");
                 prop_assert!(lkg.len() as u64 <= max_entries);
                 prop_assert!(bytes_held(&lkg) <= max_bytes);
@@ -508,7 +551,7 @@ mod tests {
         for max_entries in [777u64, 500, 100_001] {
             let lkg = LastKnownGood::<u32, u8>::new(CacheConfig::new().max_entries(max_entries));
             for key in 0..(max_entries as u32) * 2 {
-                lkg.store(key, &0);
+                lkg.insert(key, 0);
             }
             assert!(
                 lkg.len() as u64 <= max_entries,
@@ -528,7 +571,7 @@ mod tests {
     fn a_byte_bound_of_two_responses_keeps_two() {
         let lkg = byte_bounded(100, 2000);
         for key in 0..10_000 {
-            lkg.store(key, &vec![0; 1000]);
+            lkg.insert(key, vec![0; 1000]);
             assert!(bytes_held(&lkg) <= 2000);
         }
         assert_eq!(lkg.len(), 2);
@@ -541,12 +584,12 @@ mod tests {
                 .fresh_for(Duration::from_secs(1))
                 .stale_if_error(Duration::from_secs(1)),
         );
-        lkg.store(1, &"a".to_owned());
-        assert!(!lkg.lookup(&1).unwrap().stale);
+        lkg.insert(1, "a".to_owned());
+        assert!(!lkg.get(&1).unwrap().stale);
         tokio::time::advance(Duration::from_secs(1)).await;
-        assert!(lkg.lookup(&1).unwrap().stale);
+        assert!(lkg.get(&1).unwrap().stale);
         tokio::time::advance(Duration::from_secs(1)).await;
-        assert!(lkg.lookup(&1).is_none());
+        assert!(lkg.get(&1).is_none());
         assert_eq!(lkg.len(), 0, "expired entries are dropped on lookup");
         assert_eq!((lkg.hits(), lkg.misses()), (2, 1));
     }

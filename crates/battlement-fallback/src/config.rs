@@ -19,10 +19,39 @@ use crate::layer::FallbackLayer;
 use crate::marker::Fallback;
 use crate::shared::{Failed, KeyFn, MarkFn, Shared, SourceEntry, SourceStats, TriggerFn, ValueFn};
 
-type MakeStore<K, Res> = fn(CacheConfig<Res>) -> Box<dyn Store<K, Res>>;
+type MakeStore<K, Res> = fn(CacheSpec<Res>) -> Box<dyn Store<K, Res>>;
 /// The cache's config and, once the key type is known, how to make its
 /// store.
-type PendingCache<K, Res> = (CacheConfig<Res>, Option<MakeStore<K, Res>>);
+type PendingCache<K, Res> = (CacheSpec<Res>, Option<MakeStore<K, Res>>);
+
+/// The config of a cache of either kind.
+pub(crate) enum CacheSpec<Res> {
+    /// [`FallbackBuilder::cache`]: clones of the responses.
+    Plain(CacheConfig<Res>),
+    /// [`FallbackBuilder::http_cache`]: HTTP responses' bytes.
+    #[cfg(feature = "http")]
+    Http(crate::http_cache::HttpCacheConfig),
+}
+
+impl<Res> CacheSpec<Res> {
+    fn validate(&self) -> Result<(), InvalidConfig> {
+        match self {
+            CacheSpec::Plain(config) => config.validate(),
+            #[cfg(feature = "http")]
+            CacheSpec::Http(config) => config.validate(),
+        }
+    }
+}
+
+impl<Res> fmt::Debug for CacheSpec<Res> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CacheSpec::Plain(config) => config.fmt(f),
+            #[cfg(feature = "http")]
+            CacheSpec::Http(config) => config.fmt(f),
+        }
+    }
+}
 
 /// Builds a [`FallbackLayer`]; start with [`FallbackLayer::builder`].
 ///
@@ -144,7 +173,7 @@ impl<Req, Res, C> FallbackBuilder<Req, Res, NoKey, C> {
     where
         Res: Clone + Send + Sync + 'static,
     {
-        self.cache = Some((config, None));
+        self.cache = Some((CacheSpec::Plain(config), None));
         self.sources.push(SourceEntry::Cache);
         self.rekey_marker()
     }
@@ -166,12 +195,30 @@ impl<Req, Res, C> FallbackBuilder<Req, Res, CacheAwaitingKey, C> {
 }
 
 /// Makes the cache's store for key type `K`.
-fn make_store<K, Res>(config: CacheConfig<Res>) -> Box<dyn Store<K, Res>>
+fn make_store<K, Res>(spec: CacheSpec<Res>) -> Box<dyn Store<K, Res>>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     Res: Clone + Send + Sync + 'static,
 {
-    Box::new(LastKnownGood::<K, Res>::new(config))
+    match spec {
+        CacheSpec::Plain(config) => Box::new(LastKnownGood::<K, Res>::new(config)),
+        #[cfg(feature = "http")]
+        CacheSpec::Http(_) => unreachable!("an HTTP cache is made by `make_http_store`"),
+    }
+}
+
+/// Makes the HTTP cache's store for key type `K` and bodies `B`.
+#[cfg(feature = "http")]
+fn make_http_store<K, B>(spec: CacheSpec<http::Response<B>>) -> Box<dyn Store<K, http::Response<B>>>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + From<bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    match spec {
+        CacheSpec::Http(config) => Box::new(crate::http_cache::HttpStore::<K, B>::new(config)),
+        CacheSpec::Plain(_) => unreachable!("a plain cache is made by `make_store`"),
+    }
 }
 
 // Private helpers of the key-less states only.
@@ -443,7 +490,14 @@ where
     /// `stale_if_error` window. Needs a [`key`](FallbackBuilder::key),
     /// before or after. At most one cache.
     #[must_use]
-    pub fn cache(mut self, config: CacheConfig<Res>) -> Self {
+    pub fn cache(self, config: CacheConfig<Res>) -> Self {
+        self.add_cache(CacheSpec::Plain(config), make_store::<K, Res>)
+    }
+}
+
+impl<Req, Res, K, C> FallbackBuilder<Req, Res, K, C> {
+    /// Adds a cache with its store's maker, at most once.
+    fn add_cache(mut self, spec: CacheSpec<Res>, make: MakeStore<K, Res>) -> Self {
         if self.cache.is_some() {
             self.cache_error = Some(InvalidConfig::new(
                 "fallback",
@@ -453,9 +507,51 @@ where
             ));
             return self;
         }
-        self.cache = Some((config, Some(make_store::<K, Res>)));
+        self.cache = Some((spec, Some(make)));
         self.sources.push(SourceEntry::Cache);
         self
+    }
+}
+
+#[cfg(feature = "http")]
+impl<Req, B, K, C> FallbackBuilder<Req, http::Response<B>, K, C>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + From<bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    /// Adds the last-known-good cache for HTTP responses whose body is not
+    /// `Clone` (axum's `Response`, any `http::Response<B>` with `B:
+    /// From<Bytes>`): a successful response whose body promises at most
+    /// [`max_body_bytes`](crate::HttpCacheConfig::max_body_bytes) is read
+    /// to its end, stored as its status, version, headers and body bytes,
+    /// and handed to the caller rebuilt from the same bytes; on failure a
+    /// stored one is rebuilt and served as [`cache`](Self::cache) serves
+    /// (fresh, then stale within `stale_if_error`), marked like any
+    /// fallback. Any other response passes untouched and is not stored.
+    /// Needs a [`key`](FallbackBuilder::key), called before it. At most
+    /// one cache.
+    ///
+    /// Extensions and trailers are not stored (a rebuilt response has
+    /// none); a body that fails while it is read is the primary's failure
+    /// (the fallback, the cache included, answers for it).
+    ///
+    /// ```
+    /// use battlement_fallback::{FallbackLayer, HttpCacheConfig};
+    /// use bytes::Bytes;
+    /// use http_body_util::Full;
+    ///
+    /// let layer = FallbackLayer::<http::Request<()>, http::Response<Full<Bytes>>>::builder("orders")
+    ///     .key(|req: &http::Request<()>| Some(req.uri().path().to_owned()))
+    ///     .http_cache(HttpCacheConfig::new())
+    ///     .http_header()
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(layer);
+    /// ```
+    #[must_use]
+    pub fn http_cache(self, config: crate::http_cache::HttpCacheConfig) -> Self {
+        self.add_cache(CacheSpec::Http(config), make_http_store::<K, B>)
     }
 }
 

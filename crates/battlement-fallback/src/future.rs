@@ -12,7 +12,7 @@ use battlement_core::{
 use pin_project_lite::pin_project;
 use tower::ServiceExt;
 
-use crate::cache::Store;
+use crate::cache::{Reading, Stored};
 use crate::error::{CacheMiss, FailureResponse};
 use crate::marker::{Fallback, Source};
 use crate::shared::{Failed, Handle, Shared, SourceEntry, bump};
@@ -43,6 +43,8 @@ pin_project! {
     #[project = StateProj]
     enum State<F, Res> {
         Primary { #[pin] fut: F },
+        // A success being read before it is stored (the HTTP cache).
+        Storing { fut: Reading<Res> },
         Fallback { fut: BoxFuture<Res> },
     }
 }
@@ -69,6 +71,7 @@ impl<F, Req: 'static, Res: 'static, K: 'static, C: 'static> fmt::Debug
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let phase = match self.state {
             State::Primary { .. } => "primary",
+            State::Storing { .. } => "storing",
             State::Fallback { .. } => "fallback",
         };
         f.debug_struct("ResponseFuture")
@@ -101,23 +104,41 @@ where
         let result = ready!(fut.poll(cx)).map_err(Into::into);
         let shared = &**this.shared;
         match shared.classifier.classify(&result) {
-            Outcome::Success => {
-                if let Some(cache) = &shared.cache {
-                    store(&**cache, this.key.take(), &result);
-                }
-                Poll::Ready(result)
-            }
+            Outcome::Success if shared.cache.is_some() => store(self.project(), cx, result),
+            Outcome::Success => Poll::Ready(result),
             Outcome::Ignored => Poll::Ready(result),
             Outcome::Failure(failure) => on_failure(self.project(), cx, failure, result),
         }
     }
 }
 
-/// Stores a successful response in the last-known-good cache.
+/// Stores a successful response in the last-known-good cache (after
+/// reading its body, for the HTTP cache).
 #[inline(never)]
-fn store<K, Res>(cache: &dyn Store<K, Res>, key: Option<K>, result: &Result<Res, BoxError>) {
-    if let (Some(key), Ok(res)) = (key, result) {
-        cache.store(key, res);
+fn store<F, Req, Res, K, C>(
+    mut this: ResponseFutureProj<'_, F, Req, Res, K, C>,
+    cx: &mut Context<'_>,
+    result: Result<Res, BoxError>,
+) -> Poll<Result<Res, BoxError>>
+where
+    C: Classify<Res, BoxError> + Send + Sync + 'static,
+    Req: Send + 'static,
+    Res: Send + 'static,
+    K: Send + Sync + 'static,
+{
+    let Some(cache) = &this.shared.cache else {
+        return Poll::Ready(result);
+    };
+    match (this.key.take(), result) {
+        (Some(key), Ok(res)) => match cache.store(key, res) {
+            Stored::Done(res) => Poll::Ready(Ok(res)),
+            Stored::Reading(fut, key) => {
+                *this.key = Some(key);
+                this.state.set(State::Storing { fut });
+                poll_fallback(this, cx)
+            }
+        },
+        (_, result) => Poll::Ready(result),
     }
 }
 
@@ -155,14 +176,32 @@ where
     poll_fallback(this, cx)
 }
 
-/// Polls the boxed fallback chain.
+/// Polls the boxed fallback chain, or the success being read before it is
+/// stored: a body that fails while read is the primary's failure.
 fn poll_fallback<F, Req, Res, K, C>(
-    this: ResponseFutureProj<'_, F, Req, Res, K, C>,
+    mut this: ResponseFutureProj<'_, F, Req, Res, K, C>,
     cx: &mut Context<'_>,
-) -> Poll<Result<Res, BoxError>> {
-    match this.state.project() {
-        StateProj::Fallback { fut } => fut.as_mut().poll(cx),
+) -> Poll<Result<Res, BoxError>>
+where
+    C: Classify<Res, BoxError> + Send + Sync + 'static,
+    Req: Send + 'static,
+    Res: Send + 'static,
+    K: Send + Sync + 'static,
+{
+    let result = match this.state.as_mut().project() {
+        StateProj::Fallback { fut } => return fut.as_mut().poll(cx),
+        StateProj::Storing { fut } => ready!(fut.as_mut().poll(cx)),
         StateProj::Primary { .. } => unreachable!("the primary is polled inline"),
+    };
+    match result {
+        Ok(res) => Poll::Ready(Ok(res)),
+        Err(err) => {
+            let result = Err(err);
+            match this.shared.classifier.classify(&result) {
+                Outcome::Failure(failure) => on_failure(this, cx, failure, result),
+                Outcome::Success | Outcome::Ignored => Poll::Ready(result),
+            }
+        }
     }
 }
 

@@ -48,6 +48,37 @@
 //!   cache has one shard, so it keeps any response up to about 97% of
 //!   `max_bytes` (several shards would each get a fraction of the bytes,
 //!   and a response larger than a shard's share would never be kept).
+//! - for `http::Response<B>` whose body is not `Clone` (axum's
+//!   `Response`; any `B: http_body::Body<Data = Bytes> + From<Bytes>`), the
+//!   same cache over the responses' bytes
+//!   ([`http_cache`](FallbackBuilder::http_cache), feature `http`, after
+//!   [`key`](FallbackBuilder::key)): see [HTTP responses](#http-responses).
+//!
+//! # HTTP responses
+//!
+//! [`http_cache`](FallbackBuilder::http_cache) stores a successful
+//! response as its status, version, headers and body bytes, and rebuilds a
+//! fresh `Response<B>` from them (`B::from(bytes)`) for each fallback
+//! answer, marked as any fallback answer is
+//! ([`http_header`](FallbackBuilder::http_header)). Storing means reading
+//! the body, so on success, and only with this cache:
+//!
+//! - a body whose `size_hint` promises at most
+//!   [`max_body_bytes`](HttpCacheConfig::max_body_bytes) (256 KiB by
+//!   default: a body built from bytes, a string or JSON) is read to its
+//!   end before the response is handed on, rebuilt from the same bytes,
+//!   so the caller still gets all of it. The wait is for bytes the caller
+//!   would read anyway, and bounded by their number;
+//! - any other body (larger, or of unknown size: a stream, which may never
+//!   end) is handed on untouched, at once, and not stored: no response is
+//!   held back or lost for the cache's sake;
+//! - a body that fails while it is read makes the call a failure (judged
+//!   by the classifier, as an error of the primary), which the fallback
+//!   answers, the cache included: the caller gets the last good response
+//!   rather than a broken one;
+//! - extensions and trailers are not kept (a rebuilt response has none);
+//!   do not cache gRPC responses this way, whose status is in the
+//!   trailers.
 //!
 //! # What triggers it
 //!
@@ -86,7 +117,8 @@
 //! handling is out of line. A key costs its function; a service source
 //! costs a clone of the request; the cache costs an insert (a lock on one
 //! of its shards, the only one with a byte bound; a clock read and a clone
-//! of the response). On failure
+//! of the response); the HTTP cache, for a response it stores, a boxed
+//! future that reads the body, and a copy of the headers. On failure
 //! the fallback chain is boxed once.
 //!
 //! Measured in `benches/benches/fallback.rs` (a `u64` request, value
@@ -151,6 +183,13 @@
 //!   marker handlers look for in extensions.
 //! - Fallback services' `Ok` answers are judged by the same classifier.
 //! - A request whose key function returns `None` is not cached.
+//! - The HTTP cache is a second method, not a `CacheConfig` for
+//!   `http::Response`: what it keeps is not the response (which cannot be
+//!   cloned) but what rebuilds it, so its byte bound weighs bytes and
+//!   headers itself ([`HttpCacheConfig::max_bytes`] takes no weigher). It
+//!   is added after the key only: the other order would need the key's
+//!   type to make it, as [`cache`](FallbackBuilder::cache) before `key`
+//!   does, for a second kind of store.
 //! - The component's health is always `healthy`: a fallback that serves is
 //!   doing its job; its details tell how often it does.
 
@@ -158,6 +197,8 @@ mod cache;
 mod config;
 mod error;
 mod future;
+#[cfg(feature = "http")]
+mod http_cache;
 mod layer;
 mod marker;
 mod service;
@@ -168,6 +209,8 @@ pub use cache::{CacheConfig, MAX_CACHE_ENTRIES, Weigher};
 pub use config::{CacheAwaitingKey, FallbackBuilder, NoKey};
 pub use error::{CacheMiss, FailureResponse};
 pub use future::ResponseFuture;
+#[cfg(feature = "http")]
+pub use http_cache::{DEFAULT_MAX_BODY_BYTES, HttpCacheConfig};
 pub use layer::FallbackLayer;
 pub use marker::{Fallback, HEADER, Source};
 pub use service::FallbackService;
