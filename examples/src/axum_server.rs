@@ -7,7 +7,10 @@
 //!   opens after 3 failed calls in a row (an HTTP 5xx is a failure: the
 //!   policy judges responses with `HttpClassifier`) and probes again
 //!   after `open`, a gate that sheds `x-priority: low` first, and a
-//!   fallback that answers an open circuit with a stale, marked order.
+//!   fallback that answers an open circuit with the order's last good
+//!   answer (a last-known-good cache of its bytes: an axum `Response` is
+//!   not `Clone`), or a placeholder for an order it never served, each
+//!   marked `x-battlement-fallback: cache` (or `cache_stale`) or `value`.
 //! - `GET /reports`: policy `reports`: a 500 ms budget and no breaker.
 //! - `/ops/health`, `/ops/metrics`: the registry over HTTP; controls are
 //!   on with a bearer token.
@@ -24,6 +27,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{Request, Response, StatusCode};
 use axum::routing::get;
+use battlement::fallback::HttpCacheConfig;
 use battlement::gate::HeaderPriority;
 use battlement::http::{ErrorResponseLayer, HealthService};
 use battlement::prelude::*;
@@ -62,11 +66,11 @@ pub struct App {
     >,
 }
 
-/// The fallback layer of the `orders` policy.
+/// The fallback layer of the `orders` policy, keyed by the request's path.
 pub type OrdersFallback = battlement::fallback::FallbackLayer<
     Request<Body>,
     Response<Body>,
-    battlement::fallback::NoKey,
+    String,
     battlement::FallbackClassifier<HttpClassifier>,
 >;
 
@@ -107,13 +111,21 @@ pub fn app(open: Duration) -> Result<App, BoxError> {
         .gate(|g| g)
         .priority(HeaderPriority::new())
         .fallback(|f| {
-            // Built per use: an axum `Response` is not `Clone`.
-            f.trigger_on_kinds([FailureKind::Rejected]).value_fn(|_| {
-                Ok(Response::builder()
-                    .header("x-battlement-fallback", "stale")
-                    .body(Body::from("order (stale)"))
-                    .unwrap_or_default())
-            })
+            f.trigger_on_kinds([FailureKind::Rejected])
+                // The last good answer of each order: its status, headers
+                // and body bytes, rebuilt per use (an axum `Response` is
+                // not `Clone`).
+                .key(|req: &Request<Body>| Some(req.uri().path().to_owned()))
+                .http_cache(
+                    HttpCacheConfig::new()
+                        .fresh_for(Duration::from_secs(60))
+                        .stale_if_error(Duration::from_secs(600))
+                        .max_entries(10_000)
+                        .max_body_bytes(64 << 10),
+                )
+                // An order never served: a placeholder, built per use.
+                .value_fn(|_| Ok(Response::new(Body::from("order (unavailable)"))))
+                .http_header()
         })
         .registry(&registry)
         .build()?;
@@ -217,9 +229,9 @@ pub async fn tour(
         );
     }
     step!(
-        "the breaker is open: the fallback answers, marked stale",
-        "GET /orders/3",
-        get(&url("/orders/3"), &[])
+        "the breaker is open: order 1 answers its last good body, marked cache",
+        "GET /orders/1",
+        get(&url("/orders/1"), &[])
     );
     step!(
         "an operator raises the gate to severe",
@@ -239,7 +251,7 @@ pub async fn tour(
         get(&url("/orders/4"), &[("x-priority", "low")])
     );
     step!(
-        "critical work still goes through (to the fallback, the circuit is open)",
+        "critical work still goes through (to the fallback's placeholder: order 5 was never served)",
         "GET /orders/5 (x-priority: critical)",
         get(&url("/orders/5"), &[("x-priority", "critical")])
     );

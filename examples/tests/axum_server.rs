@@ -22,10 +22,15 @@ async fn the_tour_over_loopback() {
         ],
         "{steps:#?}"
     );
-    // The open circuit is answered by the fallback, marked.
-    let stale = &steps[5].answer;
-    assert_eq!(stale.header("x-battlement-fallback"), Some("stale"));
-    assert_eq!(stale.body, "order (stale)");
+    // The open circuit is answered by the fallback, marked: order 1 by its
+    // last good body (the cache of its bytes), order 5, never served, by
+    // the placeholder.
+    let cached = &steps[5].answer;
+    assert_eq!(cached.header("x-battlement-fallback"), Some("cache"));
+    assert_eq!(cached.body, "order 1");
+    let placeholder = &steps[8].answer;
+    assert_eq!(placeholder.header("x-battlement-fallback"), Some("value"));
+    assert_eq!(placeholder.body, "order (unavailable)");
     // The shed request is a 503 with Retry-After and a JSON body.
     let shed = &steps[7].answer;
     assert!(shed.header("retry-after").is_some());
@@ -49,24 +54,31 @@ fn get(path: &str, priority: Option<&str>) -> http::Request<axum::body::Body> {
     req.body(axum::body::Body::empty()).unwrap()
 }
 
-/// On paused time, in process: a burst of 500s trips the breaker, and
-/// once its open duration has passed a probe closes it again.
+/// On paused time, in process: a burst of 500s trips the breaker, the
+/// open circuit is answered by the order's last good body, and once its
+/// open duration has passed a probe closes it again.
 #[tokio::test(start_paused = true)]
 async fn a_burst_trips_the_breaker_and_a_probe_closes_it() {
     let app = app(Duration::from_secs(5)).unwrap();
     let breaker = app.orders.breaker().unwrap().clone();
     let call = |path: &'static str| app.router.clone().oneshot(get(path, None));
 
+    assert_eq!(call("/orders/1").await.unwrap().status(), 200);
     app.backend.failing.store(true, Ordering::SeqCst);
     for _ in 0..3 {
         assert_eq!(call("/orders/1").await.unwrap().status(), 500);
     }
     assert_eq!(breaker.state(), CircuitState::Open);
     app.backend.failing.store(false, Ordering::SeqCst);
-    // Still open: the fallback answers without calling the handler.
+    // Still open: the fallback answers without calling the handler, with
+    // order 1's last good body.
     let res = call("/orders/1").await.unwrap();
-    assert_eq!(res.headers()["x-battlement-fallback"], "stale");
-    assert_eq!(app.backend.orders_calls.load(Ordering::SeqCst), 3);
+    assert_eq!(res.headers()["x-battlement-fallback"], "cache");
+    let body = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    assert_eq!(body, "order 1");
+    assert_eq!(app.backend.orders_calls.load(Ordering::SeqCst), 4);
 
     tokio::time::advance(Duration::from_secs(5)).await;
     assert_eq!(breaker.state(), CircuitState::HalfOpen);
