@@ -155,6 +155,26 @@
 //!   `ForcedOpen` and a full `HalfOpen` reject without reading the clock.
 //! - `Breaker::close` and `Breaker::reset` both clear the window and reset
 //!   the open duration.
+//! - **Outcomes told by the body** ([`Defer`], [`Pending`]). A call whose
+//!   outcome comes after its response (a gRPC status in the trailers) is
+//!   recorded **once**, with that outcome: with
+//!   [`BreakerLayer::defer_with`], a response its classifier calls a
+//!   success is offered the call's [`Pending`] completion, which it keeps
+//!   (in its body) and completes when it knows. Recording a success at the
+//!   headers and a failure later would count two calls, reset the
+//!   failure streak a failure in the trailers should extend, and halve
+//!   the failure rate. Failures and ignored outcomes at the response are
+//!   recorded at once. A `Pending` dropped without completing (the
+//!   caller dropped the body) records nothing and gives a probe's
+//!   admission back, as a dropped response future does. The duration a
+//!   slow-call rule judges is the time to the response, not to the
+//!   body's end. The breaker does not know HTTP: `battlement-http`'s
+//!   `GrpcTrailersDefer` (with its `GrpcTrailersLayer` below the breaker,
+//!   which wraps the body) is the gRPC deferral. Without deferral
+//!   ([`NoDefer`], the default) the offer is compiled out: a closed call
+//!   measured 22.5 / 24.8 / 24.7 ns before and 22.6 / 23.6 / 22.8 ns after
+//!   (criterion means, before and after binaries run in turns, 1 s
+//!   warm-up, 2 s, the shared 2-core VM at load 2 to 3).
 //! - **No `Breaker::subscribe()`**: transitions go to the
 //!   [`EventSink`](battlement_core::EventSink) given with
 //!   [`BreakerBuilder::events`]; for a stream, give it the registry's sink
