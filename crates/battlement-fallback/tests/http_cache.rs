@@ -46,6 +46,10 @@ fn get(path: &str) -> Request<()> {
     Request::get(path).body(()).unwrap()
 }
 
+async fn call<S: Service<Request<()>>>(svc: &mut S, path: &str) -> Result<S::Response, S::Error> {
+    svc.ready().await?.call(get(path)).await
+}
+
 async fn read<B: Body<Data = Bytes>>(res: Response<B>) -> Bytes
 where
     B::Error: std::fmt::Debug,
@@ -92,13 +96,7 @@ where
 {
     let mode = Arc::new(AtomicU8::new(OK));
     let (layer, mut svc) = cached(primary(mode.clone(), body), HttpCacheConfig::new());
-    let res = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(get("/orders/7"))
-        .await
-        .unwrap();
+    let res = call(&mut svc, "/orders/7").await.unwrap();
     assert!(res.headers().get(HEADER).is_none(), "the primary answered");
     assert_eq!(
         read(res).await,
@@ -108,13 +106,7 @@ where
     assert_eq!(layer.health().details["cache_entries"], 1);
 
     mode.store(FAIL, Ordering::Relaxed);
-    let res = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(get("/orders/7"))
-        .await
-        .unwrap();
+    let res = call(&mut svc, "/orders/7").await.unwrap();
     assert_eq!(res.status(), StatusCode::CREATED);
     assert_eq!(res.headers()["content-type"], "application/json");
     assert_eq!(res.headers()[HEADER], "cache");
@@ -125,13 +117,7 @@ where
     assert_eq!(read(res).await, "{\"order\":7}");
 
     tokio::time::advance(Duration::from_secs(2)).await;
-    let res = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(get("/orders/7"))
-        .await
-        .unwrap();
+    let res = call(&mut svc, "/orders/7").await.unwrap();
     assert_eq!(res.headers()[HEADER], "cache_stale");
     assert_eq!(
         read(res).await,
@@ -140,7 +126,7 @@ where
     );
 
     // Another key was never stored.
-    let Err(err) = svc.ready().await.unwrap().call(get("/orders/8")).await else {
+    let Err(err) = call(&mut svc, "/orders/8").await else {
         panic!("nothing stored for /orders/8");
     };
     let failed = err.downcast_ref::<FallbackFailed>().unwrap();
@@ -167,17 +153,11 @@ async fn a_body_over_the_bound_passes_whole_and_is_not_stored() {
         primary(mode.clone(), big),
         HttpCacheConfig::new().max_body_bytes(99),
     );
-    let res = svc.ready().await.unwrap().call(get("/big")).await.unwrap();
+    let res = call(&mut svc, "/big").await.unwrap();
     assert_eq!(read(res).await.len(), 100);
     assert_eq!(layer.health().details["cache_entries"], 0);
     mode.store(FAIL, Ordering::Relaxed);
-    let err = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(get("/big"))
-        .await
-        .unwrap_err();
+    let err = call(&mut svc, "/big").await.unwrap_err();
     assert!(err.is::<FallbackFailed>());
 }
 
@@ -247,10 +227,10 @@ async fn a_body_failing_while_read_is_answered_from_the_cache() {
         }
     };
     let (layer, mut svc) = cached(primary(mode, body), HttpCacheConfig::new());
-    let res = svc.ready().await.unwrap().call(get("/o")).await.unwrap();
+    let res = call(&mut svc, "/o").await.unwrap();
     assert_eq!(read(res).await, "good");
     broken.store(1, Ordering::Relaxed);
-    let res = svc.ready().await.unwrap().call(get("/o")).await.unwrap();
+    let res = call(&mut svc, "/o").await.unwrap();
     assert_eq!(res.headers()[HEADER], "cache");
     assert_eq!(read(res).await, "good");
     assert_eq!(layer.activations(), 1);

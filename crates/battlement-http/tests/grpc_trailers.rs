@@ -95,15 +95,24 @@ fn instrumented(
         }))
 }
 
-async fn call_all(answers: &[Answer]) -> battlement_core::Details {
-    let registry = Registry::new();
-    let svc = instrumented(&registry);
+/// Calls `svc` with each answer in turn and reads each body to its end,
+/// as a client does; errors are the body's to report, not the caller's.
+async fn read_all<S, B>(svc: &S, answers: &[Answer])
+where
+    S: Service<Answer, Response = Response<B>, Error = BoxError> + Clone,
+    B: Body,
+{
     for answer in answers {
         let res = svc.clone().oneshot(*answer).await.unwrap();
-        // Read the body to its end, as a client does; errors are the
-        // body's to report, not this test's.
         let _ = res.into_body().collect().await;
     }
+}
+
+async fn call_all(answers: &[Answer]) -> battlement_core::Details {
+    let registry = Registry::new();
+    // Kept until the figures are read: the registry holds it weakly.
+    let svc = instrumented(&registry);
+    read_all(&svc, answers).await;
     registry.get("grpc").unwrap().details
 }
 
@@ -234,10 +243,7 @@ async fn unavailable_in_the_trailers_trips_the_breaker_after_three_calls() {
 async fn ok_in_the_trailers_keeps_the_breaker_closed() {
     let (registry, breaker) = (Registry::new(), breaker());
     let svc = guarded(&registry, &breaker, GrpcClassifier::new());
-    for _ in 0..5 {
-        let res = svc.clone().oneshot(Answer::Trailers("0")).await.unwrap();
-        let _ = res.into_body().collect().await.unwrap();
-    }
+    read_all(&svc, &[Answer::Trailers("0"); 5]).await;
     let m = breaker.metrics();
     assert_eq!((m.calls, m.successes, m.failures), (5, 5, 0));
     assert_eq!(breaker.state(), CircuitState::Closed);
@@ -254,17 +260,18 @@ async fn ok_in_the_trailers_keeps_the_breaker_closed() {
 async fn the_breaker_and_the_instrument_agree_on_every_end() {
     let (registry, breaker) = (Registry::new(), breaker());
     let svc = guarded(&registry, &breaker, GrpcClassifier::new());
-    for answer in [
-        Answer::Trailers("0"),
-        Answer::BodyError,
-        Answer::Trailers("0"),
-        Answer::NoStatus,
-        Answer::Trailers("1"),
-        Answer::TrailersOnly("14"),
-    ] {
-        let res = svc.clone().oneshot(answer).await.unwrap();
-        let _ = res.into_body().collect().await;
-    }
+    read_all(
+        &svc,
+        &[
+            Answer::Trailers("0"),
+            Answer::BodyError,
+            Answer::Trailers("0"),
+            Answer::NoStatus,
+            Answer::Trailers("1"),
+            Answer::TrailersOnly("14"),
+        ],
+    )
+    .await;
     let m = breaker.metrics();
     let d = registry.get("grpc").unwrap().details;
     assert_eq!((m.calls, m.successes, m.failures, m.ignored), (6, 2, 3, 1));
@@ -300,10 +307,7 @@ async fn the_trailers_are_judged_with_the_configured_classifier() {
     let (registry, breaker) = (Registry::new(), breaker());
     let lenient = GrpcClassifier::new().with_ignored(GrpcCode::Unavailable);
     let svc = guarded(&registry, &breaker, lenient);
-    for _ in 0..3 {
-        let res = svc.clone().oneshot(Answer::Trailers("14")).await.unwrap();
-        let _ = res.into_body().collect().await.unwrap();
-    }
+    read_all(&svc, &[Answer::Trailers("14"); 3]).await;
     let m = breaker.metrics();
     assert_eq!((m.calls, m.ignored, m.failures), (3, 3, 0));
     assert_eq!(breaker.state(), CircuitState::Closed);
@@ -312,10 +316,7 @@ async fn the_trailers_are_judged_with_the_configured_classifier() {
     let (registry, breaker) = (Registry::new(), self::breaker());
     let strict = GrpcClassifier::new().with_failure(GrpcCode::NotFound, false);
     let svc = guarded(&registry, &breaker, strict);
-    for _ in 0..3 {
-        let res = svc.clone().oneshot(Answer::Trailers("5")).await.unwrap();
-        let _ = res.into_body().collect().await.unwrap();
-    }
+    read_all(&svc, &[Answer::Trailers("5"); 3]).await;
     assert_eq!(breaker.state(), CircuitState::Open);
     let d = registry.get("grpc").unwrap().details;
     assert_eq!(d["failures_by_kind"][FailureKind::NotFound.as_str()], 3);
