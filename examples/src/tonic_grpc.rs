@@ -13,6 +13,9 @@
 //! - `Policy::grpc`: judged by `grpc-status`, `UNAVAILABLE` retried, the
 //!   caller's mistakes (`INVALID_ARGUMENT`, ...) neither retried nor
 //!   counted by the breaker;
+//! - `PropagateDeadlineLayer` writes each attempt's time left as
+//!   `grpc-timeout`, never above a timeout the caller set
+//!   (`Request::set_timeout`);
 //! - the body is turned back into tonic's own for the `Channel`.
 
 use std::collections::HashMap;
@@ -20,6 +23,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use battlement::deadline::http::{PropagateDeadline, PropagateDeadlineLayer, parse_grpc_timeout};
 use battlement::http::ReplayBodyLayer;
 use battlement::http::tonic::GrpcErrorLayer;
 use battlement::prelude::*;
@@ -38,13 +42,23 @@ use pb::stock_client::StockClient;
 use pb::stock_server::{Stock, StockServer};
 use pb::{ReserveReply, ReserveRequest};
 
-/// What the server saw: calls per SKU.
+/// What the server saw: calls per SKU, and the `grpc-timeout` of each
+/// call.
 #[derive(Debug, Default)]
 pub struct Seen {
     calls: Mutex<HashMap<String, u32>>,
+    timeouts: Mutex<Vec<Option<Duration>>>,
 }
 
 impl Seen {
+    /// The `grpc-timeout` of every call, in order (`None` when absent).
+    pub fn timeouts(&self) -> Vec<Option<Duration>> {
+        self.timeouts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// The calls the server answered for `sku`.
     pub fn calls(&self, sku: &str) -> u32 {
         let calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
@@ -70,6 +84,15 @@ impl Stock for StockService {
         &self,
         req: Request<ReserveRequest>,
     ) -> Result<Response<ReserveReply>, Status> {
+        let timeout = req
+            .metadata()
+            .get("grpc-timeout")
+            .and_then(|v| parse_grpc_timeout(v.as_bytes()).ok());
+        self.seen
+            .timeouts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(timeout);
         let ReserveRequest { sku, quantity } = req.into_inner();
         let n = self.seen.count(&sku);
         if sku.starts_with("bad-") {
@@ -119,7 +142,9 @@ pub type StockPolicy = Policy<
 pub type Client = StockClient<
     battlement::http::tonic::GrpcError<
         battlement::http::ReplayBodyService<
-            <StockPolicy as tower::Layer<tower::util::MapRequest<Channel, ToTonicBody>>>::Service,
+            <StockPolicy as tower::Layer<
+                PropagateDeadline<tower::util::MapRequest<Channel, ToTonicBody>>,
+            >>::Service,
         >,
     >,
 >;
@@ -159,6 +184,11 @@ pub fn client(addr: SocketAddr, registry: &Registry) -> Result<(Client, StockPol
         .layer(GrpcErrorLayer::new())
         .layer(ReplayBodyLayer::new())
         .layer(policy.clone())
+        .layer(
+            PropagateDeadlineLayer::new()
+                .grpc_timeout(true)
+                .millis_header(None),
+        )
         .map_request(to_tonic)
         .service(channel);
     Ok((StockClient::new(svc), policy))
@@ -170,11 +200,28 @@ pub fn client(addr: SocketAddr, registry: &Registry) -> Result<(Client, StockPol
 ///
 /// The call's `Status`.
 pub async fn reserve(client: &mut Client, sku: &str, quantity: u32) -> Result<u32, Status> {
-    let reply = client
-        .reserve(ReserveRequest {
-            sku: sku.to_string(),
-            quantity,
-        })
-        .await?;
+    reserve_within(client, sku, quantity, None).await
+}
+
+/// [`reserve`], with the caller's own timeout set on the request
+/// (`Request::set_timeout`) when `timeout` is given.
+///
+/// # Errors
+///
+/// The call's `Status`.
+pub async fn reserve_within(
+    client: &mut Client,
+    sku: &str,
+    quantity: u32,
+    timeout: Option<Duration>,
+) -> Result<u32, Status> {
+    let mut req = Request::new(ReserveRequest {
+        sku: sku.to_string(),
+        quantity,
+    });
+    if let Some(timeout) = timeout {
+        req.set_timeout(timeout);
+    }
+    let reply = client.reserve(req).await?;
     Ok(reply.into_inner().reserved)
 }

@@ -5,7 +5,9 @@
 #![cfg(feature = "tonic")]
 
 use battlement::prelude::*;
-use battlement_examples::tonic_grpc::{client, reserve, serve};
+use std::time::Duration;
+
+use battlement_examples::tonic_grpc::{client, reserve, reserve_within, serve};
 use tonic::Code;
 
 #[tokio::test]
@@ -56,4 +58,31 @@ async fn an_open_circuit_reaches_the_caller_as_unavailable() {
         .unwrap();
     assert!(pushback > 0 && pushback <= 30_000, "{pushback}");
     assert_eq!(seen.calls("down-2"), 0, "the server was not called");
+}
+
+/// The `grpc-timeout` the server sees is below the client's budget (each
+/// attempt's 500 ms bound, less the margin) and never above a timeout the
+/// caller set: tonic's `set_timeout(200ms)` stays 200 ms or less.
+#[tokio::test]
+async fn the_server_sees_a_budget_below_the_clients_and_the_callers() {
+    let (addr, seen) = serve().await.unwrap();
+    let registry = Registry::new();
+    let (mut stock, _policy) = client(addr, &registry).unwrap();
+
+    reserve(&mut stock, "ok-1", 1).await.unwrap();
+    reserve_within(&mut stock, "ok-2", 1, Some(Duration::from_millis(200)))
+        .await
+        .unwrap();
+    let timeouts = seen.timeouts();
+    assert_eq!(timeouts.len(), 2, "{timeouts:?}");
+    let first = timeouts[0].expect("a grpc-timeout on the first call");
+    assert!(
+        first > Duration::ZERO && first <= Duration::from_millis(500),
+        "{first:?}"
+    );
+    let second = timeouts[1].expect("a grpc-timeout on the second call");
+    assert!(
+        second > Duration::ZERO && second <= Duration::from_millis(200),
+        "the caller's 200 ms was loosened: {second:?}"
+    );
 }
