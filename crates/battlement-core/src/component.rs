@@ -398,7 +398,8 @@ pub struct Metric {
 /// The type of a [`Metric`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MetricType {
-    /// Only ever goes up (resets with the process).
+    /// Only ever goes up (resets with the process, never with a
+    /// [`Control::Reset`]).
     Counter,
     /// Goes up and down.
     Gauge,
@@ -410,8 +411,28 @@ pub enum MetricType {
 #[serde(tag = "control", content = "level", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Control {
-    /// Back to the initial state, counters of the current window cleared
-    /// (a breaker closes, a gate returns to `Normal` under its governor).
+    /// Back to the initial state: resets *state*, never a counter.
+    ///
+    /// Every `_total` figure (and every histogram) is monotonic for the
+    /// life of the component, as Prometheus expects: a counter that went
+    /// down would read as a process restart and turn `rate()` into
+    /// garbage. What each component resets:
+    ///
+    /// | component | `reset` resets | keeps |
+    /// |---|---|---|
+    /// | breaker | `Closed`, its sliding window, streaks, re-opens and open duration | every `_total` |
+    /// | keyed breaker | every key's breaker, as above | every `_total` |
+    /// | gate | level `Normal`, handed back to the governor | every `_total` |
+    /// | retry budget | its window, back to the floor | every `_total` |
+    /// | retry policy | nothing: no state besides its counters | every `_total` |
+    /// | adaptive limit | the limit to its initial value, the current window | every `_total`, calls in flight |
+    /// | bulkhead | nothing: calls in flight belong to their calls | every `_total` |
+    /// | deadline | nothing: no state besides its counters | every `_total` |
+    /// | instrument | `consecutive_failures` | every `_total`, the latency histogram, calls in flight |
+    /// | chaos | its schedule, back to the first phase | every `_total` |
+    ///
+    /// Components not listed (fallback, fan-out, hedge, throttle) refuse it
+    /// as [`ControlError::Unsupported`].
     Reset,
     /// Reject every call until released (a breaker's `ForcedOpen`).
     ForceOpen,

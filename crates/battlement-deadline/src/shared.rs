@@ -274,13 +274,11 @@ impl Component for Shared {
             )
     }
 
+    /// `Reset` is accepted and changes nothing: a deadline layer holds no
+    /// state but its counters, which never go down.
     fn control(&self, control: &Control) -> Result<(), ControlError> {
         match control {
-            Control::Reset => {
-                self.deadline_exceeded.store(0, Ordering::Relaxed);
-                self.attempts_timed_out.store(0, Ordering::Relaxed);
-                Ok(())
-            }
+            Control::Reset => Ok(()),
             other => Err(ControlError::unsupported(&self.name, other)),
         }
     }
@@ -293,7 +291,8 @@ impl Component for Shared {
 /// (feature `http`) `ServerDeadlineLayer::handle`, whose hits count as
 /// [`deadline_exceeded`](DeadlineHandle::deadline_exceeded).
 /// Counters count hits only, never calls, so the happy path stays free of
-/// shared writes. [`Control::Reset`] zeroes them.
+/// shared writes. They are monotonic: [`Control::Reset`] is accepted and
+/// changes nothing (the layer has no other state).
 #[derive(Debug, Clone)]
 pub struct DeadlineHandle {
     pub(crate) shared: Arc<Shared>,

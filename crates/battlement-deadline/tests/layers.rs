@@ -252,8 +252,10 @@ async fn attempt_timeout_is_retryable_and_bounded_by_time_left() {
     assert_eq!(handle.deadline_exceeded(), 1);
     assert_eq!(handle.shared_health().details["role"], "attempt");
     use battlement_core::AsComponent;
+    // Counters are monotonic: a reset keeps them.
     handle.as_component().control(&Control::Reset).unwrap();
-    assert_eq!(handle.attempts_timed_out(), 0);
+    assert_eq!(handle.attempts_timed_out(), 1);
+    assert_eq!(handle.deadline_exceeded(), 1);
     assert!(handle.as_component().control(&Control::ForceOpen).is_err());
 }
 

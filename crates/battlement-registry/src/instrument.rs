@@ -265,16 +265,12 @@ impl Counters {
         }
     }
 
-    /// Clears every figure except the calls in flight: takes exactly the
-    /// ended calls it removed out of `started`, so a call racing the reset
-    /// is counted once and the slot still settles.
+    /// Clears the state an operator can reset: the streak of failures.
+    /// Every `_total` counter and the latency histogram (whose buckets are
+    /// counters too) keep counting: a counter that went down would read,
+    /// to Prometheus, as a restart of the process.
     fn reset(&self) {
-        let removed = self.take_outcomes();
-        let _ = self
-            .started
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |s| {
-                Some(s.saturating_sub(removed))
-            });
+        self.consecutive_failures.store(0, Ordering::Relaxed);
     }
 
     /// The counts, read one by one (a call racing the read may show in
@@ -456,7 +452,9 @@ impl Component for InstrumentState {
             )
     }
 
-    /// Supports [`Control::Reset`]: clears the counters and the histogram.
+    /// Supports [`Control::Reset`]: clears the streak of failures
+    /// (`consecutive_failures`); the counters and the latency histogram
+    /// are monotonic and keep their values.
     fn control(&self, control: &Control) -> Result<(), ControlError> {
         match control {
             Control::Reset => {
@@ -542,6 +540,7 @@ mod tests {
         again.start();
         // Reset while the call runs: it still settles when the call ends.
         state.counters.reset();
+        assert_eq!(again.started.load(Ordering::Relaxed), 1, "kept by reset");
         drop(state);
         let (other, _) = Counters::acquire(u64::MAX);
         assert!(!std::ptr::eq(other, again), "a call is running");

@@ -340,13 +340,42 @@ async fn the_instrument_counts_outcomes_latency_and_in_flight() {
     assert_eq!(d["in_flight"], 0);
     assert_eq!(d["cancelled"], 1);
     assert_eq!(d["calls"], 104);
+}
 
-    // Reset clears the figures.
+/// A reset clears the instrument's state (the streak of failures) and
+/// never a counter: `calls`, `failures` and the latency histogram keep
+/// counting, so Prometheus never reads a reset as a restart.
+#[tokio::test(start_paused = true)]
+async fn an_instrument_reset_keeps_its_counters() {
+    let registry = Registry::new();
+    let svc = ServiceBuilder::new()
+        .layer(registry.layer("api").unwrap())
+        .service(service_fn(|fail: bool| async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            if fail {
+                Err::<(), BoxError>(Box::new(std::io::Error::from(
+                    std::io::ErrorKind::ConnectionRefused,
+                )))
+            } else {
+                Ok(())
+            }
+        }));
+    svc.clone().oneshot(false).await.unwrap();
+    svc.clone().oneshot(true).await.unwrap_err();
+    svc.clone().oneshot(true).await.unwrap_err();
     registry.control("api", &Control::Reset).unwrap();
     let d = registry.get("api").unwrap().details;
-    assert_eq!(d["calls"], 0);
-    assert!(d["latency_p50_ms"].is_null());
-    assert!(d["success_rate"].is_null());
+    assert_eq!(d["consecutive_failures"], 0, "the state is reset");
+    assert_eq!(d["calls"], 3);
+    assert_eq!(d["failures"], 2);
+    assert_eq!(d["successes"], 1);
+    assert_eq!(d["latency_count"], 3);
+    assert!(d["latency_p50_ms"].is_number());
+    let text = registry.prometheus_text();
+    assert!(
+        text.contains("battlement_instrument_calls_total{component=\"api\"} 3"),
+        "{text}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
