@@ -614,14 +614,18 @@ impl<C, P, G, F, I, L> PolicyBuilder<C, P, G, F, I, L> {
     /// outcomes (instrument, fallback, gate, retry, breaker). Any
     /// [`Classify<Res, BoxError>`](Classify), closures included.
     pub fn classifier<C2>(self, classifier: C2) -> PolicyBuilder<C2, P, G, F, I, L> {
-        self.rebuild(|_, retry_if, gate, fallback| (classifier, retry_if, gate, fallback))
+        self.rebuild(|_, retry_if, gate, fallback, protect| {
+            (classifier, retry_if, gate, fallback, protect)
+        })
     }
 
     /// Retries only requests for which `predicate` is `true` (any
     /// [`RetryIf`](battlement_retry::RetryIf)); the HTTP preset's is
     /// [`Idempotent`](crate::Idempotent).
     pub fn retry_if<P2>(self, predicate: P2) -> PolicyBuilder<C, P2, G, F, I, L> {
-        self.rebuild(|classifier, _, gate, fallback| (classifier, predicate, gate, fallback))
+        self.rebuild(|classifier, _, gate, fallback, protect| {
+            (classifier, predicate, gate, fallback, protect)
+        })
     }
 
     /// Registers every component the policy makes in `registry`, as
@@ -650,23 +654,7 @@ impl<C, P, G, F, I, L> PolicyBuilder<C, P, G, F, I, L> {
 
     /// The same builder with another instrument part.
     fn rebuild_instrument<I2>(self) -> PolicyBuilder<C, P, G, F, I2, L> {
-        PolicyBuilder {
-            name: self.name,
-            classifier: self.classifier,
-            retry_if: self.retry_if,
-            registry: self.registry,
-            events: self.events,
-            instrument: PhantomData,
-            total: self.total,
-            attempt: self.attempt,
-            retry: self.retry,
-            budget: self.budget,
-            breaker: self.breaker,
-            gate: self.gate,
-            fallback: self.fallback,
-            protect: self.protect,
-            allowed: self.allowed,
-        }
+        self.rebuild(|c, p, g, f, l| (c, p, g, f, l))
     }
 
     /// Each request's whole budget, retries and backoff included (default
@@ -793,20 +781,26 @@ impl<C, P, G, F, I, L> PolicyBuilder<C, P, G, F, I, L> {
         self,
         f: impl FnOnce(G, F) -> (G2, F2),
     ) -> PolicyBuilder<C, P, G2, F2, I, L> {
-        self.rebuild(|classifier, retry_if, gate, fallback| {
+        self.rebuild(|classifier, retry_if, gate, fallback, protect| {
             let (gate, fallback) = f(gate, fallback);
-            (classifier, retry_if, gate, fallback)
+            (classifier, retry_if, gate, fallback, protect)
         })
     }
 
     /// The same builder with its typed parts (classifier, predicate, gate,
-    /// fallback) mapped by `f`: the one place that moves every field.
-    fn rebuild<C2, P2, G2, F2>(
+    /// fallback, load protection) mapped by `f`, and its instrument part
+    /// `I2`: the one place that moves every field.
+    fn rebuild<C2, P2, G2, F2, I2, L2>(
         self,
-        f: impl FnOnce(C, P, G, F) -> (C2, P2, G2, F2),
-    ) -> PolicyBuilder<C2, P2, G2, F2, I, L> {
-        let (classifier, retry_if, gate, fallback) =
-            f(self.classifier, self.retry_if, self.gate, self.fallback);
+        f: impl FnOnce(C, P, G, F, L) -> (C2, P2, G2, F2, L2),
+    ) -> PolicyBuilder<C2, P2, G2, F2, I2, L2> {
+        let (classifier, retry_if, gate, fallback, protect) = f(
+            self.classifier,
+            self.retry_if,
+            self.gate,
+            self.fallback,
+            self.protect,
+        );
         PolicyBuilder {
             name: self.name,
             classifier,
@@ -821,7 +815,7 @@ impl<C, P, G, F, I, L> PolicyBuilder<C, P, G, F, I, L> {
             breaker: self.breaker,
             gate,
             fallback,
-            protect: self.protect,
+            protect,
             allowed: self.allowed,
         }
     }
@@ -905,23 +899,7 @@ impl<C, P, G, F, I, Bh, Lm, Kb> PolicyBuilder<C, P, G, F, I, Protect<Bh, Lm, Kb>
         self,
         f: impl FnOnce(Protect<Bh, Lm, Kb>) -> L2,
     ) -> PolicyBuilder<C, P, G, F, I, L2> {
-        PolicyBuilder {
-            name: self.name,
-            classifier: self.classifier,
-            retry_if: self.retry_if,
-            registry: self.registry,
-            events: self.events,
-            instrument: PhantomData,
-            total: self.total,
-            attempt: self.attempt,
-            retry: self.retry,
-            budget: self.budget,
-            breaker: self.breaker,
-            gate: self.gate,
-            fallback: self.fallback,
-            protect: f(self.protect),
-            allowed: self.allowed,
-        }
+        self.rebuild(|c, p, g, fb, l| (c, p, g, fb, f(l)))
     }
 }
 
