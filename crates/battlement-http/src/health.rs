@@ -55,6 +55,7 @@ enum Access {
 /// | `GET /health` | the [`HealthReport`](battlement_registry::HealthReport) as JSON: `200` when healthy or degraded, `503` when unhealthy |
 /// | `GET /health/{name}` | one component's report: `200`, or `404` if unknown |
 /// | `GET /health/events` | a Server-Sent Events stream of every event (`event: <kind>`, `data: <json>`); a lagging client gets `event: lagged` with the number missed |
+/// | `GET /health/dashboard` | a self-contained HTML page over the report and the event stream, with control buttons when controls are enabled (see below) |
 /// | `GET /metrics` | the Prometheus (OpenMetrics) text exposition |
 /// | `POST /health/{name}/reset` | [`Control::Reset`] |
 /// | `POST /health/{name}/open` | [`Control::ForceOpen`] |
@@ -365,6 +366,12 @@ impl HealthService {
                 );
                 h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
                 res
+            }
+            ["health", "dashboard"] => {
+                if !is_get(&method) {
+                    return method_not_allowed("GET, HEAD");
+                }
+                crate::dashboard::response(!matches!(&*self.access, Access::Disabled))
             }
             // `/health/{name}/{action}`, where a name may hold `/` (a
             // policy's `checkout/breaker`): the last segment is the

@@ -96,6 +96,7 @@
 pub mod axum;
 mod body;
 mod classify;
+mod dashboard;
 mod health;
 mod replay;
 #[cfg(feature = "reqwest")]
