@@ -55,7 +55,7 @@ enum Access {
 /// | `GET /health` | the [`HealthReport`](battlement_registry::HealthReport) as JSON: `200` when healthy or degraded, `503` when unhealthy |
 /// | `GET /health/{name}` | one component's report: `200`, or `404` if unknown |
 /// | `GET /health/events` | a Server-Sent Events stream of every event (`event: <kind>`, `data: <json>`); a lagging client gets `event: lagged` with the number missed |
-/// | `GET /health/dashboard` | a self-contained HTML page over the report and the event stream, with control buttons when controls are enabled (see below) |
+/// | `GET /health/dashboard` | a self-contained HTML page over the report and the event stream, with control buttons when controls are enabled (see [the dashboard](#the-dashboard)) |
 /// | `GET /metrics` | the Prometheus (OpenMetrics) text exposition |
 /// | `POST /health/{name}/reset` | [`Control::Reset`] |
 /// | `POST /health/{name}/open` | [`Control::ForceOpen`] |
@@ -75,6 +75,22 @@ enum Access {
 /// (`POST /health/events/reset`). A name may hold `/`, as a policy's parts
 /// do (`GET /health/checkout/breaker`, `POST /health/checkout/breaker/open`);
 /// `%2F` spells the same.
+///
+/// # The dashboard
+///
+/// `GET /health/dashboard` answers one self-contained HTML page (inline
+/// CSS and script, a `content-security-policy` allowing nothing else and
+/// connections to its own origin only): a card per component, grouped by
+/// policy (the part of the name before the first `/`), with the breaker
+/// state in colour, failure and call rates as sparklines, the gate level,
+/// the retry budget, fallback activations, instrument p50/p99 and the last
+/// events. It follows the event stream and re-reads the report on each
+/// event and every 3 s, all through URLs relative to its own, so it works
+/// under any mount prefix (`/ops/health/dashboard`). When controls are
+/// enabled it shows their buttons and asks for the bearer token; when
+/// they are off it shows none. The repository keeps a screenshot, taken
+/// by the browser test `tests/tests/dashboard_browser.rs`, in
+/// `docs/dashboard.png`.
 ///
 /// # Controls and errors
 ///
