@@ -5,12 +5,15 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use battlement_core::{ErrorClassifier, EventSink, FailureKind, InvalidConfig, Name};
+use battlement_core::{
+    AsComponent, Component, ErrorClassifier, EventSink, FailureKind, InvalidConfig, Name,
+};
 
 use crate::backoff::Backoff;
 use crate::budget::RetryBudget;
 use crate::layer::RetryLayer;
 use crate::random::{FastRandom, RandomSource};
+use crate::stats::RetryStats;
 
 const KINDS: usize = FailureKind::ALL.len();
 
@@ -108,6 +111,8 @@ pub(crate) struct Shared<C, P> {
     pub(crate) random: Arc<dyn RandomSource>,
     pub(crate) events: EventSink,
     pub(crate) name: Name,
+    /// The policy's counters, its [`Component`] face.
+    pub(crate) stats: Arc<RetryStats>,
 }
 
 impl<C, P> Shared<C, P> {
@@ -162,6 +167,33 @@ impl<C: 'static, P: 'static> fmt::Debug for RetryPolicy<C, P> {
             .field("min_time_left", &s.min_time_left)
             .field("budget", &s.budget)
             .finish_non_exhaustive()
+    }
+}
+
+/// A policy is a [`Component`] (kind `retry`, named as the policy): the
+/// requests that entered the retry path (their first attempt failed
+/// retryably), their attempts and retries, the requests whose retries ran out by
+/// [`RetryStop`](battlement_core::RetryStop) reason (`budget_exhausted`
+/// being the retries the budget denied), and the retries that waited the
+/// delay a failure asked for (`Retry-After`, pushback). Every layer and
+/// service built from the policy (and its clones) counts into it. A
+/// request whose first attempt settles it is not counted (that would put
+/// an atomic addition on the hot path): the instrument counts every call.
+/// Its counters are monotonic: [`Control::Reset`](battlement_core::Control::Reset)
+/// is accepted and changes nothing.
+///
+/// ```
+/// use battlement_core::AsComponent;
+/// use battlement_retry::RetryPolicy;
+///
+/// let policy = RetryPolicy::builder().name("payments/retry").build().unwrap();
+/// let component = policy.as_component();
+/// assert_eq!(component.name(), "payments/retry");
+/// assert_eq!(component.health().details["attempts"], 0);
+/// ```
+impl<C: 'static, P: 'static> AsComponent for RetryPolicy<C, P> {
+    fn as_component(&self) -> Arc<dyn Component> {
+        self.shared.stats.clone()
     }
 }
 
@@ -481,6 +513,7 @@ impl<C: 'static, P: 'static> RetryPolicyBuilder<C, P> {
                 budget: self.budget,
                 random: self.random,
                 events: self.events,
+                stats: Arc::new(RetryStats::new(self.name.clone())),
                 name: self.name,
             })),
         })

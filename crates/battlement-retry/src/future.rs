@@ -250,6 +250,9 @@ where
 {
     let shared = &*this.policy.shared;
     let attempts = *this.attempts;
+    if attempts == 1 {
+        shared.stats.entered();
+    }
     // Asked again of the copy kept at the call: sending the request may
     // have made it unrepeatable (a body too large to replay).
     let repeatable = this
@@ -275,6 +278,9 @@ where
         }
         Decision::Retry(delay, failure, token) => {
             *this.token = token;
+            if failure.retry_after.is_some() {
+                shared.stats.retry_after_wait();
+            }
             shared.events.emit(&shared.name, || EventKind::Retry {
                 attempt: attempts + 1,
                 delay,
@@ -317,6 +323,7 @@ fn give_up<C, P, Res>(
     failure: Failure,
     last: Result<Res, BoxError>,
 ) -> Result<Res, BoxError> {
+    shared.stats.exhausted(reason);
     shared
         .events
         .emit(&shared.name, || EventKind::RetriesExhausted {
@@ -406,6 +413,7 @@ where
                     ));
                 }
                 *this.attempts += 1;
+                shared.stats.retry();
                 // Copy again only when yet another attempt may follow (and
                 // the request can be copied again).
                 let req = if *this.attempts < shared.max_any_attempts {

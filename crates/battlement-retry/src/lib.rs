@@ -220,6 +220,7 @@ pub mod future;
 mod layer;
 mod random;
 mod service;
+mod stats;
 
 pub use backoff::{Backoff, Jitter};
 pub use budget::{RetryBudget, RetryBudgetBuilder};

@@ -1097,3 +1097,86 @@ async fn never_repeats_any_request_type() {
     );
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
+
+/// The policy is a component: it counts requests, attempts and retries,
+/// the requests whose retries ran out by reason (the budget's denials
+/// among them) and the retries that waited a `Retry-After`, and a reset
+/// keeps every counter.
+#[tokio::test(start_paused = true)]
+async fn the_policy_is_a_component_counting_attempts_and_why_retries_end() {
+    use battlement_core::{AsComponent, ComponentKind, Control};
+    let budget = RetryBudget::builder()
+        .ratio(0.0)
+        .min_per_sec(1)
+        .ttl(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let policy = policy()
+        .name("orders/retry")
+        .max_attempts(3)
+        .budget(budget)
+        .build()
+        .unwrap();
+    let component = policy.as_component();
+    assert_eq!(component.name(), "orders/retry");
+    assert_eq!(component.kind(), ComponentKind::Retry);
+    let layer = RetryLayer::new(policy);
+
+    // A success first time is not counted (it costs the hot path nothing).
+    let backend = Backend::new(&[Step::Answer(status(200))]);
+    layer.layer(backend).oneshot(req()).await.unwrap();
+    assert_eq!(component.health().details["attempts"], 0);
+
+    // A 429 asking for 2 s, then a success: one retry, one Retry-After wait.
+    let rate_limited = Step::Answer(Resp {
+        status: 429,
+        retry_after: Some(Duration::from_secs(2)),
+    });
+    let backend = Backend::new(&[rate_limited, Step::Answer(status(200))]);
+    assert_eq!(
+        layer.layer(backend).oneshot(req()).await.unwrap(),
+        status(200)
+    );
+    // Always 503: one retry on the budget's floor (the window has moved on
+    // since the 429's), the next one denied.
+    let backend = Backend::new(&[Step::Answer(status(503))]);
+    layer.layer(backend).oneshot(req()).await.unwrap();
+    // A request that may not be repeated.
+    let backend = Backend::new(&[Step::Answer(status(503))]);
+    let svc = RetryLayer::new(
+        RetryPolicy::builder()
+            .classifier(classify as Classifier)
+            .retry_if(|_: &Req| false)
+            .build()
+            .unwrap(),
+    );
+    let lone = svc.policy().clone();
+    svc.layer(backend).oneshot(req()).await.unwrap();
+    let h = lone.as_component().health();
+    assert_eq!(h.details["exhausted_by_reason"]["not_repeatable"], 1);
+
+    let h = component.health();
+    let d = &h.details;
+    assert_eq!(d["requests_retryable"], 2);
+    assert_eq!(d["retries"], 2);
+    assert_eq!(d["attempts"], 4);
+    assert_eq!(d["retry_after_waits"], 1);
+    assert_eq!(d["budget_denied"], 1);
+    assert_eq!(d["exhausted"], 1);
+    assert_eq!(d["exhausted_by_reason"]["budget_exhausted"], 1);
+    assert_eq!(d["exhausted_by_reason"]["max_attempts"], 0);
+    let exhausted: Vec<_> = h
+        .metrics
+        .iter()
+        .filter(|m| m.name == "exhausted_total")
+        .map(|m| (m.labels[0].1.to_string(), m.value))
+        .collect();
+    assert!(
+        exhausted.contains(&("budget_exhausted".into(), 1.0)),
+        "{exhausted:?}"
+    );
+
+    component.control(&Control::Reset).unwrap();
+    assert_eq!(component.health().details["attempts"], 4, "monotonic");
+    assert!(component.control(&Control::ForceOpen).is_err());
+}

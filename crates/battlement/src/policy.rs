@@ -629,8 +629,8 @@ impl<C, P, G, F, I, L> PolicyBuilder<C, P, G, F, I, L> {
     }
 
     /// Registers every component the policy makes in `registry`, as
-    /// `{name}/{part}` (`checkout/breaker`, `checkout/budget`,
-    /// `checkout/gate`, `checkout/fallback`, `checkout/deadline`,
+    /// `{name}/{part}` (`checkout/breaker`, `checkout/retry`,
+    /// `checkout/budget`, `checkout/gate`, `checkout/fallback`, `checkout/deadline`,
     /// `checkout/attempt_timeout`), counts its calls with an instrument
     /// `checkout/instrument`, and sends their events to it. Handles
     /// passed in with `shared_*` are not registered: they are yours.
@@ -1234,6 +1234,9 @@ where
             }
             if let (Some(budget), true) = (&budget, own_budget) {
                 registry.register(budget).map_err(duplicate)?;
+            }
+            if let Some(retry) = &retry {
+                registry.register(retry.policy()).map_err(duplicate)?;
             }
             if let Some((gate, true)) = &gate_handle {
                 registry.register(gate).map_err(duplicate)?;

@@ -145,8 +145,11 @@ async fn components_register_as_policy_slash_part() {
             "checkout/fallback",
             "checkout/gate",
             "checkout/instrument",
+            "checkout/retry",
         ]
     );
+    let retry = registry.get("checkout/retry").unwrap();
+    assert_eq!(retry.details["attempts"], 0, "{retry:?}");
 
     // One policy, two services: one breaker and one instrument.
     let calls = Arc::new(AtomicU32::new(0));
