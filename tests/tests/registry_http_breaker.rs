@@ -180,3 +180,71 @@ async fn sse_sees_the_breaker_open_and_a_reset_closes_it() {
             .is::<CircuitOpen>()
     );
 }
+
+/// A real breaker's figures in the Prometheus exposition: its state as a
+/// stateset (one gauge sample per state, 1 for the current one), trips,
+/// rejections, failures by kind and timeouts as counters.
+#[tokio::test(start_paused = true)]
+async fn the_breaker_state_and_trips_come_out_in_prometheus() {
+    let registry = Registry::new();
+    let breaker = Breaker::builder("payments")
+        .consecutive_failures(1)
+        .open_duration(Duration::from_secs(600))
+        .build()
+        .unwrap();
+    registry.register(&breaker).unwrap();
+    let mut svc = ServiceBuilder::new()
+        .layer(breaker.layer())
+        .service(tower::service_fn(|()| async {
+            Err::<(), BoxError>(std::io::Error::from(std::io::ErrorKind::TimedOut).into())
+        }));
+    svc.ready().await.unwrap().call(()).await.unwrap_err();
+    let err = svc.ready().await.unwrap().call(()).await.unwrap_err();
+    assert!(err.is::<CircuitOpen>());
+
+    let text = registry.prometheus_text();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
+    let find = |metric: &str, label: Option<(&str, &str)>| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| {
+                s.metric == metric
+                    && s.labels.get("component") == Some("payments")
+                    && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v))
+            })
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+            .unwrap_or_else(|| panic!("no {metric} {label:?} in\n{text}"))
+    };
+    for state in CircuitState::ALL {
+        let want = if state == CircuitState::Open {
+            1.0
+        } else {
+            0.0
+        };
+        assert_eq!(
+            find("battlement_breaker_state", Some(("state", state.as_str()))),
+            want,
+            "{state}"
+        );
+    }
+    assert!(
+        text.contains("# TYPE battlement_breaker_trips counter"),
+        "{text}"
+    );
+    assert_eq!(find("battlement_breaker_trips_total", None), 1.0);
+    assert_eq!(find("battlement_breaker_rejections_total", None), 1.0);
+    assert_eq!(find("battlement_breaker_timeouts_total", None), 1.0);
+    assert_eq!(
+        find(
+            "battlement_breaker_failures_by_kind_total",
+            Some(("kind", "timeout"))
+        ),
+        1.0
+    );
+}

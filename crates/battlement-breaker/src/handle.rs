@@ -6,7 +6,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use battlement_core::{
     AsComponent, CircuitState, Component, ComponentHealth, ComponentKind, Control, ControlError,
-    ErrorClassifier, EventSink, HealthStatus, MetricType, Name,
+    ErrorClassifier, EventSink, FailureKind, HealthStatus, Metric, MetricType, Name,
 };
 
 use crate::config::{BreakerBuilder, Config};
@@ -153,7 +153,35 @@ impl Component for Shared {
             .open_remaining()
             .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
         use MetricType::{Counter, Gauge};
-        ComponentHealth::new(status)
+        let mut by_kind = battlement_core::Details::new();
+        let mut health = ComponentHealth::new(status);
+        for kind in FailureKind::ALL {
+            let n = m.failures_of(kind);
+            if n > 0 {
+                by_kind.insert(kind.as_str(), n);
+                health = health.labelled_metric(Metric {
+                    name: "failures_by_kind_total",
+                    help: "Failed calls by kind of failure.",
+                    kind: Counter,
+                    labels: vec![("kind", kind.as_str().into())],
+                    value: n as f64,
+                });
+            }
+        }
+        // A stateset, OpenMetrics style: one sample per state, 1 for the
+        // state the breaker is in, so a dashboard shows the state without
+        // decoding a number. (prometheus-client has no stateset type: it is
+        // exposed as the gauge Prometheus makes of one.)
+        for state in CircuitState::ALL {
+            health = health.labelled_metric(Metric {
+                name: "state",
+                help: "The breaker's state: 1 for the state it is in, 0 for the others.",
+                kind: Gauge,
+                labels: vec![("state", state.as_str().into())],
+                value: if state == m.state { 1.0 } else { 0.0 },
+            });
+        }
+        health
             .detail("state", m.state.as_str())
             .detail("window_calls", m.window_calls)
             .detail("window_failures", m.window_failures)
@@ -165,6 +193,9 @@ impl Component for Shared {
             .detail("calls", m.calls)
             .detail("successes", m.successes)
             .detail("failures", m.failures)
+            .detail("failures_by_kind", by_kind)
+            .detail("timeouts", m.timeouts())
+            .detail("trips", m.trips)
             .detail("ignored", m.ignored)
             .detail("slow_calls", m.slow_calls)
             .detail("rejections", m.rejections)
@@ -193,6 +224,18 @@ impl Component for Shared {
                 "Failed calls.",
                 Counter,
                 m.failures as f64,
+            )
+            .metric(
+                "trips_total",
+                "Trips: transitions to open, re-opens included.",
+                Counter,
+                m.trips as f64,
+            )
+            .metric(
+                "timeouts_total",
+                "Calls that failed with a timeout.",
+                Counter,
+                m.timeouts() as f64,
             )
             .metric(
                 "rejections_total",

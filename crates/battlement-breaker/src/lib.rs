@@ -182,7 +182,14 @@
 //! - **Health**: [`Component::health`](battlement_core::Component::health)
 //!   is `Degraded` in `Open`, `HalfOpen` and `ForcedOpen`, `Healthy`
 //!   otherwise, with the detail `state` (the `snake_case` state) and the
-//!   figures of [`BreakerMetrics`] as details and metrics. Controls:
+//!   figures of [`BreakerMetrics`] as details and metrics: `trips` (every
+//!   transition to `Open`, re-opens included), `rejections`,
+//!   `failures_by_kind` and `timeouts` (failures of kind `Timeout`), and
+//!   the state as a stateset: a gauge `state{state="..."}` per state, 1
+//!   for the one the breaker is in (`battlement_breaker_state` in
+//!   Prometheus), so a dashboard shows the state without decoding a
+//!   number. Every `_total` is monotonic: a reset closes the breaker and
+//!   clears its window, streaks and re-opens, never a counter. Controls:
 //!   `Reset`, `Close`, `ForceOpen`, `Disable`.
 //!
 //! # Hot path

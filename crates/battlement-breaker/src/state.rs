@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering::*;
 use std::time::{Duration, SystemTime};
 
 use battlement_core::{
-    BoxError, CircuitOpen, CircuitState, EventKind, EventSink, Name, Outcome, Reason,
+    BoxError, CircuitOpen, CircuitState, EventKind, EventSink, FailureKind, Name, Outcome, Reason,
 };
 use tokio::time::Instant;
 
@@ -82,6 +82,8 @@ struct Slow {
     open_duration: Duration,
     /// Wall-clock time of the last transition.
     last_transition: SystemTime,
+    /// Transitions to `Open` since the breaker was built.
+    trips: u64,
 }
 
 /// A snapshot of a breaker's figures: see [`Breaker::metrics`](crate::Breaker::metrics).
@@ -125,6 +127,25 @@ pub struct BreakerMetrics {
     pub open_duration: Duration,
     /// Re-opens from half-open since the breaker last closed.
     pub reopens: u32,
+    /// Trips (transitions to `Open`, re-opens included) since the breaker
+    /// was built.
+    pub trips: u64,
+    /// Failed calls since the breaker was built, by [`FailureKind`]
+    /// (indexed by [`FailureKind::index`]; they add up to `failures`).
+    pub failures_by_kind: [u64; FailureKind::ALL.len()],
+}
+
+impl BreakerMetrics {
+    /// Failed calls of `kind` since the breaker was built.
+    pub fn failures_of(&self, kind: FailureKind) -> u64 {
+        self.failures_by_kind[kind.index()]
+    }
+
+    /// Calls that failed with a timeout (`FailureKind::Timeout`) since the
+    /// breaker was built.
+    pub fn timeouts(&self) -> u64 {
+        self.failures_of(FailureKind::Timeout)
+    }
 }
 
 /// The fields every closed call writes (besides the `Arc`'s count), kept
@@ -179,6 +200,8 @@ pub(crate) struct Shared {
     /// completed after a transition.
     other_successes: AtomicU64,
     failures: AtomicU64,
+    /// `failures` by kind, written beside it (off the hot path).
+    failures_by_kind: [AtomicU64; FailureKind::ALL.len()],
     ignored: AtomicU64,
     slow_calls: AtomicU64,
     rejections: AtomicU64,
@@ -220,6 +243,7 @@ impl Shared {
             rate_check_pending: AtomicBool::new(false),
             other_successes: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            failures_by_kind: std::array::from_fn(|_| AtomicU64::new(0)),
             ignored: AtomicU64::new(0),
             slow_calls: AtomicU64::new(0),
             rejections: AtomicU64::new(0),
@@ -227,6 +251,7 @@ impl Shared {
                 reopens: 0,
                 open_duration,
                 last_transition: SystemTime::now(),
+                trips: 0,
             }),
             config,
         }
@@ -487,9 +512,12 @@ impl Shared {
         } else {
             (0, false)
         };
-        let failed = match outcome {
+        let failed = match &outcome {
             Outcome::Success => false,
-            Outcome::Failure(_) => true,
+            Outcome::Failure(f) => {
+                self.failures_by_kind[f.kind.index()].fetch_add(1, Relaxed);
+                true
+            }
             Outcome::Ignored => {
                 self.ignored.fetch_add(1, Relaxed);
                 if let Admit::Probe(generation) = admit {
@@ -673,6 +701,7 @@ impl Shared {
                     slow.reopens = 0;
                 }
                 slow.open_duration = self.config.open_duration.after(slow.reopens);
+                slow.trips = slow.trips.saturating_add(1);
                 self.open_until_ns.store(
                     now_ns.saturating_add(duration_ns(slow.open_duration)),
                     Release,
@@ -744,6 +773,8 @@ impl Shared {
             ),
             open_duration: slow.open_duration,
             reopens: slow.reopens,
+            trips: slow.trips,
+            failures_by_kind: std::array::from_fn(|i| self.failures_by_kind[i].load(Relaxed)),
         }
     }
 

@@ -929,3 +929,69 @@ async fn one_probe_at_a_time_three_to_close() {
         "max_concurrent_probes"
     );
 }
+
+/// The breaker's figures: trips (re-opens included), failures by kind and
+/// timeouts, rejections, and a state gauge per state (a stateset) that is
+/// 1 only for the state the breaker is in; a reset keeps every counter.
+#[tokio::test(start_paused = true)]
+async fn figures_count_trips_failures_by_kind_timeouts_and_show_the_state() {
+    use battlement_core::AsComponent;
+    use std::io::ErrorKind;
+    let b = Breaker::builder("figures")
+        .no_failure_rate()
+        .consecutive_failures(2)
+        .open_duration(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let mut s = tower::ServiceBuilder::new()
+        .layer(b.layer())
+        .service(service_fn(|kind: Option<ErrorKind>| async move {
+            match kind {
+                Some(kind) => Err::<(), BoxError>(std::io::Error::from(kind).into()),
+                None => Ok(()),
+            }
+        }));
+    let mut call = async |kind| s.ready().await.unwrap().call(kind).await;
+    call(Some(ErrorKind::TimedOut)).await.unwrap_err();
+    call(Some(ErrorKind::ConnectionReset)).await.unwrap_err();
+    assert_eq!(b.state(), CircuitState::Open);
+    open_err(call(None).await.map(|()| "ok"));
+    // The probe fails: a re-open, a second trip.
+    advance(Duration::from_secs(1)).await;
+    call(Some(ErrorKind::TimedOut)).await.unwrap_err();
+    assert_eq!(b.state(), CircuitState::Open);
+
+    let m = b.metrics();
+    assert_eq!((m.trips, m.rejections, m.failures), (2, 1, 3));
+    assert_eq!(m.timeouts(), 2);
+    assert_eq!(m.failures_of(FailureKind::Network), 1);
+    let component = b.as_component();
+    let h = component.health();
+    assert_eq!(h.details["trips"], 2);
+    assert_eq!(h.details["timeouts"], 2);
+    assert_eq!(h.details["failures_by_kind"]["timeout"], 2);
+    assert_eq!(h.details["failures_by_kind"]["network"], 1);
+    let gauge = |h: &battlement_core::ComponentHealth, state: &str| {
+        h.metrics
+            .iter()
+            .find(|m| m.name == "state" && m.labels == [("state", state.to_owned().into())])
+            .map(|m| m.value)
+    };
+    assert_eq!(gauge(&h, "open"), Some(1.0));
+    assert_eq!(gauge(&h, "closed"), Some(0.0));
+    assert_eq!(gauge(&h, "metrics_only"), Some(0.0));
+    let value = |h: &battlement_core::ComponentHealth, name: &str| {
+        h.metrics.iter().find(|m| m.name == name).map(|m| m.value)
+    };
+    assert_eq!(value(&h, "trips_total"), Some(2.0));
+    assert_eq!(value(&h, "timeouts_total"), Some(2.0));
+
+    // Reset closes the breaker and keeps every counter.
+    component.control(&Control::Reset).unwrap();
+    let h = component.health();
+    assert_eq!(gauge(&h, "closed"), Some(1.0));
+    assert_eq!(gauge(&h, "open"), Some(0.0));
+    assert_eq!(h.details["trips"], 2);
+    assert_eq!(h.details["rejections"], 1);
+    assert_eq!(h.details["failures"], 3);
+}

@@ -10,6 +10,12 @@
 //!   `battlement_breaker_calls_total` has one sample per breaker. Names are
 //!   reduced to `[a-zA-Z0-9_]`; counters keep their `_total` suffix (the
 //!   encoder adds it to the family's name).
+//! - A stateset (a breaker's `battlement_breaker_state{component, state}`)
+//!   comes out as the gauge Prometheus makes of an OpenMetrics stateset:
+//!   one sample per state, 1 for the current one (`prometheus-client` has
+//!   no stateset type).
+//! - Counters never go down: a component's `reset` control resets its
+//!   state, never a `_total` (see `Control::Reset`).
 //! - `battlement_component_status{component, kind}`: the counted status of
 //!   each component (0 healthy, 1 degraded, 2 unhealthy), and
 //!   `battlement_status`: the overall one.
