@@ -3,13 +3,16 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, PoisonError, RwLock, Weak};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use battlement_core::{
-    AsComponent, Component, Control, ControlError, ErrorClassifier, Event, EventSink, Name,
+    AsComponent, Component, Control, ControlError, ErrorClassifier, Event, EventKind, EventSink,
+    HealthStatus, Name,
 };
 use tokio::sync::broadcast;
+use tokio::time::Instant;
 
 use crate::clock::LatencyClock;
 use crate::config::{RegistryBuilder, StatusRules};
@@ -27,6 +30,61 @@ pub(crate) struct Entry {
     /// Set for the registry's own instruments, whose latency histogram the
     /// Prometheus exposition reads.
     pub(crate) instrument: Option<Weak<InstrumentState>>,
+    /// When the component last changed.
+    pub(crate) change: Arc<LastChange>,
+}
+
+/// When a component last changed: its registration, a change of its
+/// counted status (seen when a report is made), or an event that is a
+/// change (a state or level change, a reset) sent to the registry's
+/// [`event_sink`](Registry::event_sink), whichever is latest.
+#[derive(Debug)]
+pub(crate) struct LastChange {
+    /// The counted status last reported; `UNSEEN` before the first report.
+    status: AtomicU8,
+    unix_ms: AtomicU64,
+}
+
+const UNSEEN: u8 = u8::MAX;
+
+impl LastChange {
+    fn new() -> Arc<Self> {
+        Arc::new(LastChange {
+            status: AtomicU8::new(UNSEEN),
+            unix_ms: AtomicU64::new(unix_ms(SystemTime::now())),
+        })
+    }
+
+    /// The last change, given the counted status of a report made now.
+    fn seen(&self, status: HealthStatus) -> u64 {
+        let code = status as u8;
+        let before = self.status.swap(code, Ordering::AcqRel);
+        if before != UNSEEN && before != code {
+            self.unix_ms
+                .fetch_max(unix_ms(SystemTime::now()), Ordering::AcqRel);
+        }
+        self.unix_ms.load(Ordering::Acquire)
+    }
+
+    fn changed_at(&self, time: SystemTime) {
+        self.unix_ms.fetch_max(unix_ms(time), Ordering::AcqRel);
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 before it).
+pub(crate) fn unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// When the process's first registry was made: the origin of
+/// [`HealthReport::uptime_seconds`].
+static STARTED: OnceLock<Instant> = OnceLock::new();
+
+/// The process's uptime: the time since its first [`Registry`] was made.
+pub(crate) fn uptime() -> Duration {
+    let started = *STARTED.get_or_init(Instant::now);
+    Instant::now().saturating_duration_since(started)
 }
 
 pub(crate) struct Inner {
@@ -105,6 +163,7 @@ impl Registry {
 
     pub(crate) fn from_parts(rules: StatusRules, event_capacity: usize) -> Self {
         let (events, _) = broadcast::channel(event_capacity);
+        STARTED.get_or_init(Instant::now);
         Registry {
             inner: Arc::new(Inner {
                 components: RwLock::new(BTreeMap::new()),
@@ -123,6 +182,7 @@ impl Registry {
         self.insert(component.name().into(), || Entry {
             component: Arc::downgrade(&component),
             instrument: None,
+            change: LastChange::new(),
         })
     }
 
@@ -173,6 +233,7 @@ impl Registry {
             let entry = Entry {
                 component: Arc::downgrade(&component),
                 instrument: Some(Arc::downgrade(&state)),
+                change: LastChange::new(),
             };
             made = Some(state);
             entry
@@ -189,9 +250,26 @@ impl Registry {
     /// An [`EventSink`] to build layers with: every event it gets goes to
     /// every [`subscribe`](Self::subscribe)r. Sending never blocks and
     /// never waits for a subscriber; with none, the event is dropped.
+    ///
+    /// An event that is a change (a state or level change, a reset) also
+    /// marks its component's `last_change_unix_ms`.
     pub fn event_sink(&self) -> EventSink {
+        let inner = Arc::downgrade(&self.inner);
         let events = self.inner.events.clone();
         EventSink::new(move |e: &Event| {
+            if matches!(
+                e.kind,
+                EventKind::StateChanged { .. } | EventKind::LevelChanged { .. } | EventKind::Reset
+            ) && let Some(inner) = inner.upgrade()
+            {
+                let map = inner
+                    .components
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if let Some(entry) = map.get(&*e.component) {
+                    entry.change.changed_at(e.time);
+                }
+            }
             // An error only means there is no subscriber right now.
             let _ = events.send(e.clone());
         })
@@ -235,16 +313,27 @@ impl Registry {
 
     /// The report of the component called `name`, with its counted status.
     pub fn get(&self, name: &str) -> Option<ComponentReport> {
-        let component = self.component(name)?;
-        Some(self.report_of(&Name::from(name), &*component))
+        let (component, change) = {
+            let map = self.read();
+            let entry = map.get(name)?;
+            (entry.component.upgrade()?, entry.change.clone())
+        };
+        Some(self.report_of(&Name::from(name), &*component, &change))
     }
 
-    fn report_of(&self, name: &Name, component: &dyn Component) -> ComponentReport {
+    fn report_of(
+        &self,
+        name: &Name,
+        component: &dyn Component,
+        change: &LastChange,
+    ) -> ComponentReport {
         let kind = component.kind();
         let health = component.health();
+        let status = self.inner.rules.counted(&kind, health.status);
         ComponentReport {
             name: name.clone(),
-            status: self.inner.rules.counted(&kind, health.status),
+            status,
+            last_change_unix_ms: change.seen(status),
             reported_status: health.status,
             kind,
             details: health.details,
@@ -271,7 +360,7 @@ impl Registry {
         let live = self.live();
         let components: Vec<ComponentReport> = live
             .iter()
-            .map(|(name, c)| self.report_of(name, &**c))
+            .map(|(name, c, change)| self.report_of(name, &**c, change))
             .collect();
         let mut summary = StatusCounts::default();
         let mut by_kind: BTreeMap<String, StatusCounts> = BTreeMap::new();
@@ -288,6 +377,8 @@ impl Registry {
         }
         HealthReport {
             status: self.inner.rules.overall(&components),
+            timestamp_unix_ms: unix_ms(SystemTime::now()),
+            uptime_seconds: uptime().as_secs_f64(),
             summary,
             by_kind,
             components,
@@ -295,10 +386,14 @@ impl Registry {
     }
 
     /// The live components, upgraded, copied out of the lock.
-    fn live(&self) -> Vec<(Name, Arc<dyn Component>)> {
+    fn live(&self) -> Vec<(Name, Arc<dyn Component>, Arc<LastChange>)> {
         self.read()
             .iter()
-            .filter_map(|(n, e)| e.component.upgrade().map(|c| (n.clone(), c)))
+            .filter_map(|(n, e)| {
+                e.component
+                    .upgrade()
+                    .map(|c| (n.clone(), c, e.change.clone()))
+            })
             .collect()
     }
 
@@ -376,4 +471,32 @@ pub struct Footprint {
     /// instruments alive at once (plus those dropped with calls still
     /// running), not how many were ever made.
     pub instrument_slots: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The last change moves on a change of counted status (not on the
+    /// first report, nor on the same status again) and on a change event,
+    /// never back.
+    #[test]
+    fn last_change_follows_status_changes_and_change_events() {
+        let change = LastChange::new();
+        let registered = change.unix_ms.load(Ordering::Relaxed);
+        assert_eq!(change.seen(HealthStatus::Healthy), registered);
+        assert_eq!(change.seen(HealthStatus::Healthy), registered);
+        let later = SystemTime::now() + Duration::from_secs(3600);
+        change.changed_at(later);
+        assert_eq!(change.seen(HealthStatus::Healthy), unix_ms(later));
+        // An older event does not move it back.
+        change.changed_at(UNIX_EPOCH);
+        assert_eq!(change.seen(HealthStatus::Healthy), unix_ms(later));
+        // A status change now is older than `later`: kept at `later`.
+        assert_eq!(change.seen(HealthStatus::Degraded), unix_ms(later));
+        let fresh = LastChange::new();
+        fresh.seen(HealthStatus::Healthy);
+        fresh.unix_ms.store(0, Ordering::Relaxed);
+        assert!(fresh.seen(HealthStatus::Degraded) >= registered);
+    }
 }

@@ -13,10 +13,13 @@ use serde::Serialize;
 /// ```json
 /// {
 ///   "status": "degraded",
+///   "timestamp_unix_ms": 1767225600000,
+///   "uptime_seconds": 3600.5,
 ///   "summary": { "total": 2, "healthy": 1, "degraded": 1, "unhealthy": 0 },
 ///   "by_kind": { "breaker": { "total": 1, "healthy": 0, "degraded": 1, "unhealthy": 0 }, ... },
 ///   "components": [ { "name": "payments", "kind": "breaker", "status": "degraded",
-///                     "reported_status": "degraded", "details": { "state": "open", ... } }, ... ]
+///                     "reported_status": "degraded", "last_change_unix_ms": 1767225000000,
+///                     "details": { "state": "open", ... } }, ... ]
 /// }
 /// ```
 #[derive(Debug, Clone, Serialize)]
@@ -24,6 +27,12 @@ use serde::Serialize;
 pub struct HealthReport {
     /// The overall status, by the registry's [`StatusRules`](crate::StatusRules).
     pub status: HealthStatus,
+    /// When the report was made, in milliseconds since the Unix epoch.
+    pub timestamp_unix_ms: u64,
+    /// The process's uptime when the report was made, in seconds: the
+    /// time since its first `Registry` was made (on tokio's clock, so
+    /// exact on paused time).
+    pub uptime_seconds: f64,
     /// How many components count as each status.
     pub summary: StatusCounts,
     /// The same counts per kind of component (keyed by the kind's name).
@@ -78,6 +87,11 @@ pub struct ComponentReport {
     pub status: HealthStatus,
     /// The status it reported itself.
     pub reported_status: HealthStatus,
+    /// When it last changed, in milliseconds since the Unix epoch: its
+    /// registration, a change of its counted status (seen when a report
+    /// is made), or an event that is a change (a state or level change, a
+    /// reset) sent to the registry's `event_sink`, whichever is latest.
+    pub last_change_unix_ms: u64,
     /// Its details (state, calls, rates, latency, ...).
     pub details: Details,
     /// Its numeric figures, for metrics exposition (not serialised).

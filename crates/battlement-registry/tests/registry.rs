@@ -621,3 +621,46 @@ fn the_latency_clock_is_decided_where_the_layer_is_made() {
     assert!(p50("fast") < 60_000.0, "{}", p50("fast"));
     drop((fast, tokio_clock));
 }
+
+/// A report carries when it was made and the process's uptime (on tokio's
+/// clock, exact on paused time), and each component when it last
+/// changed: a change event through the registry's sink marks it.
+#[tokio::test(start_paused = true)]
+async fn reports_carry_a_timestamp_the_uptime_and_each_last_change() {
+    let registry = Registry::new();
+    let before = battlement_core_unix_ms();
+    let gate = Fake::new("gate", ComponentKind::Gate);
+    registry.register(&gate).unwrap();
+    let first = registry.health();
+    assert!(first.timestamp_unix_ms >= before);
+    let registered = first.component("gate").unwrap().last_change_unix_ms;
+    assert!(registered >= before && registered <= first.timestamp_unix_ms);
+    tokio::time::advance(Duration::from_secs(5)).await;
+    let second = registry.health();
+    assert_eq!(second.uptime_seconds - first.uptime_seconds, 5.0);
+
+    // A change event marks the component at the event's time.
+    let mut events = registry.subscribe();
+    registry
+        .event_sink()
+        .emit(&"gate".into(), || battlement_core::EventKind::Reset);
+    let event = events.recv().await.unwrap();
+    let at = event
+        .time
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let report = registry.get("gate").unwrap();
+    assert_eq!(report.last_change_unix_ms, at.max(registered));
+    let json = serde_json::to_value(registry.health()).unwrap();
+    assert!(json["timestamp_unix_ms"].is_u64());
+    assert!(json["uptime_seconds"].is_f64());
+    assert!(json["components"][0]["last_change_unix_ms"].is_u64());
+}
+
+fn battlement_core_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
