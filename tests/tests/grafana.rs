@@ -293,6 +293,8 @@ async fn every_metric_and_label_the_dashboard_queries_is_exposed() {
     // What issue 18 asks the dashboard to show.
     for metric in [
         "battlement_breaker_open",
+        "battlement_breaker_trips_total",
+        "battlement_breaker_state",
         "battlement_breaker_rejections_total",
         "battlement_retry_retries_allowed_total",
         "battlement_retry_retries_denied_total",
