@@ -299,6 +299,7 @@ impl Component for Shared {
             Control::Close => self.set(CircuitState::Closed, "closed by hand"),
             Control::ForceOpen => self.set(CircuitState::ForcedOpen, "forced open by hand"),
             Control::Disable => self.set(CircuitState::Disabled, "disabled by hand"),
+            Control::MetricsOnly => self.set(CircuitState::MetricsOnly, "metrics only by hand"),
             other => return Err(ControlError::unsupported(&self.name, other)),
         }
         Ok(())

@@ -190,7 +190,7 @@
 //!   Prometheus), so a dashboard shows the state without decoding a
 //!   number. Every `_total` is monotonic: a reset closes the breaker and
 //!   clears its window, streaks and re-opens, never a counter. Controls:
-//!   `Reset`, `Close`, `ForceOpen`, `Disable`.
+//!   `Reset`, `Close`, `ForceOpen`, `Disable`, `MetricsOnly`.
 //!
 //! # Hot path
 //!

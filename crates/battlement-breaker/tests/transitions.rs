@@ -995,3 +995,27 @@ async fn figures_count_trips_failures_by_kind_timeouts_and_show_the_state() {
     assert_eq!(h.details["rejections"], 1);
     assert_eq!(h.details["failures"], 3);
 }
+
+/// `Control::MetricsOnly` puts the breaker in `MetricsOnly`: it records,
+/// reports, never trips; `Reset` brings it back to `Closed`.
+#[tokio::test(start_paused = true)]
+async fn the_metrics_only_control_records_and_never_trips() {
+    use battlement_core::AsComponent;
+    let b = Breaker::builder("observe")
+        .no_failure_rate()
+        .consecutive_failures(1)
+        .build()
+        .unwrap();
+    let component = b.as_component();
+    component.control(&Control::MetricsOnly).unwrap();
+    assert_eq!(b.state(), CircuitState::MetricsOnly);
+    let mut s = svc(&b);
+    for _ in 0..3 {
+        call(&mut s, FAIL).await.unwrap_err();
+    }
+    assert_eq!(b.state(), CircuitState::MetricsOnly);
+    assert_eq!(b.metrics().failures, 3);
+    assert_eq!(component.health().details["state"], "metrics_only");
+    component.control(&Control::Reset).unwrap();
+    assert_eq!(b.state(), CircuitState::Closed);
+}

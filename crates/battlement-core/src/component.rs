@@ -449,6 +449,10 @@ pub enum Control {
     SetLevel(Level),
     /// Hand the level back to the automatic governor.
     ReleaseLevel,
+    /// Record and report, never trip (a breaker's `MetricsOnly`: every
+    /// call is admitted, its outcome counted; until [`Control::Reset`] or
+    /// [`Control::Close`]).
+    MetricsOnly,
 }
 
 impl Control {
@@ -462,6 +466,7 @@ impl Control {
             Control::Enable => "enable",
             Control::SetLevel(_) => "set_level",
             Control::ReleaseLevel => "release_level",
+            Control::MetricsOnly => "metrics_only",
         }
     }
 }

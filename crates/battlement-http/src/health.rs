@@ -52,11 +52,12 @@ enum Access {
 ///
 /// | route | answer |
 /// |---|---|
-/// | `GET /health` | the [`HealthReport`](battlement_registry::HealthReport) as JSON: `200` when healthy or degraded, `503` when unhealthy |
+/// | `GET /health` | the [`HealthReport`](battlement_registry::HealthReport) as JSON: `200` when healthy or degraded, `503` when unhealthy; `?kind=breaker` and `?status=degraded` (together or alone) keep only the matching `components` (see [filters](#filters)) |
 /// | `GET /health/{name}` | one component's report: `200`, or `404` if unknown |
 /// | `GET /health/events` | a Server-Sent Events stream of every event (`event: <kind>`, `data: <json>`); a lagging client gets `event: lagged` with the number missed |
 /// | `GET /health/dashboard` | a self-contained HTML page over the report and the event stream, with control buttons when controls are enabled (see [the dashboard](#the-dashboard)) |
 /// | `GET /metrics` | the Prometheus (OpenMetrics) text exposition |
+/// | `POST /health/reset` | [`Control::Reset`] to every component (see [resetting everything](#resetting-everything)) |
 /// | `POST /health/{name}/reset` | [`Control::Reset`] |
 /// | `POST /health/{name}/open` | [`Control::ForceOpen`] |
 /// | `POST /health/{name}/close` | [`Control::Close`] |
@@ -64,6 +65,7 @@ enum Access {
 /// | `POST /health/{name}/enable` | [`Control::Enable`] |
 /// | `POST /health/{name}/level` | [`Control::SetLevel`], body `{"level": "severe"}` |
 /// | `POST /health/{name}/release` | [`Control::ReleaseLevel`] |
+/// | `POST /health/{name}/metrics_only` | [`Control::MetricsOnly`]: a breaker records and reports, never trips |
 ///
 /// `HEAD` is accepted wherever `GET` is. Paths are relative to where the
 /// service is mounted (axum's `nest_service` strips its prefix); a trailing
@@ -75,6 +77,25 @@ enum Access {
 /// (`POST /health/events/reset`). A name may hold `/`, as a policy's parts
 /// do (`GET /health/checkout/breaker`, `POST /health/checkout/breaker/open`);
 /// `%2F` spells the same.
+///
+/// # Filters
+///
+/// `GET /health?kind=<kind>&status=<status>` keeps in `components` only
+/// those of that kind (`breaker`, `gate`, `retry`, ...: a `snake_case`
+/// name) and counted as that status (`healthy`, `degraded`,
+/// `unhealthy`). The overall `status`, the counts and the HTTP status
+/// stay those of the whole system, so a filtered check never hides an
+/// unhealthy process. A malformed kind, an unknown status, a parameter
+/// given twice or an unknown parameter is `400` (`bad_query`).
+///
+/// # Resetting everything
+///
+/// `POST /health/reset` applies [`Control::Reset`] to every live
+/// component, with the same authorization as any control, and answers
+/// `200` with `{"control": "reset", "applied": [names], "unsupported":
+/// [names], "refused": [{"component", "message"}]}`. A reset resets
+/// state, never a counter (see [`Control::Reset`]). A component named
+/// `reset` is reset with `POST /health/reset/reset`.
 ///
 /// # The dashboard
 ///
@@ -96,8 +117,11 @@ enum Access {
 ///
 /// Controls are **off by default** (`403`). Enable them with
 /// [`with_bearer_token`](Self::with_bearer_token) or
-/// [`with_authorizer`](Self::with_authorizer); without credentials a
-/// control answers `401` (with `WWW-Authenticate: Bearer` for the token).
+/// [`with_authorizer`](Self::with_authorizer); without usable credentials
+/// a control answers `401` with the JSON error `unauthenticated` and, for
+/// the bearer token, `WWW-Authenticate: Bearer`: a bare challenge without
+/// RFC 6750's `error="invalid_token"`, the same for a missing and a wrong
+/// token, so the answer tells a prober nothing.
 /// Every error is JSON, `{"error": "<code>", "message": "<what>"}`:
 /// `400` for a malformed path (`bad_path`), a malformed or oversized body
 /// or an unknown level, `404` for an unknown route or component, `405`
@@ -105,7 +129,9 @@ enum Access {
 /// that does not arrive within the [body
 /// timeout](Self::with_body_timeout), `409` for a control the component
 /// does not support or refuses. A control that succeeds answers `200`
-/// with the component's report after it.
+/// with `{"component": "<name>", "control": "<control>", "applied": true,
+/// "health": <report>}`, where `health` is the component's report (as
+/// `GET /health/{name}` answers it) taken after the control.
 ///
 /// ```
 /// use battlement_http::HealthService;
@@ -315,7 +341,7 @@ fn component_json(report: &ComponentReport) -> Value {
 fn is_action(segment: &str) -> bool {
     matches!(
         segment,
-        "reset" | "open" | "close" | "disable" | "enable" | "level" | "release"
+        "reset" | "open" | "close" | "disable" | "enable" | "level" | "release" | "metrics_only"
     )
 }
 
@@ -346,17 +372,23 @@ impl HealthService {
                 if !is_get(&method) {
                     return method_not_allowed("GET, HEAD");
                 }
-                let report = self.registry.health();
+                let filter = match Filter::parse(req.uri().query()) {
+                    Ok(filter) => filter,
+                    Err(message) => return error(StatusCode::BAD_REQUEST, "bad_query", message),
+                };
+                let mut report = self.registry.health();
                 let status = if report.status == HealthStatus::Unhealthy {
                     StatusCode::SERVICE_UNAVAILABLE
                 } else {
                     StatusCode::OK
                 };
+                report.components.retain(|c| filter.admits(c));
                 json_response(
                     status,
                     &serde_json::to_value(&report).unwrap_or(Value::Null),
                 )
             }
+            ["health", "reset"] if method == Method::POST => self.reset_all(req).await,
             ["metrics"] => {
                 if !is_get(&method) {
                     return method_not_allowed("GET, HEAD");
@@ -425,27 +457,8 @@ impl HealthService {
         B::Error: Into<BoxError>,
     {
         let (parts, body) = req.into_parts();
-        match self.authorize(&parts) {
-            Authorization::Granted => {}
-            Authorization::Unauthenticated => {
-                let mut res = error(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthenticated",
-                    "controls need credentials",
-                );
-                if matches!(&*self.access, Access::Bearer(_)) {
-                    res.headers_mut()
-                        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                }
-                return res;
-            }
-            Authorization::Forbidden => {
-                let message = match &*self.access {
-                    Access::Disabled => "controls are disabled",
-                    _ => "not allowed to apply controls",
-                };
-                return error(StatusCode::FORBIDDEN, "forbidden", message);
-            }
+        if let Some(refusal) = self.refusal(&parts) {
+            return refusal;
         }
         if self.registry.component(name).is_none() {
             return not_found(format_args!("no component named `{name}`"));
@@ -457,6 +470,7 @@ impl HealthService {
             "disable" => Control::Disable,
             "enable" => Control::Enable,
             "release" => Control::ReleaseLevel,
+            "metrics_only" => Control::MetricsOnly,
             _ => match read_level(body, self.body_timeout).await {
                 Ok(level) => Control::SetLevel(level),
                 Err(res) => return *res,
@@ -478,6 +492,62 @@ impl HealthService {
             }
             Err(e) => error(StatusCode::CONFLICT, "refused", e),
         }
+    }
+
+    /// The answer refusing a control request, or `None` when it may go
+    /// on: `401` (with `WWW-Authenticate: Bearer` for the bearer token)
+    /// without usable credentials, `403` when controls are off or the
+    /// authorizer forbids it.
+    fn refusal(&self, parts: &Parts) -> Option<Response<HealthBody>> {
+        match self.authorize(parts) {
+            Authorization::Granted => None,
+            Authorization::Unauthenticated => {
+                let mut res = error(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    "controls need credentials",
+                );
+                if matches!(&*self.access, Access::Bearer(_)) {
+                    res.headers_mut()
+                        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                }
+                Some(res)
+            }
+            Authorization::Forbidden => {
+                let message = match &*self.access {
+                    Access::Disabled => "controls are disabled",
+                    _ => "not allowed to apply controls",
+                };
+                Some(error(StatusCode::FORBIDDEN, "forbidden", message))
+            }
+        }
+    }
+
+    /// `POST /health/reset`: [`Control::Reset`] to every live component.
+    async fn reset_all<B>(&self, req: Request<B>) -> Response<HealthBody> {
+        let (parts, _body) = req.into_parts();
+        if let Some(refusal) = self.refusal(&parts) {
+            return refusal;
+        }
+        let (mut applied, mut unsupported, mut refused) = (Vec::new(), Vec::new(), Vec::new());
+        for name in self.registry.names() {
+            match self.registry.control(&name, &Control::Reset) {
+                Ok(()) => applied.push(name),
+                // Dropped since the names were read: nothing to reset.
+                Err(ControlError::NotFound { .. }) => {}
+                Err(ControlError::Unsupported { .. }) => unsupported.push(name),
+                Err(e) => refused.push(json!({ "component": name, "message": e.to_string() })),
+            }
+        }
+        json_response(
+            StatusCode::OK,
+            &json!({
+                "control": "reset",
+                "applied": applied,
+                "unsupported": unsupported,
+                "refused": refused,
+            }),
+        )
     }
 
     fn authorize(&self, parts: &Parts) -> Authorization {
@@ -556,6 +626,73 @@ where
         return Err(bad(format!("field `level` must be a string, got {level}")));
     };
     level.parse::<Level>().map_err(|e| bad(e.to_string()))
+}
+
+/// The filters of `GET /health`: `?kind=<kind>` and `?status=<status>`.
+#[derive(Debug, Default)]
+struct Filter {
+    kind: Option<String>,
+    status: Option<HealthStatus>,
+}
+
+impl Filter {
+    /// Parses the query; the error is the message of the `400` answer.
+    fn parse(query: Option<&str>) -> Result<Filter, String> {
+        let mut filter = Filter::default();
+        for pair in query
+            .unwrap_or_default()
+            .split('&')
+            .filter(|p| !p.is_empty())
+        {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = decode(&value.replace('+', " "))?.into_owned();
+            match key {
+                "kind" if filter.kind.is_some() => {
+                    return Err("`kind` given more than once".to_owned());
+                }
+                "kind" => {
+                    if value.is_empty()
+                        || !value
+                            .bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                    {
+                        return Err(format!(
+                            "invalid kind `{value}`: a kind is a snake_case name (`breaker`, `gate`, `retry`, ...)"
+                        ));
+                    }
+                    filter.kind = Some(value);
+                }
+                "status" if filter.status.is_some() => {
+                    return Err("`status` given more than once".to_owned());
+                }
+                "status" => {
+                    filter.status = Some(match value.as_str() {
+                        "healthy" => HealthStatus::Healthy,
+                        "degraded" => HealthStatus::Degraded,
+                        "unhealthy" => HealthStatus::Unhealthy,
+                        _ => {
+                            return Err(format!(
+                                "invalid status `{value}`: expected `healthy`, `degraded` or `unhealthy`"
+                            ));
+                        }
+                    });
+                }
+                other => {
+                    return Err(format!(
+                        "unknown query parameter `{other}`: expected `kind` or `status`"
+                    ));
+                }
+            }
+        }
+        Ok(filter)
+    }
+
+    /// Whether the component is kept: of the kind asked for and counted
+    /// as the status asked for.
+    fn admits(&self, c: &ComponentReport) -> bool {
+        self.kind.as_deref().is_none_or(|k| c.kind.as_str() == k)
+            && self.status.is_none_or(|s| c.status == s)
+    }
 }
 
 #[cfg(test)]

@@ -53,7 +53,11 @@
 //!   `GET /health` answers `200` for `degraded` (the process still serves;
 //!   a load balancer should keep it) and `503` only for `unhealthy`.
 //! - Controls are off unless enabled; a missing or wrong bearer token is
-//!   `401` (RFC 6750's `invalid_token`), controls while disabled are `403`.
+//!   `401` with a bare `WWW-Authenticate: Bearer` (no RFC 6750 `error`
+//!   parameter: a missing and a wrong token answer alike) and the JSON
+//!   error `unauthenticated`; controls while disabled are `403`. A control
+//!   that succeeds answers `{"component", "control", "applied": true,
+//!   "health"}`, `health` being the component's report after it.
 //!   A blank token (`with_bearer_token("")`, an unset variable read with
 //!   `unwrap_or_default`) leaves them off rather than letting `Bearer `
 //!   in; the scheme is matched in any case, two `Authorization` headers
