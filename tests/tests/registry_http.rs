@@ -390,6 +390,8 @@ async fn sse_delivers_a_state_transition() {
         text.push_str(std::str::from_utf8(frame.data_ref().unwrap()).unwrap());
     }
     let mut lines = text.lines();
+    // Numbered by the registry, so a reconnecting client can resume.
+    assert_eq!(lines.next(), Some("id: 1"));
     assert_eq!(lines.next(), Some("event: state_changed"));
     let data: Value =
         serde_json::from_str(lines.next().unwrap().strip_prefix("data: ").unwrap()).unwrap();

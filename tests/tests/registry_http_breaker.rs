@@ -112,13 +112,11 @@ async fn sse_sees_the_breaker_open_and_a_reset_closes_it() {
             continue;
         };
         let message: String = text.drain(..end + 2).collect();
-        if message.starts_with("event: state_changed") {
-            let data = message
-                .lines()
-                .nth(1)
-                .unwrap()
-                .strip_prefix("data: ")
-                .unwrap();
+        // `id: <n>`, `event: <kind>`, `data: <json>`.
+        let mut lines = message.lines();
+        assert!(lines.next().unwrap().starts_with("id: "), "{message}");
+        if lines.next() == Some("event: state_changed") {
+            let data = lines.next().unwrap().strip_prefix("data: ").unwrap();
             break serde_json::from_str::<Value>(data).unwrap();
         }
     };

@@ -27,6 +27,10 @@ const MAX_BODY: usize = 16 * 1024;
 /// The time a control's body has to arrive, unless set otherwise.
 const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The quiet interval after which the event stream sends a keep-alive
+/// comment, unless set otherwise.
+const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
 /// What an authorizer decides about a control request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -54,7 +58,7 @@ enum Access {
 /// |---|---|
 /// | `GET /health` | the [`HealthReport`](battlement_registry::HealthReport) as JSON: `200` when healthy or degraded, `503` when unhealthy; `?kind=breaker` and `?status=degraded` (together or alone) keep only the matching `components` (see [filters](#filters)) |
 /// | `GET /health/{name}` | one component's report: `200`, or `404` if unknown |
-/// | `GET /health/events` | a Server-Sent Events stream of every event (`event: <kind>`, `data: <json>`); a lagging client gets `event: lagged` with the number missed |
+/// | `GET /health/events` | a Server-Sent Events stream of every event (`id: <n>`, `event: <kind>`, `data: <json>`), resumed after `Last-Event-ID`, with keep-alive comments (see [the event stream](#the-event-stream)) |
 /// | `GET /health/dashboard` | a self-contained HTML page over the report and the event stream, with control buttons when controls are enabled (see [the dashboard](#the-dashboard)) |
 /// | `GET /metrics` | the Prometheus (OpenMetrics) text exposition |
 /// | `POST /health/reset` | [`Control::Reset`] to every component (see [resetting everything](#resetting-everything)) |
@@ -77,6 +81,25 @@ enum Access {
 /// (`POST /health/events/reset`). A name may hold `/`, as a policy's parts
 /// do (`GET /health/checkout/breaker`, `POST /health/checkout/breaker/open`);
 /// `%2F` spells the same.
+///
+/// # The event stream
+///
+/// `GET /health/events` opens with a comment, then sends one message per
+/// event, numbered by the registry (`id:`, from 1, one more per event).
+/// A client that reconnects with `Last-Event-ID: <n>` (as browsers'
+/// `EventSource` does by itself) first gets the events after `n` that
+/// the registry still keeps (the last
+/// [`REPLAY`](battlement_registry::REPLAY)), preceded by `event: lagged`
+/// with `{"missed": k}` when `k` of them are no longer kept. After
+/// [`with_keep_alive`](Self::with_keep_alive)'s interval (15 s by
+/// default) without a message the stream sends a `: keep-alive`
+/// comment. A slow client never holds memory or the layers back: each
+/// stream buffers at most the registry's event capacity, the oldest
+/// events it has not read are dropped for it and it gets `event: lagged`
+/// with the number missed, counted in
+/// [`Registry::events_lagged`](battlement_registry::Registry::events_lagged)
+/// (`battlement_events_lagged_total` in `/metrics`). Emitting an event
+/// never waits for a client.
 ///
 /// # Filters
 ///
@@ -153,6 +176,7 @@ pub struct HealthService {
     registry: Registry,
     access: Arc<Access>,
     body_timeout: Duration,
+    keep_alive: Duration,
 }
 
 impl fmt::Debug for HealthService {
@@ -166,6 +190,7 @@ impl fmt::Debug for HealthService {
             .field("registry", &self.registry)
             .field("controls", &access)
             .field("body_timeout", &self.body_timeout)
+            .field("keep_alive", &self.keep_alive)
             .finish()
     }
 }
@@ -177,6 +202,7 @@ impl HealthService {
             registry,
             access: Arc::new(Access::Disabled),
             body_timeout: DEFAULT_BODY_TIMEOUT,
+            keep_alive: DEFAULT_KEEP_ALIVE,
         }
     }
 
@@ -222,6 +248,25 @@ impl HealthService {
             "HealthService: body timeout must be > 0"
         );
         self.body_timeout = timeout;
+        self
+    }
+
+    /// The quiet interval after which the event stream
+    /// (`GET /health/events`) sends a keep-alive comment (`: keep-alive`),
+    /// so proxies and clients do not time the connection out. Default
+    /// 15 s. Needs tokio's timer.
+    ///
+    /// # Panics
+    ///
+    /// If `interval` is zero.
+    #[must_use]
+    #[track_caller]
+    pub fn with_keep_alive(mut self, interval: Duration) -> Self {
+        assert!(
+            !interval.is_zero(),
+            "HealthService: keep-alive interval must be > 0"
+        );
+        self.keep_alive = interval;
         self
     }
 
@@ -406,7 +451,19 @@ impl HealthService {
                 if !is_get(&method) {
                     return method_not_allowed("GET, HEAD");
                 }
-                let mut res = Response::new(HealthBody::events(self.registry.subscribe()));
+                // A reconnecting client's last id; anything unreadable is
+                // a new client.
+                let last_id = req
+                    .headers()
+                    .get("last-event-id")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok());
+                let resume = self.registry.subscribe_after(last_id);
+                let mut res = Response::new(HealthBody::events(
+                    self.registry.clone(),
+                    resume,
+                    self.keep_alive,
+                ));
                 let h = res.headers_mut();
                 h.insert(
                     header::CONTENT_TYPE,

@@ -63,8 +63,12 @@
 //!   in; the scheme is matched in any case, two `Authorization` headers
 //!   are refused, and the token is compared in constant time.
 //! - The event stream sends a comment first (so clients see the stream
-//!   open), then one SSE message per event; it sends no keep-alive pings
-//!   (put a proxy timeout above your quietest period, or reconnect).
+//!   open), then one SSE message per event with its `id`; it resumes
+//!   after a reconnecting client's `Last-Event-ID` from a small bounded
+//!   replay buffer, sends a keep-alive comment after each quiet interval
+//!   (15 s by default, `HealthService::with_keep_alive`), and a slow
+//!   client is lagged (told `event: lagged` and counted), never a cause
+//!   of unbounded memory or of a waiting emitter.
 //! - Bodies of controls are read up to 16 KiB (anything bigger is `400`)
 //!   and within 10 s by default (`408` past it, so a client sending a byte
 //!   at a time cannot hold a control open).

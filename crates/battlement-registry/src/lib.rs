@@ -165,7 +165,7 @@ pub use future::ResponseFuture;
 pub use layer::{InstrumentLayer, LateOutcome, MAX_SAMPLE_EVERY};
 #[cfg(feature = "prometheus")]
 pub use prometheus::{LATENCY_BOUNDS_SECONDS, RegistryCollector};
-pub use registry::{Footprint, Registry};
+pub use registry::{Footprint, Numbered, REPLAY, Registry, Resume};
 pub use report::{ComponentReport, HealthReport, StatusCounts};
 pub use service::Instrument;
 

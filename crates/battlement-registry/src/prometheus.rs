@@ -14,6 +14,8 @@
 //!   comes out as the gauge Prometheus makes of an OpenMetrics stateset:
 //!   one sample per state, 1 for the current one (`prometheus-client` has
 //!   no stateset type).
+//! - `battlement_events_lagged_total`: events missed by event-stream
+//!   subscribers that fell behind (slow clients of `GET /health/events`).
 //! - Counters never go down: a component's `reset` control resets its
 //!   state, never a `_total` (see `Control::Reset`).
 //! - `battlement_component_status{component, kind}`: the counted status of
@@ -120,6 +122,14 @@ impl Collector for RegistryCollector {
             "Overall health: 0 healthy, 1 degraded, 2 unhealthy.",
             None,
             overall.metric_type(),
+        )?)?;
+
+        let lagged = ConstCounter::new(self.registry.events_lagged());
+        lagged.encode(encoder.encode_descriptor(
+            "battlement_events_lagged",
+            "Events missed by event-stream subscribers that fell behind.",
+            None,
+            lagged.metric_type(),
         )?)?;
 
         let mut status = encoder.encode_descriptor(

@@ -1,10 +1,10 @@
 //! [`Registry`]: the shared, cheaply cloneable handle every layer reports
 //! into.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, PoisonError, RwLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use battlement_core::{
@@ -87,6 +87,25 @@ pub(crate) fn uptime() -> Duration {
     Instant::now().saturating_duration_since(started)
 }
 
+impl Inner {
+    fn lock_replay(&self) -> std::sync::MutexGuard<'_, Replay> {
+        self.replay.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Numbers `e`, keeps it for resuming streams and sends it to them.
+    /// The lock is held for a push and a send that never waits.
+    fn number(&self, e: &Event) {
+        let mut replay = self.lock_replay();
+        replay.last += 1;
+        let n = replay.last;
+        if replay.events.len() == REPLAY {
+            replay.events.pop_front();
+        }
+        replay.events.push_back((n, e.clone()));
+        let _ = self.numbered.send((n, e.clone()));
+    }
+}
+
 pub(crate) struct Inner {
     /// Sorted by name, so reports come out sorted.
     pub(crate) components: RwLock<BTreeMap<Name, Entry>>,
@@ -94,7 +113,40 @@ pub(crate) struct Inner {
     /// components (changed only under the map's write lock).
     sweep_at: AtomicUsize,
     events: broadcast::Sender<Event>,
+    /// The same events numbered, for streams that resume (`Last-Event-ID`).
+    numbered: broadcast::Sender<Numbered>,
+    /// The last [`REPLAY`] numbered events and the last number given.
+    replay: Mutex<Replay>,
+    /// Events missed by subscribers that fell behind, as they reported.
+    lagged: AtomicU64,
     rules: StatusRules,
+}
+
+/// An event with its number in the registry's stream (from 1, one more
+/// for each event): the `id` of a Server-Sent Events message.
+pub type Numbered = (u64, Event);
+
+/// How many of the latest events a registry keeps for streams that
+/// resume.
+pub const REPLAY: usize = 128;
+
+#[derive(Default)]
+struct Replay {
+    last: u64,
+    events: VecDeque<Numbered>,
+}
+
+/// What [`Registry::subscribe_after`] hands back: the events kept since
+/// the one asked for, how many were missed because they are no longer
+/// kept, and a receiver of every later event.
+#[derive(Debug)]
+pub struct Resume {
+    /// The kept events after the one asked for, oldest first.
+    pub replay: Vec<Numbered>,
+    /// Events after the one asked for that are no longer kept.
+    pub missed: u64,
+    /// Every numbered event from now on, none of `replay` again.
+    pub receiver: broadcast::Receiver<Numbered>,
 }
 
 /// The shared registry: every component by unique name, held weakly; the
@@ -163,12 +215,16 @@ impl Registry {
 
     pub(crate) fn from_parts(rules: StatusRules, event_capacity: usize) -> Self {
         let (events, _) = broadcast::channel(event_capacity);
+        let (numbered, _) = broadcast::channel(event_capacity);
         STARTED.get_or_init(Instant::now);
         Registry {
             inner: Arc::new(Inner {
                 components: RwLock::new(BTreeMap::new()),
                 sweep_at: AtomicUsize::new(MIN_SWEEP),
                 events,
+                numbered,
+                replay: Mutex::new(Replay::default()),
+                lagged: AtomicU64::new(0),
                 rules,
             }),
         }
@@ -257,11 +313,13 @@ impl Registry {
         let inner = Arc::downgrade(&self.inner);
         let events = self.inner.events.clone();
         EventSink::new(move |e: &Event| {
+            let Some(inner) = inner.upgrade() else {
+                return;
+            };
             if matches!(
                 e.kind,
                 EventKind::StateChanged { .. } | EventKind::LevelChanged { .. } | EventKind::Reset
-            ) && let Some(inner) = inner.upgrade()
-            {
+            ) {
                 let map = inner
                     .components
                     .read()
@@ -272,7 +330,53 @@ impl Registry {
             }
             // An error only means there is no subscriber right now.
             let _ = events.send(e.clone());
+            inner.number(e);
         })
+    }
+
+    /// A stream of numbered events that resumes after event `after` (the
+    /// `Last-Event-ID` of a reconnecting client; `None` for a new one):
+    /// the kept events since, then every later one, none missed in
+    /// between and none twice. The registry keeps the last [`REPLAY`]
+    /// events; older ones are counted in [`Resume::missed`].
+    pub fn subscribe_after(&self, after: Option<u64>) -> Resume {
+        let replay = self.inner.lock_replay();
+        // Subscribed under the lock numbering and sending take: nothing
+        // falls between the copy and the receiver.
+        let receiver = self.inner.numbered.subscribe();
+        let Some(after) = after else {
+            return Resume {
+                replay: Vec::new(),
+                missed: 0,
+                receiver,
+            };
+        };
+        let oldest = replay.events.front().map_or(replay.last + 1, |(n, _)| *n);
+        // An id from the future (another process, a restarted one): start
+        // afresh rather than wait for it.
+        let after = after.min(replay.last);
+        Resume {
+            replay: replay
+                .events
+                .iter()
+                .filter(|(n, _)| *n > after)
+                .cloned()
+                .collect(),
+            missed: oldest.saturating_sub(after + 1),
+            receiver,
+        }
+    }
+
+    /// Counts `n` events missed by a subscriber that fell behind (an event
+    /// stream's slow client). Read with [`events_lagged`](Self::events_lagged).
+    pub fn count_lagged(&self, n: u64) {
+        self.inner.lagged.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Events missed by subscribers that fell behind, as counted with
+    /// [`count_lagged`](Self::count_lagged), since the registry was made.
+    pub fn events_lagged(&self) -> u64 {
+        self.inner.lagged.load(Ordering::Relaxed)
     }
 
     /// A receiver of every event sent to [`event_sink`](Self::event_sink)s
