@@ -157,6 +157,75 @@ pub enum EventKind {
     },
 }
 
+impl EventKind {
+    /// The event's name in `snake_case`: its `event` in JSON and in
+    /// `tracing`.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            EventKind::StateChanged { .. } => "state_changed",
+            EventKind::CallRejected { .. } => "call_rejected",
+            EventKind::Retry { .. } => "retry",
+            EventKind::RetriesExhausted { .. } => "retries_exhausted",
+            EventKind::DeadlineExceeded { .. } => "deadline_exceeded",
+            EventKind::AttemptTimedOut { .. } => "attempt_timed_out",
+            EventKind::Shed { .. } => "shed",
+            EventKind::LevelChanged { .. } => "level_changed",
+            EventKind::Fallback { .. } => "fallback",
+            EventKind::Skipped { .. } => "skipped",
+            EventKind::Hedged { .. } => "hedged",
+            EventKind::Reset => "reset",
+            EventKind::Custom { .. } => "custom",
+        }
+    }
+
+    /// Traces the event with the stable fields listed on
+    /// [`EventSink::emit`]: one callsite per kind, so each has its fields.
+    fn trace(&self, component: &str) {
+        let ev = self.name();
+        let ms = |d: &Duration| d.as_secs_f64() * 1000.0;
+        macro_rules! info {
+            ($($field:tt)*) => {
+                tracing::info!(target: "battlement", component, event = ev, $($field)* "{self}")
+            };
+        }
+        match self {
+            EventKind::StateChanged { from, to, reason } => {
+                info!(from = from.as_str(), to = to.as_str(), reason = &**reason,)
+            }
+            EventKind::CallRejected { state } => info!(state = state.as_str(),),
+            EventKind::Retry {
+                attempt,
+                delay,
+                kind,
+            } => info!(attempt, delay_ms = ms(delay), kind = kind.as_str(),),
+            EventKind::RetriesExhausted {
+                attempts,
+                reason,
+                kind,
+            } => info!(attempts, reason = reason.as_str(), kind = kind.as_str(),),
+            EventKind::DeadlineExceeded { budget, elapsed } => {
+                info!(budget_ms = ms(budget), elapsed_ms = ms(elapsed),)
+            }
+            EventKind::AttemptTimedOut { timeout } => info!(timeout_ms = ms(timeout),),
+            EventKind::Shed { level, priority } => {
+                info!(level = level.as_str(), priority = priority.as_str(),)
+            }
+            EventKind::LevelChanged { from, to, reason } => {
+                info!(from = from.as_str(), to = to.as_str(), reason = &**reason,)
+            }
+            EventKind::Fallback { source, kind } => {
+                info!(source = &**source, kind = kind.as_str(),)
+            }
+            EventKind::Skipped { backend, reason } => {
+                info!(backend = &**backend, reason = &**reason,)
+            }
+            EventKind::Hedged { hedge, after } => info!(hedge, after_ms = ms(after),),
+            EventKind::Reset => info!(),
+            EventKind::Custom { name, detail } => info!(name = &**name, detail = &**detail,),
+        }
+    }
+}
+
 impl fmt::Display for EventKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -268,9 +337,20 @@ impl EventSink {
         self.listener.is_some()
     }
 
-    /// Emits the event `kind()` of `component`: traces it at `INFO` (target
-    /// `battlement`) and, when a listener is set, stamps it and hands it
-    /// over. `kind` is only called when the event is wanted.
+    /// Emits the event `kind()` of `component`: traces it and, when a
+    /// listener is set, stamps it and hands it over. `kind` is only called
+    /// when the event is wanted.
+    ///
+    /// The trace is an `INFO` event of target `battlement` with stable
+    /// fields: `component`, `event` (the [`EventKind::name`]), then the
+    /// event's own fields under the names its JSON has (`attempt`,
+    /// `attempts`, `kind` for the kind of failure, `delay_ms`, `reason`,
+    /// `from`, `to`, `state`, `level`, `priority`, `source`, `backend`,
+    /// `hedge`, `after_ms`, `budget_ms`, `elapsed_ms`, `timeout_ms`,
+    /// `name`, `detail`); its message is the event's `Display`. Emitted
+    /// inside the request's span, so `tracing-opentelemetry` users see
+    /// each retry, give-up and breaker transition as a span event of the
+    /// request's trace, with these fields as attributes.
     pub fn emit(&self, component: &Name, kind: impl FnOnce() -> EventKind) {
         let traced = tracing::enabled!(target: "battlement", tracing::Level::INFO);
         if !traced && self.listener.is_none() {
@@ -278,7 +358,7 @@ impl EventSink {
         }
         let kind = kind();
         if traced {
-            tracing::info!(target: "battlement", component = %component, event = %kind);
+            kind.trace(component);
         }
         if let Some(listener) = &self.listener {
             listener.on_event(&Event::new(component.clone(), kind));
