@@ -489,7 +489,11 @@ impl HealthService {
             ["health", rest @ ..] if !rest.is_empty() => {
                 let last = rest.last().copied().unwrap_or_default();
                 if !is_get(&method) {
-                    return if is_action(last) && rest.len() > 1 {
+                    return if rest == ["reset"] {
+                        // `POST` resets everything; `GET` reports a
+                        // component named `reset`.
+                        method_not_allowed("GET, HEAD, POST")
+                    } else if is_action(last) && rest.len() > 1 {
                         method_not_allowed("POST")
                     } else if method == Method::POST && rest.len() > 1 {
                         not_found(format_args!("no route `{path}`"))

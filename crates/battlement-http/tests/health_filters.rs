@@ -166,6 +166,14 @@ async fn post_health_reset_resets_every_component_with_authorization() {
     assert_eq!(*a.applied.lock().unwrap(), ["reset"]);
     assert_eq!(*b.applied.lock().unwrap(), ["reset"]);
 
+    let res = svc
+        .clone()
+        .oneshot(Request::put("/health/reset").body(String::new()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 405);
+    assert_eq!(res.headers()["allow"], "GET, HEAD, POST");
+
     // metrics_only is a control route like the others.
     let (status, r) = send(&svc, Method::POST, "/health/a/metrics_only", true).await;
     assert_eq!(status, 200);
