@@ -34,9 +34,9 @@ pub struct Urls {
 
 impl Urls {
     /// The URLs of fronts at these addresses; asks the health service
-    /// once whether it has a dashboard page (`/ops/dashboard`).
+    /// once whether it has a dashboard page (`/ops/health/dashboard`).
     pub async fn probe(protected: SocketAddr, unprotected: SocketAddr) -> Urls {
-        let dashboard = format!("http://{protected}/ops/dashboard");
+        let dashboard = format!("http://{protected}/ops/health/dashboard");
         let has_dashboard = send(&http_client(), get(&dashboard, &[]))
             .await
             .is_ok_and(|a| a.status.is_success());
