@@ -119,6 +119,10 @@ pub struct BreakerMetrics {
     pub slow_calls: u64,
     /// Calls refused since the breaker was built.
     pub rejections: u64,
+    /// Half-open probes in flight now, of every round (at most
+    /// `max_concurrent_probes`; back to 0 once they complete or are
+    /// dropped).
+    pub probes_in_flight: u32,
     /// Wall-clock time of the last transition (the build, if none).
     pub last_transition: SystemTime,
     /// Time since the last transition.
@@ -767,6 +771,7 @@ impl Shared {
             ignored,
             slow_calls: self.slow_calls.load(Relaxed),
             rejections: self.rejections.load(Relaxed),
+            probes_in_flight: self.probes_in_flight.load(Acquire),
             last_transition: slow.last_transition,
             since_transition: Duration::from_nanos(
                 now_ns.saturating_sub(self.transition_ns.load(Acquire)),
