@@ -5,7 +5,6 @@ use std::fmt;
 use std::sync::Arc;
 
 use battlement_core::Outcome;
-use tokio::time::Instant;
 
 use crate::state::{Admit, Shared};
 
@@ -14,7 +13,8 @@ use crate::state::{Admit, Shared};
 pub(crate) struct Guard {
     pub(crate) shared: Option<Arc<Shared>>,
     pub(crate) admit: Admit,
-    pub(crate) start: Option<Instant>,
+    /// When the call was admitted, on the breaker's clock, if timed.
+    pub(crate) start: Option<u64>,
 }
 
 impl Drop for Guard {
@@ -42,12 +42,15 @@ impl Drop for Guard {
 pub struct Pending {
     guard: Guard,
     /// When the response came, on a timed breaker (a slow-call rule).
-    responded: Option<Instant>,
+    responded: Option<u64>,
 }
 
 impl Pending {
     pub(crate) fn new(guard: Guard) -> Self {
-        let responded = guard.start.map(|_| Instant::now());
+        let responded = match (&guard.shared, guard.start) {
+            (Some(shared), Some(_)) => Some(shared.now_ns()),
+            _ => None,
+        };
         Pending { guard, responded }
     }
 

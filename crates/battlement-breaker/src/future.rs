@@ -8,7 +8,6 @@ use std::task::{Context, Poll, ready};
 
 use battlement_core::{BoxError, Classify};
 use pin_project_lite::pin_project;
-use tokio::time::Instant;
 
 use crate::defer::{Defer, Guard, NoDefer, Pending};
 use crate::state::{Admit, Shared};
@@ -51,7 +50,7 @@ impl<F, C, D> ResponseFuture<F, C, D> {
         future: F,
         shared: Arc<Shared>,
         admit: Admit,
-        start: Option<Instant>,
+        start: Option<u64>,
         classify: C,
         defer: D,
     ) -> Self {

@@ -3,7 +3,6 @@
 use std::task::{Context, Poll};
 
 use battlement_core::{BoxError, Classify, ErrorClassifier};
-use tokio::time::Instant;
 use tower_service::Service;
 
 use crate::future::ResponseFuture;
@@ -101,7 +100,7 @@ where
         match shared.try_acquire() {
             Ok(None) => ResponseFuture::unrecorded(self.inner.call(req)),
             Ok(Some(admit)) => {
-                let start = shared.timed.then(Instant::now);
+                let start = shared.timed.then(|| shared.now_ns());
                 ResponseFuture::recorded(
                     self.inner.call(req),
                     shared.clone(),

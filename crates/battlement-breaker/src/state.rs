@@ -16,10 +16,10 @@ use std::sync::PoisonError;
 use std::sync::atomic::Ordering::*;
 use std::time::{Duration, SystemTime};
 
+use battlement_core::clock::{Clock, nanos as duration_ns};
 use battlement_core::{
     BoxError, CircuitOpen, CircuitState, EventKind, EventSink, FailureKind, Name, Outcome, Reason,
 };
-use tokio::time::Instant;
 
 use crate::config::{Config, WindowConfig};
 use crate::sync::{AtomicBool, AtomicU32, AtomicU64, Mutex, MutexGuard};
@@ -173,7 +173,9 @@ pub(crate) struct Shared {
     pub(crate) name: Name,
     pub(crate) config: Config,
     sink: EventSink,
-    base: Instant,
+    /// The one clock of every reading below (`*_ns`): core's fast clock,
+    /// or tokio's on paused time, decided when the breaker is built.
+    clock: Clock,
     /// Whether a call reads the clock when admitted (a slow-call rule needs
     /// its duration).
     pub(crate) timed: bool,
@@ -230,7 +232,7 @@ impl Shared {
         Shared {
             name,
             sink,
-            base: Instant::now(),
+            clock: Clock::new(),
             timed,
             clocked,
             state: AtomicU64::new(word(0, code_of(start))),
@@ -261,14 +263,10 @@ impl Shared {
         }
     }
 
-    #[inline]
-    fn ns(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX)
-    }
-
-    #[inline]
+    /// Now, on the breaker's clock: nanoseconds since it was built.
+    #[inline(always)]
     pub(crate) fn now_ns(&self) -> u64 {
-        self.ns(Instant::now())
+        self.clock.now_ns()
     }
 
     fn lock(&self) -> MutexGuard<'_, Slow> {
@@ -452,9 +450,10 @@ impl Shared {
     }
 
     /// Records the outcome of a call admitted as `admit`, that started at
-    /// `start` (when the breaker is timed).
+    /// `start` (a reading of [`now_ns`](Self::now_ns), when the breaker is
+    /// timed).
     #[inline(always)]
-    pub(crate) fn complete(&self, admit: Admit, outcome: Outcome, start: Option<Instant>) {
+    pub(crate) fn complete(&self, admit: Admit, outcome: Outcome, start: Option<u64>) {
         // The hot path, kept small enough to inline into the response
         // future: a success, unclocked (so a count window), recorded in the
         // generation and state (closed or metrics-only) that admitted it.
@@ -485,8 +484,8 @@ impl Shared {
         &self,
         admit: Admit,
         outcome: Outcome,
-        start: Option<Instant>,
-        responded: Option<Instant>,
+        start: Option<u64>,
+        responded: Option<u64>,
     ) {
         match responded {
             None => self.complete(admit, outcome, start),
@@ -501,18 +500,18 @@ impl Shared {
         &self,
         admit: Admit,
         outcome: Outcome,
-        start: Option<Instant>,
-        ended: Option<Instant>,
+        start: Option<u64>,
+        ended: Option<u64>,
     ) {
         let (now_ns, slow) = if self.clocked {
-            let now = Instant::now();
+            let now = self.now_ns();
             let slow = match (start, self.config.slow_call) {
                 (Some(start), Some((t, _))) => {
-                    ended.unwrap_or(now).saturating_duration_since(start) > t
+                    ended.unwrap_or(now).saturating_sub(start) > duration_ns(t)
                 }
                 _ => false,
             };
-            (self.ns(now), slow)
+            (now, slow)
         } else {
             (0, false)
         };
@@ -695,8 +694,7 @@ impl Shared {
     fn apply(&self, slow: &mut Slow, current: u64, to: CircuitState, transition: bool) {
         let (generation, from) = split(current);
         let next = generation.wrapping_add(1);
-        let now = Instant::now();
-        let now_ns = self.ns(now);
+        let now_ns = self.now_ns();
         match to {
             CircuitState::Open => {
                 if from == HALF_OPEN {
@@ -792,8 +790,4 @@ impl Shared {
         let left = self.open_remaining_ns();
         (left > 0).then(|| Duration::from_nanos(left))
     }
-}
-
-fn duration_ns(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }

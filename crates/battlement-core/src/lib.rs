@@ -3,6 +3,7 @@
 
 mod circuit;
 mod classify;
+pub mod clock;
 mod component;
 pub mod deadline;
 mod error;

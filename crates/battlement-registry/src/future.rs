@@ -70,7 +70,7 @@ where
         if !guard.done {
             guard.done = true;
             let outcome = guard.classifier.classify(&result);
-            let latency = guard.start.elapsed_ns();
+            let latency = guard.start.map(|s| s.elapsed_ns());
             guard
                 .counters
                 .finish(guard.generation, Some((outcome, latency)));

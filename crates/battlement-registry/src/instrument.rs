@@ -11,6 +11,7 @@ use battlement_core::{
 };
 use serde_json::{Map, Value};
 
+use crate::clock::SLOT_CLOCK;
 use crate::histogram::Histogram;
 
 /// The counters of one instrumented service: relaxed atomics of fixed size.
@@ -130,11 +131,11 @@ impl Counters {
         let reused = {
             let mut pool = pool();
             pool.settled.pop().or_else(|| {
-                let clock = crate::clock::fast();
-                let now = clock.raw();
-                let i = pool.running.iter().take(CHECKED).position(|&(at, c)| {
-                    c.settled() || clock.delta_as_nanos(at, now) >= quarantine_ns
-                })?;
+                let now = SLOT_CLOCK.now_ns();
+                let i =
+                    pool.running.iter().take(CHECKED).position(|&(at, c)| {
+                        c.settled() || now.saturating_sub(at) >= quarantine_ns
+                    })?;
                 pool.running.remove(i).map(|(_, c)| c)
             })
         };
@@ -158,7 +159,7 @@ impl Counters {
         if self.settled() {
             pool().settled.push(self);
         } else {
-            let at = crate::clock::fast().raw();
+            let at = SLOT_CLOCK.now_ns();
             pool().running.push_back((at, self));
         }
     }

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use battlement_core::{AsComponent, Component, ErrorClassifier, Outcome};
 use tower_layer::Layer;
 
-use crate::clock::{LatencyClock, Mode};
+use battlement_core::clock::Clock;
+
+use crate::clock::LatencyClock;
 use crate::instrument::InstrumentState;
 use crate::service::Instrument;
 
@@ -38,7 +40,7 @@ pub struct InstrumentLayer<C = ErrorClassifier> {
     pub(crate) state: Arc<InstrumentState>,
     pub(crate) classifier: C,
     pub(crate) sample_mask: u64,
-    pub(crate) clock: Mode,
+    pub(crate) clock: Clock,
 }
 
 impl<C> InstrumentLayer<C> {

@@ -8,9 +8,9 @@ use std::task::{Context, Poll};
 use battlement_core::{AsComponent, Classify, Component};
 use tower_service::Service;
 
-use crate::clock::{Mode, Start};
 use crate::future::{Guard, ResponseFuture};
 use crate::instrument::InstrumentState;
+use battlement_core::clock::Clock;
 
 /// A service whose calls are counted into the registry. Made by
 /// [`InstrumentLayer`](crate::InstrumentLayer).
@@ -24,7 +24,7 @@ pub struct Instrument<S, C> {
     state: Arc<InstrumentState>,
     classifier: C,
     sample_mask: u64,
-    clock: Mode,
+    clock: Clock,
 }
 
 impl<S, C> Instrument<S, C> {
@@ -33,7 +33,7 @@ impl<S, C> Instrument<S, C> {
         state: Arc<InstrumentState>,
         classifier: C,
         sample_mask: u64,
-        clock: Mode,
+        clock: Clock,
     ) -> Self {
         Instrument {
             inner,
@@ -108,9 +108,9 @@ where
             counters,
             generation: self.state.generation,
             start: if seq & self.sample_mask == 0 {
-                self.clock.start()
+                Some(self.clock.stamp())
             } else {
-                Start::Untimed
+                None
             },
             classifier: self.classifier.clone(),
             done: false,

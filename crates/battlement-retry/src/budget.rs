@@ -6,11 +6,11 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use battlement_core::clock::Clock;
 use battlement_core::{
     AsComponent, Component, ComponentHealth, ComponentKind, Control, ControlError, HealthStatus,
     InvalidConfig, MetricType, Name,
 };
-use tokio::time::Instant;
 
 /// Token units per retry: a deposit is worth `ratio × SCALE`, a withdrawal
 /// costs `SCALE`, so ratios like 0.3 are exact to a thousandth.
@@ -166,7 +166,7 @@ impl RetryBudgetBuilder {
                 deposit,
                 reserve,
                 window_nanos: window.as_nanos() as u64,
-                origin: Instant::now(),
+                clock: Clock::new(),
                 slot_started: AtomicU64::new(0),
                 rotate: Mutex::new(0),
                 slot: AtomicU64::new(0),
@@ -307,8 +307,10 @@ struct BudgetState {
     /// The floor, in token units.
     reserve: i64,
     window_nanos: u64,
-    origin: Instant,
-    /// When the current slot began, in nanoseconds since `origin`.
+    /// The clock of every reading here: core's fast clock, or tokio's on
+    /// paused time, decided when the budget is built.
+    clock: Clock,
+    /// When the current slot began, on `clock`.
     slot_started: AtomicU64,
     /// The current slot's index; the lock is taken only to rotate (and to
     /// refund).
@@ -327,9 +329,9 @@ struct BudgetState {
 }
 
 impl BudgetState {
+    #[inline(always)]
     fn now_nanos(&self) -> u64 {
-        let d = Instant::now().saturating_duration_since(self.origin);
-        u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+        self.clock.now_ns()
     }
 
     /// Rotates the ring when the current slot's time is up.
