@@ -1,6 +1,8 @@
 //! `DeadlineLayer` and `AttemptTimeoutLayer` on the happy path, side by
-//! side with `tower::timeout` over a bare `service_fn`; and the deadline
-//! header parsers.
+//! side with `tower::timeout` and tower-resilience's time limiter over a
+//! bare `service_fn`; the rejection path (a request whose deadline has
+//! already passed: refused without calling the service); and the
+//! deadline header parsers.
 //!
 //! The request is a `u64`, which carries no deadline (the layers still
 //! time out; the inner layers just cannot see it), and a `Call` that
@@ -56,6 +58,17 @@ fn bench(c: &mut Criterion) {
         )
     };
     let mut carried = DeadlineLayer::new(budget).layer(bare_call());
+    // A deadline one second in the past: `DeadlineExceeded` at once.
+    let past = Deadline::at(tokio::time::Instant::now() - Duration::from_secs(1));
+    let expired = move || Call {
+        n: 1,
+        deadline: Some(past),
+    };
+    let mut rejecting = DeadlineLayer::new(budget).layer(bare_call());
+    let mut time_limiter = tower_resilience::timelimiter::TimeLimiterLayer::builder()
+        .timeout_duration(budget)
+        .build()
+        .layer(bare());
 
     let mut group = c.benchmark_group("deadline");
     group.bench_function("bare_service_fn", |b| {
@@ -75,6 +88,12 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("deadline_layer_carried_in_a_field", |b| {
         b.iter(|| call_now(&mut carried, black_box(call(1))))
+    });
+    group.bench_function("tower_resilience_time_limiter", |b| {
+        b.iter(|| call_now(&mut time_limiter, black_box(1)))
+    });
+    group.bench_function("deadline_layer_expired_rejection", |b| {
+        b.iter(|| call_now(&mut rejecting, black_box(expired())))
     });
     group.finish();
 
@@ -112,6 +131,24 @@ fn bench(c: &mut Criterion) {
         "deadline/attempt_timeout_layer",
         allocs_per_call(10_000, || {
             black_box(call_now(&mut attempt, black_box(1)).ok());
+        }),
+    );
+    report(
+        "deadline/tower_resilience_time_limiter",
+        allocs_per_call(10_000, || {
+            black_box(call_now(&mut time_limiter, black_box(1)).ok());
+        }),
+    );
+    report(
+        "deadline/deadline_layer_expired_rejection",
+        allocs_per_call(10_000, || {
+            black_box(call_now(&mut rejecting, black_box(expired())).is_err());
+        }),
+    );
+    report(
+        "deadline/deadline_layer_named",
+        allocs_per_call(10_000, || {
+            black_box(call_now(&mut named, black_box(1)).ok());
         }),
     );
     report(

@@ -79,6 +79,12 @@ fn bench(c: &mut Criterion) {
         }),
     );
     report(
+        "fallback/success/value_static_layer",
+        allocs_per_call(10_000, || {
+            black_box(call_now(&mut ours_static, black_box(1)).unwrap());
+        }),
+    );
+    report(
         "fallback/success/tower_resilience_value",
         allocs_per_call(10_000, || {
             black_box(call_now(&mut peer, black_box(1)).unwrap());

@@ -1,6 +1,8 @@
 //! Coordination overhead of a 10-backend `All` fan-out over immediately
 //! ready services, against `join_all` over the same services; and the
-//! happy path of a hedge (primary answers at once, no backup).
+//! happy path of a hedge (primary answers at once, no backup), beside
+//! tower-resilience's hedge (100 ms delay, one backup) over the same
+//! backend (with a `Clone` error, which it needs).
 
 use std::future::{Ready, ready};
 use std::hint::black_box;
@@ -13,6 +15,10 @@ use futures_util::future::join_all;
 use tower::{Layer, Service, service_fn};
 
 const BACKENDS: u32 = 10;
+
+/// The error tower-resilience's hedge needs (`Clone`).
+#[derive(Debug, Clone)]
+struct Down;
 
 fn backend(
     i: u32,
@@ -81,6 +87,11 @@ fn bench(c: &mut Criterion) {
     let hedge = HedgeLayer::builder("bench").build().unwrap();
     let mut hedged = hedge.layer(backend(0));
     let mut bare = backend(0);
+    let mut peer = tower_resilience::hedge::HedgeLayer::builder()
+        .delay(std::time::Duration::from_millis(100))
+        .max_hedged_attempts(2)
+        .build()
+        .layer(service_fn(|r: u32| ready(Ok::<u32, Down>(r))));
     let mut group = c.benchmark_group("hedge");
     group.bench_function("bare", |b| {
         b.iter(|| call_now(&mut bare, black_box(1)).unwrap())
@@ -88,8 +99,23 @@ fn bench(c: &mut Criterion) {
     group.bench_function("hedge_no_backup", |b| {
         b.iter(|| call_now(&mut hedged, black_box(1)).unwrap())
     });
+    group.bench_function("tower_resilience_hedge_no_backup", |b| {
+        b.iter(|| call_now(&mut peer, black_box(1)).unwrap())
+    });
     group.finish();
 
+    report(
+        "hedge/tower_resilience_hedge_no_backup",
+        allocs_per_call(10_000, || {
+            black_box(call_now(&mut peer, 1).unwrap());
+        }),
+    );
+    report(
+        "fanout_10/fanout_first_success",
+        allocs_per_call(10_000, || {
+            black_box(call_now(&mut first, 1).unwrap());
+        }),
+    );
     report(
         "fanout_10/join_all",
         allocs_per_call(10_000, || {

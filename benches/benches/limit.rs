@@ -1,7 +1,11 @@
 //! Load protection on its admit paths (zero allocations), side by side with
-//! `tower::limit::ConcurrencyLimit` and tower-resilience 0.13's bulkhead and
-//! adaptive limiter: our bulkhead admitted and rejected, the adaptive limit
-//! admitted, the keyed breaker on an existing key.
+//! `tower::limit::ConcurrencyLimit`, `tower::limit::RateLimit` (a rate it
+//! never reaches) and tower-resilience 0.13's bulkhead and adaptive
+//! limiter: our bulkhead admitted and rejected (beside tower's
+//! `LoadShed` over a full `ConcurrencyLimit`, tower's way to refuse), the
+//! adaptive limit admitted, the keyed breaker on an existing key.
+//! (tower-resilience's bulkhead refuses a full call only after a timer
+//! fires, so it has no rejection row that completes without an executor.)
 
 use std::convert::Infallible;
 use std::hint::black_box;
@@ -91,6 +95,13 @@ fn bench(c: &mut Criterion) {
     )
     .layer(bare());
 
+    let mut tower_rate =
+        tower::limit::RateLimitLayer::new(u64::MAX / 2, Duration::from_secs(3600)).layer(bare());
+    let tower_full = ConcurrencyLimitLayer::new(1).layer(bare());
+    let mut tower_holder = tower_full.clone();
+    assert!(tower::Service::poll_ready(&mut tower_holder, &mut cx).is_ready());
+    let mut tower_rejected = tower::load_shed::LoadShedLayer::new().layer(tower_full);
+
     let mut group = c.benchmark_group("limit");
     row(&mut group, "bare_service_fn", &mut plain);
     row(&mut group, "tower_concurrency_limit", &mut tower_limit);
@@ -100,7 +111,13 @@ fn bench(c: &mut Criterion) {
         row(&mut group, "adaptive_admitted", &mut adaptive),
         row(&mut group, "keyed_breaker_existing_key", &mut keyed_svc),
     ];
+    row(&mut group, "tower_rate_limit", &mut tower_rate);
     row(&mut group, "bulkhead_rejected", &mut rejected);
+    row(
+        &mut group,
+        "tower_load_shed_concurrency_limit_rejected",
+        &mut tower_rejected,
+    );
     row(&mut group, "tower_resilience_bulkhead", &mut tr_bulkhead);
     row(
         &mut group,
@@ -110,6 +127,7 @@ fn bench(c: &mut Criterion) {
     group.finish();
     assert_eq!(admitted, [0.0; 4], "an admit path allocates");
     drop(held);
+    drop(tower_holder);
     assert_eq!(bulkhead.in_flight(), 0);
     assert_eq!(keyed.len(), 4);
 }

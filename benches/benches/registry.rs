@@ -1,6 +1,6 @@
 //! The registry: `InstrumentLayer` per call over a bare `service_fn` (the
-//! budget: ≤ 40 ns, zero allocations), and `health()` over 1,000
-//! components (the budget: ≤ 1 ms).
+//! budget: ≤ 40 ns, zero allocations), and `health()` and the Prometheus
+//! text exposition over 1,000 components (the budget: ≤ 1 ms).
 
 use std::convert::Infallible;
 use std::hint::black_box;
@@ -96,7 +96,38 @@ fn bench(c: &mut Criterion) {
     group.bench_function("health_1000_instruments", |b| {
         b.iter(|| black_box(instruments.health()))
     });
+    group.bench_function("prometheus_1000_components", |b| {
+        b.iter(|| black_box(components.prometheus_text()))
+    });
+    group.bench_function("prometheus_1000_instruments", |b| {
+        b.iter(|| black_box(instruments.prometheus_text()))
+    });
     group.finish();
+
+    report(
+        "registry/health_1000_components",
+        allocs_per_call(10, || {
+            black_box(components.health());
+        }),
+    );
+    report(
+        "registry/prometheus_1000_components",
+        allocs_per_call(10, || {
+            black_box(components.prometheus_text());
+        }),
+    );
+    report(
+        "registry/prometheus_1000_instruments",
+        allocs_per_call(10, || {
+            black_box(instruments.prometheus_text());
+        }),
+    );
+    report(
+        "registry/instrument_tokio_clock",
+        allocs_per_call(10_000, || {
+            black_box(call_now(&mut tokio_clock, black_box(1)).unwrap());
+        }),
+    );
 
     report(
         "registry/instrument",

@@ -118,6 +118,18 @@ fn bench(c: &mut Criterion) {
         }),
     );
     report(
+        "retry/battlement_no_retry_static_policy",
+        allocs_per_call(10_000, || {
+            black_box(call_now(&mut ours_static, black_box(7)).ok());
+        }),
+    );
+    report(
+        "retry/battlement_max_attempts_1",
+        allocs_per_call(10_000, || {
+            black_box(call_now(&mut ours_single, black_box(7)).ok());
+        }),
+    );
+    report(
         "retry/tower_retry_never",
         allocs_per_call(10_000, || {
             black_box(call_now(&mut tower_retry, black_box(7)).ok());

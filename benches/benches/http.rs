@@ -1,0 +1,182 @@
+//! Over real HTTP: an axum server on 127.0.0.1 with the same handler on
+//! two routes, `/bare` and `/policy` (behind `ErrorResponseLayer` and the
+//! full `Policy::http` of the `axum_server` example's shape: instrument,
+//! fallback, gate, total deadline, breaker, attempt timeout; no retry: a
+//! server does not retry its own handler, and an axum `Body` cannot be
+//! sent twice without a replay buffer), loaded in turn by `oha` (a real
+//! load generator, `cargo install oha --locked`; `benches/http.sh`
+//! installs it when missing) for a bounded time.
+//!
+//! Prints, in the scenarios' format (`scenario <group>/<case>: <value>
+//! <unit>`), each route's requests per second and p99, and the
+//! throughput the policy costs in percent (the target: ≤ 3 %). The
+//! routes are loaded alternately, three rounds of 10 s each (one of 2 s
+//! with `BATTLEMENT_BENCH_QUICK=1`), and the figures are the medians of
+//! the rounds, so a burst of load from elsewhere on a shared machine
+//! lands on both.
+//!
+//! `OHA` names the binary (default: `oha` on the `PATH`);
+//! `BATTLEMENT_HTTP_CONNECTIONS` the connections (default 50). Under
+//! `cargo test --benches` it only serves one request per route and
+//! checks the answers.
+
+#![allow(clippy::print_stdout)]
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::Response;
+use axum::routing::get;
+use battlement::gate::HeaderPriority;
+use battlement::http::ErrorResponseLayer;
+use battlement::prelude::*;
+use support::{benching, quick};
+
+mod support;
+use tower::ServiceBuilder;
+
+async fn hello() -> &'static str {
+    "hello"
+}
+
+fn app(registry: &Registry) -> Result<Router, BoxError> {
+    let policy = Policy::http("bench")
+        .without_retry()
+        .gate(|g| g)
+        .priority(HeaderPriority::new())
+        .fallback(|f| f.value_fn(|_| Ok(Response::new(Body::from("fallback")))))
+        .registry(registry)
+        .build()?;
+    Ok(Router::new().route("/bare", get(hello)).route(
+        "/policy",
+        get(hello).route_layer(
+            ServiceBuilder::new()
+                .layer(ErrorResponseLayer::new())
+                .layer(policy),
+        ),
+    ))
+}
+
+/// One GET over a fresh connection; the status line and the body.
+fn get_once(addr: SocketAddr, path: &str) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read");
+    answer
+}
+
+/// One oha run: requests per second and p99 in milliseconds.
+fn load(oha: &str, url: &str, secs: u64, connections: u64) -> (f64, f64) {
+    let out = Command::new(oha)
+        .args([
+            "-z",
+            &format!("{secs}s"),
+            "-c",
+            &connections.to_string(),
+            "--no-tui",
+            "--output-format",
+            "json",
+            url,
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {oha} (benches/http.sh installs it): {e}"));
+    assert!(
+        out.status.success(),
+        "oha failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("oha's JSON");
+    let rps = json["summary"]["requestsPerSec"]
+        .as_f64()
+        .expect("summary.requestsPerSec");
+    let p99 = json["latencyPercentiles"]["p99"]
+        .as_f64()
+        .expect("latencyPercentiles.p99");
+    let codes = &json["statusCodeDistribution"];
+    assert!(
+        codes
+            .as_object()
+            .is_some_and(|c| c.keys().all(|k| k == "200")),
+        "non-200 answers from {url}: {codes}"
+    );
+    (rps, p99 * 1e3)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let registry = Registry::new();
+    let router = app(&registry).expect("a valid policy");
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("an address");
+    rt.spawn(async move { axum::serve(listener, router).await });
+
+    for path in ["/bare", "/policy"] {
+        let answer = get_once(addr, path);
+        assert!(
+            answer.starts_with("HTTP/1.1 200") && answer.ends_with("hello"),
+            "{path}: {answer}"
+        );
+    }
+    if !benching() {
+        println!("http: both routes answer 200 on {addr} (run `benches/http.sh` to load them)");
+        return;
+    }
+
+    let oha = std::env::var("OHA").unwrap_or_else(|_| "oha".to_owned());
+    let connections = std::env::var("BATTLEMENT_HTTP_CONNECTIONS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(50);
+    let (rounds, secs) = if quick() { (1, 2) } else { (3, 10) };
+    let mut figures = [(Vec::new(), Vec::new()), (Vec::new(), Vec::new())];
+    // Warm both routes (connections, the policy's first calls).
+    for path in ["/bare", "/policy"] {
+        load(&oha, &format!("http://{addr}{path}"), 1, connections);
+    }
+    for _ in 0..rounds {
+        for (i, path) in ["/bare", "/policy"].into_iter().enumerate() {
+            let (rps, p99) = load(&oha, &format!("http://{addr}{path}"), secs, connections);
+            figures[i].0.push(rps);
+            figures[i].1.push(p99);
+        }
+    }
+    let [(bare_rps, bare_p99), (policy_rps, policy_p99)] =
+        figures.map(|(rps, p99)| (median(rps), median(p99)));
+    let line = |name: &str, value: f64, unit: &str| {
+        println!("scenario http/{name}: {value:.3} {unit}");
+    };
+    line("bare_rps", bare_rps, "requests/s");
+    line("policy_rps", policy_rps, "requests/s");
+    line("bare_p99", bare_p99, "ms");
+    line("policy_p99", policy_p99, "ms");
+    line(
+        "policy_throughput_cost",
+        (1.0 - policy_rps / bare_rps) * 100.0,
+        "%",
+    );
+    println!(
+        "http: {rounds} rounds of {secs} s per route, {connections} connections, medians (oha, loopback)"
+    );
+    let served = registry.health();
+    std::hint::black_box(served);
+    rt.shutdown_timeout(Duration::from_secs(1));
+}
