@@ -173,7 +173,14 @@ fn parse_http_date(s: &str) -> Option<i128> {
     let h: i128 = hms.next()?.parse().ok()?;
     let m: i128 = hms.next()?.parse().ok()?;
     let sec: i128 = hms.next()?.parse().ok()?;
-    if parts.next()? != "GMT" || !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 60 {
+    // Each field in its range: a negative hour would pass `h > 23` and,
+    // large enough, overflow the arithmetic below.
+    if parts.next()? != "GMT"
+        || !(1..=31).contains(&day)
+        || !(0..=23).contains(&h)
+        || !(0..=59).contains(&m)
+        || !(0..=60).contains(&sec)
+    {
         return None;
     }
     // Days from the civil date (Howard Hinnant's algorithm).
