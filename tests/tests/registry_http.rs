@@ -276,13 +276,11 @@ async fn every_route_and_every_error_status() {
     );
     let r = http.post("/health/payments/level", Some(TOKEN), "{}").await;
     assert_eq!(r.status, 400);
+    // Over the 16 KiB cap: 413.
     let big = format!(r#"{{"level":"{}"}}"#, "x".repeat(64 * 1024));
-    assert_eq!(
-        http.post("/health/payments/level", Some(TOKEN), &big)
-            .await
-            .status,
-        400
-    );
+    let r = http.post("/health/payments/level", Some(TOKEN), &big).await;
+    assert_eq!(r.status, 413);
+    assert_eq!(r.json()["error"], "payload_too_large");
     // A control the component does not support: 409.
     let r = http
         .post(

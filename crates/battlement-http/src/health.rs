@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, request::Parts};
 use http_body::Body;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{Value, json};
 use tower_service::Service;
 
@@ -146,11 +146,13 @@ enum Access {
 /// RFC 6750's `error="invalid_token"`, the same for a missing and a wrong
 /// token, so the answer tells a prober nothing.
 /// Every error is JSON, `{"error": "<code>", "message": "<what>"}`:
-/// `400` for a malformed path (`bad_path`), a malformed or oversized body
-/// or an unknown level, `404` for an unknown route or component, `405`
+/// `400` for a malformed path (`bad_path`), a malformed body or an
+/// unknown level, `404` for an unknown route or component, `405`
 /// with `Allow` for a wrong method, `408` (`request_timeout`) for a body
 /// that does not arrive within the [body
-/// timeout](Self::with_body_timeout), `409` for a control the component
+/// timeout](Self::with_body_timeout), `413` (`payload_too_large`) for a
+/// body over 16 KiB (refused before reading when its `content-length`
+/// says so), `409` for a control the component
 /// does not support or refuses. A control that succeeds answers `200`
 /// with `{"component": "<name>", "control": "<control>", "applied": true,
 /// "health": <report>}`, where `health` is the component's report (as
@@ -651,6 +653,8 @@ fn bearer_token(value: &[u8]) -> Option<&[u8]> {
 fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
     let mut diff = given.len() ^ expected.len();
     for (g, e) in given.iter().zip(expected.iter().cycle()) {
+        #[cfg(test)]
+        probe::byte_compared();
         diff |= usize::from(g ^ e);
     }
     std::hint::black_box(diff) == 0
@@ -664,9 +668,21 @@ where
     B::Error: Into<BoxError>,
 {
     let bad = |msg: String| Box::new(error(StatusCode::BAD_REQUEST, "bad_request", msg));
+    let too_large = || {
+        Box::new(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format_args!("the body is over {MAX_BODY} bytes"),
+        ))
+    };
+    // A length announced over the cap is refused before reading a byte.
+    if body.size_hint().lower() > MAX_BODY as u64 {
+        return Err(too_large());
+    }
     let read = tokio::time::timeout(timeout, Limited::new(body, MAX_BODY).collect());
     let bytes: Bytes = match read.await {
         Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => return Err(too_large()),
         Ok(Err(e)) => return Err(bad(format!("could not read the body: {e}"))),
         Err(_) => {
             return Err(Box::new(error(
@@ -756,10 +772,78 @@ impl Filter {
     }
 }
 
+/// Counts, in tests, the bytes [`constant_time_eq`] compares, so a test
+/// can check that a bearer token is judged by it, byte for byte, and
+/// never by an early-returning comparison.
+#[cfg(test)]
+mod probe {
+    use std::cell::Cell;
+
+    thread_local! {
+        static COMPARED: Cell<usize> = const { Cell::new(0) };
+    }
+
+    pub(super) fn byte_compared() {
+        COMPARED.with(|c| c.set(c.get() + 1));
+    }
+
+    /// The bytes compared on this thread since the last call.
+    pub(super) fn take() -> usize {
+        COMPARED.with(|c| c.replace(0))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn parts(auth: &[&str]) -> Parts {
+        let mut req = Request::post("/health/db/open");
+        for a in auth {
+            req = req.header(header::AUTHORIZATION, *a);
+        }
+        req.body(()).unwrap().into_parts().0
+    }
+
+    /// Constant time by construction: every bearer token the scheme lets
+    /// through is judged by `constant_time_eq`, which looks at every byte
+    /// of it whatever the token configured (shorter, longer, a prefix,
+    /// differing at the first byte or the last), so the time depends on
+    /// the caller's input only. Counted, not timed.
+    #[test]
+    fn the_token_is_compared_in_constant_time() {
+        let svc = HealthService::new(Registry::new()).with_bearer_token("s3cret-token");
+        let _ = probe::take();
+        for given in [
+            "s3cret-token",
+            "x3cret-token",
+            "s3cret-tokex",
+            "s",
+            "s3cret",
+            "s3cret-token-and-more",
+            "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz",
+        ] {
+            let want = if given == "s3cret-token" {
+                Authorization::Granted
+            } else {
+                Authorization::Unauthenticated
+            };
+            assert_eq!(svc.authorize(&parts(&[&format!("Bearer {given}")])), want);
+            assert_eq!(probe::take(), given.len(), "{given}: every byte compared");
+        }
+        // What the scheme refuses is refused before any comparison: the
+        // answer depends on the header's shape, never on the token.
+        for auth in [
+            &["Basic s3cret-token"][..],
+            &["Bearer "],
+            &[],
+            &["Bearer s3cret-token"; 2],
+        ] {
+            assert_eq!(svc.authorize(&parts(auth)), Authorization::Unauthenticated);
+            assert_eq!(probe::take(), 0, "{auth:?}");
+        }
+    }
 
     proptest! {
         /// Equal exactly when the bytes are, whatever the lengths (a

@@ -69,7 +69,8 @@
 //!   (15 s by default, `HealthService::with_keep_alive`), and a slow
 //!   client is lagged (told `event: lagged` and counted), never a cause
 //!   of unbounded memory or of a waiting emitter.
-//! - Bodies of controls are read up to 16 KiB (anything bigger is `400`)
+//! - Bodies of controls are read up to 16 KiB (anything bigger is `413`,
+//!   at once when `content-length` announces it)
 //!   and within 10 s by default (`408` past it, so a client sending a byte
 //!   at a time cannot hold a control open).
 //! - Paths are percent-decoded strictly, before routing: a bad escape is
