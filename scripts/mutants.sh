@@ -58,7 +58,7 @@ for spec in "$@"; do
     done
     out="target/mutants/$crate"
     if [ "$spec" != "$crate" ]; then
-        out="target/mutants/$crate-$(echo "$files" | tr '/,.' '--_')"
+        out="target/mutants/$crate-$(echo "$files" | sed 's/src\///g; s/[\/,.]/_/g')"
     fi
     mkdir -p "$out"
     echo "== battlement-$crate: $files -> $out/mutants.out"
