@@ -58,9 +58,17 @@ impl OpenDuration {
                 multiplier,
                 max,
             } => {
+                // The first open is `base` exactly: through `f64` a
+                // large base comes back a few nanoseconds longer.
+                if reopens == 0 {
+                    return base.min(max);
+                }
                 let exp = i32::try_from(reopens).unwrap_or(i32::MAX);
                 let secs = base.as_secs_f64() * multiplier.powi(exp);
-                Duration::try_from_secs_f64(secs).map_or(max, |d| d.min(max))
+                // Never shorter than `base` for rounding either (`max`
+                // wins over `base` when a hand-made value has them the
+                // wrong way round).
+                Duration::try_from_secs_f64(secs).map_or(max, |d| d.max(base).min(max))
             }
         }
     }
