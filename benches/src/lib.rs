@@ -1,11 +1,12 @@
 //! Helpers shared by battlement's criterion benches.
 //!
-//! - A counting global allocator installed for every bench binary that
-//!   links this library, and [`allocs_per_call`] to read it. It counts in
-//!   a thread-local cell, not in shared atomics: `stats_alloc`'s four
-//!   `SeqCst` read-modify-writes per allocation and free doubled the cost
-//!   of a boxed error (66 ns against 30 for the box and drop alone), and a
-//!   bench is there to time the layer, not the counter.
+//! - A counting global allocator ([`allocation_counter`]) installed for
+//!   every bench binary that links this library, and [`allocs_per_call`]
+//!   to read it. It counts per thread, in thread-locals, not in shared
+//!   atomics: `stats_alloc`'s four `SeqCst` read-modify-writes per
+//!   allocation and free made a boxed error cost twice what it does
+//!   without a counter, and a bench is there to time the layer, not the
+//!   counter.
 //! - [`call_now`], which drives a service whose calls complete without
 //!   waiting, by polling with a no-op waker: the bench then measures the
 //!   layer, not an executor. Both are `#[inline(always)]`: moving a large
@@ -17,71 +18,12 @@
 //! Every bench reports its figures with [`report`] in one format:
 //! `alloc <name>: <n> allocations/call`.
 
-use std::alloc::System;
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
-use std::alloc::{GlobalAlloc, Layout};
-use std::cell::Cell;
 /// The service trait, for [`ir_loop!`]'s expansion in bench binaries.
 pub use tower_service::Service;
-
-thread_local! {
-    /// Allocations and reallocations made by this thread. A `const` cell
-    /// without a destructor: reading it never allocates and it is never
-    /// torn down, so the allocator may touch it at any time.
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-/// The system allocator, counting each thread's allocations.
-struct Counting;
-
-impl Counting {
-    #[inline(always)]
-    fn count() {
-        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-    }
-}
-
-// SAFETY: every method forwards to `System` unchanged; counting touches
-// only a thread-local `Cell`.
-unsafe impl GlobalAlloc for Counting {
-    #[inline]
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        Self::count();
-        // SAFETY: the caller's contract, forwarded.
-        unsafe { System.alloc(layout) }
-    }
-
-    #[inline]
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        Self::count();
-        // SAFETY: the caller's contract, forwarded.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    #[inline]
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller's contract, forwarded.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    #[inline]
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        Self::count();
-        // SAFETY: the caller's contract, forwarded.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// The allocations (reallocations included) this thread has made so far.
-pub fn allocations() -> u64 {
-    ALLOCATIONS.with(Cell::get)
-}
 
 /// Runs `f` `iters` times and returns the heap allocations it made per run
 /// (reallocations included), counted by the global allocator.
@@ -90,11 +32,12 @@ pub fn allocations() -> u64 {
 /// threads is not counted.
 pub fn allocs_per_call(iters: u64, mut f: impl FnMut()) -> f64 {
     let iters = iters.max(1);
-    let before = allocations();
-    for _ in 0..iters {
-        f();
-    }
-    (allocations() - before) as f64 / iters as f64
+    let info = allocation_counter::measure(|| {
+        for _ in 0..iters {
+            f();
+        }
+    });
+    info.count_total as f64 / iters as f64
 }
 
 /// Prints one allocation figure in the benches' common format.
