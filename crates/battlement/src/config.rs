@@ -676,17 +676,37 @@ impl PolicyConfig {
     }
 }
 
+/// Where a builder's field is in the file: its section and the name the
+/// file gives it (`open_max`, not the breaker builder's
+/// `open_duration_max`), so an error names what the user wrote.
+fn config_field(component: &str, field: &'static str) -> (&'static str, &'static str) {
+    match component {
+        "breaker" => (
+            ".breaker",
+            match field {
+                "open_duration" | "open_duration_base" => "open",
+                "open_duration_multiplier" => "open_multiplier",
+                "open_duration_max" => "open_max",
+                "window_size" => "window_calls",
+                "window_duration" => "window",
+                "slow_call_duration" => "slow_call_threshold",
+                f => f,
+            },
+        ),
+        "retry" => (".retry", field),
+        "retry budget" | "retry_budget" | "budget" => (".budget", field),
+        "attempt_timeout" if field == "per_attempt" => ("", "attempt_timeout"),
+        _ => ("", field),
+    }
+}
+
 /// A build error as a [`ConfigError`] at `path`.
 fn policy_error_path(path: &str, e: &PolicyError) -> ConfigError {
     match e {
         PolicyError::Invalid { source, .. } => {
-            let section = match source.component {
-                "retry" | "breaker" => format!(".{}", source.component),
-                "retry_budget" | "budget" => ".budget".to_string(),
-                _ => String::new(),
-            };
+            let (section, field) = config_field(source.component, source.field);
             ConfigError::new(
-                format!("{path}{section}.{}", source.field),
+                format!("{path}{section}.{field}"),
                 format!("{} {}", source.value, source.bound),
             )
         }
