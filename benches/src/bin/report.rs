@@ -63,7 +63,10 @@ const BREAKER_CLOSED_PEERS: &[Peer] = &[
     peer("failsafe", "breaker/failsafe_closed"),
 ];
 const BREAKER_OPEN_PEERS: &[Peer] = &[
-    peer("tower-resilience", "breaker/tower_resilience_open_rejection"),
+    peer(
+        "tower-resilience",
+        "breaker/tower_resilience_open_rejection",
+    ),
     peer("failsafe", "breaker/failsafe_open_rejection"),
 ];
 const RETRY_PEERS: &[Peer] = &[
@@ -754,7 +757,10 @@ fn plot(f: &Figures, path: &Path) -> Result<(), Error> {
         value: f64,
     }
     let mut groups: Vec<(String, Vec<Bar>)> = Vec::new();
-    for row in ROWS.iter().filter(|r| !r.peers.is_empty() && r.bare.is_some()) {
+    for row in ROWS
+        .iter()
+        .filter(|r| !r.peers.is_empty() && r.bare.is_some())
+    {
         let mut bars = Vec::new();
         if let Some(v) = f.overhead(row.ours, row.bare) {
             bars.push(Bar {
@@ -773,7 +779,10 @@ fn plot(f: &Figures, path: &Path) -> Result<(), Error> {
             }
         }
         if !bars.is_empty() {
-            groups.push((format!("{}: {}", row.layer, row.path).replace('`', ""), bars));
+            groups.push((
+                format!("{}: {}", row.layer, row.path).replace('`', ""),
+                bars,
+            ));
         }
     }
     register_font()?;
