@@ -307,6 +307,16 @@ const ROWS: &[Row] = &[
     },
 ];
 
+/// What every call or rejection pays whatever the layer does.
+const FLOORS: &[(&str, &str)] = &[
+    ("one read of tokio's clock", "breaker/clock_read"),
+    (
+        "boxing a `CircuitOpen` into a `BoxError` and dropping it",
+        "breaker/box_circuit_open_floor",
+    ),
+    ("an `Arc` clone and drop", "fallback/arc_clone_drop"),
+];
+
 /// The contention rows: two threads sharing one of each.
 const CONTENDED: &[(&str, &str, &[Peer])] = &[
     (
@@ -563,6 +573,14 @@ fn render(f: &Figures) -> Result<String, Error> {
                 peers.join("<br>")
             }
         )?;
+    }
+
+    writeln!(
+        s,
+        "\nFloors under those figures, from the same run:\n\n| floor | time |\n|---|---:|"
+    )?;
+    for (what, id) in FLOORS {
+        writeln!(s, "| {what} | {} |", opt(f.time(id), ns))?;
     }
 
     writeln!(
