@@ -113,9 +113,22 @@ impl Deadline {
     }
 }
 
+/// What a thread has in scope: the deadline, and while a `DeadlineLayer`
+/// calls the layers inside it, the instant of that call.
+#[derive(Debug, Clone, Copy)]
+struct Scope {
+    deadline: Option<Deadline>,
+    called_at: Option<Instant>,
+}
+
 thread_local! {
     /// The deadline in scope on this thread, if any.
-    static CURRENT: Cell<Option<Deadline>> = const { Cell::new(None) };
+    static CURRENT: Cell<Scope> = const {
+        Cell::new(Scope {
+            deadline: None,
+            called_at: None,
+        })
+    };
     /// What an enclosing retry learns of the attempt bound inside it:
     /// `None` when nobody listens, `Some(None)` while a retry listens and
     /// nothing was announced, `Some(Some(bound))` once an attempt timeout
@@ -128,7 +141,24 @@ thread_local! {
 /// or `None` outside any.
 #[inline]
 pub fn current() -> Option<Deadline> {
-    CURRENT.with(Cell::get)
+    CURRENT.with(Cell::get).deadline
+}
+
+/// "Now" for a layer being called: the instant an enclosing
+/// `DeadlineLayer` read when it was called, while it calls the layers
+/// inside it ([`enter_call`]); otherwise a read of tokio's clock.
+///
+/// A call runs through the layers synchronously, in nanoseconds, so one
+/// clock read serves the whole chain of `call`s (the deadline layer's and
+/// the attempt timeout's, which would otherwise read it twice). While a
+/// future is polled ([`enter`]), and for every later attempt of a retry,
+/// the clock is read again.
+#[inline]
+pub fn call_time() -> Instant {
+    CURRENT
+        .with(Cell::get)
+        .called_at
+        .unwrap_or_else(Instant::now)
 }
 
 /// The deadline a layer should work to for `req`: the one the request
@@ -153,8 +183,26 @@ pub fn scope<R>(deadline: Deadline, f: impl FnOnce() -> R) -> R {
 /// synchronous step (a `call`, a `poll`), never across an `.await`.
 #[inline]
 pub fn enter(deadline: Deadline) -> ScopeGuard {
+    enter_scope(Scope {
+        deadline: Some(deadline),
+        called_at: None,
+    })
+}
+
+/// [`enter`] for a `call`: `deadline` in scope, and `now`, the instant the
+/// caller read, as the [`call_time`] of the layers it calls.
+#[inline]
+pub fn enter_call(deadline: Deadline, now: Instant) -> ScopeGuard {
+    enter_scope(Scope {
+        deadline: Some(deadline),
+        called_at: Some(now),
+    })
+}
+
+#[inline(always)]
+fn enter_scope(scope: Scope) -> ScopeGuard {
     ScopeGuard {
-        previous: CURRENT.with(|c| c.replace(Some(deadline))),
+        previous: CURRENT.with(|c| c.replace(scope)),
         _not_send: PhantomData,
     }
 }
@@ -163,7 +211,7 @@ pub fn enter(deadline: Deadline) -> ScopeGuard {
 #[derive(Debug)]
 #[must_use = "the deadline is in scope only while the guard lives"]
 pub struct ScopeGuard {
-    previous: Option<Deadline>,
+    previous: Scope,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -191,17 +239,46 @@ pub fn announce_attempt_bound(bound: Duration) {
 /// announced ([`announce_attempt_bound`]); the first (outermost) one
 /// wins. A retry uses it to default the time an attempt needs left.
 pub fn learn_attempt_bound<R>(f: impl FnOnce() -> R) -> (R, Option<Duration>) {
-    struct Restore(Option<Option<Duration>>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            ATTEMPT_BOUND.with(|c| c.set(self.0));
-        }
-    }
-    let restore = Restore(ATTEMPT_BOUND.with(|c| c.replace(Some(None))));
+    let listener = listen_attempt_bound();
     let out = f();
-    let learned = ATTEMPT_BOUND.with(Cell::get).flatten();
-    drop(restore);
-    (out, learned)
+    (out, listener.finish())
+}
+
+/// [`learn_attempt_bound`] as a guard, for a `call` that builds its
+/// future in place (a closure's result is a temporary, copied out): the
+/// bound announced between this and [`AttemptBoundListener::finish`] is
+/// learned.
+#[inline]
+pub fn listen_attempt_bound() -> AttemptBoundListener {
+    AttemptBoundListener {
+        previous: ATTEMPT_BOUND.with(|c| c.replace(Some(None))),
+        _not_send: PhantomData,
+    }
+}
+
+/// Listens for the bound an attempt timeout announces, from
+/// [`listen_attempt_bound`] until [`finish`](Self::finish) (or a drop),
+/// which restores what an enclosing listener had heard.
+#[derive(Debug)]
+#[must_use = "the bound is learned only until the listener finishes"]
+pub struct AttemptBoundListener {
+    previous: Option<Option<Duration>>,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl AttemptBoundListener {
+    /// The bound announced since the listener started, if any.
+    #[inline]
+    pub fn finish(self) -> Option<Duration> {
+        ATTEMPT_BOUND.with(Cell::get).flatten()
+    }
+}
+
+impl Drop for AttemptBoundListener {
+    #[inline]
+    fn drop(&mut self) {
+        ATTEMPT_BOUND.with(|c| c.set(self.previous));
+    }
 }
 
 /// About thirty years from `now` (tokio's own "far future"): far enough

@@ -70,8 +70,12 @@ pin_project! {
         // service was not called) or once the timer has won.
         #[pin]
         inner: Option<F>,
+        // Made at the first poll that finds the inner future pending: a
+        // call that completes at once never touches the timer (making a
+        // `Sleep` reads the runtime's thread-local handle and clones it).
         #[pin]
-        sleep: Sleep,
+        sleep: Option<Sleep>,
+        at: Instant,
         meta: u64,
         shared: Observer,
     }
@@ -83,14 +87,14 @@ impl<F> ResponseFuture<F> {
     /// `inner` (the deadline had passed before the call) the future fails
     /// at once.
     ///
-    /// The only constructor, so the compiler sees one `Sleep` built in
-    /// place and never registered on the happy path, as in
-    /// `tower::timeout`.
+    /// The timer is made only if the inner future is pending at its first
+    /// poll.
     #[inline(always)]
     pub(crate) fn new(inner: Option<F>, at: Instant, meta: u64, shared: Observer) -> Self {
         ResponseFuture {
             inner,
-            sleep: tokio::time::sleep_until(at),
+            sleep: None,
+            at,
             meta,
             shared,
         }
@@ -133,7 +137,7 @@ where
         let fired_at = match this.inner.as_mut().as_pin_mut() {
             Some(inner) => {
                 let polled = if *this.meta & SCOPED != 0 {
-                    let _scope = deadline::enter(Deadline::at(this.sleep.deadline()));
+                    let _scope = deadline::enter(Deadline::at(*this.at));
                     inner.poll(cx)
                 } else {
                     inner.poll(cx)
@@ -144,18 +148,24 @@ where
                         Err(e) => Poll::Ready(Err(inner_failed(
                             this.meta,
                             *this.shared,
-                            this.sleep.deadline(),
+                            *this.at,
                             e.into(),
                         ))),
                     };
                 }
-                match this.sleep.as_mut().poll(cx) {
+                if this.sleep.is_none() {
+                    this.sleep.set(Some(tokio::time::sleep_until(*this.at)));
+                }
+                let Some(sleep) = this.sleep.as_mut().as_pin_mut() else {
+                    unreachable!("the timer was just made");
+                };
+                match sleep.poll(cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(()) => {
                         // The timer won: drop the inner future now, which
                         // cancels the call.
                         this.inner.set(None);
-                        Some(this.sleep.deadline())
+                        Some(*this.at)
                     }
                 }
             }

@@ -122,53 +122,50 @@ where
 
     #[inline(always)]
     fn call(&mut self, mut req: Req) -> Self::Future {
-        // One clock read, as `tower::timeout`'s `sleep(d)` makes.
-        let now = Instant::now();
+        // One clock read, as `tower::timeout`'s `sleep(d)` makes (none
+        // when an enclosing deadline layer's call read it), and the same
+        // "now" for the layers this one calls.
+        let now = deadline::call_time();
         let own = add_saturating(now, self.total);
         // The request's deadline, or the one an enclosing deadline layer
         // has in scope: never loosened either way.
-        if let Some(carried) = deadline::effective(&req) {
-            let (inner, at, meta) = self.call_carried(req, now, own, carried.instant());
-            return ResponseFuture::new(inner, at, meta, self.shared.for_future());
-        }
-        // The common case: the deadline is the layer's own (never zero,
-        // see `new`), and its bound is `total`, packed when the service
-        // was built. The inner service's `call` sees it in scope too.
-        req.set_deadline(Deadline::at(own));
-        let inner = deadline::scope(Deadline::at(own), || self.inner.call(req));
-        ResponseFuture::new(Some(inner), own, self.meta, self.shared.for_future())
-    }
-}
-
-impl<S> DeadlineService<S> {
-    /// A request that already carries a deadline: keep the earlier.
-    fn call_carried<Req>(
-        &mut self,
-        mut req: Req,
-        now: Instant,
-        own: Instant,
-        carried: Instant,
-    ) -> (Option<S::Future>, Instant, u64)
-    where
-        S: Service<Req>,
-        Req: DeadlineCarrier,
-    {
-        let at = carried.min(own);
-        if at <= now {
-            return (None, now, expired_meta(Role::Total));
-        }
-        let meta = if at == own {
-            req.set_deadline(Deadline::at(own));
-            self.meta
-        } else {
-            pack(
-                at.saturating_duration_since(now),
-                Cut::Deadline,
-                Role::Total,
-            )
+        let (at, meta) = match deadline::effective(&req) {
+            None => {
+                // The common case: the deadline is the layer's own (never
+                // zero, see `new`), and its bound is `total`, packed when
+                // the service was built.
+                req.set_deadline(Deadline::at(own));
+                (own, self.meta)
+            }
+            Some(carried) => {
+                let at = carried.instant().min(own);
+                if at <= now {
+                    return ResponseFuture::new(
+                        None,
+                        now,
+                        expired_meta(Role::Total),
+                        self.shared.for_future(),
+                    );
+                }
+                if at == own {
+                    req.set_deadline(Deadline::at(own));
+                    (own, self.meta)
+                } else {
+                    let bound = at.saturating_duration_since(now);
+                    (at, pack(bound, Cut::Deadline, Role::Total))
+                }
+            }
         };
-        let inner = deadline::scope(Deadline::at(at), || self.inner.call(req));
-        (Some(inner), at, meta)
+        // The inner service's `call` sees the deadline in scope too. Its
+        // future is built in place, inside the guard's life: through a
+        // closure it would be a temporary, copied into this one.
+        let _scope = deadline::enter_call(Deadline::at(at), now);
+        ResponseFuture::new(
+            Some(self.inner.call(req)),
+            at,
+            meta,
+            self.shared.for_future(),
+        )
     }
 }
 
@@ -264,8 +261,11 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
+    #[inline(always)]
     fn call(&mut self, mut req: Req) -> Self::Future {
-        let now = Instant::now();
+        // One clock read per attempt, or none for the first attempt of a
+        // call an enclosing deadline layer is making (its "now").
+        let now = deadline::call_time();
         if let Some(bound) = self.per_attempt {
             deadline::announce_attempt_bound(bound);
         }
@@ -294,27 +294,36 @@ where
             (Some(o), None) => (o, Cut::Attempt),
             (_, Some(c)) => (c, Cut::Deadline),
         };
-        let (inner, at, meta) = if carried.is_some_and(|c| c <= now) {
-            (None, now, expired_meta(Role::Attempt) | owned_outside)
+        if carried.is_some_and(|c| c <= now) {
+            return ResponseFuture::new(
+                None,
+                now,
+                expired_meta(Role::Attempt) | owned_outside,
+                self.shared.for_future(),
+            );
+        }
+        let meta = pack(at.saturating_duration_since(now), cut, Role::Attempt);
+        // Unbounded: no deadline to tell the layers inside. Otherwise the
+        // attempt's end is the deadline inside it, in scope as on the
+        // request.
+        let (meta, _scope) = if own.is_none() && carried.is_none() {
+            (meta & !SCOPED, None)
         } else {
-            let meta = pack(at.saturating_duration_since(now), cut, Role::Attempt);
-            if own.is_none() && carried.is_none() {
-                // Unbounded: no deadline to tell the layers inside.
-                (Some(self.inner.call(req)), at, meta & !SCOPED)
-            } else {
-                let meta = match cut {
-                    Cut::Attempt => {
-                        req.tighten_deadline(Deadline::at(at));
-                        meta
-                    }
-                    Cut::Deadline => meta | owned_outside,
-                };
-                // The attempt's end is the deadline inside it, in scope as
-                // on the request.
-                let inner = deadline::scope(Deadline::at(at), || self.inner.call(req));
-                (Some(inner), at, meta)
-            }
+            let meta = match cut {
+                Cut::Attempt => {
+                    req.tighten_deadline(Deadline::at(at));
+                    meta
+                }
+                Cut::Deadline => meta | owned_outside,
+            };
+            (meta, Some(deadline::enter(Deadline::at(at))))
         };
-        ResponseFuture::new(inner, at, meta, self.shared.for_future())
+        // Built in place, inside the scope's life (see `DeadlineService`).
+        ResponseFuture::new(
+            Some(self.inner.call(req)),
+            at,
+            meta,
+            self.shared.for_future(),
+        )
     }
 }

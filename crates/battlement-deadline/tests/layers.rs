@@ -514,15 +514,17 @@ async fn an_unbounded_attempt_sets_no_deadline() {
 }
 
 #[test]
-fn the_response_future_is_tower_timeouts_plus_two_words() {
+fn the_response_future_is_tower_timeouts_plus_four_words() {
     type Inner = std::future::Ready<Result<u64, std::convert::Infallible>>;
     type Ours = battlement_deadline::future::ResponseFuture<Inner>;
     type Towers = tower::timeout::future::ResponseFuture<Inner>;
     let word = std::mem::size_of::<usize>();
-    // The bound and flags in one word, the layer's counters in another;
-    // `Option<Inner>` fits in `Inner`'s niche here.
+    // The bound and flags in one word, the layer's counters in another,
+    // and the deadline's instant (two words), kept beside the timer since
+    // the timer is made only when the inner future is pending; `Option<Inner>`
+    // fits in `Inner`'s niche here, `Option<Sleep>` in `Sleep`'s.
     assert!(
-        std::mem::size_of::<Ours>() <= std::mem::size_of::<Towers>() + 2 * word,
+        std::mem::size_of::<Ours>() <= std::mem::size_of::<Towers>() + 4 * word,
         "ours {} bytes, tower's {}",
         std::mem::size_of::<Ours>(),
         std::mem::size_of::<Towers>(),
@@ -592,4 +594,27 @@ async fn the_longest_budgets_saturate() {
     req.set_deadline(Deadline::after(Duration::MAX));
     let seen = split.ready().await.unwrap().call(req).await.unwrap();
     assert!(seen.unwrap().remaining() > far);
+}
+
+/// A call that completes at its first poll never makes a timer: the
+/// stack runs even outside a runtime (making a `Sleep` there panics), and
+/// pays nothing for the timer it did not need.
+#[test]
+fn a_call_ready_at_once_makes_no_timer() {
+    let mut svc = ServiceBuilder::new()
+        .layer(DeadlineLayer::new(Duration::from_secs(1)))
+        .layer(AttemptTimeoutLayer::new(Duration::from_millis(100)))
+        .service(service_fn(|req: Req| async move {
+            Ok::<_, BoxError>(req.deadline().map(|d| d.remaining()))
+        }));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(svc.poll_ready(&mut cx).is_ready());
+    let fut = std::pin::pin!(svc.call(Req::new(())));
+    let std::task::Poll::Ready(out) = fut.poll(&mut cx) else {
+        panic!("a ready service's call is ready at once");
+    };
+    // The attempt's bound, tightened on the request and seen inside.
+    let left = out.unwrap().expect("a deadline on the request");
+    assert!(left <= Duration::from_millis(100), "{left:?}");
+    assert!(left > Duration::from_millis(50), "{left:?}");
 }

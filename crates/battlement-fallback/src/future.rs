@@ -50,6 +50,7 @@ pin_project! {
 }
 
 impl<F, Req: 'static, Res: 'static, K: 'static, C: 'static> ResponseFuture<F, Req, Res, K, C> {
+    #[inline(always)]
     pub(crate) fn new(
         fut: F,
         shared: Handle<Shared<Req, Res, K, C>>,

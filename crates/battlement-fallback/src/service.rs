@@ -97,13 +97,15 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    #[inline]
+    #[inline(always)]
     fn call(&mut self, req: Req) -> Self::Future {
         let key = match &self.shared.key {
             Some(f) => f(&req),
             None => None,
         };
         let copy = self.shared.clone_req.map(|clone| clone(&req));
-        ResponseFuture::new(self.inner.call(req), self.shared.clone(), key, copy)
+        // Everything else first: the inner future is then built in place.
+        let shared = self.shared.clone();
+        ResponseFuture::new(self.inner.call(req), shared, key, copy)
     }
 }

@@ -100,7 +100,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    #[inline]
+    #[inline(always)]
     fn call(&mut self, req: Req) -> Self::Future {
         let counters = self.state.counters;
         let seq = counters.start();

@@ -92,13 +92,14 @@ impl<S, Req, C: 'static, P: 'static> ResponseFuture<S, Req, C, P>
 where
     S: Service<Req>,
 {
+    #[inline(always)]
     pub(crate) fn new(
         future: S::Future,
         request: Option<Req>,
         service: Option<S>,
         policy: RetryPolicy<C, P>,
         deadline: Option<Deadline>,
-        min_time_left: Duration,
+        min_time_left: impl FnOnce() -> Duration,
     ) -> Self {
         ResponseFuture {
             state: State::Called { future },
@@ -108,7 +109,7 @@ where
             service,
             policy,
             deadline,
-            min_time_left,
+            min_time_left: min_time_left(),
             attempts: 1,
             prev_delay: Duration::ZERO,
             token: None,

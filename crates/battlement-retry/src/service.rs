@@ -94,7 +94,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    #[inline]
+    #[inline(always)]
     fn call(&mut self, req: Req) -> Self::Future {
         let shared = &self.policy.shared;
         if let Some(budget) = &shared.budget {
@@ -111,25 +111,29 @@ where
             None
         };
         let service = retained.as_ref().map(|_| self.inner.clone());
-        let (future, min_time_left) = match (deadline, shared.min_time_left) {
-            // The default rule, which only a deadline makes matter: learn
-            // the bound of the attempt timeout inside as it is called.
-            (Some(_), None) => {
-                let (future, bound) = deadline::learn_attempt_bound(|| self.inner.call(req));
-                (
-                    future,
-                    bound.map_or(Duration::ZERO, |b| b / MIN_TIME_LEFT_DIVISOR),
-                )
-            }
-            (_, set) => (self.inner.call(req), set.unwrap_or(Duration::ZERO)),
+        // The default rule, which only a deadline makes matter: learn the
+        // bound of the attempt timeout inside as it is called. The future
+        // is built in place, inside the listener's life (through a closure
+        // it would be a temporary, copied into this one).
+        let listener = match (deadline, shared.min_time_left) {
+            (Some(_), None) => Some(deadline::listen_attempt_bound()),
+            _ => None,
         };
+        let policy = self.policy.clone();
+        let set = shared.min_time_left;
         ResponseFuture::new(
-            future,
+            self.inner.call(req),
             retained,
             service,
-            self.policy.clone(),
+            policy,
             deadline,
-            min_time_left,
+            // After the call: what the listener heard during it.
+            move || match listener {
+                Some(listener) => listener
+                    .finish()
+                    .map_or(Duration::ZERO, |b| b / MIN_TIME_LEFT_DIVISOR),
+                None => set.unwrap_or(Duration::ZERO),
+            },
         )
     }
 }
