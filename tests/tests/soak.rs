@@ -287,6 +287,9 @@ async fn soak_on(calls: u64, handle: &tokio::runtime::Handle) {
     let breaker = policy.breaker().unwrap().clone();
     let budget = policy.budget().unwrap().clone();
     let gate = policy.gate().unwrap().clone();
+    // The gate counts calls in flight only once a signal needs them:
+    // without this, `gate.in_flight()` below would be 0 whatever happens.
+    let _gate_in_flight = gate.in_flight_signal();
     let bulkhead = policy.bulkhead().clone();
 
     // Calls that reach the backend (under the attempt timeout), and the

@@ -225,6 +225,9 @@ async fn stress(per_task: u64, handle: tokio::runtime::Handle) {
         .unwrap();
     let breaker = policy.breaker().unwrap().clone();
     let gate = policy.gate().unwrap().clone();
+    // The gate counts calls in flight only once a signal needs them:
+    // without this, `gate.in_flight()` below would be 0 whatever happens.
+    let _gate_in_flight = gate.in_flight_signal();
     let budget = policy.budget().unwrap().clone();
     let bulkhead = policy.bulkhead().clone();
 
