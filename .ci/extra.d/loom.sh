@@ -8,7 +8,7 @@
 # them.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-crates=(battlement-limit battlement-retry)
+crates=(battlement-limit battlement-retry battlement-gate)
 args=()
 for c in "${crates[@]}"; do
     args+=(-p "$c")
