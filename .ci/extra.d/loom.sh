@@ -8,7 +8,7 @@
 # them.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-crates=(battlement-limit battlement-retry battlement-gate)
+crates=(battlement-limit battlement-retry battlement-gate battlement-registry)
 args=()
 for c in "${crates[@]}"; do
     args+=(-p "$c")
