@@ -40,9 +40,7 @@ fn floor_budget() -> RetryBudget {
 /// A retry layer over a backend that always refuses, sleeping 5 s between
 /// attempts: polled once, a request withdraws a token for its retry and
 /// sleeps; dropped then, it refunds the token.
-fn refusing(
-    budget: &RetryBudget,
-) -> impl Service<Req, Response = (), Error = BoxError> + use<> {
+fn refusing(budget: &RetryBudget) -> impl Service<Req, Response = (), Error = BoxError> + use<> {
     let backend = service_fn(|_: Req| async {
         Err::<(), BoxError>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into())
     });
@@ -66,7 +64,10 @@ async fn a_refund_into_an_older_slot_counts_once_the_slot_number_passes_ten() {
     advance(Duration::from_millis(12_500)).await;
     assert_eq!(budget.available(), 10); // rotates: slot 11
     let mut fut = Box::pin(svc.ready().await.unwrap().call(Req));
-    assert!(poll_once(&mut fut).is_pending(), "sleeping before its retry");
+    assert!(
+        poll_once(&mut fut).is_pending(),
+        "sleeping before its retry"
+    );
     assert_eq!(budget.available(), 9);
     advance(Duration::from_secs(2)).await;
     assert_eq!(budget.available(), 9); // rotates: slot 13
