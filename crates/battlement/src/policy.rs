@@ -178,6 +178,8 @@ where
     P: 'static,
     Kb: Layer<AttemptPart<S>>,
     Lm: Layer<BreakerPart<S, C, Kb>>,
+    // The retry keeps a spare clone of what it wraps to send retries.
+    LimitedPart<S, C, Kb, Lm>: Clone,
     Bh: Layer<RetryPart<S, C, P, Kb, Lm>>,
     G: Layer<DeadlinePart<S, C, P, Kb, Lm, Bh>>,
     F: Layer<Gated<S, C, P, G, Kb, Lm, Bh>>,
