@@ -1053,7 +1053,7 @@ where
             policy: policy.clone(),
             source,
         };
-        let name: Name = self.name.as_str().into();
+        let name = Name::copied(&self.name);
         let events = match (&self.events, &self.registry) {
             (Some(sink), _) => sink.clone(),
             (None, Some(registry)) => registry.event_sink(),
