@@ -5,7 +5,6 @@
 //! `block_on`, as its future is not always ready on the first poll there).
 
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::Duration;
 
 use battlement_benches::{allocs_per_call, call_now, poll_now, report, runtime};
@@ -13,7 +12,10 @@ use battlement_breaker::Breaker;
 use battlement_core::{BoxError, CircuitOpen, CircuitState};
 use criterion::{Criterion, criterion_group, criterion_main};
 use failsafe::futures::CircuitBreaker as _;
+use support::two_threads;
 use tower::{Layer, Service, service_fn};
+
+mod support;
 
 fn ok(x: u64) -> std::future::Ready<Result<u64, BoxError>> {
     std::future::ready(Ok(x))
@@ -140,13 +142,13 @@ fn bench(c: &mut Criterion) {
     // Two threads sharing one breaker: time per call, per thread.
     let shared = battlement_closed();
     group.bench_function("battlement_closed_two_threads", |b| {
-        b.iter_custom(|iters| two_threads(iters, shared.clone(), |s, _| call_now(s, 1).is_ok()))
+        b.iter_custom(|iters| two_threads(iters, shared.clone(), |s, _| call_now(s, black_box(1)).is_ok()))
     });
     let fs_shared = failsafe_breaker();
     group.bench_function("failsafe_closed_two_threads", |b| {
         b.iter_custom(|iters| {
             two_threads(iters, fs_shared.clone(), |cb, _| {
-                poll_now(cb.call(ok(1))).is_ok()
+                poll_now(cb.call(ok(black_box(1)))).is_ok()
             })
         })
     });
@@ -154,7 +156,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function("tower_resilience_closed_two_threads", |b| {
         b.iter_custom(|iters| {
             two_threads(iters, tr_shared.clone(), |s, rt| {
-                rt.block_on(tower::ServiceExt::oneshot(s, 1)).is_ok()
+                rt.block_on(tower::ServiceExt::oneshot(s, black_box(1))).is_ok()
             })
         })
     });
@@ -262,33 +264,6 @@ fn min_of_batches(name: &str, mut f: impl FnMut()) {
         best = best.min(start.elapsed().as_secs_f64() * 1e9 / f64::from(BATCH));
     }
     println!("min breaker/{name}: {best:.1} ns/call (min of 300 batches of {BATCH})");
-}
-
-/// Runs `iters` calls split over two threads sharing `shared`; returns the
-/// wall time, so criterion reports time per call with two threads busy.
-fn two_threads<T: Clone + Send>(
-    iters: u64,
-    shared: T,
-    call: impl Fn(&mut T, &tokio::runtime::Runtime) -> bool + Sync,
-) -> Duration {
-    let call = Arc::new(&call);
-    let start = tokio::time::Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            let mut mine = shared.clone();
-            let call = call.clone();
-            s.spawn(move || {
-                // Each thread has its own runtime context, as a server's
-                // worker threads do.
-                let rt = runtime();
-                let _context = rt.enter();
-                for _ in 0..iters / 2 {
-                    black_box(call(&mut mine, &rt));
-                }
-            });
-        }
-    });
-    start.elapsed()
 }
 
 criterion_group!(benches, bench);
