@@ -124,7 +124,7 @@ pub fn min_of_batches(id: &str, mut f: impl FnMut()) {
     const BATCH: u32 = 20_000;
     let mut best = f64::MAX;
     for _ in 0..300 {
-        let start = std::time::Instant::now();
+        let start = tokio::time::Instant::now();
         for _ in 0..BATCH {
             f();
         }
