@@ -2,8 +2,8 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use battlement_core::{
@@ -12,6 +12,7 @@ use battlement_core::{
 };
 use tokio::time::Instant;
 
+use crate::sync::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Mutex, MutexGuard};
 use crate::{AdmissionTable, GateBuilder, GateLayer, governor::GovernorBuilder};
 use battlement_core::histogram::AtomicHistogram;
 
@@ -239,7 +240,7 @@ impl Gate {
         true
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Change> {
+    fn lock(&self) -> MutexGuard<'_, Change> {
         self.shared.lock()
     }
 }
@@ -321,7 +322,7 @@ impl Shared {
             .emit(&self.name, || EventKind::LevelChanged { from, to, reason });
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Change> {
+    fn lock(&self) -> MutexGuard<'_, Change> {
         self.change.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

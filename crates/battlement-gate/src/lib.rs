@@ -198,6 +198,7 @@ mod governor;
 mod layer;
 mod priority;
 mod service;
+mod sync;
 mod table;
 mod throttle;
 

@@ -5,7 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::Signal;
+use crate::sync::AtomicU64;
 
 type Random = Arc<dyn Fn() -> f64 + Send + Sync>;
 

@@ -3,8 +3,7 @@
 
 use std::fmt;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::atomic::{AtomicU32, AtomicU64};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use battlement_core::{
@@ -17,6 +16,7 @@ use crate::algorithm::{Algorithm, LimitState, Sample};
 use crate::config::AdaptiveLimitBuilder;
 use crate::layer::AdaptiveLimitLayer;
 use crate::slots::{Flavour, LoadMetrics, Slots, Wait};
+use crate::sync::{AtomicU32, AtomicU64, Mutex, MutexGuard};
 
 /// The validated settings of an adaptive limit.
 #[derive(Debug, Clone, Copy)]
@@ -101,7 +101,7 @@ impl Adaptive {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Algo> {
+    fn lock(&self) -> MutexGuard<'_, Algo> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

@@ -5,8 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -19,6 +18,7 @@ use tokio::time::Instant;
 
 use crate::config::{Configure, KeyedBreakerBuilder};
 use crate::layer::KeyedBreakerLayer;
+use crate::sync::{AtomicBool, AtomicU64, Mutex};
 
 /// How many open keys a health report lists by name (the rest are
 /// counted).

@@ -10,6 +10,7 @@ mod keyed;
 mod layer;
 mod service;
 mod slots;
+mod sync;
 
 pub use adaptive::AdaptiveLimit;
 pub use algorithm::{Aimd, Algorithm, Sample, Vegas};

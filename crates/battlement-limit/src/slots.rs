@@ -21,15 +21,15 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future as _;
 use std::pin::Pin;
-use std::sync::atomic::AtomicU32;
-use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use battlement_core::{BoxError, ComponentHealth, HealthStatus, MetricType, Name};
 use tokio::time::{Instant, Sleep};
+
+use crate::sync::{AtomicU32, AtomicU64, Mutex, MutexGuard};
 
 const IN_FLIGHT: u64 = 1;
 const WAITING: u64 = 1 << 32;

@@ -2,8 +2,10 @@
 //! [`Component`].
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::PoisonError;
+// Not loom's: a count of slots ever made, process-wide, kept across loom's
+// runs.
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use battlement_core::{
     Component, ComponentHealth, ComponentKind, Control, ControlError, FailureKind, HealthStatus,
@@ -13,6 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::clock::SLOT_CLOCK;
 use crate::histogram::Histogram;
+use crate::sync::{AtomicU64, Mutex, MutexGuard};
 
 /// The counters of one instrumented service: relaxed atomics of fixed size.
 ///
@@ -84,10 +87,21 @@ struct Pool {
     running: VecDeque<(u64, &'static Counters)>,
 }
 
+#[cfg(not(battlement_loom))]
 static POOL: Mutex<Pool> = Mutex::new(Pool {
     settled: Vec::new(),
     running: VecDeque::new(),
 });
+
+// loom's mutex is made at run time, and a fresh pool for each of loom's
+// runs keeps one run's slots (their loom atomics) out of the next.
+#[cfg(battlement_loom)]
+loom::lazy_static! {
+    static ref POOL: Mutex<Pool> = Mutex::new(Pool {
+        settled: Vec::new(),
+        running: VecDeque::new(),
+    });
+}
 
 /// Every slot ever made, process-wide (none is freed).
 static SLOTS: AtomicUsize = AtomicUsize::new(0);
@@ -109,7 +123,7 @@ pub(crate) fn slots() -> usize {
 }
 
 impl Counters {
-    const fn new() -> Self {
+    fn new() -> Self {
         Counters {
             generation: AtomicU64::new(0),
             started: AtomicU64::new(0),
@@ -119,7 +133,7 @@ impl Counters {
             ignored: AtomicU64::new(0),
             cancelled: AtomicU64::new(0),
             consecutive_failures: AtomicU64::new(0),
-            by_kind: [const { AtomicU64::new(0) }; FailureKind::ALL.len()],
+            by_kind: Default::default(),
             latency: Histogram::new(),
         }
     }

@@ -157,6 +157,7 @@ mod prometheus;
 mod registry;
 mod report;
 mod service;
+mod sync;
 
 pub use clock::LatencyClock;
 pub use config::{RegistryBuilder, StatusRules};

@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, Weak};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock, PoisonError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use battlement_core::{
@@ -20,6 +20,9 @@ use crate::error::DuplicateName;
 use crate::instrument::InstrumentState;
 use crate::layer::InstrumentLayer;
 use crate::report::{ComponentReport, HealthReport, StatusCounts};
+use crate::sync::{
+    AtomicU8, AtomicU64, AtomicUsize, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
+};
 
 /// The map's size below which dropped components are not swept.
 const MIN_SWEEP: usize = 16;
@@ -88,7 +91,7 @@ pub(crate) fn uptime() -> Duration {
 }
 
 impl Inner {
-    fn lock_replay(&self) -> std::sync::MutexGuard<'_, Replay> {
+    fn lock_replay(&self) -> MutexGuard<'_, Replay> {
         self.replay.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -534,14 +537,14 @@ impl Registry {
         }
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Name, Entry>> {
+    fn read(&self) -> RwLockReadGuard<'_, BTreeMap<Name, Entry>> {
         self.inner
             .components
             .read()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<Name, Entry>> {
+    fn write(&self) -> RwLockWriteGuard<'_, BTreeMap<Name, Entry>> {
         self.inner
             .components
             .write()

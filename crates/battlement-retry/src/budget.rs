@@ -2,8 +2,8 @@
 //! window that bounds retries to a ratio of requests.
 
 use std::fmt;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use battlement_core::clock::Clock;
@@ -11,6 +11,8 @@ use battlement_core::{
     AsComponent, Component, ComponentHealth, ComponentKind, Control, ControlError, HealthStatus,
     InvalidConfig, MetricType, Name,
 };
+
+use crate::sync::{AtomicI64, AtomicU64, Mutex};
 
 /// Token units per retry: a deposit is worth `ratio × SCALE`, a withdrawal
 /// costs `SCALE`, so ratios like 0.3 are exact to a thousandth.

@@ -227,6 +227,7 @@ mod layer;
 mod random;
 mod service;
 mod stats;
+mod sync;
 
 pub use backoff::{Backoff, Jitter};
 pub use budget::{RetryBudget, RetryBudgetBuilder};
