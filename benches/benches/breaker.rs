@@ -142,7 +142,11 @@ fn bench(c: &mut Criterion) {
     // Two threads sharing one breaker: time per call, per thread.
     let shared = battlement_closed();
     group.bench_function("battlement_closed_two_threads", |b| {
-        b.iter_custom(|iters| two_threads(iters, shared.clone(), |s, _| call_now(s, black_box(1)).is_ok()))
+        b.iter_custom(|iters| {
+            two_threads(iters, shared.clone(), |s, _| {
+                call_now(s, black_box(1)).is_ok()
+            })
+        })
     });
     let fs_shared = failsafe_breaker();
     group.bench_function("failsafe_closed_two_threads", |b| {
@@ -156,7 +160,8 @@ fn bench(c: &mut Criterion) {
     group.bench_function("tower_resilience_closed_two_threads", |b| {
         b.iter_custom(|iters| {
             two_threads(iters, tr_shared.clone(), |s, rt| {
-                rt.block_on(tower::ServiceExt::oneshot(s, black_box(1))).is_ok()
+                rt.block_on(tower::ServiceExt::oneshot(s, black_box(1)))
+                    .is_ok()
             })
         })
     });

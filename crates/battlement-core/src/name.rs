@@ -250,7 +250,8 @@ mod tests {
         map.insert(a, 1);
         assert_eq!(map.get("db"), Some(&1));
         assert_eq!(map.get(&b), Some(&1));
-        assert!(Name::from("a") < Name::from(String::from("b")));
+        let (a, b) = (Name::from("a"), Name::from(String::from("b")));
+        assert!(a < b);
     }
 
     #[test]

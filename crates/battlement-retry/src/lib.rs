@@ -164,7 +164,11 @@
 //!   one atomic count up and one down for each layer inside that shares
 //!   state (a breaker, an attempt timeout), four in the canonical stack.
 //!   The cost of this choice: a retry goes through a clone of the service
-//!   as it was wrapped, not of what [`Retry::get_mut`] changed since.
+//!   as it was wrapped, not of what [`Retry::get_mut`] changed since. A
+//!   policy kept in a `static` ([`RetryPolicy::from_static`]) over a
+//!   service with nothing to drop (so no `Arc` inside: a plain
+//!   `service_fn`) counts nothing at all: both are copied into the future
+//!   at the call.
 //! - A request that succeeds first time allocates nothing, takes no lock
 //!   and reads no clock. The success path is inlined into the caller's
 //!   poll; the decision, events and backoff are out of line. With a

@@ -1239,3 +1239,29 @@ async fn the_service_is_cloned_only_for_a_retry() {
     assert_eq!(backend.calls(), 4);
     assert_eq!(clones.load(Ordering::SeqCst), 2);
 }
+
+/// A static policy over a service with nothing to drop (a `service_fn`
+/// without captures) takes the copying path: the service is copied at
+/// the call, nothing is counted, and retries still go through it.
+#[tokio::test(start_paused = true)]
+async fn a_static_policy_over_a_plain_service_retries_through_its_copy() {
+    static POLICY: std::sync::LazyLock<RetryPolicy<Classifier>> =
+        std::sync::LazyLock::new(|| policy().max_attempts(3).build().unwrap());
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    fn answer(_: Req) -> std::future::Ready<Result<Resp, BoxError>> {
+        // Refused twice, then served.
+        let n = CALLS.fetch_add(1, Ordering::SeqCst);
+        std::future::ready(if n < 2 {
+            Err(io::Error::from(io::ErrorKind::ConnectionRefused).into())
+        } else {
+            Ok(status(200))
+        })
+    }
+    let plain = tower::service_fn(answer);
+    assert!(!std::mem::needs_drop::<
+        tower::util::ServiceFn<fn(Req) -> std::future::Ready<Result<Resp, BoxError>>>,
+    >());
+    let svc = RetryLayer::new(RetryPolicy::from_static(&POLICY)).layer(plain);
+    assert_eq!(svc.oneshot(req()).await.unwrap(), status(200));
+    assert_eq!(CALLS.load(Ordering::SeqCst), 3);
+}
