@@ -1,5 +1,5 @@
 //! Tests that kill the mutants cargo-mutants left alive in `src/state.rs`
-//! (issue 19; see `docs/reliability/mutants.md` for each survivor, its
+//! and `src/window.rs` (issue 19; see `docs/reliability/mutants.md` for each survivor, its
 //! verdict and the test that kills it). Deterministic: paused time,
 //! response futures held unpolled to keep a probe in flight, and an event
 //! listener to act at the exact point of a transition.
@@ -292,4 +292,69 @@ async fn setting_the_same_state_by_hand_keeps_the_transition_time() {
     assert_eq!(b.metrics().since_transition, Duration::from_secs(3));
     b.close(); // forced open → closed: a transition
     assert_eq!(b.metrics().since_transition, Duration::ZERO);
+}
+
+// ---- src/window.rs ----
+
+/// Kills `replace > with >= in TimeWindow::counts` and `replace + with *
+/// in TimeWindow::counts` (`tag + len > epoch + 1`): a bucket leaves the
+/// window exactly `duration` after its epoch began, even when no call has
+/// rotated its slot yet. Trip checks always follow a record in the same
+/// epoch (which rotates that slot first), so only a reading without a
+/// call, as `metrics` is, sees the boundary.
+#[tokio::test(start_paused = true)]
+async fn a_time_window_bucket_ages_out_exactly_at_the_window_end() {
+    let b = Breaker::builder("b")
+        .failure_rate(0.5)
+        .time_window(Duration::from_secs(10), 10)
+        .minimum_calls(5)
+        .build()
+        .unwrap();
+    let mut s = svc(&b);
+    call(&mut s, FAIL).await.unwrap_err(); // epoch 0, at t = 0
+    assert_eq!(b.metrics().window_calls, 1);
+    advance(Duration::from_secs(10) - Duration::from_nanos(1)).await; // epoch 9
+    let m = b.metrics();
+    assert_eq!((m.window_calls, m.window_failures), (1, 1));
+    advance(Duration::from_nanos(1)).await; // epoch 10: epoch 0 is out
+    let m = b.metrics();
+    assert_eq!((m.window_calls, m.window_failures), (0, 0));
+    assert_eq!(m.failure_rate, 0.0);
+}
+
+/// Kills `replace TimeWindow::clear with ()`: closing (from half-open, or
+/// by hand) empties a time window, so the failures that opened the
+/// breaker do not count again after it closes.
+#[tokio::test(start_paused = true)]
+async fn closing_empties_a_time_window() {
+    let b = Breaker::builder("b")
+        .failure_rate(0.5)
+        .time_window(Duration::from_secs(60), 6)
+        .minimum_calls(3)
+        .open_duration(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let mut s = svc(&b);
+    for _ in 0..3 {
+        call(&mut s, FAIL).await.unwrap_err();
+    }
+    assert_eq!(b.state(), CircuitState::Open);
+    advance(Duration::from_secs(1)).await;
+    call(&mut s, OK).await.unwrap(); // the probe closes
+    assert_eq!(b.state(), CircuitState::Closed);
+    assert_eq!(b.metrics().window_calls, 0, "closing emptied the window");
+    // One failure of one call is under minimum_calls: no trip.
+    call(&mut s, FAIL).await.unwrap_err();
+    assert_eq!(b.state(), CircuitState::Closed);
+    assert_eq!(b.metrics().window_calls, 1);
+
+    // A reset of a closed breaker empties it too.
+    call(&mut s, OK).await.unwrap();
+    assert_eq!(b.metrics().window_calls, 2);
+    b.reset();
+    let m = b.metrics();
+    assert_eq!((m.window_calls, m.window_failures), (0, 0));
+    call(&mut s, FAIL).await.unwrap_err();
+    call(&mut s, FAIL).await.unwrap_err();
+    assert_eq!(b.state(), CircuitState::Closed, "2 calls < minimum_calls");
 }

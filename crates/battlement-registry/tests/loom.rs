@@ -19,6 +19,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Waker};
 
@@ -71,7 +72,15 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
     let _entered = rt.enter();
     let mut builder = loom::model::Builder::new();
     builder.preemption_bound.get_or_insert(3);
-    builder.check(f);
+    // `loom::model`'s "Completed in N iterations" is not printed through
+    // the builder: count the runs here (a `std` atomic, across runs).
+    let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = runs.clone();
+    builder.check(move || {
+        counted.fetch_add(1, Ordering::Relaxed);
+        f();
+    });
+    eprintln!("loom: {} interleavings", runs.load(Ordering::Relaxed));
 }
 
 /// A success and a failure of an instrument that times one call in four,
