@@ -33,11 +33,6 @@ impl<T> SharedRef<T> {
         SharedRef::Counted(Arc::new(value))
     }
 
-    /// Whether copies count nothing (the state lives in a `static`).
-    pub const fn is_static(&self) -> bool {
-        matches!(self, SharedRef::Static(_))
-    }
-
     /// A counted reference, for holders that may outlive a `static`'s
     /// borrow rules (a registry, say).
     pub fn arc(&self) -> Arc<T> {

@@ -165,10 +165,12 @@
 //!   state (a breaker, an attempt timeout), four in the canonical stack.
 //!   The cost of this choice: a retry goes through a clone of the service
 //!   as it was wrapped, not of what [`Retry::get_mut`] changed since. A
-//!   policy kept in a `static` ([`RetryPolicy::from_static`]) over a
-//!   service with nothing to drop (so no `Arc` inside: a plain
-//!   `service_fn`) counts nothing at all: both are copied into the future
-//!   at the call.
+//!   policy kept in a `static` ([`RetryPolicy::from_static`]) no longer
+//!   saves its count here: the core is counted whatever the policy. (A
+//!   future that copied a static policy and the service when the service
+//!   holds nothing to drop was tried: the extra variant made the compiler
+//!   copy the futures of three layers around it in the canonical stack,
+//!   110 instructions a call, for 3 ns on a lone retry layer.)
 //! - A request that succeeds first time allocates nothing, takes no lock
 //!   and reads no clock. The success path is inlined into the caller's
 //!   poll; the decision, events and backoff are out of line. With a

@@ -44,42 +44,14 @@ pub(crate) struct Core<S, C: 'static, P: 'static> {
     spare: Mutex<S>,
 }
 
-/// How a response future reaches the policy and a service for its
-/// retries.
-pub(crate) enum Link<S, C: 'static, P: 'static> {
-    /// Counted once: the policy and the spare service, shared.
-    Core(Arc<Core<S, C, P>>),
-    /// A policy in a `static` and a service that owns nothing to drop (so
-    /// no `Arc` either): both copied, nothing counted. The future gets its
-    /// own clone of the service at the call.
-    Copied(RetryPolicy<C, P>),
-}
-
-impl<S, C: 'static, P: 'static> Link<S, C, P> {
-    #[inline(always)]
-    pub(crate) fn policy(&self) -> &RetryPolicy<C, P> {
-        match self {
-            Link::Core(core) => &core.policy,
-            Link::Copied(policy) => policy,
-        }
-    }
-}
-
-impl<S: Clone, C: 'static, P: 'static> Link<S, C, P> {
+impl<S: Clone, C: 'static, P: 'static> Core<S, C, P> {
     /// A service to send a retry with: a clone of the spare, under a lock
     /// held only for the clone (on the retry path, never the first call).
-    /// `None` for a copied link, whose future was given its service at the
-    /// call.
-    pub(crate) fn spare(&self) -> Option<S> {
-        match self {
-            Link::Core(core) => Some(
-                core.spare
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .clone(),
-            ),
-            Link::Copied(_) => None,
-        }
+    pub(crate) fn service(&self) -> S {
+        self.spare
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -176,22 +148,12 @@ where
             (Some(_), None) => Some(deadline::listen_attempt_bound()),
             _ => None,
         };
-        // A static policy over a service with nothing to drop (no `Arc`
-        // inside) copies both and counts nothing; otherwise one count on
-        // the core. `needs_drop` is known at compile time.
-        let (link, service) = if !std::mem::needs_drop::<S>() && self.core.policy.shared.is_static()
-        {
-            let service = retained.as_ref().map(|_| self.inner.clone());
-            (Link::Copied(self.core.policy.clone()), service)
-        } else {
-            (Link::Core(Arc::clone(&self.core)), None)
-        };
+        let core = Arc::clone(&self.core);
         let set = shared.min_time_left;
         ResponseFuture::new(
             self.inner.call(req),
             retained,
-            service,
-            link,
+            core,
             deadline,
             // After the call: what the listener heard during it.
             move || match listener {

@@ -1241,8 +1241,7 @@ async fn the_service_is_cloned_only_for_a_retry() {
 }
 
 /// A static policy over a service with nothing to drop (a `service_fn`
-/// without captures) takes the copying path: the service is copied at
-/// the call, nothing is counted, and retries still go through it.
+/// without captures): retries go through a copy of the service.
 #[tokio::test(start_paused = true)]
 async fn a_static_policy_over_a_plain_service_retries_through_its_copy() {
     static POLICY: std::sync::LazyLock<RetryPolicy<Classifier>> =
