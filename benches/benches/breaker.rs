@@ -5,15 +5,17 @@
 //! `block_on`, as its future is not always ready on the first poll there).
 
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::Duration;
 
-use battlement_benches::{allocs_per_call, call_now, poll_now, report, runtime};
+use battlement_benches::{allocs_per_call, call_now, min_of_batches, poll_now, report, runtime};
 use battlement_breaker::Breaker;
 use battlement_core::{BoxError, CircuitOpen, CircuitState};
 use criterion::{Criterion, criterion_group, criterion_main};
 use failsafe::futures::CircuitBreaker as _;
+use support::two_threads;
 use tower::{Layer, Service, service_fn};
+
+mod support;
 
 fn ok(x: u64) -> std::future::Ready<Result<u64, BoxError>> {
     std::future::ready(Ok(x))
@@ -140,13 +142,17 @@ fn bench(c: &mut Criterion) {
     // Two threads sharing one breaker: time per call, per thread.
     let shared = battlement_closed();
     group.bench_function("battlement_closed_two_threads", |b| {
-        b.iter_custom(|iters| two_threads(iters, shared.clone(), |s, _| call_now(s, 1).is_ok()))
+        b.iter_custom(|iters| {
+            two_threads(iters, shared.clone(), |s, _| {
+                call_now(s, black_box(1)).is_ok()
+            })
+        })
     });
     let fs_shared = failsafe_breaker();
     group.bench_function("failsafe_closed_two_threads", |b| {
         b.iter_custom(|iters| {
             two_threads(iters, fs_shared.clone(), |cb, _| {
-                poll_now(cb.call(ok(1))).is_ok()
+                poll_now(cb.call(ok(black_box(1)))).is_ok()
             })
         })
     });
@@ -154,7 +160,8 @@ fn bench(c: &mut Criterion) {
     group.bench_function("tower_resilience_closed_two_threads", |b| {
         b.iter_custom(|iters| {
             two_threads(iters, tr_shared.clone(), |s, rt| {
-                rt.block_on(tower::ServiceExt::oneshot(s, 1)).is_ok()
+                rt.block_on(tower::ServiceExt::oneshot(s, black_box(1)))
+                    .is_ok()
             })
         })
     });
@@ -203,30 +210,30 @@ fn bench(c: &mut Criterion) {
         }),
     );
 
-    // With `BREAKER_MIN_OF_BATCHES` set, also print each single-thread row
+    // With `BATTLEMENT_MIN_OF_BATCHES` set, also print each single-thread row
     // as the minimum over 300 batches of 20,000 calls: load from other
     // processes only ever makes a batch slower, so on a shared machine the
     // minimum is the figure that survives it (the crate docs' table).
-    if std::env::var_os("BREAKER_MIN_OF_BATCHES").is_some() {
-        min_of_batches("bare_service_fn", || {
+    if battlement_benches::min_of_batches_wanted() {
+        min_of_batches("breaker/bare_service_fn", || {
             black_box(call_now(&mut bare, black_box(1)).is_ok());
         });
-        min_of_batches("battlement_closed", || {
+        min_of_batches("breaker/battlement_closed", || {
             black_box(call_now(&mut closed, black_box(1)).is_ok());
         });
-        min_of_batches("battlement_closed_time_window", || {
+        min_of_batches("breaker/battlement_closed_time_window", || {
             black_box(call_now(&mut time_window, black_box(1)).is_ok());
         });
-        min_of_batches("battlement_open_rejection", || {
+        min_of_batches("breaker/battlement_open_rejection", || {
             black_box(call_now(&mut open, black_box(1)).is_err());
         });
-        min_of_batches("battlement_forced_open_rejection", || {
+        min_of_batches("breaker/battlement_forced_open_rejection", || {
             black_box(call_now(&mut forced, black_box(1)).is_err());
         });
-        min_of_batches("clock_read", || {
+        min_of_batches("breaker/clock_read", || {
             black_box(tokio::time::Instant::now());
         });
-        min_of_batches("box_circuit_open_floor", || {
+        min_of_batches("breaker/box_circuit_open_floor", || {
             let e: BoxError = Box::new(CircuitOpen::new(
                 name.clone(),
                 CircuitState::Open,
@@ -234,61 +241,19 @@ fn bench(c: &mut Criterion) {
             ));
             black_box(e);
         });
-        min_of_batches("tower_resilience_closed", || {
+        min_of_batches("breaker/tower_resilience_closed", || {
             black_box(call_now(&mut tr, black_box(1)).is_ok());
         });
-        min_of_batches("tower_resilience_open_rejection", || {
+        min_of_batches("breaker/tower_resilience_open_rejection", || {
             black_box(call_now(&mut tr_open, black_box(1)).is_err());
         });
-        min_of_batches("failsafe_closed", || {
+        min_of_batches("breaker/failsafe_closed", || {
             black_box(poll_now(fs.call(ok(black_box(1)))).is_ok());
         });
-        min_of_batches("failsafe_open_rejection", || {
+        min_of_batches("breaker/failsafe_open_rejection", || {
             black_box(poll_now(fs_open.call(ok(black_box(1)))).is_err());
         });
     }
-}
-
-/// Prints the minimum time per call of `f` over 300 batches of 20,000.
-#[allow(clippy::print_stdout)]
-fn min_of_batches(name: &str, mut f: impl FnMut()) {
-    const BATCH: u32 = 20_000;
-    let mut best = f64::MAX;
-    for _ in 0..300 {
-        let start = tokio::time::Instant::now();
-        for _ in 0..BATCH {
-            f();
-        }
-        best = best.min(start.elapsed().as_secs_f64() * 1e9 / f64::from(BATCH));
-    }
-    println!("min breaker/{name}: {best:.1} ns/call (min of 300 batches of {BATCH})");
-}
-
-/// Runs `iters` calls split over two threads sharing `shared`; returns the
-/// wall time, so criterion reports time per call with two threads busy.
-fn two_threads<T: Clone + Send>(
-    iters: u64,
-    shared: T,
-    call: impl Fn(&mut T, &tokio::runtime::Runtime) -> bool + Sync,
-) -> Duration {
-    let call = Arc::new(&call);
-    let start = tokio::time::Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            let mut mine = shared.clone();
-            let call = call.clone();
-            s.spawn(move || {
-                // Each thread has its own runtime context, as a server's
-                // worker threads do.
-                let rt = runtime();
-                let _context = rt.enter();
-                for _ in 0..iters / 2 {
-                    black_box(call(&mut mine, &rt));
-                }
-            });
-        }
-    });
-    start.elapsed()
 }
 
 criterion_group!(benches, bench);

@@ -11,6 +11,7 @@
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
+use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,7 +73,11 @@ fn bench(c: &mut Criterion) {
 
     let plain = bare();
     group.bench_function("bare_service_fn_two_threads", |b| {
-        b.iter_custom(|iters| two_threads(iters, plain.clone(), |s, _| call_now(s, 1).is_ok()))
+        b.iter_custom(|iters| {
+            two_threads(iters, plain.clone(), |s, _| {
+                call_now(s, black_box(1)).is_ok()
+            })
+        })
     });
 
     let gate = Gate::new("contended");
@@ -80,14 +85,20 @@ fn bench(c: &mut Criterion) {
         .priority_fn(|_: &u64| Some(Priority::Normal))
         .layer(bare());
     group.bench_function("gate_admitted_two_threads", |b| {
-        b.iter_custom(|iters| two_threads(iters, gated.clone(), |s, _| call_now(s, 1).is_ok()))
+        b.iter_custom(|iters| {
+            two_threads(iters, gated.clone(), |s, _| {
+                call_now(s, black_box(1)).is_ok()
+            })
+        })
     });
 
     let registry = Registry::new();
     let instrumented = registry.layer("contended").expect("unique").layer(bare());
     group.bench_function("instrument_two_threads", |b| {
         b.iter_custom(|iters| {
-            two_threads(iters, instrumented.clone(), |s, _| call_now(s, 1).is_ok())
+            two_threads(iters, instrumented.clone(), |s, _| {
+                call_now(s, black_box(1)).is_ok()
+            })
         })
     });
 
@@ -103,13 +114,19 @@ fn bench(c: &mut Criterion) {
     )
     .layer(bare_boxed());
     group.bench_function("retry_budget_two_threads", |b| {
-        b.iter_custom(|iters| two_threads(iters, retried.clone(), |s, _| call_now(s, 1).is_ok()))
+        b.iter_custom(|iters| {
+            two_threads(iters, retried.clone(), |s, _| {
+                call_now(s, black_box(1)).is_ok()
+            })
+        })
     });
     let tps = Arc::new(TpsBudget::new(Duration::from_secs(10), 10, 0.2));
     let tower_retried = tower::retry::RetryLayer::new(Budgeted(tps)).layer(bare_boxed());
     group.bench_function("tower_retry_tps_budget_two_threads", |b| {
         b.iter_custom(|iters| {
-            two_threads(iters, tower_retried.clone(), |s, _| call_now(s, 1).is_ok())
+            two_threads(iters, tower_retried.clone(), |s, _| {
+                call_now(s, black_box(1)).is_ok()
+            })
         })
     });
     let bucket = tower_resilience::retry::RetryBudgetBuilder::new()
@@ -127,7 +144,8 @@ fn bench(c: &mut Criterion) {
     group.bench_function("tower_resilience_retry_budget_two_threads", |b| {
         b.iter_custom(|iters| {
             two_threads(iters, tr_retried.clone(), |s, rt| {
-                rt.block_on(ServiceExt::oneshot(&mut *s, 1)).is_ok()
+                rt.block_on(ServiceExt::oneshot(&mut *s, black_box(1)))
+                    .is_ok()
             })
         })
     });
@@ -138,12 +156,18 @@ fn bench(c: &mut Criterion) {
         .expect("valid bulkhead");
     let limited = bulkhead.layer().layer(bare());
     group.bench_function("bulkhead_admitted_two_threads", |b| {
-        b.iter_custom(|iters| two_threads(iters, limited.clone(), |s, _| call_now(s, 1).is_ok()))
+        b.iter_custom(|iters| {
+            two_threads(iters, limited.clone(), |s, _| {
+                call_now(s, black_box(1)).is_ok()
+            })
+        })
     });
     let tower_limited = ConcurrencyLimitLayer::new(64).layer(bare());
     group.bench_function("tower_concurrency_limit_two_threads", |b| {
         b.iter_custom(|iters| {
-            two_threads(iters, tower_limited.clone(), |s, _| call_now(s, 1).is_ok())
+            two_threads(iters, tower_limited.clone(), |s, _| {
+                call_now(s, black_box(1)).is_ok()
+            })
         })
     });
     let tr_bulkhead = tower_resilience::bulkhead::BulkheadLayer::builder()
@@ -155,7 +179,8 @@ fn bench(c: &mut Criterion) {
     group.bench_function("tower_resilience_bulkhead_two_threads", |b| {
         b.iter_custom(|iters| {
             two_threads(iters, tr_bulkhead.clone(), |s, rt| {
-                rt.block_on(ServiceExt::oneshot(&mut *s, 1)).is_ok()
+                rt.block_on(ServiceExt::oneshot(&mut *s, black_box(1)))
+                    .is_ok()
             })
         })
     });

@@ -412,23 +412,33 @@ async fn fanout(requests: u32) {
             );
         }
         let mut fan = builder.build().expect("valid fan-out");
-        let mut latencies = Vec::with_capacity(requests as usize);
-        for r in 0..requests {
-            let start = Instant::now();
-            let _ = fan.ready().await.expect("ready").call(r).await;
-            latencies.push(start.elapsed());
-        }
-        line(
-            &format!("fanout_p50/{name}"),
-            ms(percentile(&mut latencies, 50.0)),
-            "ms",
-        );
-        line(
-            &format!("fanout_p99/{name}"),
-            ms(percentile(&mut latencies, 99.0)),
-            "ms",
-        );
+        p50_p99("fanout", name, &mut fan, requests).await;
     }
+}
+
+/// Sends `requests` one after another through `svc` and prints their p50
+/// and p99 as `<what>_p50/<name>` and `<what>_p99/<name>`.
+async fn p50_p99<S>(what: &str, name: &str, svc: &mut S, requests: u32)
+where
+    S: Service<u32>,
+    S::Error: std::fmt::Debug,
+{
+    let mut latencies = Vec::with_capacity(requests as usize);
+    for r in 0..requests {
+        let start = Instant::now();
+        let _ = svc.ready().await.expect("ready").call(r).await;
+        latencies.push(start.elapsed());
+    }
+    line(
+        &format!("{what}_p50/{name}"),
+        ms(percentile(&mut latencies, 50.0)),
+        "ms",
+    );
+    line(
+        &format!("{what}_p99/{name}"),
+        ms(percentile(&mut latencies, 99.0)),
+        "ms",
+    );
 }
 
 // ----------------------------------------------------------------- hedge
@@ -480,22 +490,7 @@ where
     S: Service<u32>,
     S::Error: std::fmt::Debug,
 {
-    let mut latencies = Vec::with_capacity(requests as usize);
-    for r in 0..requests {
-        let start = Instant::now();
-        let _ = svc.ready().await.expect("ready").call(r).await;
-        latencies.push(start.elapsed());
-    }
-    line(
-        &format!("hedge_p50/{name}"),
-        ms(percentile(&mut latencies, 50.0)),
-        "ms",
-    );
-    line(
-        &format!("hedge_p99/{name}"),
-        ms(percentile(&mut latencies, 99.0)),
-        "ms",
-    );
+    p50_p99("hedge", name, &mut svc, requests).await;
     line(
         &format!("hedge_load/{name}"),
         calls.load(Ordering::Relaxed) as f64 / f64::from(requests),

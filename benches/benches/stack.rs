@@ -17,7 +17,7 @@ use std::convert::Infallible;
 use std::hint::black_box;
 use std::time::Duration;
 
-use battlement_benches::{allocs_per_call, call_now, report};
+use battlement_benches::{allocs_per_call, call_now, min_of_batches, report};
 use battlement_breaker::Breaker;
 use battlement_core::{BoxError, Deadline, DeadlineCarrier, Priority};
 use battlement_deadline::{AttemptTimeoutLayer, DeadlineLayer};
@@ -170,6 +170,20 @@ fn bench(c: &mut Criterion) {
             black_box(call_now(&mut by_policy, black_box(query(1))).expect("served"));
         }),
     );
+
+    // `BATTLEMENT_MIN_OF_BATCHES=1`: the rows as the minimum over batches,
+    // the figure that survives a loaded machine.
+    if battlement_benches::min_of_batches_wanted() {
+        min_of_batches("stack/bare_service_fn", || {
+            black_box(call_now(&mut plain, black_box(query(1))).is_ok());
+        });
+        min_of_batches("stack/canonical", || {
+            black_box(call_now(&mut stacked, black_box(query(1))).is_ok());
+        });
+        min_of_batches("stack/policy", || {
+            black_box(call_now(&mut by_policy, black_box(query(1))).is_ok());
+        });
+    }
 }
 
 criterion_group!(benches, bench);

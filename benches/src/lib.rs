@@ -107,6 +107,32 @@ macro_rules! ir_loop {
 }
 
 /// The `main` of a bench file with an instruction-count mode: with
+/// Whether `BATTLEMENT_MIN_OF_BATCHES` (or the older
+/// `BREAKER_MIN_OF_BATCHES`) is set: the benches then also print their
+/// single-thread rows as [`min_of_batches`].
+pub fn min_of_batches_wanted() -> bool {
+    std::env::var_os("BATTLEMENT_MIN_OF_BATCHES").is_some()
+        || std::env::var_os("BREAKER_MIN_OF_BATCHES").is_some()
+}
+
+/// Prints the minimum time per call of `f` over 300 batches of 20,000 as
+/// `min <id>: <ns> ns/call`. Load from other processes only ever makes a
+/// batch slower, so on a shared machine the minimum is the figure that
+/// survives it.
+#[allow(clippy::print_stdout)]
+pub fn min_of_batches(id: &str, mut f: impl FnMut()) {
+    const BATCH: u32 = 20_000;
+    let mut best = f64::MAX;
+    for _ in 0..300 {
+        let start = tokio::time::Instant::now();
+        for _ in 0..BATCH {
+            f();
+        }
+        best = best.min(start.elapsed().as_secs_f64() * 1e9 / f64::from(BATCH));
+    }
+    println!("min {id}: {best:.1} ns/call (min of 300 batches of {BATCH})");
+}
+
 /// `BATTLEMENT_IR=<calls>` set, runs `instructions(calls)` (loops made
 /// with [`ir_loop!`]) for `valgrind --tool=callgrind` and exits; otherwise
 /// runs the criterion `benches` group as `criterion_main!` would.

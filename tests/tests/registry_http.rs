@@ -37,7 +37,7 @@ struct Switch {
 impl Switch {
     fn new(name: &str, events: EventSink) -> Arc<Switch> {
         Arc::new(Switch {
-            name: name.into(),
+            name: Name::copied(name),
             open: AtomicBool::new(false),
             events,
         })

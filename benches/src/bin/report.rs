@@ -591,7 +591,16 @@ fn render(f: &Figures) -> Result<String, Error> {
     )?;
     writeln!(s, "| shared | battlement | peers |")?;
     writeln!(s, "|---|---:|---|")?;
-    let rate = |t: f64| format!("{:.1} M calls/s", 1e3 / t);
+    // Millions a second, or thousands below one million (a slow peer's
+    // 0.04 M would print as 0.0).
+    let rate = |t: f64| {
+        let per_sec = 1e9 / t;
+        if per_sec >= 1e6 {
+            format!("{:.1} M calls/s", per_sec / 1e6)
+        } else {
+            format!("{:.0} k calls/s", per_sec / 1e3)
+        }
+    };
     for (what, id, peers) in CONTENDED {
         let list: Vec<String> = peers
             .iter()

@@ -8,7 +8,6 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::{CircuitState, Level, Priority};
@@ -16,9 +15,7 @@ use crate::{CircuitState, Level, Priority};
 /// The error type every layer of the workspace returns: tower's boxed error.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// A component's name, shared cheaply between a layer, its handle, its
-/// errors and its events.
-pub type Name = Arc<str>;
+pub use crate::name::Name;
 
 /// Formats an optional wait as `; retry after 1.5s`, or nothing.
 struct RetryAfter(Option<Duration>);

@@ -10,6 +10,7 @@ mod error;
 mod event;
 pub mod histogram;
 mod level;
+mod name;
 mod outcome;
 #[cfg(feature = "reqwest")]
 mod reqwest;

@@ -325,7 +325,7 @@ where
                 return Ok(res);
             }
             Err(err) => {
-                let label: Name = entry.label().into();
+                let label = entry.label();
                 if is_open_circuit(&err) {
                     bump(&stats.skipped);
                     shared.events.emit(&shared.name, || EventKind::Skipped {

@@ -48,11 +48,11 @@ pub(crate) enum SourceEntry<Req, Res, K> {
 }
 
 impl<Req, Res, K> SourceEntry<Req, Res, K> {
-    pub(crate) fn label(&self) -> &str {
+    pub(crate) fn label(&self) -> Name {
         match self {
-            SourceEntry::Value(_) => "value",
-            SourceEntry::Service { name, .. } => name,
-            SourceEntry::Cache => "cache",
+            SourceEntry::Value(_) => Name::from_static("value"),
+            SourceEntry::Service { name, .. } => name.clone(),
+            SourceEntry::Cache => Name::from_static("cache"),
         }
     }
 }
@@ -108,7 +108,7 @@ impl<Req, Res, K, C> Shared<Req, Res, K, C> {
         let mut sources = Map::new();
         let mut health = ComponentHealth::new(HealthStatus::Healthy);
         for (entry, stats) in self.sources.iter().zip(&self.source_stats) {
-            let label = entry.label().to_owned();
+            let label = entry.label().to_string();
             let mut s = Map::new();
             s.insert("served".into(), get(&stats.served).into());
             if matches!(entry, SourceEntry::Cache) {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll, ready};
 
-use battlement_core::{BoxError, Classify, ErrorClassifier, Outcome, Shed};
+use battlement_core::{BoxError, Classify, ErrorClassifier, Outcome};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
@@ -15,7 +15,7 @@ use crate::gate::Shared;
 pin_project! {
     /// The response future of [`GateService`](crate::GateService): the inner
     /// future of an admitted call, or an immediately ready
-    /// [`Shed`] error.
+    /// [`Shed`](battlement_core::Shed) error.
     pub struct ResponseFuture<F, C = ErrorClassifier> {
         #[pin]
         kind: Kind<F, C>,
@@ -25,35 +25,29 @@ pin_project! {
 pin_project! {
     #[project = KindProj]
     enum Kind<F, C> {
-        Called { #[pin] fut: F },
-        Observed { #[pin] fut: F, observe: Option<Observe<C>> },
+        // Admitted: one variant, observed or not, so the inner future is
+        // built in place whichever it is (two variants built on two
+        // branches made the compiler copy it).
+        Called { #[pin] fut: F, observe: Option<Observe<C>> },
         Shed { error: Option<BoxError> },
     }
 }
 
 impl<F, C> ResponseFuture<F, C> {
-    #[inline]
-    pub(crate) fn called(fut: F) -> Self {
+    /// An admitted call, recorded for the gate's signals when `observe` is
+    /// set.
+    #[inline(always)]
+    pub(crate) fn called(fut: F, observe: Option<Observe<C>>) -> Self {
         ResponseFuture {
-            kind: Kind::Called { fut },
+            kind: Kind::Called { fut, observe },
         }
     }
 
-    pub(crate) fn observed(fut: F, observe: Observe<C>) -> Self {
+    /// A shed call: its error, boxed when shed (the future stays small).
+    #[inline(always)]
+    pub(crate) fn shed(error: BoxError) -> Self {
         ResponseFuture {
-            kind: Kind::Observed {
-                fut,
-                observe: Some(observe),
-            },
-        }
-    }
-
-    pub(crate) fn shed(error: Shed) -> Self {
-        // Boxed here rather than when polled: the future stays small.
-        ResponseFuture {
-            kind: Kind::Shed {
-                error: Some(Box::new(error)),
-            },
+            kind: Kind::Shed { error: Some(error) },
         }
     }
 }
@@ -74,8 +68,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Called { fut } => fut.poll(cx).map_err(Into::into),
-            KindProj::Observed { fut, observe } => {
+            KindProj::Called { fut, observe } => {
                 let res = ready!(fut.poll(cx)).map_err(Into::into);
                 if let Some(observe) = observe.take() {
                     observe.finish(&res);

@@ -94,24 +94,22 @@ where
         let raw = shared.level.load(Relaxed);
         if shared.table.admits_index(raw as usize, priority) {
             shared.admitted[priority.index()].fetch_add(1, Relaxed);
-            if shared.observe.load(Relaxed) {
-                ResponseFuture::observed(
-                    self.inner.call(req),
-                    Observe::start(shared.clone(), self.classifier.clone()),
-                )
-            } else {
-                ResponseFuture::called(self.inner.call(req))
-            }
+            let observe = shared
+                .observe
+                .load(Relaxed)
+                .then(|| Observe::start(shared.clone(), self.classifier.clone()));
+            ResponseFuture::called(self.inner.call(req), observe)
         } else {
-            shed(shared, raw, priority)
+            ResponseFuture::shed(shed(shared, raw, priority))
         }
     }
 }
 
-/// The shed path, kept out of line so the admitted path stays small.
+/// The shed path, kept out of line so the admitted path stays small: it
+/// returns the boxed error, not the future, which is built in place.
 #[cold]
 #[inline(never)]
-fn shed<F, C>(shared: &Shared, raw: u8, priority: Priority) -> ResponseFuture<F, C> {
+fn shed(shared: &Shared, raw: u8, priority: Priority) -> BoxError {
     shared.shed[priority.index()].fetch_add(1, Relaxed);
     let level = level_from(raw);
     if shared.shed_event_due() {
@@ -119,7 +117,7 @@ fn shed<F, C>(shared: &Shared, raw: u8, priority: Priority) -> ResponseFuture<F,
             .events
             .emit(&shared.name, || EventKind::Shed { level, priority });
     }
-    ResponseFuture::shed(Shed {
+    Box::new(Shed {
         gate: shared.name.clone(),
         level,
         priority,

@@ -142,7 +142,9 @@ impl Histogram {
             while bits != 0 {
                 let i = w * 64 + bits.trailing_zeros() as usize;
                 bits &= bits - 1;
-                if !f(i, self.counts[i].load(Ordering::Relaxed)) {
+                // `Acquire`, pairing with the recording's `Release`: a
+                // call counted here is seen with its outcome counted.
+                if !f(i, self.counts[i].load(Ordering::Acquire)) {
                     return;
                 }
             }

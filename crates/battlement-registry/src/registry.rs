@@ -238,7 +238,7 @@ impl Registry {
     /// a silent replace); the name of a dropped one is free again.
     pub fn register<C: AsComponent + ?Sized>(&self, component: &C) -> Result<(), DuplicateName> {
         let component = component.as_component();
-        self.insert(component.name().into(), || Entry {
+        self.insert(Name::copied(component.name()), || Entry {
             component: Arc::downgrade(&component),
             instrument: None,
             change: LastChange::new(),
@@ -284,7 +284,7 @@ impl Registry {
     /// services it wraps. Errors if the name is taken, before taking any
     /// memory for the instrument's figures.
     pub fn layer(&self, name: &str) -> Result<InstrumentLayer<ErrorClassifier>, DuplicateName> {
-        let name = Name::from(name);
+        let name = Name::copied(name);
         let mut made = None;
         self.insert(name.clone(), || {
             let state = Arc::new(InstrumentState::new(name));
@@ -425,7 +425,7 @@ impl Registry {
             let entry = map.get(name)?;
             (entry.component.upgrade()?, entry.change.clone())
         };
-        Some(self.report_of(&Name::from(name), &*component, &change))
+        Some(self.report_of(&Name::copied(name), &*component, &change))
     }
 
     fn report_of(

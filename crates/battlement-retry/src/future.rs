@@ -3,6 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -14,7 +15,8 @@ use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
 use crate::budget::Token;
-use crate::config::{RetryIf, RetryPolicy, Shared};
+use crate::config::{RetryIf, Shared};
+use crate::service::Core;
 
 pin_project! {
     /// The future of one request through [`Retry`](crate::Retry): calls,
@@ -38,8 +40,10 @@ pin_project! {
         #[pin]
         sleep: Option<Sleep>,
         request: Option<Req>,
+        // The service retries are sent through, cloned from the core's
+        // spare at the first retry.
         service: Option<S>,
-        policy: RetryPolicy<C, P>,
+        core: Arc<Core<S, C, P>>,
         deadline: Option<Deadline>,
         // The least time left to start another attempt, for this request.
         min_time_left: Duration,
@@ -59,7 +63,7 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(token) = this.token.take() {
-                refund(&this.policy.shared, token);
+                refund(&this.core.policy.shared, token);
             }
         }
     }
@@ -96,8 +100,7 @@ where
     pub(crate) fn new(
         future: S::Future,
         request: Option<Req>,
-        service: Option<S>,
-        policy: RetryPolicy<C, P>,
+        core: Arc<Core<S, C, P>>,
         deadline: Option<Deadline>,
         min_time_left: impl FnOnce() -> Duration,
     ) -> Self {
@@ -106,8 +109,8 @@ where
             last: None,
             sleep: None,
             request,
-            service,
-            policy,
+            service: None,
+            core,
             deadline,
             min_time_left: min_time_left(),
             attempts: 1,
@@ -201,7 +204,7 @@ fn decide<C, P>(
 
 impl<S, Req, C: 'static, P: 'static> Future for ResponseFuture<S, Req, C, P>
 where
-    S: Service<Req>,
+    S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
     C: Classify<S::Response, BoxError>,
     P: RetryIf<Req>,
@@ -219,7 +222,7 @@ where
             return poll_retry(&mut self.project(), cx);
         };
         let result = ready!(future.poll(cx)).map_err(Into::into);
-        match this.policy.shared.classifier.classify(&result) {
+        match this.core.policy.shared.classifier.classify(&result) {
             Outcome::Failure(failure) if failure.retryable => {
                 let mut this = self.project();
                 match after_failure(&mut this, result, failure) {
@@ -246,10 +249,10 @@ fn after_failure<S, Req, C: 'static, P>(
     failure: Failure,
 ) -> Option<Result<S::Response, BoxError>>
 where
-    S: Service<Req>,
+    S: Service<Req> + Clone,
     P: RetryIf<Req> + 'static,
 {
-    let shared = &*this.policy.shared;
+    let shared = &*this.core.policy.shared;
     let attempts = *this.attempts;
     if attempts == 1 {
         shared.stats.entered();
@@ -279,6 +282,9 @@ where
         }
         Decision::Retry(delay, failure, token) => {
             *this.token = token;
+            if this.service.is_none() {
+                *this.service = Some(this.core.service());
+            }
             if failure.retry_after.is_some() {
                 shared.stats.retry_after_wait();
             }
@@ -354,7 +360,7 @@ fn poll_retry<S, Req, C, P>(
     cx: &mut Context<'_>,
 ) -> Poll<Result<S::Response, BoxError>>
 where
-    S: Service<Req>,
+    S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
     C: Classify<S::Response, BoxError> + 'static,
     P: RetryIf<Req> + 'static,
@@ -363,7 +369,7 @@ where
         match this.state.as_mut().project() {
             StateProj::Called { future } => {
                 let result = ready!(future.poll(cx)).map_err(Into::into);
-                match this.policy.shared.classifier.classify(&result) {
+                match this.core.policy.shared.classifier.classify(&result) {
                     Outcome::Failure(failure) if failure.retryable => {
                         if let Some(output) = after_failure(this, result, failure) {
                             return Poll::Ready(output);
@@ -388,11 +394,11 @@ where
                 if let Err(e) = ready!(service.poll_ready(cx)) {
                     this.state.set(State::Done);
                     if let Some(token) = this.token.take() {
-                        refund(&this.policy.shared, token);
+                        refund(&this.core.policy.shared, token);
                     }
                     return Poll::Ready(Err(e.into()));
                 }
-                let shared = &*this.policy.shared;
+                let shared = &*this.core.policy.shared;
                 // Waiting for readiness may have eaten the time the
                 // decision counted on: check again before starting.
                 if let Some(deadline) = *this.deadline

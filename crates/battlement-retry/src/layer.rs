@@ -67,7 +67,7 @@ impl<C: 'static, P: 'static> fmt::Debug for RetryLayer<C, P> {
     }
 }
 
-impl<S, C: 'static, P: 'static> Layer<S> for RetryLayer<C, P> {
+impl<S: Clone, C: 'static, P: 'static> Layer<S> for RetryLayer<C, P> {
     type Service = Retry<S, C, P>;
 
     fn layer(&self, inner: S) -> Self::Service {

@@ -155,10 +155,22 @@
 //!   `Copy` request cloning is free. A request refused by `retry_if`, or
 //!   any request when no kind may have more than one attempt, is never
 //!   cloned.
-//! - The response future keeps a clone of the inner service for its
-//!   retries (`S: Clone`), and a handle on the policy: one `Arc` count, or
-//!   a plain reference for a policy kept in a `static`
-//!   ([`RetryPolicy::from_static`]).
+//! - The response future keeps one handle, counted once (an `Arc`), on
+//!   what the service shares with it: the policy and a spare clone of the
+//!   inner service, made when the `Retry` is. A retry is sent through a
+//!   clone of that spare, taken (under a lock held for the clone) when the
+//!   retry is decided, so a request that succeeds first time clones no
+//!   service. tower's retry clones the service for every request instead:
+//!   one atomic count up and one down for each layer inside that shares
+//!   state (a breaker, an attempt timeout), four in the canonical stack.
+//!   The cost of this choice: a retry goes through a clone of the service
+//!   as it was wrapped, not of what [`Retry::get_mut`] changed since. A
+//!   policy kept in a `static` ([`RetryPolicy::from_static`]) no longer
+//!   saves its count here: the core is counted whatever the policy. (A
+//!   future that copied a static policy and the service when the service
+//!   holds nothing to drop was tried: the extra variant made the compiler
+//!   copy the futures of three layers around it in the canonical stack,
+//!   110 instructions a call, for 3 ns on a lone retry layer.)
 //! - A request that succeeds first time allocates nothing, takes no lock
 //!   and reads no clock. The success path is inlined into the caller's
 //!   poll; the decision, events and backoff are out of line. With a

@@ -1,6 +1,7 @@
 //! [`Retry`]: the service that re-sends failed requests.
 
 use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -19,8 +20,10 @@ pub(crate) const MIN_TIME_LEFT_DIVISOR: u32 = 10;
 ///
 /// Needs `Req: DeadlineCarrier`, a [`RetryIf`] that can copy the request
 /// (every `Clone` request can be; see [`RetryIf::clone_request`]) and
-/// `S: Clone` (each response future keeps a clone of the service to make
-/// its retries with). Each attempt's result is judged as
+/// `S: Clone`: a retry is sent through a clone of the service as it was
+/// when this `Retry` was made, taken when the retry is decided (a request
+/// that succeeds first time clones no service). Each attempt's result is
+/// judged as
 /// `Result<S::Response, BoxError>`, the shape every battlement layer's
 /// classifier has, so one classifier value fits them all.
 pub struct Retry<S, C = ErrorClassifier, P = Always>
@@ -29,21 +32,49 @@ where
     P: 'static,
 {
     inner: S,
-    policy: RetryPolicy<C, P>,
+    core: Arc<Core<S, C, P>>,
+}
+
+/// What a [`Retry`] and its response futures share: the policy, and the
+/// spare service retries are cloned from. One `Arc` for both, so a call
+/// counts one reference (a clone of the inner service per call would
+/// count one for every layer inside that holds shared state).
+pub(crate) struct Core<S, C: 'static, P: 'static> {
+    pub(crate) policy: RetryPolicy<C, P>,
+    spare: Mutex<S>,
+}
+
+impl<S: Clone, C: 'static, P: 'static> Core<S, C, P> {
+    /// A service to send a retry with: a clone of the spare, under a lock
+    /// held only for the clone (on the retry path, never the first call).
+    pub(crate) fn service(&self) -> S {
+        self.spare
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl<S: Clone, C: 'static, P: 'static> Retry<S, C, P> {
+    /// Wraps `inner` with `policy`, keeping a clone of `inner` to send
+    /// retries through.
+    pub fn new(inner: S, policy: RetryPolicy<C, P>) -> Self {
+        let spare = Mutex::new(inner.clone());
+        Retry {
+            inner,
+            core: Arc::new(Core { policy, spare }),
+        }
+    }
 }
 
 impl<S, C: 'static, P: 'static> Retry<S, C, P> {
-    /// Wraps `inner` with `policy`.
-    pub const fn new(inner: S, policy: RetryPolicy<C, P>) -> Self {
-        Retry { inner, policy }
-    }
-
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
 
-    /// The inner service, mutably.
+    /// The inner service, mutably. Retries go through a clone of the
+    /// service as it was wrapped, not of what this changes.
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
     }
@@ -55,7 +86,7 @@ impl<S, C: 'static, P: 'static> Retry<S, C, P> {
 
     /// The policy applied.
     pub fn policy(&self) -> &RetryPolicy<C, P> {
-        &self.policy
+        &self.core.policy
     }
 }
 
@@ -63,7 +94,7 @@ impl<S: Clone, C: 'static, P: 'static> Clone for Retry<S, C, P> {
     fn clone(&self) -> Self {
         Retry {
             inner: self.inner.clone(),
-            policy: self.policy.clone(),
+            core: Arc::clone(&self.core),
         }
     }
 }
@@ -72,7 +103,7 @@ impl<S: fmt::Debug, C: 'static, P: 'static> fmt::Debug for Retry<S, C, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Retry")
             .field("inner", &self.inner)
-            .field("policy", &self.policy)
+            .field("policy", &self.core.policy)
             .finish()
     }
 }
@@ -96,21 +127,19 @@ where
 
     #[inline(always)]
     fn call(&mut self, req: Req) -> Self::Future {
-        let shared = &self.policy.shared;
+        let shared = &self.core.policy.shared;
         if let Some(budget) = &shared.budget {
             budget.deposit();
         }
         // The request's deadline, or the one a `DeadlineLayer` outside
         // has in scope.
         let deadline = deadline::effective(&req);
-        // Keep a copy (and a service to send it with) only when a retry
-        // may happen at all.
+        // Keep a copy only when a retry may happen at all.
         let retained = if shared.max_any_attempts > 1 && shared.retry_if.may_retry(&req) {
             shared.retry_if.clone_request(&req)
         } else {
             None
         };
-        let service = retained.as_ref().map(|_| self.inner.clone());
         // The default rule, which only a deadline makes matter: learn the
         // bound of the attempt timeout inside as it is called. The future
         // is built in place, inside the listener's life (through a closure
@@ -119,13 +148,12 @@ where
             (Some(_), None) => Some(deadline::listen_attempt_bound()),
             _ => None,
         };
-        let policy = self.policy.clone();
+        let core = Arc::clone(&self.core);
         let set = shared.min_time_left;
         ResponseFuture::new(
             self.inner.call(req),
             retained,
-            service,
-            policy,
+            core,
             deadline,
             // After the call: what the listener heard during it.
             move || match listener {

@@ -1180,3 +1180,87 @@ async fn the_policy_is_a_component_counting_attempts_and_why_retries_end() {
     assert_eq!(component.health().details["attempts"], 4, "monotonic");
     assert!(component.control(&Control::ForceOpen).is_err());
 }
+
+/// A backend that counts its clones (and otherwise is `backend`).
+struct Counted {
+    backend: Backend,
+    clones: Arc<AtomicU32>,
+}
+
+impl Clone for Counted {
+    fn clone(&self) -> Self {
+        self.clones.fetch_add(1, Ordering::SeqCst);
+        Counted {
+            backend: self.backend.clone(),
+            clones: self.clones.clone(),
+        }
+    }
+}
+
+impl Service<Req> for Counted {
+    type Response = Resp;
+    type Error = BoxError;
+    type Future = <Backend as Service<Req>>::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        self.backend.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        self.backend.call(req)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_service_is_cloned_only_for_a_retry() {
+    let backend = Backend::new(&[
+        Step::Answer(status(200)),
+        Step::Answer(status(503)),
+        Step::Answer(status(503)),
+        Step::Answer(status(200)),
+    ]);
+    let clones = Arc::new(AtomicU32::new(0));
+    let counted = Counted {
+        backend: backend.clone(),
+        clones: clones.clone(),
+    };
+    let mut svc = RetryLayer::new(policy().max_attempts(3).build().unwrap()).layer(counted);
+    // One clone when the layer wraps the service: the spare.
+    assert_eq!(clones.load(Ordering::SeqCst), 1);
+    let first = svc.ready().await.unwrap().call(req()).await.unwrap();
+    assert_eq!(first, status(200));
+    assert_eq!(clones.load(Ordering::SeqCst), 1, "a success clones nothing");
+    // Two retries of one request: one clone, reused for both.
+    let second = svc.ready().await.unwrap().call(req()).await.unwrap();
+    assert_eq!(second, status(200));
+    assert_eq!(backend.calls(), 4);
+    assert_eq!(clones.load(Ordering::SeqCst), 2);
+}
+
+/// A static policy over a service with nothing to drop (a `service_fn`
+/// without captures): retries go through a copy of the service.
+#[tokio::test(start_paused = true)]
+async fn a_static_policy_over_a_plain_service_retries_through_its_copy() {
+    static POLICY: std::sync::LazyLock<RetryPolicy<Classifier>> =
+        std::sync::LazyLock::new(|| policy().max_attempts(3).build().unwrap());
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    fn answer(_: Req) -> std::future::Ready<Result<Resp, BoxError>> {
+        // Refused twice, then served.
+        let n = CALLS.fetch_add(1, Ordering::SeqCst);
+        std::future::ready(if n < 2 {
+            Err(io::Error::from(io::ErrorKind::ConnectionRefused).into())
+        } else {
+            Ok(status(200))
+        })
+    }
+    let plain = tower::service_fn(answer);
+    assert!(!std::mem::needs_drop::<
+        tower::util::ServiceFn<fn(Req) -> std::future::Ready<Result<Resp, BoxError>>>,
+    >());
+    let svc = RetryLayer::new(RetryPolicy::from_static(&POLICY)).layer(plain);
+    assert_eq!(svc.oneshot(req()).await.unwrap(), status(200));
+    assert_eq!(CALLS.load(Ordering::SeqCst), 3);
+}

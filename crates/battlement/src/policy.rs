@@ -178,6 +178,8 @@ where
     P: 'static,
     Kb: Layer<AttemptPart<S>>,
     Lm: Layer<BreakerPart<S, C, Kb>>,
+    // The retry keeps a spare clone of what it wraps to send retries.
+    LimitedPart<S, C, Kb, Lm>: Clone,
     Bh: Layer<RetryPart<S, C, P, Kb, Lm>>,
     G: Layer<DeadlinePart<S, C, P, Kb, Lm, Bh>>,
     F: Layer<Gated<S, C, P, G, Kb, Lm, Bh>>,
@@ -1051,7 +1053,7 @@ where
             policy: policy.clone(),
             source,
         };
-        let name: Name = self.name.as_str().into();
+        let name = Name::copied(&self.name);
         let events = match (&self.events, &self.registry) {
             (Some(sink), _) => sink.clone(),
             (None, Some(registry)) => registry.event_sink(),
