@@ -15,10 +15,12 @@
 
 use std::convert::Infallible;
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use battlement_benches::{allocs_per_call, call_now, min_of_batches, report};
 use battlement_breaker::Breaker;
+use battlement_core::clock::Clock;
 use battlement_core::{BoxError, Deadline, DeadlineCarrier, Priority};
 use battlement_deadline::{AttemptTimeoutLayer, DeadlineLayer};
 use battlement_fallback::FallbackLayer;
@@ -156,6 +158,22 @@ fn bench(c: &mut Criterion) {
         b.iter(|| call_now(&mut by_policy, black_box(query(1))))
     });
     group.finish();
+
+    // The floors the stack's time is made of (the report multiplies them
+    // by the counts callgrind gives per call, see `STACK_PROFILE` there):
+    // one uncontended atomic read-modify-write, one read of the core's
+    // fast clock (the TSC), one read of tokio's clock.
+    let mut floor = c.benchmark_group("stack_floor");
+    let counter = AtomicU64::new(0);
+    floor.bench_function("atomic_rmw", |b| {
+        b.iter(|| black_box(&counter).fetch_add(black_box(1), Relaxed))
+    });
+    let clock = Clock::fast();
+    floor.bench_function("fast_clock_read", |b| b.iter(|| black_box(clock.now_ns())));
+    floor.bench_function("tokio_clock_read", |b| {
+        b.iter(|| black_box(tokio::time::Instant::now()))
+    });
+    floor.finish();
 
     report(
         "stack/canonical",
