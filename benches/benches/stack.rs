@@ -1,5 +1,6 @@
-//! The canonical stack of DESIGN.md on the happy path (the budget: ≤ 250 ns
-//! per call over a bare `service_fn`), outermost first:
+//! The canonical stack of DESIGN.md on the happy path (issue 20's target:
+//! ≤ 150 ns per call over a bare `service_fn`, zero allocations),
+//! outermost first:
 //!
 //! `InstrumentLayer → FallbackLayer → GateLayer → DeadlineLayer(total) →
 //! RetryLayer → BreakerLayer → AttemptTimeoutLayer → service`
@@ -12,6 +13,16 @@
 //! Two rows: `canonical`, the stack written out layer by layer, and
 //! `policy`, the same stack built by `battlement::Policy` (which adds a
 //! branch per part, since each part can be turned off at run time).
+//!
+//! Where the time goes (callgrind, `BATTLEMENT_IR=100000`, 2 December
+//! 2026): 1,093 instructions a call for `canonical` and 1,249 for `policy`,
+//! no `memcpy`, 14 atomic read-modify-writes, 3 TSC reads and one read of
+//! tokio's clock. On the 2-core Xeon VM those cost about 7, 8 and 19 ns
+//! each (the `stack_floor` group measures them in the same run), so about
+//! 140 ns of the 177 ns a call (`BATTLEMENT_MIN_OF_BATCHES=1`) is atomics
+//! and clocks. The report (`benches/README.md`) lists them by layer. Before
+//! this round it was 1,248 / 1,458 instructions, 18 read-modify-writes and
+//! a 700-byte copy of the stack's future per call.
 
 use std::convert::Infallible;
 use std::hint::black_box;
