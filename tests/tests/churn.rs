@@ -35,14 +35,9 @@ use battlement_gate::Gate;
 use battlement_limit::{AdaptiveLimit, Bulkhead, KeyedBreaker};
 use battlement_registry::Registry;
 use battlement_retry::RetryBudget;
-use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
+mod support;
 
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.replace('_', "").parse().ok())
-        .unwrap_or(default)
-}
+use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 
 fn kib(bytes: i64) -> f64 {
     bytes as f64 / 1024.0
@@ -129,7 +124,7 @@ async fn call_through(set: &Set, n: u32) {
 
 #[test]
 fn components_made_and_dropped_by_the_hundred_thousand() {
-    let n = env("BATTLEMENT_CHURN_COMPONENTS", 100_000);
+    let n = support::env_count("BATTLEMENT_CHURN_COMPONENTS", 100_000);
     const ALIVE: u64 = 1_000;
     let rt = paused_runtime();
     let registry = Registry::new();
@@ -193,7 +188,7 @@ fn components_made_and_dropped_by_the_hundred_thousand() {
 
 #[test]
 fn instruments_and_policies_made_and_dropped_by_the_hundred_thousand() {
-    let n = env("BATTLEMENT_CHURN_COMPONENTS", 100_000);
+    let n = support::env_count("BATTLEMENT_CHURN_COMPONENTS", 100_000);
     let policies = (n / 10).max(1);
     let rt = paused_runtime();
     let registry = Registry::new();
@@ -300,7 +295,7 @@ fn instruments_and_policies_made_and_dropped_by_the_hundred_thousand() {
 
 #[test]
 fn a_keyed_breaker_under_distinct_keys_holds_its_max_keys() {
-    let keys = env("BATTLEMENT_CHURN_KEYS", 100_000);
+    let keys = support::env_count("BATTLEMENT_CHURN_KEYS", 100_000);
     const MAX_KEYS: usize = 256;
     let rt = paused_runtime();
     let registry = Registry::new();
@@ -367,7 +362,7 @@ fn a_keyed_breaker_under_distinct_keys_holds_its_max_keys() {
 
 #[test]
 fn a_fallback_cache_under_distinct_keys_holds_its_max_entries() {
-    let keys = env("BATTLEMENT_CHURN_KEYS", 100_000);
+    let keys = support::env_count("BATTLEMENT_CHURN_KEYS", 100_000);
     const MAX: u64 = 1024;
     let rt = paused_runtime();
     let mut meter = Meter::default();
@@ -463,7 +458,7 @@ fn mix(n: u64) -> u64 {
 
 #[test]
 fn windows_over_simulated_days_hold_the_same_memory_each_day() {
-    let days = env("BATTLEMENT_CHURN_DAYS", 3);
+    let days = support::env_count("BATTLEMENT_CHURN_DAYS", 3);
     const STEP: Duration = Duration::from_secs(37);
     const CALLS_PER_STEP: u64 = 4;
     let steps_per_day = 86_400 / STEP.as_secs();

@@ -27,6 +27,8 @@ use std::time::Duration;
 
 use battlement::prelude::*;
 use battlement_chaos::{Chaos, Latency, Phase};
+mod support;
+
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 /// What the fallback answers with (never a request number the driver
@@ -38,10 +40,7 @@ const TASKS: u64 = 32;
 const PHASES: [&str; 4] = ["errors", "latency", "outage", "recovery"];
 
 fn env_calls(default: u64) -> u64 {
-    std::env::var("BATTLEMENT_SOAK_CALLS")
-        .ok()
-        .and_then(|v| v.replace('_', "").parse().ok())
-        .unwrap_or(default)
+    support::env_count("BATTLEMENT_SOAK_CALLS", default)
 }
 
 /// Resident memory in bytes (`/proc/self/statm`'s second field, in pages
@@ -366,21 +365,7 @@ async fn soak_on(calls: u64, handle: &tokio::runtime::Handle) {
     latency.disable();
     outage.disable();
 
-    // Every task spawned was joined, but a worker releases a task just
-    // after waking its joiner: a bounded number of yields to let it, not
-    // a wall-clock wait.
-    let metrics = handle.metrics();
-    let mut spins = 0u32;
-    while metrics.num_alive_tasks() != 0 && spins < 1_000_000 {
-        // Give the workers the CPU to finish releasing.
-        std::thread::yield_now();
-        spins += 1;
-    }
-    assert_eq!(
-        metrics.num_alive_tasks(),
-        0,
-        "tasks left alive ({spins} yields)"
-    );
+    support::assert_no_task_alive(handle);
 
     let ok = seen.ok.load(Relaxed);
     let fallback = seen.fallback.load(Relaxed);

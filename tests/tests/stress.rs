@@ -27,6 +27,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use battlement::prelude::*;
+mod support;
+
 use tower::{Layer, Service, ServiceExt};
 
 const TASKS: u64 = 16;
@@ -133,10 +135,7 @@ struct Seen {
 }
 
 fn env_calls(default: u64) -> u64 {
-    std::env::var("BATTLEMENT_STRESS_CALLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    support::env_count("BATTLEMENT_STRESS_CALLS", default)
 }
 
 /// A cheap, well-spread hash of a call's number.
@@ -350,18 +349,7 @@ async fn stress(per_task: u64, handle: tokio::runtime::Handle) {
     done.store(true, Relaxed);
     let flips = flipper.await.unwrap();
 
-    let metrics = handle.metrics();
-    let mut spins = 0u32;
-    while metrics.num_alive_tasks() != 0 && spins < 1_000_000 {
-        // Give the workers the CPU to finish releasing.
-        std::thread::yield_now();
-        spins += 1;
-    }
-    assert_eq!(
-        metrics.num_alive_tasks(),
-        0,
-        "tasks left alive ({spins} yields)"
-    );
+    support::assert_no_task_alive(&handle);
 
     // Nothing held.
     let b = breaker.metrics();
