@@ -146,7 +146,9 @@ pub fn current() -> Option<Deadline> {
 
 /// "Now" for a layer being called: the instant an enclosing
 /// `DeadlineLayer` read when it was called, while it calls the layers
-/// inside it ([`enter_call`]); otherwise a read of tokio's clock.
+/// inside it ([`enter_call`]); otherwise the stamp an enclosing
+/// instrument took ([`clock::call_instant`](crate::clock::call_instant)),
+/// or else a read of tokio's clock.
 ///
 /// A call runs through the layers synchronously, in nanoseconds, so one
 /// clock read serves the whole chain of `call`s (the deadline layer's and
@@ -158,7 +160,7 @@ pub fn call_time() -> Instant {
     CURRENT
         .with(Cell::get)
         .called_at
-        .unwrap_or_else(Instant::now)
+        .unwrap_or_else(crate::clock::call_instant)
 }
 
 /// The deadline a layer should work to for `req`: the one the request

@@ -104,17 +104,22 @@ where
     fn call(&mut self, req: Req) -> Self::Future {
         let counters = self.state.counters;
         let seq = counters.start();
+        let start = if seq & self.sample_mask == 0 {
+            Some(self.clock.stamp())
+        } else {
+            None
+        };
         let guard = Guard {
             counters,
             generation: self.state.generation,
-            start: if seq & self.sample_mask == 0 {
-                Some(self.clock.stamp())
-            } else {
-                None
-            },
+            start,
             classifier: self.classifier.clone(),
             done: false,
         };
+        // The layers inside read "now" from this stamp rather than the
+        // clock (a retry budget's slot, a deadline's start): one clock
+        // read per call chain.
+        let _call = start.map(battlement_core::clock::enter_call);
         ResponseFuture::new(self.inner.call(req), guard)
     }
 }

@@ -333,7 +333,9 @@ struct BudgetState {
 impl BudgetState {
     #[inline(always)]
     fn now_nanos(&self) -> u64 {
-        self.clock.now_ns()
+        // The stamp of an enclosing instrument when there is one: a
+        // deposit is made in the retry's `call`.
+        self.clock.call_now_ns()
     }
 
     /// Rotates the ring when the current slot's time is up.
