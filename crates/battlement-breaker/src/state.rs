@@ -462,13 +462,14 @@ impl Shared {
         {
             let current = self.state.load(Acquire);
             if current == word(generation, CLOSED) || current == word(generation, METRICS_ONLY) {
-                self.hot.successes.fetch_add(1, Relaxed);
+                let before = self.hot.successes.fetch_add(1, Relaxed);
                 if self.fail_streak.load(Relaxed) != 0 {
                     self.fail_streak.store(0, Relaxed);
                 }
                 // `true` once per fill of the window, never in the steady
                 // state (the slot already holds a success).
-                if self.hot.window.record(0, SUCCESS) && current == word(generation, CLOSED) {
+                if self.hot.window.record(0, SUCCESS, before) && current == word(generation, CLOSED)
+                {
                     self.evaluate(current, 0, 0);
                 }
                 return;
@@ -546,17 +547,17 @@ impl Shared {
             return self.count_unrecorded(failed);
         }
         if !failed {
-            // The hot path: one read-modify-write for the lifetime total and
-            // the streak, one for the window's head, nothing else written in
-            // the steady state.
-            self.hot.successes.fetch_add(1, Relaxed);
+            // The hot path: one read-modify-write for the lifetime total,
+            // the streak and the window's next slot, nothing else written
+            // in the steady state.
+            let before = self.hot.successes.fetch_add(1, Relaxed);
             if self.fail_streak.load(Relaxed) != 0 {
                 self.fail_streak.store(0, Relaxed);
             }
-            let reached = self
-                .hot
-                .window
-                .record(now_ns, if slow { SUCCESS | SLOW } else { SUCCESS });
+            let reached =
+                self.hot
+                    .window
+                    .record(now_ns, if slow { SUCCESS | SLOW } else { SUCCESS }, before);
             if code == CLOSED && (slow || reached || self.rate_check_pending.load(Relaxed)) {
                 self.evaluate(current, 0, now_ns);
             }
@@ -571,14 +572,15 @@ impl Shared {
     #[inline(never)]
     fn record_failure(&self, current: u64, slow: bool, now_ns: u64) {
         self.failures.fetch_add(1, Relaxed);
-        self.success_mark
-            .store(self.hot.successes.load(Relaxed), Relaxed);
+        let successes = self.hot.successes.load(Relaxed);
+        self.success_mark.store(successes, Relaxed);
         let fails_in_row = self.fail_streak.fetch_add(1, Relaxed).saturating_add(1);
         // Checked below whatever `record` says.
-        let _ = self
-            .hot
-            .window
-            .record(now_ns, if slow { FAILURE | SLOW } else { FAILURE });
+        let _ = self.hot.window.record(
+            now_ns,
+            if slow { FAILURE | SLOW } else { FAILURE },
+            successes,
+        );
         if split(current).1 == CLOSED {
             self.evaluate(current, fails_in_row, now_ns);
         }

@@ -5,7 +5,7 @@
 use std::sync::PoisonError;
 use std::sync::atomic::Ordering::*;
 
-use crate::sync::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Mutex};
+use crate::sync::{AtomicU8, AtomicU32, AtomicU64, Mutex};
 
 /// A slot holds no call.
 const EMPTY: u8 = 0;
@@ -36,10 +36,16 @@ impl Window {
     /// of calls (once per fill from empty), so the rates must be checked
     /// whatever its outcome; always `false` for a time window, whose total
     /// is not kept (see `Shared::rate_check_pending`).
+    ///
+    /// `successes_before` is the breaker's count of successes recorded
+    /// into the window before this call (what its `fetch_add` returned,
+    /// for a success): with the window's own count of recorded failures
+    /// it places the call in a count window's ring, so a success costs
+    /// the one read-modify-write of that count and none for the ring.
     #[inline]
-    pub(crate) fn record(&self, now_ns: u64, code: u8) -> bool {
+    pub(crate) fn record(&self, now_ns: u64, code: u8, successes_before: u64) -> bool {
         match self {
-            Window::Count(w) => w.record(code),
+            Window::Count(w) => w.record(code, successes_before),
             Window::Time(w) => {
                 w.record(now_ns, code);
                 false
@@ -67,12 +73,28 @@ impl Window {
 /// Each call swaps its code into the next slot and adjusts the totals by
 /// the difference with the code it replaced, so the totals always equal
 /// the sum of the slots once every in-flight update has landed.
+///
+/// The next slot is the call's place in the sequence of recorded calls,
+/// modulo the size: the successes recorded before it (counted by the
+/// breaker, which needs the total anyway) plus the failures recorded
+/// before it (counted here). One at a time, calls take consecutive slots.
+/// A success and a failure recorded at the same instant by two threads
+/// may take the same slot; the swap keeps the totals equal to the slots,
+/// and the window then holds one call fewer than the last `N` until the
+/// ring comes round. The modulo is Lemire's multiply-and-shift on the low
+/// 32 bits of the place (a division would cost more than the rest of
+/// `record`); the place wraps every 2^32 calls, where one round of the
+/// ring starts early.
 #[derive(Debug)]
 pub(crate) struct CountWindow {
     slots: Box<[AtomicU8]>,
+    /// `u64::MAX / slots.len() + 1` (wrapping), for [`index`](Self::index).
+    fastmod: u64,
     /// The breaker's `minimum_calls`: `record` says when `calls` reaches it.
     minimum: u32,
-    head: AtomicUsize,
+    /// Failures recorded so far (the window's records that are not
+    /// successes), for the next slot.
+    failed: AtomicU64,
     calls: AtomicU32,
     failures: AtomicU32,
     slow: AtomicU32,
@@ -82,8 +104,9 @@ impl CountWindow {
     pub(crate) fn new(size: usize, minimum: u32) -> Self {
         CountWindow {
             slots: (0..size).map(|_| AtomicU8::new(EMPTY)).collect(),
+            fastmod: (u64::MAX / size as u64).wrapping_add(1),
             minimum,
-            head: AtomicUsize::new(0),
+            failed: AtomicU64::new(0),
             calls: AtomicU32::new(0),
             failures: AtomicU32::new(0),
             slow: AtomicU32::new(0),
@@ -93,14 +116,13 @@ impl CountWindow {
     /// Records `code`; `true` when this call filled an empty slot and so
     /// brought the window to `minimum` calls.
     #[inline]
-    fn record(&self, code: u8) -> bool {
-        let len = self.slots.len();
-        let idx = match self.head.fetch_update(Relaxed, Relaxed, |h| {
-            Some(if h + 1 >= len { 0 } else { h + 1 })
-        }) {
-            Ok(h) | Err(h) => h,
+    fn record(&self, code: u8, successes_before: u64) -> bool {
+        let failed = if code & FAILURE != 0 {
+            self.failed.fetch_add(1, Relaxed)
+        } else {
+            self.failed.load(Relaxed)
         };
-        let slot = &self.slots[idx];
+        let slot = &self.slots[self.index(successes_before.wrapping_add(failed))];
         // Steady state: the slot already holds this outcome, nothing
         // changes, and a load is cheaper than a swap.
         if slot.load(Relaxed) == code {
@@ -114,6 +136,15 @@ impl CountWindow {
         adjust(&self.failures, old & FAILURE != 0, code & FAILURE != 0);
         adjust(&self.slow, old & SLOW != 0, code & SLOW != 0);
         reached
+    }
+
+    /// `place % slots.len()` for the low 32 bits of `place` (Lemire,
+    /// "Faster remainder by direct computation", 2019: exact for every
+    /// 32-bit dividend and divisor).
+    #[inline(always)]
+    fn index(&self, place: u64) -> usize {
+        let low = self.fastmod.wrapping_mul(u64::from(place as u32));
+        ((u128::from(low) * self.slots.len() as u128) >> 64) as usize
     }
 
     fn counts(&self) -> Counts {
@@ -253,11 +284,38 @@ impl TimeWindow {
 mod tests {
     use super::*;
 
+    /// Records into `w` as the breaker does, counting its successes.
+    fn rec(w: &CountWindow, successes: &mut u64, code: u8) -> bool {
+        let before = *successes;
+        if code & FAILURE == 0 {
+            *successes += 1;
+        }
+        w.record(code, before)
+    }
+
+    #[test]
+    fn the_index_is_the_remainder() {
+        for size in [1usize, 2, 3, 7, 10, 100, 1_000, 65_537, 100_000] {
+            let w = CountWindow::new(size, 1);
+            for place in (0..3 * size as u64).chain([u64::from(u32::MAX) - 1, u64::from(u32::MAX)])
+            {
+                assert_eq!(
+                    w.index(place),
+                    (place % size as u64) as usize,
+                    "{place} % {size}"
+                );
+            }
+            // The place wraps at 2^32: only its low 32 bits count.
+            assert_eq!(w.index(1 << 32), 0);
+        }
+    }
+
     #[test]
     fn count_window_wraps() {
         let w = CountWindow::new(3, 3);
-        w.record(FAILURE);
-        w.record(FAILURE | SLOW);
+        let s = &mut 0;
+        rec(&w, s, FAILURE);
+        rec(&w, s, FAILURE | SLOW);
         assert_eq!(
             w.counts(),
             Counts {
@@ -266,8 +324,8 @@ mod tests {
                 slow: 1
             }
         );
-        assert!(w.record(SUCCESS), "the third call reaches the minimum");
-        assert!(!w.record(SUCCESS)); // replaces the first failure
+        assert!(rec(&w, s, SUCCESS), "the third call reaches the minimum");
+        assert!(!rec(&w, s, SUCCESS)); // replaces the first failure
         assert_eq!(
             w.counts(),
             Counts {
@@ -276,7 +334,7 @@ mod tests {
                 slow: 1
             }
         );
-        w.record(SUCCESS); // replaces the slow failure
+        rec(&w, s, SUCCESS); // replaces the slow failure
         assert_eq!(
             w.counts(),
             Counts {
@@ -360,8 +418,9 @@ mod tests {
             fn count_window_is_the_last_n(size in 1usize..8, codes in proptest::collection::vec(0u8..4, 0..40)) {
                 let w = CountWindow::new(size, size as u32);
                 let mut all = vec![];
+                let s = &mut 0;
                 for c in codes {
-                    w.record(code(c));
+                    super::rec(&w, s, code(c));
                     all.push(code(c));
                     let start = all.len().saturating_sub(size);
                     prop_assert_eq!(w.counts(), naive(&all[start..]));
