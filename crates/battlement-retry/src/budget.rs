@@ -37,7 +37,8 @@ const SLOTS: usize = 10;
 /// [`Control::Reset`] empties the window back to the floor.
 ///
 /// The window is a ring of ten atomic slots (as in tower's `TpsBudget`):
-/// deposits and withdrawals are one atomic add each plus a clock read; a
+/// deposits and withdrawals are one atomic add each plus a clock read (the
+/// enclosing instrument's, when there is one); a
 /// lock is taken only to rotate to the next slot, at most once per
 /// `ttl / 10`. Two withdrawals racing for the last token may both win: the
 /// bound holds to within the number of concurrent retries.
@@ -173,8 +174,9 @@ impl RetryBudgetBuilder {
                 rotate: Mutex::new(0),
                 slot: AtomicU64::new(0),
                 slots: Default::default(),
-                writer: AtomicI64::new(0),
-                deposits: AtomicU64::new(0),
+                requests: AtomicU64::new(0),
+                spent: AtomicI64::new(0),
+                committed_requests: AtomicU64::new(0),
                 allowed: AtomicU64::new(0),
                 denied: AtomicU64::new(0),
             }),
@@ -204,8 +206,9 @@ impl RetryBudget {
     pub fn deposit(&self) {
         let s = &*self.inner;
         s.expire();
-        s.writer.fetch_add(s.deposit, Ordering::AcqRel);
-        s.deposits.fetch_add(1, Ordering::Relaxed);
+        // One add: the count is both the slot's deposit (times `deposit`)
+        // and the lifetime total of requests (once committed).
+        s.requests.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Takes the token for one retry; `false` when the budget is empty.
@@ -221,7 +224,7 @@ impl RetryBudget {
         s.expire();
         if s.balance() >= SCALE {
             let slot = s.slot.load(Ordering::Acquire);
-            s.writer.fetch_sub(SCALE, Ordering::AcqRel);
+            s.spent.fetch_add(SCALE, Ordering::AcqRel);
             s.allowed.fetch_add(1, Ordering::Relaxed);
             Some(Token { slot })
         } else {
@@ -240,7 +243,7 @@ impl RetryBudget {
         let _index = s.rotate.lock().unwrap_or_else(PoisonError::into_inner);
         let current = s.slot.load(Ordering::Acquire);
         if token.slot == current {
-            s.writer.fetch_add(SCALE, Ordering::AcqRel);
+            s.spent.fetch_sub(SCALE, Ordering::AcqRel);
         } else if current - token.slot < SLOTS as u64 {
             s.slots[(token.slot % SLOTS as u64) as usize].fetch_add(SCALE, Ordering::AcqRel);
         }
@@ -323,9 +326,15 @@ struct BudgetState {
     slot: AtomicU64,
     /// Committed slots (older windows), token units.
     slots: [AtomicI64; SLOTS],
-    /// The current slot's changes, not yet committed.
-    writer: AtomicI64,
-    deposits: AtomicU64,
+    /// Requests deposited into the current slot, not yet committed: its
+    /// deposit is this times `deposit`.
+    requests: AtomicU64,
+    /// Token units withdrawn from the current slot (minus those refunded
+    /// into it), not yet committed.
+    spent: AtomicI64,
+    /// Requests of the slots committed so far (the lifetime total is this
+    /// plus `requests`); changed under `rotate`.
+    committed_requests: AtomicU64,
     allowed: AtomicU64,
     denied: AtomicU64,
 }
@@ -350,7 +359,7 @@ impl BudgetState {
         if elapsed < self.window_nanos {
             return; // someone else rotated
         }
-        let committed = self.writer.swap(0, Ordering::AcqRel);
+        let committed = self.commit();
         self.slots[*index].store(committed, Ordering::Release);
         let mut next = (*index + 1) % SLOTS;
         let mut cleared = 0;
@@ -367,16 +376,41 @@ impl BudgetState {
         self.slot_started.store(now, Ordering::Release);
     }
 
+    /// Moves the current slot's requests and withdrawals out (to zero),
+    /// counts its requests in the lifetime total, and returns its balance
+    /// in token units. Called under `rotate`.
+    fn commit(&self) -> i64 {
+        let requests = self.requests.swap(0, Ordering::AcqRel);
+        let spent = self.spent.swap(0, Ordering::AcqRel);
+        self.committed_requests
+            .fetch_add(requests, Ordering::Relaxed);
+        self.deposited(requests).saturating_sub(spent)
+    }
+
+    /// Token units `requests` deposit.
+    fn deposited(&self, requests: u64) -> i64 {
+        i64::try_from(requests)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(self.deposit)
+    }
+
     fn balance(&self) -> i64 {
         let windowed = self
             .slots
             .iter()
             .map(|s| s.load(Ordering::Acquire))
             .fold(0i64, i64::saturating_add);
-        self.writer
-            .load(Ordering::Acquire)
+        self.deposited(self.requests.load(Ordering::Acquire))
+            .saturating_sub(self.spent.load(Ordering::Acquire))
             .saturating_add(windowed)
             .saturating_add(self.reserve)
+    }
+
+    /// Requests deposited so far: read under `rotate`, so never half-way
+    /// through a commit.
+    fn requests_total(&self) -> u64 {
+        let _index = self.rotate.lock().unwrap_or_else(PoisonError::into_inner);
+        self.committed_requests.load(Ordering::Relaxed) + self.requests.load(Ordering::Relaxed)
     }
 
     fn reset(&self) {
@@ -391,7 +425,8 @@ impl BudgetState {
         for slot in &self.slots {
             slot.store(0, Ordering::Release);
         }
-        self.writer.store(0, Ordering::Release);
+        // The requests stay counted in the lifetime total.
+        let _ = self.commit();
         self.slot_started.store(self.now_nanos(), Ordering::Release);
     }
 }
@@ -410,7 +445,7 @@ impl Component for BudgetState {
         let available = (self.balance().max(0) / SCALE) as u64;
         let allowed = self.allowed.load(Ordering::Relaxed);
         let denied = self.denied.load(Ordering::Relaxed);
-        let deposits = self.deposits.load(Ordering::Relaxed);
+        let deposits = self.requests_total();
         let status = if available == 0 {
             HealthStatus::Degraded
         } else {
@@ -575,6 +610,33 @@ mod tests {
         assert_eq!(b.available(), 0);
         assert_eq!(c.health().status, HealthStatus::Degraded);
         assert!(c.control(&Control::ForceOpen).is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_request_total_counts_every_deposit_through_rotations_and_resets() {
+        let b = budget(1, 0, 0.5);
+        let requests = |b: &RetryBudget| b.as_component().health().details["requests"].clone();
+        for _ in 0..3 {
+            b.deposit();
+        }
+        assert_eq!(requests(&b), 3);
+        // Into the next slot (the first three are committed), then out of
+        // the window altogether: the total keeps them all.
+        advance(Duration::from_millis(150)).await;
+        b.deposit();
+        assert_eq!(requests(&b), 4);
+        assert_eq!(b.available(), 2, "4 requests × 0.5");
+        advance(Duration::from_secs(5)).await;
+        assert_eq!(b.available(), 0);
+        b.deposit();
+        assert_eq!(requests(&b), 5);
+        b.reset();
+        assert_eq!(requests(&b), 5, "a reset keeps the total");
+        assert_eq!(b.available(), 0);
+        b.deposit();
+        b.deposit();
+        assert_eq!(requests(&b), 7);
+        assert_eq!(b.available(), 1);
     }
 
     proptest::proptest! {
