@@ -28,14 +28,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
-use axum::http::Response;
 use axum::routing::get;
-use battlement::gate::HeaderPriority;
 use battlement::http::ErrorResponseLayer;
 use battlement::prelude::*;
 use support::{benching, quick};
 
+#[macro_use]
 mod support;
 use tower::ServiceBuilder;
 
@@ -44,13 +42,7 @@ async fn hello() -> &'static str {
 }
 
 fn app(registry: &Registry) -> Result<Router, BoxError> {
-    let policy = Policy::http("bench")
-        .without_retry()
-        .gate(|g| g)
-        .priority(HeaderPriority::new())
-        .fallback(|f| f.value_fn(|_| Ok(Response::new(Body::from("fallback")))))
-        .registry(registry)
-        .build()?;
+    let policy = http_policy!(registry)?;
     Ok(Router::new().route("/bare", get(hello)).route(
         "/policy",
         get(hello).route_layer(

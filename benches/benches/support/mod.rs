@@ -78,3 +78,27 @@ pub(crate) fn quick() -> bool {
 pub(crate) fn benching() -> bool {
     std::env::args().any(|a| a == "--bench")
 }
+
+/// The `Policy::http` of the HTTP benches (`http`, over loopback, and
+/// `http_stack`, in process), of the `axum_server` example's shape:
+/// instrument, fallback, gate by the priority header, total deadline,
+/// breaker, attempt timeout; no retry (a server does not retry its own
+/// handler, and an axum `Body` cannot be sent twice without a replay
+/// buffer). A macro: the built policy's type names every part.
+macro_rules! http_policy {
+    ($registry:expr) => {
+        battlement::Policy::http("bench")
+            .without_retry()
+            .gate(|g| g)
+            .priority(battlement::gate::HeaderPriority::new())
+            .fallback(|f| {
+                f.value_fn(|_| {
+                    Ok(axum::http::Response::new(axum::body::Body::from(
+                        "fallback",
+                    )))
+                })
+            })
+            .registry($registry)
+            .build()
+    };
+}

@@ -350,8 +350,32 @@ impl<B> DeadlineCarrier for http::Request<B> {
         self.extensions().get::<Deadline>().copied()
     }
 
+    /// Overwrites the deadline in place when the request carries one (a
+    /// deadline layer's, tightened by an attempt timeout): no new box in
+    /// the extensions, and no old one to free.
     fn set_deadline(&mut self, deadline: Deadline) {
-        self.extensions_mut().insert(deadline);
+        let extensions = self.extensions_mut();
+        match extensions.get_mut::<Deadline>() {
+            Some(carried) => *carried = deadline,
+            None => {
+                extensions.insert(deadline);
+            }
+        }
+    }
+
+    /// One lookup in the extensions, where the default method makes two.
+    fn tighten_deadline(&mut self, deadline: Deadline) -> Deadline {
+        let extensions = self.extensions_mut();
+        match extensions.get_mut::<Deadline>() {
+            Some(carried) => {
+                *carried = Deadline::min(*carried, deadline);
+                *carried
+            }
+            None => {
+                extensions.insert(deadline);
+                deadline
+            }
+        }
     }
 }
 

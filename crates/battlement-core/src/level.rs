@@ -155,9 +155,16 @@ macro_rules! named_enum_impls {
             type Err = ParseNameError;
 
             fn from_str(s: &str) -> Result<Self, Self::Err> {
+                // The exact name first: what a header or a config file
+                // holds nearly always, and a few byte compares against
+                // a trim over Unicode whitespace and a case-folding one.
+                if let Some(v) = $ty::ALL.into_iter().find(|v| v.as_str() == s) {
+                    return Ok(v);
+                }
+                let trimmed = s.trim();
                 $ty::ALL
                     .into_iter()
-                    .find(|v| v.as_str().eq_ignore_ascii_case(s.trim()))
+                    .find(|v| v.as_str().eq_ignore_ascii_case(trimmed))
                     .ok_or_else(|| ParseNameError {
                         what: $what,
                         value: s.to_owned(),

@@ -1,0 +1,135 @@
+//! The HTTP bench's `Policy::http` (see `support::http_policy!`) in
+//! process: an axum `Request<Body>` through `ErrorResponseLayer` and the
+//! policy to a handler that answers `hello`, the response's body read to
+//! its end (the instrument and the breaker complete a call when its body
+//! ends), against the same handler bare. What the policy costs a request
+//! without the network and the load generator, whose noise on two cores
+//! is larger than the policy (`benches/benches/http.rs`).
+//!
+//! `BATTLEMENT_IR=<calls>` runs each row `calls` times for
+//! `valgrind --tool=callgrind` instead (instructions per request).
+
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use axum::body::Body;
+use axum::http::{Request, Response};
+use battlement::http::ErrorResponseLayer;
+use battlement::prelude::*;
+use battlement_benches::{Service, call_now};
+use criterion::{Criterion, criterion_group};
+use tower::{ServiceBuilder, service_fn};
+
+#[macro_use]
+mod support;
+
+fn handler() -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone {
+    service_fn(|_req: Request<Body>| async {
+        Ok::<_, Infallible>(Response::new(Body::from("hello")))
+    })
+}
+
+fn request() -> Request<Body> {
+    Request::get("/policy")
+        .header("x-priority", "normal")
+        .body(Body::empty())
+        .expect("a valid request")
+}
+
+/// One request: the call, and its response body read to the end; `true`
+/// when it had one data frame.
+fn serve<S, B>(svc: &mut S) -> bool
+where
+    S: Service<Request<Body>, Response = Response<B>>,
+    B: http_body::Body + Unpin,
+{
+    let Ok(res) = call_now(svc, black_box(request())) else {
+        return false;
+    };
+    let mut body = res.into_body();
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut frames = 0;
+    loop {
+        match Pin::new(&mut body).poll_frame(&mut cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                frames += usize::from(frame.is_data());
+            }
+            Poll::Ready(None) => return frames == 1,
+            Poll::Ready(Some(Err(_))) => return false,
+            Poll::Pending => panic!("the bench body was not ready"),
+        }
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = battlement_benches::runtime();
+    let _guard = rt.enter();
+    let registry = Registry::new();
+    let policy = http_policy!(&registry).expect("a valid policy");
+    let mut bare = handler();
+    let mut policed = ServiceBuilder::new()
+        .layer(ErrorResponseLayer::new())
+        .layer(policy)
+        .service(handler());
+    assert!(serve(&mut bare) && serve(&mut policed), "both answer hello");
+
+    let mut group = c.benchmark_group("http_stack");
+    group.bench_function("bare", |b| b.iter(|| serve(&mut bare)));
+    group.bench_function("policy", |b| b.iter(|| serve(&mut policed)));
+    group.finish();
+    let allocs_bare = battlement_benches::allocs_per_call(10_000, || {
+        black_box(serve(&mut bare));
+    });
+    battlement_benches::report("http_stack/bare", allocs_bare);
+    let allocs = battlement_benches::allocs_per_call(10_000, || {
+        black_box(serve(&mut policed));
+    });
+    battlement_benches::report("http_stack/policy", allocs);
+}
+
+#[inline(never)]
+fn ir_bare<S, B>(svc: &mut S, n: u64)
+where
+    S: Service<Request<Body>, Response = Response<B>>,
+    B: http_body::Body + Unpin,
+{
+    black_box("ir_bare");
+    for _ in 0..n {
+        black_box(serve(svc));
+    }
+}
+
+#[inline(never)]
+fn ir_policy<S, B>(svc: &mut S, n: u64)
+where
+    S: Service<Request<Body>, Response = Response<B>>,
+    B: http_body::Body + Unpin,
+{
+    black_box("ir_policy");
+    for _ in 0..n {
+        black_box(serve(svc));
+    }
+}
+
+fn instructions(n: u64) {
+    let rt = battlement_benches::runtime();
+    let _guard = rt.enter();
+    let registry = Registry::new();
+    let policy = http_policy!(&registry).expect("a valid policy");
+    ir_bare(&mut handler(), n);
+    ir_policy(
+        &mut ServiceBuilder::new()
+            .layer(ErrorResponseLayer::new())
+            .layer(policy)
+            .service(handler()),
+        n,
+    );
+}
+
+criterion_group!(benches, bench);
+
+fn main() {
+    battlement_benches::main_with_instructions(instructions, benches);
+}
