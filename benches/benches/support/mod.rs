@@ -8,7 +8,7 @@
 //! `benches/run.sh --quick`); the benches with a plain `main` (scenarios,
 //! http) read [`quick`].
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros)]
 
 use std::time::Duration;
 
