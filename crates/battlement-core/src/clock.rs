@@ -280,30 +280,42 @@ pub fn call_instant() -> Instant {
     }
 }
 
-/// Reads tokio's clock for [`call_instant`] and, when the window of the
-/// last pair has passed, makes this reading and `raw` the new pair.
+/// [`call_instant`] off its fast path: a stamp from before this thread's
+/// pair (taken earlier in the same call chain), a window that is not
+/// trusted (tokio's clock is read), or one that has passed (tokio's clock
+/// and the counter are read back to back as the new pair, and checked
+/// against the last one).
 #[cold]
 #[inline(never)]
 fn reanchor(raw: u64, a: Anchor) -> Instant {
-    let now = Instant::now();
     let clock = fast();
-    match a.at {
-        Some(_) if raw.wrapping_sub(a.raw) < WINDOW_TICKS => {}
-        previous => {
-            let trusted = previous.is_some_and(|prev| {
-                let tokio = nanos(now.saturating_duration_since(prev));
-                let real = clock.delta_as_nanos(a.raw, raw);
-                tokio.abs_diff(real) <= real / 256
-            });
-            ANCHOR.with(|c| {
-                c.set(Anchor {
-                    raw,
-                    at: Some(now),
-                    trusted,
-                })
-            });
+    if let Some(at) = a.at {
+        let behind = a.raw.wrapping_sub(raw);
+        if a.trusted && behind < WINDOW_TICKS {
+            let earlier = Duration::from_nanos(clock.delta_as_nanos(raw, a.raw));
+            return at.checked_sub(earlier).unwrap_or(at);
+        }
+        if behind < WINDOW_TICKS || raw.wrapping_sub(a.raw) < WINDOW_TICKS {
+            return Instant::now();
         }
     }
+    // The pair is read here rather than taken from the stamp, which may
+    // be microseconds older (the layers between the instrument and this
+    // one): the check below compares two pairs to 1/256 of a window.
+    let now = Instant::now();
+    let counter = clock.raw();
+    let trusted = a.at.is_some_and(|prev| {
+        let tokio = nanos(now.saturating_duration_since(prev));
+        let real = clock.delta_as_nanos(a.raw, counter);
+        tokio.abs_diff(real) <= real / 256
+    });
+    ANCHOR.with(|c| {
+        c.set(Anchor {
+            raw: counter,
+            at: Some(now),
+            trusted,
+        })
+    });
     now
 }
 
@@ -404,8 +416,10 @@ mod tests {
         let clock = Clock::fast();
         // Real time by nature, so checked against tokio's (running) clock
         // over a half-millisecond busy loop nested inside the fast reads.
-        let start = clock.now_ns();
+        // The stamp before the reading, and read after it: `stamped >= ns`
+        // holds whatever preempts the test between the lines.
         let stamp = clock.stamp();
+        let start = clock.now_ns();
         let t0 = Instant::now();
         while t0.elapsed() < Duration::from_micros(500) {
             std::hint::spin_loop();
@@ -506,6 +520,27 @@ mod tests {
         }
         assert!(ANCHOR.with(Cell::get).trusted);
         let tolerance = Duration::from_micros(100);
+        // A stamp from before the pair (the pair is read after the stamp
+        // that starts a new window): mapped back from the pair, not read.
+        spin_windows(1, |_| ());
+        let stamp = Clock::fast().stamp();
+        let first = {
+            let _call = enter_call(stamp);
+            call_instant()
+        };
+        let again = {
+            let _call = enter_call(stamp);
+            call_instant()
+        };
+        let off = if again > first {
+            again - first
+        } else {
+            first - again
+        };
+        assert!(
+            off < tolerance,
+            "the same stamp read {first:?} then {again:?}"
+        );
         for _ in 0..1_000 {
             let before = Instant::now();
             let _call = enter_call(Clock::fast().stamp());
