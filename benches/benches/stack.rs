@@ -15,14 +15,16 @@
 //! branch per part, since each part can be turned off at run time).
 //!
 //! Where the time goes (callgrind, `BATTLEMENT_IR=100000`, 2 December
-//! 2026): 1,093 instructions a call for `canonical` and 1,249 for `policy`,
-//! no `memcpy`, 14 atomic read-modify-writes, 3 TSC reads and one read of
-//! tokio's clock. On the 2-core Xeon VM those cost about 7, 8 and 19 ns
-//! each (the `stack_floor` group measures them in the same run), so about
-//! 140 ns of the 177 ns a call (`BATTLEMENT_MIN_OF_BATCHES=1`) is atomics
-//! and clocks. The report (`benches/README.md`) lists them by layer. Before
-//! this round it was 1,248 / 1,458 instructions, 18 read-modify-writes and
-//! a 700-byte copy of the stack's future per call.
+//! 2026, second round): 1,114 instructions a call for `canonical` and
+//! 1,296 for `policy`, no `memcpy`, 12 atomic read-modify-writes, 2 TSC
+//! reads and no read of tokio's clock (the instrument's stamp serves the
+//! budget and the deadline layer). On the 2-core Xeon VM those cost about
+//! 7 and 10 ns each (the `stack_floor` group measures them in the same
+//! run). The report (`benches/README.md`) lists them by layer. The first
+//! round of 2 December took the stack from 1,248 / 1,458 instructions, 18
+//! read-modify-writes and a 700-byte copy of its future per call to 1,093
+//! / 1,249, 14 read-modify-writes, 3 TSC reads and one read of tokio's
+//! clock.
 
 use std::convert::Infallible;
 use std::hint::black_box;
