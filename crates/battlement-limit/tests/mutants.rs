@@ -1,0 +1,247 @@
+//! Tests written for the mutants of `src/slots.rs`, `src/algorithm.rs` and
+//! `src/keyed.rs` that the other tests missed (see
+//! `docs/reliability/mutants/limit.md`): deterministic, on paused tokio
+//! time, through the public API only.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Wake, Waker};
+use std::time::Duration;
+
+use battlement_core::{AsComponent, BoxError, BulkheadFull, HealthStatus};
+use battlement_limit::{AdaptiveLimit, Aimd, Bulkhead, BulkheadService};
+use tokio::time::sleep;
+use tower::{Layer, Service, ServiceExt, service_fn};
+
+mod common;
+use common::poll_once;
+
+/// A call that takes `ms` and fails (as unavailable, a drop) when `fail`.
+type Req = (u64, bool);
+
+fn backend() -> impl Service<Req, Response = (), Error = BoxError, Future: Send> + Clone + Send {
+    service_fn(|(ms, fail): Req| async move {
+        sleep(Duration::from_millis(ms)).await;
+        if fail {
+            Err::<(), BoxError>(Box::new(std::io::Error::from(
+                std::io::ErrorKind::ResourceBusy,
+            )))
+        } else {
+            Ok(())
+        }
+    })
+}
+
+/// `Slots::set_limit`: a raise that no release follows (a reset back to a
+/// higher initial limit) hands the new slots to the waiters at once. A
+/// raise by a closing window is always followed by that call's release,
+/// whose own hand-over hides a missing one in `set_limit`.
+#[tokio::test(start_paused = true)]
+async fn a_reset_that_raises_the_limit_hands_the_new_slot_to_a_waiter_at_once() {
+    let limiter = AdaptiveLimit::builder("reset")
+        .algorithm(Aimd::new().timeout(Duration::from_millis(100)))
+        .initial_limit(4)
+        .min_limit(1)
+        .max_limit(10)
+        .window(Duration::from_millis(10), 1)
+        .wait(Duration::from_secs(1), 4)
+        .build()
+        .unwrap();
+    let layer = limiter.layer();
+    // One dropped call closes the first window: 4 × 0.9 = 3.6.
+    assert!(layer.layer(backend()).oneshot((20, true)).await.is_err());
+    assert_eq!(limiter.limit(), 3);
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut call = Box::pin(layer.layer(backend()).oneshot((1000, false)));
+        assert!(poll_once(&mut call).await.is_pending());
+        held.push(call);
+    }
+    let mut waiter = Box::pin(layer.layer(backend()).oneshot((1000, false)));
+    assert!(poll_once(&mut waiter).await.is_pending());
+    assert_eq!((limiter.in_flight(), limiter.waiting()), (3, 1));
+    limiter.reset();
+    assert_eq!(limiter.limit(), 4);
+    // Granted in the reset itself, before any call ends.
+    assert_eq!((limiter.in_flight(), limiter.waiting()), (4, 0));
+    assert!(poll_once(&mut waiter).await.is_pending(), "now in its call");
+    assert_eq!(limiter.metrics().admitted, 5);
+}
+
+/// `Slots::enqueue` (`in_flight < limit`): with more calls in flight than a
+/// limit that just fell, a new caller waits. Every older test lowered the
+/// limit only to where the calls in flight were at most as many.
+#[tokio::test(start_paused = true)]
+async fn a_caller_waits_while_more_calls_are_in_flight_than_a_fallen_limit() {
+    let limiter = AdaptiveLimit::builder("fallen")
+        .algorithm(
+            Aimd::new()
+                .backoff_ratio(0.5)
+                .timeout(Duration::from_millis(100)),
+        )
+        .initial_limit(4)
+        .min_limit(1)
+        .max_limit(10)
+        .window(Duration::from_millis(10), 1)
+        .wait(Duration::from_secs(1), 4)
+        .build()
+        .unwrap();
+    let layer = limiter.layer();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut call = Box::pin(layer.layer(backend()).oneshot((1000, false)));
+        assert!(poll_once(&mut call).await.is_pending());
+        held.push(call);
+    }
+    // The fourth call is dropped and closes the window: 4 × 0.5 = 2, with
+    // three calls still in flight.
+    assert!(layer.layer(backend()).oneshot((20, true)).await.is_err());
+    assert_eq!((limiter.limit(), limiter.in_flight()), (2, 3));
+    let mut newcomer = Box::pin(layer.layer(backend()).oneshot((1, false)));
+    assert!(poll_once(&mut newcomer).await.is_pending());
+    assert_eq!((limiter.in_flight(), limiter.waiting()), (3, 1));
+    assert_eq!(limiter.metrics().admitted, 4);
+}
+
+/// A service over an inner one that is always ready: call 0 never ends,
+/// any other answers its own number.
+fn echo() -> impl Service<u32, Response = u32, Error = Infallible, Future: Send> + Clone + Send {
+    service_fn(|n: u32| async move {
+        if n == 0 {
+            std::future::pending::<()>().await;
+        }
+        Ok::<_, Infallible>(n)
+    })
+}
+
+fn bulkhead(max: u32, wait: Option<(u64, u32)>) -> Bulkhead {
+    let mut b = Bulkhead::builder("pool").max_concurrent(max);
+    if let Some((ms, n)) = wait {
+        b = b.wait(Duration::from_millis(ms), n);
+    }
+    b.build().unwrap()
+}
+
+/// Counts its wakes.
+#[derive(Default)]
+struct Counter(AtomicUsize);
+
+impl Wake for Counter {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// `Slots::poll_granted`: a waiter polled again with another waker (it
+/// moved to another task) is woken through the new one when granted.
+#[tokio::test(start_paused = true)]
+async fn a_waiter_polled_with_a_new_waker_is_woken_through_it() {
+    let b = bulkhead(1, Some((1000, 1)));
+    let mut holder = b.layer().layer(echo());
+    let held = holder.ready().await.unwrap().call(0);
+    let mut waiter = b.layer().layer(echo());
+    let (first, second) = (Arc::new(Counter::default()), Arc::new(Counter::default()));
+    let (first_waker, second_waker) = (Waker::from(first.clone()), Waker::from(second.clone()));
+    assert!(
+        waiter
+            .poll_ready(&mut Context::from_waker(&first_waker))
+            .is_pending()
+    );
+    assert!(
+        waiter
+            .poll_ready(&mut Context::from_waker(&second_waker))
+            .is_pending()
+    );
+    drop(held);
+    assert_eq!(first.0.load(Ordering::SeqCst), 0);
+    assert_eq!(second.0.load(Ordering::SeqCst), 1);
+    assert!(
+        waiter
+            .poll_ready(&mut Context::from_waker(&second_waker))
+            .is_ready()
+    );
+    assert_eq!(waiter.call(7).await.unwrap(), 7);
+}
+
+/// `Ticket::cancel`: a caller that calls while still waiting (its
+/// `poll_ready` was pending), after a slot was granted to it meanwhile,
+/// gets that slot.
+#[tokio::test(start_paused = true)]
+async fn a_call_made_while_waiting_takes_the_slot_granted_meanwhile() {
+    let b = bulkhead(1, Some((1000, 1)));
+    let mut holder = b.layer().layer(echo());
+    let held = holder.ready().await.unwrap().call(0);
+    let mut waiter = b.layer().layer(echo());
+    let waker = Waker::from(Arc::new(Counter::default()));
+    assert!(
+        waiter
+            .poll_ready(&mut Context::from_waker(&waker))
+            .is_pending()
+    );
+    drop(held);
+    assert_eq!((b.in_flight(), b.waiting()), (1, 0), "granted");
+    assert_eq!(waiter.call(3).await.unwrap(), 3);
+    assert_eq!(b.in_flight(), 0);
+    let m = b.metrics();
+    assert_eq!((m.admitted, m.rejected), (2, 0));
+}
+
+/// `Admission::take_slow` (`State::Idle if slots.try_acquire()`): a call
+/// without `poll_ready` takes a free slot, and is refused when there is
+/// none.
+#[tokio::test(start_paused = true)]
+async fn a_call_without_poll_ready_takes_a_free_slot_or_is_refused() {
+    let b = bulkhead(1, None);
+    let mut svc = b.layer().layer(echo());
+    assert_eq!(svc.call(1).await.unwrap(), 1);
+    assert_eq!(b.metrics().admitted, 1);
+    let held = svc.call(0);
+    assert_eq!(b.in_flight(), 1);
+    let err = svc.call(2).await.unwrap_err();
+    assert!(err.is::<BulkheadFull>(), "{err}");
+    assert_eq!(b.in_flight(), 1);
+    drop(held);
+    assert_eq!(b.in_flight(), 0);
+    let m = b.metrics();
+    assert_eq!((m.admitted, m.rejected), (2, 1));
+}
+
+/// `pool_health`: saturated with nobody waiting is `Degraded` too, and
+/// `max_wait_ms` is the wait in milliseconds.
+#[tokio::test(start_paused = true)]
+async fn the_health_is_degraded_when_saturated_and_shows_the_wait_in_ms() {
+    let b = bulkhead(1, Some((250, 2)));
+    let health = b.as_component().health();
+    assert_eq!(health.status, HealthStatus::Healthy);
+    assert_eq!(health.details["max_wait_ms"], 250.0);
+    assert_eq!(health.details["max_waiting"], 2);
+    let mut svc = b.layer().layer(echo());
+    let held = svc.ready().await.unwrap().call(0);
+    let health = b.as_component().health();
+    assert_eq!((b.in_flight(), b.waiting()), (1, 0));
+    assert_eq!(health.status, HealthStatus::Degraded);
+    drop(held);
+    assert_eq!(b.as_component().health().status, HealthStatus::Healthy);
+}
+
+/// `Admission`'s `Debug`, in a service's: the slot held for the next call.
+#[tokio::test(start_paused = true)]
+async fn a_service_debug_shows_its_admission() {
+    let b = bulkhead(1, None);
+    let mut svc = b.layer().layer(tower::service_fn(
+        |n: u32| async move { Ok::<_, Infallible>(n) },
+    ));
+    let debug = |svc: &BulkheadService<_>| format!("{svc:?}");
+    assert!(
+        debug(&svc).contains(r#"Admission { state: "idle" }"#),
+        "{}",
+        debug(&svc)
+    );
+    svc.ready().await.unwrap();
+    assert!(
+        debug(&svc).contains(r#"Admission { state: "permitted" }"#),
+        "{}",
+        debug(&svc)
+    );
+}
