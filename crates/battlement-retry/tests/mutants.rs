@@ -1,6 +1,7 @@
 //! Tests that kill the mutants cargo-mutants left alive in `src/budget.rs`
 //! (issue 19; see `docs/reliability/mutants.md` for each survivor, its
-//! verdict and the test that kills it). Paused time throughout; the
+//! verdict and the test that kills it), and one that pins a `src/backoff.rs`
+//! mutant only a proptest caught (`docs/reliability/mutants/retry.md`). Paused time throughout; the
 //! budget's ring has ten slots of `ttl / 10`, rotated lazily by the next
 //! call that touches the budget (`available` included).
 
@@ -173,4 +174,33 @@ async fn name_and_debug_show_the_budget() {
     assert!(debug.starts_with("RetryBudget {"), "{debug}");
     assert!(debug.contains("payments-budget"), "{debug}");
     assert!(debug.contains("available: 3 "), "{debug}");
+}
+
+// ---- src/backoff.rs ----
+
+/// A cap equal to the base is valid (`max` "must be at least `base`"),
+/// for both shapes that have a cap, and a cap below it is refused naming
+/// `backoff.max`. `replace < with <= in Backoff::check_max` was caught
+/// only by the `policy_any_numbers` proptest of `tests/hostile.rs`
+/// drawing such a backoff; this pins it deterministically.
+#[test]
+fn a_backoff_cap_equal_to_the_base_is_valid() {
+    let base = Duration::from_millis(250);
+    for backoff in [
+        Backoff::exponential(base).max(base),
+        Backoff::decorrelated(base).max(base),
+        Backoff::exponential(Duration::from_secs(10)), // the default cap, 10 s
+    ] {
+        assert!(
+            RetryPolicy::builder().backoff(backoff).build().is_ok(),
+            "{backoff:?}"
+        );
+    }
+    for backoff in [
+        Backoff::exponential(base).max(base - Duration::from_nanos(1)),
+        Backoff::decorrelated(base).max(base - Duration::from_nanos(1)),
+    ] {
+        let err = RetryPolicy::builder().backoff(backoff).build().unwrap_err();
+        assert_eq!(err.field, "backoff.max", "{backoff:?}");
+    }
 }
