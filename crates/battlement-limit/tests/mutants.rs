@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Wake, Waker};
 use std::time::Duration;
 
-use battlement_core::{AsComponent, BoxError, BulkheadFull, HealthStatus};
-use battlement_limit::{AdaptiveLimit, Aimd, Bulkhead, BulkheadService};
+use battlement_core::{AsComponent, BoxError, BulkheadFull, HealthStatus, LimitExceeded};
+use battlement_limit::{AdaptiveLimit, Aimd, Bulkhead, BulkheadService, Sample, Vegas};
 use tokio::time::sleep;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
@@ -244,4 +244,142 @@ async fn a_service_debug_shows_its_admission() {
         "{}",
         debug(&svc)
     );
+}
+
+// --- src/algorithm.rs ---
+
+/// `Aimd::next` at its two boundaries: a mean latency of exactly the
+/// timeout is not a drop, and a window that used exactly half the limit
+/// grows it while one below half leaves it.
+#[test]
+fn aimd_boundaries_the_timeout_itself_and_half_the_limit() {
+    let aimd = Aimd::new().timeout(Duration::from_millis(100));
+    let at_timeout = Sample::new(Duration::from_millis(100), 10, false);
+    assert_eq!(aimd.next(10.0, &at_timeout), 11.0);
+    let past = Sample::new(Duration::from_millis(101), 10, false);
+    assert_eq!(aimd.next(10.0, &past), 9.0);
+    let ms = Duration::from_millis(10);
+    // 1 × 2 < 3: the client is the bound.
+    assert_eq!(aimd.next(3.0, &Sample::new(ms, 1, false)), 3.0);
+    // 2 × 2 >= 4: exactly half.
+    assert_eq!(aimd.next(4.0, &Sample::new(ms, 2, false)), 5.0);
+}
+
+/// One window of `n` calls of `us` microseconds each, all started at
+/// once (tokio's timer rounds `us` up to whole milliseconds): with
+/// `min_samples` = `n` (and a window shorter than the calls)
+/// the last completion closes the window, so the limiter sees one sample
+/// of mean latency `us` with `n` calls in flight. Returns the calls
+/// refused.
+async fn window(limiter: &AdaptiveLimit, n: usize, us: u64) -> usize {
+    let layer = limiter.layer();
+    let windows = limiter.windows();
+    let call = service_fn(move |()| async move {
+        sleep(Duration::from_micros(us)).await;
+        Ok::<_, BoxError>(())
+    });
+    let calls = (0..n).map(|_| layer.layer(call).oneshot(()));
+    let refused = futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .filter(|r| r.as_ref().is_err_and(|e| e.is::<LimitExceeded>()))
+        .count();
+    assert_eq!(
+        limiter.windows(),
+        windows + 1,
+        "one window per call of window()"
+    );
+    refused
+}
+
+fn vegas(vegas: Vegas, initial: u32, min_samples: u32) -> AdaptiveLimit {
+    AdaptiveLimit::builder("vegas")
+        .algorithm(vegas)
+        .initial_limit(initial)
+        .min_limit(1)
+        .max_limit(1000)
+        .window(Duration::from_millis(5), min_samples)
+        .build()
+        .unwrap()
+}
+
+/// `log10`: from a limit of 100 up, Vegas steps by `⌊log10 L⌋` = 2, not 1:
+/// no queue at 100 grows it by 6 × 2, a queue of 4 (below α = 3 × 2) by
+/// 2, and a queue of 8 (not above β = 6 × 2) leaves it.
+#[tokio::test(start_paused = true)]
+async fn vegas_steps_by_two_from_a_limit_of_a_hundred() {
+    let limiter = vegas(Vegas::new(), 100, 70);
+    assert_eq!(window(&limiter, 70, 100_000).await, 0);
+    assert_eq!(limiter.limit(), 112);
+    // 112 × (1 − 100 / 103) = 3.26: a queue of 4.
+    assert_eq!(window(&limiter, 70, 103_000).await, 0);
+    assert_eq!(limiter.limit(), 114);
+    // 114 × (1 − 100 / 107) = 7.46: a queue of 8, between α (6) and β (12).
+    assert_eq!(window(&limiter, 70, 107_000).await, 0);
+    assert_eq!(limiter.limit(), 114);
+}
+
+/// `vegas`: a queue of 2 (above log = 1, below α = 3) grows the limit by
+/// one.
+#[tokio::test(start_paused = true)]
+async fn vegas_grows_by_one_on_a_small_queue() {
+    let limiter = vegas(Vegas::new(), 20, 16);
+    assert_eq!(window(&limiter, 16, 100_000).await, 0);
+    assert_eq!(limiter.limit(), 26);
+    // 26 × (1 − 100 / 106) = 1.47: a queue of 2.
+    assert_eq!(window(&limiter, 16, 106_000).await, 0);
+    assert_eq!(limiter.limit(), 27);
+}
+
+/// The lowest latency Vegas measures against, from the health report.
+fn rtt_noload_ms(limiter: &AdaptiveLimit) -> f64 {
+    let health = limiter.as_component().health();
+    health.details["rtt_noload_ms"].as_f64().unwrap()
+}
+
+/// `vegas` (`max_in_flight × 2 < limit`): a window that used exactly half
+/// the limit is judged (no queue: + 6), one below half leaves the limit.
+#[tokio::test(start_paused = true)]
+async fn vegas_judges_a_window_from_half_the_limit_up() {
+    let half = vegas(Vegas::new(), 20, 10);
+    assert_eq!(window(&half, 10, 10_000).await, 0);
+    assert_eq!(half.limit(), 26);
+    let below = vegas(Vegas::new(), 20, 9);
+    assert_eq!(window(&below, 9, 10_000).await, 0);
+    assert_eq!(below.limit(), 20, "the client is the bound");
+    assert_eq!(rtt_noload_ms(&below), 10.0, "still measured");
+}
+
+/// `vegas` at its queue boundaries (log = 1 below a limit of 100): a queue
+/// of exactly 3 (α) or 6 (β) leaves the limit, 7 lowers it by one.
+#[tokio::test(start_paused = true)]
+async fn vegas_leaves_the_limit_at_a_queue_of_exactly_alpha_or_beta() {
+    let limiter = vegas(Vegas::new(), 20, 16);
+    assert_eq!(window(&limiter, 16, 100_000).await, 0);
+    assert_eq!(limiter.limit(), 26, "no queue: + 6");
+    // 26 × (1 − 100 / 110) = 2.36: a queue of 3.
+    assert_eq!(window(&limiter, 16, 110_000).await, 0);
+    assert_eq!(limiter.limit(), 26);
+    // 26 × (1 − 100 / 125) = 5.2: a queue of 6.
+    assert_eq!(window(&limiter, 16, 125_000).await, 0);
+    assert_eq!(limiter.limit(), 26);
+    // 26 × (1 − 100 / 135) = 6.74: a queue of 7.
+    assert_eq!(window(&limiter, 16, 135_000).await, 0);
+    assert_eq!(limiter.limit(), 25);
+    assert_eq!(rtt_noload_ms(&limiter), 100.0);
+}
+
+/// `vegas` (`Some(n) if n <= rtt`): a window faster than the lowest
+/// latency so far lowers it, and the next windows measure their queue
+/// against the new one.
+#[tokio::test(start_paused = true)]
+async fn vegas_lowers_its_no_load_latency_on_a_faster_window() {
+    let limiter = vegas(Vegas::new(), 20, 16);
+    assert_eq!(window(&limiter, 16, 20_000).await, 0);
+    assert_eq!((limiter.limit(), rtt_noload_ms(&limiter)), (26, 20.0));
+    assert_eq!(window(&limiter, 16, 10_000).await, 0);
+    assert_eq!((limiter.limit(), rtt_noload_ms(&limiter)), (32, 10.0));
+    // 32 × (1 − 10 / 20) = 16 > β: down by one.
+    assert_eq!(window(&limiter, 16, 20_000).await, 0);
+    assert_eq!(limiter.limit(), 31);
 }
