@@ -347,3 +347,301 @@ mod throttle {
         assert_eq!(format!("{fut:?}"), "ThrottleFuture { .. }");
     }
 }
+
+// ---- src/governor.rs ----
+
+mod governor {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+    use std::time::Duration;
+
+    use battlement_core::BoxError;
+    use battlement_gate::{
+        Gate, GateService, Level, OpenBreakers, Priority, Rule, Signal, signal_fn,
+    };
+    use tokio::time::Instant;
+    use tower::{Layer, Service, ServiceExt, service_fn};
+
+    type Call = std::pin::Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
+    /// A request is `(milliseconds it takes, whether it fails)`.
+    type Svc = GateService<
+        tower::util::ServiceFn<fn((u64, bool)) -> Call>,
+        fn(&(u64, bool)) -> Option<Priority>,
+    >;
+
+    fn through(gate: &Gate) -> Svc {
+        fn call((ms, fail): (u64, bool)) -> Call {
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                if fail { Err("failed".into()) } else { Ok(()) }
+            })
+        }
+        fn no_priority(_: &(u64, bool)) -> Option<Priority> {
+            None
+        }
+        gate.layer()
+            .priority_fn(no_priority as fn(&(u64, bool)) -> Option<Priority>)
+            .layer(service_fn(call as fn((u64, bool)) -> Call))
+    }
+
+    /// `calls` calls of `ms` each, the first `failing` of them failing.
+    async fn run(svc: &mut Svc, calls: usize, failing: usize, ms: u64) {
+        for i in 0..calls {
+            let _ = svc.ready().await.unwrap().call((ms, i < failing)).await;
+        }
+    }
+
+    /// The error rate reads from exactly `min_calls` calls in the interval
+    /// (default 10); below that, however many failed, it reads 0.
+    #[tokio::test(start_paused = true)]
+    async fn the_error_rate_reads_from_exactly_min_calls() {
+        let gate = Gate::new("api");
+        let mut errors = gate.error_rate_signal();
+        let mut svc = through(&gate);
+        let now = Instant::now();
+        run(&mut svc, 9, 9, 0).await;
+        assert_eq!(errors.sample(now), 0.0, "9 calls: a trickle");
+        run(&mut svc, 1, 1, 0).await;
+        assert_eq!(errors.sample(now), 0.0, "the interval starts again");
+        run(&mut svc, 10, 5, 0).await;
+        assert_eq!(errors.sample(now), 0.5, "10 calls");
+        let mut at_least_3 = gate.error_rate_signal().min_calls(3);
+        run(&mut svc, 2, 2, 0).await;
+        assert_eq!(at_least_3.sample(now), 0.0);
+        run(&mut svc, 3, 1, 0).await;
+        assert_eq!(at_least_3.sample(now), 1.0 / 3.0);
+    }
+
+    /// A percentile signal made with a `window` counts only the calls
+    /// completed after it was made, not those the gate's histogram already
+    /// holds.
+    #[tokio::test(start_paused = true)]
+    async fn a_windowed_percentile_signal_starts_from_the_histogram_as_it_is() {
+        let gate = Gate::new("api");
+        let mut first = gate.latency_percentile_signal(99.0).min_calls(1);
+        let mut svc = through(&gate);
+        run(&mut svc, 10, 0, 300).await;
+        let mut later = gate.latency_percentile_signal(99.0).min_calls(1).window(2);
+        let now = Instant::now();
+        assert_eq!(later.sample(now), 0.0, "nothing since it was made");
+        assert!(first.sample(now) >= 300.0);
+        run(&mut svc, 10, 0, 20).await;
+        let v = later.sample(now);
+        assert!((20.0..=22.5).contains(&v), "{v}");
+    }
+
+    /// Thresholds may be equal: `recover_below == raise_at` in a step, and
+    /// the same raise or recovery threshold for two levels; a recovery
+    /// threshold that falls as the level grows is refused.
+    #[test]
+    fn equal_thresholds_are_valid_and_a_falling_recovery_is_not() {
+        let gate = Gate::new("g");
+        let knob = || signal_fn("knob", |_| 0.0);
+        let valid = [
+            Rule::new(knob()).step(Level::Minimal, 0.5, 0.5),
+            Rule::new(knob())
+                .step(Level::Minimal, 0.5, 0.1)
+                .step(Level::Moderate, 0.5, 0.2),
+            Rule::new(knob())
+                .step(Level::Minimal, 0.5, 0.1)
+                .step(Level::Moderate, 0.6, 0.1),
+        ];
+        for r in valid {
+            let dbg = format!("{r:?}");
+            assert!(gate.governor().rule(r).build().is_ok(), "{dbg}");
+        }
+        let falling =
+            Rule::new(knob())
+                .step(Level::Minimal, 0.5, 0.2)
+                .step(Level::Moderate, 0.6, 0.1);
+        let err = gate.governor().rule(falling).build().unwrap_err();
+        assert_eq!(err.field, "rule.step.raise_at");
+        assert!(err.bound.contains("must not decrease"), "{err}");
+    }
+
+    /// The built-in signals' names, the percentile read back, and the
+    /// `Debug` of signals and rules.
+    #[test]
+    fn signal_names_and_debug() {
+        let gate = Gate::new("api");
+        assert_eq!(gate.latency_signal().name(), "latency_ms");
+        assert_eq!(gate.in_flight_signal().name(), "in_flight");
+        let p = gate.latency_percentile_signal(99.5).window(3).min_calls(7);
+        assert_eq!(p.percentile(), 99.5);
+        assert_eq!(
+            format!("{p:?}"),
+            "LatencyPercentile { gate: \"api\", percentile: 99.5, window: 3, min_calls: 7, .. }"
+        );
+        assert_eq!(
+            format!("{:?}", signal_fn("queue", |_| 1.0)),
+            "FnSignal { name: \"queue\" }"
+        );
+        assert_eq!(
+            format!("{:?}", OpenBreakers::new(vec![])),
+            "OpenBreakers { .. }"
+        );
+        let rule = Rule::new(signal_fn("queue", |_| 1.0)).step(Level::Minimal, 0.5, 0.25);
+        let s = format!("{rule:?}");
+        assert!(s.starts_with("Rule { signal: \"queue\", steps: ["), "{s}");
+        assert!(s.contains("raise_at: 0.5, recover_below: 0.25"), "{s}");
+    }
+
+    /// The governor's `Debug` shows its gate, rules and timings.
+    #[test]
+    fn governor_debug_shows_its_settings() {
+        let gate = Gate::new("api");
+        let governor = gate
+            .governor()
+            .interval(Duration::from_secs(2))
+            .min_dwell(Duration::from_secs(7))
+            .rule(Rule::new(signal_fn("queue", |_| 1.0)).step(Level::Minimal, 0.5, 0.25))
+            .build()
+            .unwrap();
+        let s = format!("{governor:?}");
+        assert!(
+            s.starts_with("Governor { gate: \"api\", rules: [Rule {"),
+            "{s}"
+        );
+        for part in [
+            "interval: 2s",
+            "min_dwell: 7s",
+            "dwell: 7s",
+            "relapses: 0",
+            "calm_since: None",
+        ] {
+            assert!(s.contains(part), "{part} in {s}");
+        }
+    }
+
+    /// A signal the test sets.
+    fn knob(name: &'static str) -> (impl Signal + use<>, Arc<AtomicU64>) {
+        let v = Arc::new(AtomicU64::new(0f64.to_bits()));
+        let k = v.clone();
+        (signal_fn(name, move |_| f64::from_bits(k.load(SeqCst))), v)
+    }
+
+    fn set(knob: &AtomicU64, v: f64) {
+        knob.store(v.to_bits(), SeqCst);
+    }
+
+    /// With several rules asking for a raise, the highest level asked for
+    /// counts, whichever rule asks it; on a tie the reason names the first
+    /// rule in order.
+    #[tokio::test(start_paused = true)]
+    async fn the_highest_raise_asked_for_wins_and_a_tie_names_the_first_rule() {
+        let gate = Gate::builder("api")
+            .initial_level(Level::Minimal)
+            .build()
+            .unwrap();
+        let (low, l) = knob("low");
+        let (high, h) = knob("high");
+        let steps = |r: Rule| {
+            r.step(Level::Minimal, 0.1, 0.05)
+                .step(Level::Moderate, 0.5, 0.2)
+        };
+        let mut governor = gate
+            .governor()
+            .rule(steps(Rule::new(low)))
+            .rule(steps(Rule::new(high)))
+            .build()
+            .unwrap();
+        // `low` asks for Minimal (already there), `high` for Moderate.
+        set(&l, 0.2);
+        set(&h, 0.9);
+        assert_eq!(governor.tick(), Some(Level::Moderate));
+        assert!(
+            gate.reason().starts_with("high 0.900 >= 0.5"),
+            "{}",
+            gate.reason()
+        );
+        // Both ask for Moderate, from Minimal again.
+        gate.set_level(Level::Minimal);
+        gate.release();
+        set(&l, 0.6);
+        set(&h, 0.7);
+        assert_eq!(governor.tick(), Some(Level::Moderate));
+        assert!(
+            gate.reason().starts_with("low 0.600 >= 0.5"),
+            "{}",
+            gate.reason()
+        );
+    }
+
+    /// A raise exactly one dwell after a step down is a new incident, not
+    /// a relapse; one nanosecond earlier it is a relapse.
+    #[tokio::test(start_paused = true)]
+    async fn a_raise_exactly_one_dwell_after_recovering_is_not_a_relapse() {
+        let dwell = Duration::from_secs(2);
+        for (after, relapses) in [(dwell, 0), (dwell - Duration::from_nanos(1), 1)] {
+            let gate = Gate::new("api");
+            let (signal, k) = knob("knob");
+            let mut governor = gate
+                .governor()
+                .min_dwell(dwell)
+                .rule(Rule::new(signal).step(Level::Minimal, 0.1, 0.05))
+                .build()
+                .unwrap();
+            let t0 = Instant::now();
+            set(&k, 0.2);
+            assert_eq!(governor.evaluate(t0), Some(Level::Minimal));
+            set(&k, 0.0);
+            assert_eq!(governor.evaluate(t0 + Duration::from_secs(1)), None);
+            let recovered = t0 + Duration::from_secs(3);
+            assert_eq!(governor.evaluate(recovered), Some(Level::Normal));
+            set(&k, 0.2);
+            assert_eq!(governor.evaluate(recovered + after), Some(Level::Minimal));
+            assert_eq!(governor.relapses(), relapses, "raised {after:?} after");
+            assert_eq!(gate.reason().contains("relapse"), relapses == 1);
+        }
+    }
+
+    /// `max_dwell` may equal `min_dwell` (also both zero, the default cap
+    /// of a zero `min_dwell`); below it the build names `max_dwell`.
+    #[test]
+    fn a_max_dwell_equal_to_min_dwell_is_valid() {
+        let gate = Gate::new("api");
+        let rule = || Rule::new(signal_fn("queue", |_| 0.0)).step(Level::Minimal, 0.5, 0.25);
+        let five = Duration::from_secs(5);
+        let equal = gate.governor().min_dwell(five).max_dwell(five).rule(rule());
+        assert_eq!(equal.build().unwrap().dwell(), five);
+        let zero = gate.governor().min_dwell(Duration::ZERO).rule(rule());
+        assert_eq!(zero.build().unwrap().dwell(), Duration::ZERO);
+        let below = gate
+            .governor()
+            .min_dwell(five)
+            .max_dwell(five - Duration::from_nanos(1))
+            .rule(rule());
+        assert_eq!(below.build().unwrap_err().field, "max_dwell");
+    }
+
+    /// After a step down to a level the signals still hold, the dwell for
+    /// the next step starts at the first tick that is calm for that level,
+    /// not at the step down.
+    #[tokio::test(start_paused = true)]
+    async fn the_next_dwell_starts_when_the_lower_level_is_calm() {
+        let gate = Gate::builder("api")
+            .initial_level(Level::Moderate)
+            .build()
+            .unwrap();
+        let (signal, k) = knob("knob");
+        let mut governor = gate
+            .governor()
+            .min_dwell(Duration::from_secs(2))
+            .rule(
+                Rule::new(signal)
+                    .step(Level::Minimal, 0.1, 0.05)
+                    .step(Level::Moderate, 0.5, 0.2),
+            )
+            .build()
+            .unwrap();
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        set(&k, 0.1); // calm for Moderate, holds Minimal
+        assert_eq!(governor.evaluate(at(0)), None);
+        assert_eq!(governor.evaluate(at(2)), Some(Level::Minimal));
+        set(&k, 0.0); // calm for Minimal from 3 s
+        assert_eq!(governor.evaluate(at(3)), None);
+        assert_eq!(governor.evaluate(at(4)), None, "calm for 1 s only");
+        assert_eq!(governor.evaluate(at(5)), Some(Level::Normal));
+    }
+}
