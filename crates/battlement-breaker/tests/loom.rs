@@ -243,3 +243,66 @@ fn concurrency_cap_below_the_permitted_probes() {
         }
     });
 }
+
+/// A success and a failure recorded at once into a one-slot count window
+/// that holds a success, watched by a third thread. The failure swaps its
+/// code in first and the success swaps it back out, but the success's
+/// decrement of the failure total can land before the failure's
+/// increment: the total is then 0 - 1 for an instant, which the window
+/// reads as 0 (`clamp`). Whatever the order, a reader never sees more
+/// failures or calls than the window holds, and once both are recorded
+/// the window holds one call, a failure exactly when that is its slot's
+/// code (checked through the rate: 0 or 1).
+#[test]
+fn a_success_and_a_failure_racing_for_one_slot_never_read_above_the_window() {
+    // Three threads through the whole breaker: bounded at two preemptions
+    // (the race needs one: the success's decrement between the failure's
+    // swap and its increment).
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound.get_or_insert(2);
+    builder.check(|| {
+        // Metrics-only: it records as a closed breaker does, and never
+        // trips, so both calls are admitted whatever the order.
+        let b = Breaker::builder("loom")
+            .count_window(1)
+            .minimum_calls(1)
+            .metrics_only()
+            .build()
+            .unwrap();
+        let mut s = svc(b.clone());
+        assert!(poll(Box::pin(s.call(Some(false))).as_mut()).is_ready());
+        let writers: Vec<_> = [true, false]
+            .into_iter()
+            .map(|fail| {
+                let mut s = svc(b.clone());
+                thread::spawn(move || {
+                    let mut f = Box::pin(s.call(Some(fail)));
+                    assert!(poll(f.as_mut()).is_ready());
+                })
+            })
+            .collect();
+        let reader = b.clone();
+        let reader = thread::spawn(move || {
+            let m = reader.metrics();
+            assert!(
+                m.window_calls <= 1,
+                "{} calls in a window of 1",
+                m.window_calls
+            );
+            assert!(
+                m.window_failures <= m.window_calls.max(1),
+                "{} failures in a window of 1",
+                m.window_failures
+            );
+        });
+        for w in writers {
+            w.join().unwrap();
+        }
+        reader.join().unwrap();
+        let m = b.metrics();
+        assert_eq!(m.window_calls, 1);
+        assert!(m.window_failures <= 1, "{}", m.window_failures);
+        assert_eq!(m.failures, 1);
+        assert_eq!(m.successes, 2);
+    });
+}
