@@ -9,9 +9,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Wake, Waker};
 use std::time::Duration;
 
-use battlement_core::{AsComponent, BoxError, BulkheadFull, HealthStatus, LimitExceeded};
-use battlement_limit::{AdaptiveLimit, Aimd, Bulkhead, BulkheadService, Sample, Vegas};
-use tokio::time::sleep;
+use battlement_core::{
+    AsComponent, BoxError, BulkheadFull, CircuitState, HealthStatus, LimitExceeded,
+};
+use battlement_limit::{
+    AdaptiveLimit, Aimd, Bulkhead, BulkheadService, KeyedBreaker, Sample, Vegas,
+};
+use tokio::time::{advance, sleep};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 mod common;
@@ -382,4 +386,95 @@ async fn vegas_lowers_its_no_load_latency_on_a_faster_window() {
     // 32 × (1 − 10 / 20) = 16 > β: down by one.
     assert_eq!(window(&limiter, 16, 20_000).await, 0);
     assert_eq!(limiter.limit(), 31);
+}
+
+// --- src/keyed.rs ---
+
+fn keyed(max_keys: usize, idle_secs: u64) -> KeyedBreaker<u32> {
+    KeyedBreaker::builder("hosts")
+        .max_keys(max_keys)
+        .idle_timeout(Duration::from_secs(idle_secs))
+        .build()
+        .unwrap()
+}
+
+/// `KeyedShared::insert` (`len >= max_keys || now - last_sweep >= idle / 2`):
+/// a new key sweeps only when a sweep is due, half the idle timeout after
+/// the last one (or when the map is full), so a key idle for longer than
+/// the timeout stays until then.
+#[tokio::test(start_paused = true)]
+async fn a_sweep_runs_only_half_the_idle_timeout_after_the_last_one() {
+    let keyed = keyed(100, 60);
+    keyed.breaker(1).unwrap();
+    advance(Duration::from_secs(50)).await;
+    // Due (50 s >= 30 s): key 1 is 50 s idle, kept.
+    keyed.breaker(2).unwrap();
+    assert_eq!((keyed.len(), keyed.evictions()), (2, 0));
+    advance(Duration::from_secs(20)).await;
+    // 20 s after the last sweep: none, though key 1 is 70 s idle.
+    keyed.breaker(3).unwrap();
+    assert!(keyed.get(&1).is_some());
+    assert_eq!((keyed.len(), keyed.evictions()), (3, 0));
+    advance(Duration::from_secs(10)).await;
+    // 30 s after it: due, and key 1 goes.
+    keyed.breaker(4).unwrap();
+    assert!(keyed.get(&1).is_none());
+    assert_eq!((keyed.len(), keyed.evictions()), (3, 1));
+}
+
+/// `KeyedShared::sweep` (`now - last_active < idle`): a key idle for
+/// exactly the idle timeout is evicted by the sweep that finds it so; one
+/// idle 1 ns less is kept.
+#[tokio::test(start_paused = true)]
+async fn a_key_idle_for_exactly_the_timeout_is_evicted() {
+    let keyed = keyed(100, 60);
+    keyed.breaker(1).unwrap();
+    advance(Duration::from_nanos(1)).await;
+    keyed.breaker(2).unwrap();
+    advance(Duration::from_secs(60) - Duration::from_nanos(1)).await;
+    // A sweep is due (60 s since the last, at 0 s): key 1 is 60 s idle,
+    // key 2 1 ns less.
+    keyed.breaker(3).unwrap();
+    assert!(keyed.get(&1).is_none());
+    assert!(keyed.get(&2).is_some());
+    assert_eq!(keyed.evictions(), 1);
+}
+
+/// The keyed breaker's name, `is_empty`, its `Debug`, and the idle
+/// timeout in its health report, in milliseconds.
+#[test]
+fn name_is_empty_debug_and_idle_timeout_ms() {
+    let keyed = KeyedBreaker::<u32>::builder("hosts")
+        .max_keys(7)
+        .idle_timeout(Duration::from_millis(1500))
+        .build()
+        .unwrap();
+    assert!(keyed.is_empty());
+    keyed.breaker(1).unwrap();
+    assert!(!keyed.is_empty());
+    assert_eq!(keyed.name(), "hosts");
+    assert_eq!(
+        format!("{keyed:?}"),
+        r#"KeyedBreaker { name: "hosts", keys: 1, max_keys: 7, .. }"#
+    );
+    let health = keyed.as_component().health();
+    assert_eq!(health.details["idle_timeout_ms"], 1500.0);
+    assert_eq!(health.details["max_keys"], 7);
+}
+
+/// `keys` lists every key, and `KeyedBreaker::reset` (not the
+/// `Control::Reset` path) closes every key's breaker and keeps the keys.
+#[test]
+fn keys_and_reset_by_hand() {
+    let keyed = keyed(100, 60);
+    keyed.breaker(2).unwrap().force_open();
+    keyed.breaker(1).unwrap();
+    let mut keys = keyed.keys();
+    keys.sort_unstable();
+    assert_eq!(keys, [1, 2]);
+    assert_eq!(keyed.open_keys(), [2]);
+    keyed.reset();
+    assert_eq!(keyed.get(&2).unwrap().state(), CircuitState::Closed);
+    assert!(keyed.open_keys().is_empty());
+    assert_eq!(keyed.len(), 2);
 }
