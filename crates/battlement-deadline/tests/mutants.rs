@@ -1,12 +1,13 @@
-//! Tests written for the mutants of `src/http/parse.rs` and `src/future.rs`
-//! that the other tests missed (see `docs/reliability/mutants/deadline.md`):
+//! Tests written for the mutants of `src/http/parse.rs`, `src/future.rs` and
+//! `src/service.rs` that the other tests missed (see
+//! `docs/reliability/mutants/deadline.md`):
 //! deterministic, on paused tokio time, through the public API only.
 
 use std::time::Duration;
 
 use battlement_core::{BoxError, Deadline, DeadlineCarrier, DeadlineExceeded};
 use battlement_deadline::http::HeaderError;
-use battlement_deadline::{AttemptTimeoutLayer, DeadlineLayer};
+use battlement_deadline::{AttemptTimeout, AttemptTimeoutLayer, DeadlineLayer, DeadlineService};
 use tower::{Layer, Service, ServiceExt};
 
 /// `HeaderError::as_str` and its `Display`: the `reason` of the 400 answer,
@@ -169,5 +170,88 @@ async fn an_attempt_leaves_a_deadline_hit_inside_it_to_the_inner_layer() {
             attempt_handle.attempts_timed_out()
         ),
         (0, 0)
+    );
+}
+
+/// The services' getters (`src/service.rs`): the bounds they were built
+/// with, and the inner service.
+#[test]
+fn the_services_show_their_bounds_and_inner_service() {
+    let attempt = AttemptTimeoutLayer::new(Duration::from_secs(1))
+        .fraction(0.25)
+        .layer(7u8);
+    assert_eq!(
+        (attempt.per_attempt(), attempt.fraction()),
+        (None, Some(0.25))
+    );
+    let mut fixed = AttemptTimeout::new(8u8, Duration::from_millis(300));
+    assert_eq!(
+        (fixed.per_attempt(), fixed.fraction()),
+        (Some(Duration::from_millis(300)), None)
+    );
+    *fixed.get_mut() += 1;
+    assert_eq!((*fixed.get_ref(), fixed.into_inner()), (9, 9));
+    let mut total = DeadlineService::new(5u8, Duration::from_millis(250));
+    assert_eq!(total.total(), Duration::from_millis(250));
+    *total.get_mut() += 1;
+    assert_eq!((*total.get_ref(), total.into_inner()), (6, 6));
+}
+
+/// `AttemptTimeout::poll_ready` forwards the inner service's readiness.
+#[tokio::test(start_paused = true)]
+async fn an_attempt_timeout_is_ready_only_when_its_inner_service_is() {
+    let (mock, mut handle) = tower_test::mock::pair::<Req, ()>();
+    handle.allow(0);
+    let mut svc = AttemptTimeoutLayer::new(Duration::from_secs(1)).layer(mock);
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    assert!(svc.poll_ready(&mut cx).is_pending());
+    handle.allow(1);
+    assert!(svc.poll_ready(&mut cx).is_ready());
+}
+
+/// `AttemptTimeout::call` (`owned_outside` only when the request's
+/// deadline is the one in scope): a request carrying a deadline of its own,
+/// tighter than the one in scope, is this layer's to count when it passes.
+#[tokio::test(start_paused = true)]
+async fn a_deadline_of_the_request_not_the_scopes_is_counted_by_the_attempt() {
+    let slow = tower::service_fn(|_req: Req| async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        Ok::<_, BoxError>(())
+    });
+    let layer = AttemptTimeoutLayer::new(Duration::from_secs(2));
+    let handle = layer.handle();
+    let mut svc = layer.layer(slow);
+    let mut req = Req::new(());
+    req.set_deadline(Deadline::after(Duration::from_millis(200)));
+    svc.ready().await.unwrap();
+    let fut =
+        battlement_core::deadline::scope(Deadline::after(Duration::from_secs(5)), || svc.call(req));
+    let err = fut.await.unwrap_err();
+    let e = err.downcast_ref::<DeadlineExceeded>().unwrap();
+    assert_eq!(e.budget, Duration::from_millis(200));
+    assert_eq!(handle.deadline_exceeded(), 1);
+}
+
+/// `AttemptTimeout::call` (`expired_meta(Role::Attempt) | owned_outside`):
+/// a request that arrives with its deadline passed fails at once with
+/// `DeadlineExceeded`, not as a timed-out attempt.
+#[tokio::test(start_paused = true)]
+async fn an_attempt_on_an_expired_request_fails_with_the_deadline() {
+    let never = tower::service_fn(|_req: Req| async {
+        unreachable!("an expired request is not called");
+        #[allow(unreachable_code)]
+        Ok::<_, BoxError>(())
+    });
+    let layer = AttemptTimeoutLayer::new(Duration::from_secs(1));
+    let handle = layer.handle();
+    let mut svc = layer.layer(never);
+    let mut req = Req::new(());
+    req.set_deadline(Deadline::after(Duration::ZERO));
+    let err = svc.ready().await.unwrap().call(req).await.unwrap_err();
+    assert!(err.is::<DeadlineExceeded>(), "{err}");
+    assert_eq!(
+        (handle.deadline_exceeded(), handle.attempts_timed_out()),
+        (1, 0)
     );
 }
