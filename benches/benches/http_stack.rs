@@ -89,29 +89,28 @@ fn bench(c: &mut Criterion) {
     battlement_benches::report("http_stack/policy", allocs);
 }
 
-#[inline(never)]
-fn ir_bare<S, B>(svc: &mut S, n: u64)
-where
-    S: Service<Request<Body>, Response = Response<B>>,
-    B: http_body::Body + Unpin,
-{
-    black_box("ir_bare");
-    for _ in 0..n {
-        black_box(serve(svc));
-    }
+/// `fn $name(svc, n)`: `n` requests through [`serve`], a function of its
+/// own per row so that callgrind attributes each row's instructions to it
+/// (as `battlement_benches::ir_loop!` does for `u64` requests).
+macro_rules! ir_requests {
+    ($name:ident) => {
+        #[inline(never)]
+        fn $name<S, B>(svc: &mut S, n: u64)
+        where
+            S: Service<Request<Body>, Response = Response<B>>,
+            B: http_body::Body + Unpin,
+        {
+            // Keeps the linker from folding identical loops into one.
+            black_box(stringify!($name));
+            for _ in 0..n {
+                black_box(serve(svc));
+            }
+        }
+    };
 }
 
-#[inline(never)]
-fn ir_policy<S, B>(svc: &mut S, n: u64)
-where
-    S: Service<Request<Body>, Response = Response<B>>,
-    B: http_body::Body + Unpin,
-{
-    black_box("ir_policy");
-    for _ in 0..n {
-        black_box(serve(svc));
-    }
-}
+ir_requests!(ir_bare);
+ir_requests!(ir_policy);
 
 fn instructions(n: u64) {
     let rt = battlement_benches::runtime();
