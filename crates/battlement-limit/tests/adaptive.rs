@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use battlement_core::{BoxError, Control, HealthStatus, Level, LimitExceeded};
+use battlement_core::{Control, HealthStatus, Level, LimitExceeded};
 use battlement_gate::{Gate, Rule, signal_fn};
 use battlement_limit::{AdaptiveLimit, Aimd, Vegas};
 use proptest::prelude::*;
@@ -12,23 +12,7 @@ use tokio::time::{Instant, sleep};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 mod common;
-use common::poll_once;
-
-/// A call that takes `ms` and fails (as unavailable) when `fail`.
-type Req = (u64, bool);
-
-fn backend() -> impl Service<Req, Response = (), Error = BoxError, Future: Send> + Clone + Send {
-    service_fn(|(ms, fail): Req| async move {
-        sleep(Duration::from_millis(ms)).await;
-        if fail {
-            Err::<(), BoxError>(Box::new(std::io::Error::from(
-                std::io::ErrorKind::ResourceBusy,
-            )))
-        } else {
-            Ok(())
-        }
-    })
-}
+use common::{Req, backend, poll_once};
 
 /// Runs `n` concurrent calls of `req` through `limiter`, all started at
 /// once; returns how many were refused.

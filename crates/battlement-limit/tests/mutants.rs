@@ -19,23 +19,7 @@ use tokio::time::{advance, sleep};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 mod common;
-use common::poll_once;
-
-/// A call that takes `ms` and fails (as unavailable, a drop) when `fail`.
-type Req = (u64, bool);
-
-fn backend() -> impl Service<Req, Response = (), Error = BoxError, Future: Send> + Clone + Send {
-    service_fn(|(ms, fail): Req| async move {
-        sleep(Duration::from_millis(ms)).await;
-        if fail {
-            Err::<(), BoxError>(Box::new(std::io::Error::from(
-                std::io::ErrorKind::ResourceBusy,
-            )))
-        } else {
-            Ok(())
-        }
-    })
-}
+use common::{backend, poll_once};
 
 /// `Slots::set_limit`: a raise that no release follows (a reset back to a
 /// higher initial limit) hands the new slots to the waiters at once. A
