@@ -1,7 +1,9 @@
 //! Tests written for the mutants of `src/http/parse.rs`, `src/future.rs` and
 //! `src/service.rs` that the other tests missed (see
 //! `docs/reliability/mutants/deadline.md`):
-//! deterministic, on paused tokio time, through the public API only.
+//! deterministic, on paused tokio time, through the public API only. They
+//! carry the deadline on `http::Request`, so they need the `http` feature.
+#![cfg(feature = "http")]
 
 use std::time::Duration;
 
