@@ -237,3 +237,38 @@ fn two_waiters_two_releases() {
         assert_eq!((b.in_flight(), b.waiting()), (0, 0));
     });
 }
+
+/// A release racing a newcomer while someone already waits: the newcomer
+/// may find the slot free for an instant (the release's `fetch_sub` done,
+/// its hand-over not yet), but the waiter came first and gets it; the
+/// newcomer joins the queue behind it. First come, first served in every
+/// order.
+#[test]
+fn a_newcomer_never_passes_a_waiter_while_the_slot_is_released() {
+    model(|| {
+        let b = bulkhead(1, 2);
+        let mut holder = svc(&b);
+        assert!(poll_ready(&mut holder, Waker::noop()).is_ready());
+        let held = hold(&mut holder).expect("the first call is admitted");
+        let mut first = svc(&b);
+        let woken = Arc::new(Flag::default());
+        assert!(poll_ready(&mut first, &Waker::from(woken.clone())).is_pending());
+
+        let mut newcomer = svc(&b);
+        let caller = thread::spawn(move || {
+            let ready = poll_ready(&mut newcomer, Waker::noop()).is_ready();
+            (newcomer, ready)
+        });
+        let releaser = thread::spawn(move || drop(held));
+        releaser.join().unwrap();
+        let (newcomer, ready) = caller.join().unwrap();
+        assert!(!ready, "the newcomer passed the waiter");
+        assert!(woken.0.load(Ordering::SeqCst), "the waiter was not woken");
+        assert!(poll_ready(&mut first, Waker::noop()).is_ready());
+        let call = hold(&mut first).expect("the waiter holds the slot");
+        assert_eq!((b.in_flight(), b.waiting()), (1, 1));
+        drop(newcomer);
+        drop(call);
+        assert_eq!((b.in_flight(), b.waiting()), (0, 0));
+    });
+}
