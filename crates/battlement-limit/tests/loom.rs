@@ -73,6 +73,14 @@ fn hold(s: &mut BulkheadService<Inner>) -> Option<Fut> {
     }
 }
 
+/// A call admitted through a fresh service of `b` and held: the future
+/// keeps its slot (the service is not needed any more).
+fn held_call(b: &Bulkhead) -> Fut {
+    let mut s = svc(b);
+    assert!(poll_ready(&mut s, Waker::noop()).is_ready());
+    hold(&mut s).expect("a free slot")
+}
+
 fn bulkhead(max_concurrent: u32, max_waiting: u32) -> Bulkhead {
     let b = Bulkhead::builder("loom").max_concurrent(max_concurrent);
     let b = if max_waiting > 0 {
@@ -136,9 +144,7 @@ fn two_callers_one_slot() {
 fn release_hands_the_slot_to_a_racing_waiter() {
     model(|| {
         let b = bulkhead(1, 1);
-        let mut holder = svc(&b);
-        assert!(poll_ready(&mut holder, Waker::noop()).is_ready());
-        let held = hold(&mut holder).expect("the first call is admitted");
+        let held = held_call(&b);
 
         let mut waiter = svc(&b);
         let b2 = b.clone();
@@ -177,9 +183,7 @@ fn release_hands_the_slot_to_a_racing_waiter() {
 fn waiter_gives_up_while_the_slot_is_released() {
     model(|| {
         let b = bulkhead(1, 1);
-        let mut holder = svc(&b);
-        assert!(poll_ready(&mut holder, Waker::noop()).is_ready());
-        let held = hold(&mut holder).expect("the first call is admitted");
+        let held = held_call(&b);
         let mut waiter = svc(&b);
         assert!(poll_ready(&mut waiter, Waker::noop()).is_pending());
         assert_eq!((b.in_flight(), b.waiting()), (1, 1));
@@ -203,13 +207,7 @@ fn waiter_gives_up_while_the_slot_is_released() {
 fn two_waiters_two_releases() {
     model(|| {
         let b = bulkhead(2, 2);
-        let mut holders: Vec<_> = (0..2)
-            .map(|_| {
-                let mut s = svc(&b);
-                assert!(poll_ready(&mut s, Waker::noop()).is_ready());
-                hold(&mut s).expect("a free slot")
-            })
-            .collect();
+        let mut holders: Vec<_> = (0..2).map(|_| held_call(&b)).collect();
         let mut w1 = svc(&b);
         let mut w2 = svc(&b);
         assert!(poll_ready(&mut w1, Waker::noop()).is_pending());
@@ -247,9 +245,7 @@ fn two_waiters_two_releases() {
 fn a_newcomer_never_passes_a_waiter_while_the_slot_is_released() {
     model(|| {
         let b = bulkhead(1, 2);
-        let mut holder = svc(&b);
-        assert!(poll_ready(&mut holder, Waker::noop()).is_ready());
-        let held = hold(&mut holder).expect("the first call is admitted");
+        let held = held_call(&b);
         let mut first = svc(&b);
         let woken = Arc::new(Flag::default());
         assert!(poll_ready(&mut first, &Waker::from(woken.clone())).is_pending());
