@@ -16,7 +16,9 @@
 //! lands on both.
 //!
 //! `OHA` names the binary (default: `oha` on the `PATH`);
-//! `BATTLEMENT_HTTP_CONNECTIONS` the connections (default 50). Under
+//! `BATTLEMENT_HTTP_CONNECTIONS` the connections (default 50);
+//! `BATTLEMENT_HTTP_SERVE=1` only serves the two routes until killed, for
+//! a profiler (`perf record -p`) and a load generator of one's own. Under
 //! `cargo test --benches` it only serves one request per route and
 //! checks the answers.
 
@@ -127,6 +129,11 @@ fn main() {
             answer.starts_with("HTTP/1.1 200") && answer.ends_with("hello"),
             "{path}: {answer}"
         );
+    }
+    if std::env::var_os("BATTLEMENT_HTTP_SERVE").is_some() {
+        // For a profiler attached to this process: serve until killed.
+        println!("http: serving /bare and /policy on {addr} until killed");
+        rt.block_on(std::future::pending::<()>());
     }
     if !benching() {
         println!("http: both routes answer 200 on {addr} (run `benches/http.sh` to load them)");

@@ -24,6 +24,7 @@ use tower::{ServiceBuilder, service_fn};
 
 #[macro_use]
 mod support;
+use support::two_threads;
 
 fn handler() -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone {
     service_fn(|_req: Request<Body>| async {
@@ -73,11 +74,41 @@ fn bench(c: &mut Criterion) {
         .layer(ErrorResponseLayer::new())
         .layer(policy)
         .service(handler());
-    assert!(serve(&mut bare) && serve(&mut policed), "both answer hello");
+    // The same policy leaked, as a server makes it once for the life of
+    // the process (`Leak`): its clones and futures count no reference.
+    let leaked_registry = Registry::new();
+    let mut leaked = ServiceBuilder::new()
+        .layer(ErrorResponseLayer::new())
+        .layer(
+            http_policy!(&leaked_registry)
+                .expect("a valid policy")
+                .leak(),
+        )
+        .service(handler());
+    assert!(
+        serve(&mut bare) && serve(&mut policed) && serve(&mut leaked),
+        "all answer hello"
+    );
 
     let mut group = c.benchmark_group("http_stack");
     group.bench_function("bare", |b| b.iter(|| serve(&mut bare)));
     group.bench_function("policy", |b| b.iter(|| serve(&mut policed)));
+    // As axum's `Router` serves a route: a clone of the route's service
+    // per request, called once and dropped.
+    group.bench_function("bare_cloned", |b| b.iter(|| serve(&mut bare.clone())));
+    group.bench_function("policy_cloned", |b| b.iter(|| serve(&mut policed.clone())));
+    group.bench_function("leaked_cloned", |b| b.iter(|| serve(&mut leaked.clone())));
+    // The same on two threads sharing the service (a server's two
+    // workers): the shared state's cache lines move between the cores.
+    group.bench_function("bare_cloned_two_threads", |b| {
+        b.iter_custom(|iters| two_threads(iters, bare.clone(), |s, _| serve(&mut s.clone())))
+    });
+    group.bench_function("policy_cloned_two_threads", |b| {
+        b.iter_custom(|iters| two_threads(iters, policed.clone(), |s, _| serve(&mut s.clone())))
+    });
+    group.bench_function("leaked_cloned_two_threads", |b| {
+        b.iter_custom(|iters| two_threads(iters, leaked.clone(), |s, _| serve(&mut s.clone())))
+    });
     group.finish();
     let allocs_bare = battlement_benches::allocs_per_call(10_000, || {
         black_box(serve(&mut bare));

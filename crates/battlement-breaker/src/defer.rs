@@ -2,16 +2,15 @@
 //! [`Defer`].
 
 use std::fmt;
-use std::sync::Arc;
 
-use battlement_core::Outcome;
+use battlement_core::{Outcome, SharedRef};
 
 use crate::state::{Admit, Shared};
 
 /// A call admitted by a breaker and not recorded yet: returns its probe
 /// permit if dropped first. The response future's own guard.
 pub(crate) struct Guard {
-    pub(crate) shared: Option<Arc<Shared>>,
+    pub(crate) shared: Option<SharedRef<Shared>>,
     pub(crate) admit: Admit,
     /// When the call was admitted, on the breaker's clock, if timed.
     pub(crate) start: Option<u64>,

@@ -3,10 +3,9 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use battlement_core::{BoxError, Classify};
+use battlement_core::{BoxError, Classify, SharedRef};
 use pin_project_lite::pin_project;
 
 use crate::defer::{Defer, Guard, NoDefer, Pending};
@@ -48,7 +47,7 @@ impl<F, C, D> ResponseFuture<F, C, D> {
 
     pub(crate) fn recorded(
         future: F,
-        shared: Arc<Shared>,
+        shared: SharedRef<Shared>,
         admit: Admit,
         start: Option<u64>,
         classify: C,

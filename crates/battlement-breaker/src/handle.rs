@@ -6,7 +6,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use battlement_core::{
     AsComponent, CircuitState, Component, ComponentHealth, ComponentKind, Control, ControlError,
-    ErrorClassifier, EventSink, FailureKind, HealthStatus, Metric, MetricType, Name,
+    ErrorClassifier, EventSink, FailureKind, HealthStatus, Leak, Metric, MetricType, Name,
+    SharedRef,
 };
 
 use crate::config::{BreakerBuilder, Config};
@@ -28,7 +29,7 @@ use crate::state::{BreakerMetrics, Shared};
 /// ```
 #[derive(Clone)]
 pub struct Breaker {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: SharedRef<Shared>,
 }
 
 impl Breaker {
@@ -44,7 +45,7 @@ impl Breaker {
         start: CircuitState,
     ) -> Self {
         Breaker {
-            shared: Arc::new(Shared::new(name, config, events, start)),
+            shared: SharedRef::new(Shared::new(name, config, events, start)),
         }
     }
 
@@ -113,6 +114,27 @@ impl Breaker {
     }
 }
 
+/// The breaker's state is kept for the rest of the process: copies of the
+/// handle, of its services and of their response futures count no
+/// reference (see [`Leak`]).
+///
+/// ```
+/// use battlement_breaker::Breaker;
+/// use battlement_core::Leak;
+///
+/// let breaker = Breaker::builder("inventory").build().unwrap().leak();
+/// let copy = breaker.clone();
+/// copy.force_open();
+/// assert_eq!(breaker.state(), battlement_breaker::CircuitState::ForcedOpen);
+/// ```
+impl Leak for Breaker {
+    fn leak(self) -> Self {
+        Breaker {
+            shared: self.shared.leak(),
+        }
+    }
+}
+
 impl fmt::Debug for Breaker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Breaker")
@@ -124,7 +146,7 @@ impl fmt::Debug for Breaker {
 
 impl AsComponent for Breaker {
     fn as_component(&self) -> Arc<dyn Component> {
-        self.shared.clone()
+        self.shared.arc()
     }
 }
 

@@ -1,6 +1,6 @@
 //! [`BreakerLayer`].
 
-use battlement_core::{ErrorClassifier, ResponseClassifier};
+use battlement_core::{ErrorClassifier, Leak, ResponseClassifier};
 use tower_layer::Layer;
 
 use crate::{Breaker, BreakerService, NoDefer};
@@ -26,6 +26,16 @@ pub struct BreakerLayer<C = ErrorClassifier, D = NoDefer> {
     breaker: Breaker,
     classify: C,
     defer: D,
+}
+
+/// Its breaker's state kept for the rest of the process (see [`Leak`]).
+impl<C, D> Leak for BreakerLayer<C, D> {
+    fn leak(self) -> Self {
+        BreakerLayer {
+            breaker: self.breaker.leak(),
+            ..self
+        }
+    }
 }
 
 impl BreakerLayer<ErrorClassifier> {

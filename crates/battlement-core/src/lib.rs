@@ -31,4 +31,4 @@ pub use error::{
 pub use event::{Event, EventKind, EventListener, EventLog, EventSink, Reason};
 pub use level::{Level, ParseNameError, Priority};
 pub use outcome::{Failure, FailureKind, Outcome};
-pub use shared_ref::SharedRef;
+pub use shared_ref::{Leak, SharedRef};

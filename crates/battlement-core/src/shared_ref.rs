@@ -42,6 +42,42 @@ impl<T> SharedRef<T> {
         }
     }
 
+    /// The same state, kept for the rest of the process and reached
+    /// without counting from now on: copies of the result count nothing.
+    ///
+    /// For state made once for the life of the process (a server's
+    /// policy): it is never freed, so leaking the state of something made
+    /// per connection or per test grows without bound. One small
+    /// allocation (the `Arc` it keeps) the first time; none if it is
+    /// already static.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use battlement_core::SharedRef;
+    ///
+    /// let state = SharedRef::new(7).leak();
+    /// let copy = state.clone();
+    /// assert!(copy.is_static());
+    /// assert_eq!(Arc::strong_count(&copy.arc()), 2); // the kept one, and this
+    /// ```
+    pub fn leak(self) -> Self {
+        match self {
+            SharedRef::Counted(arc) => SharedRef::Static(Box::leak(Box::new(arc))),
+            SharedRef::Static(arc) => SharedRef::Static(arc),
+        }
+    }
+
+    /// `true` when copies count nothing ([`leak`](Self::leak) or
+    /// [`to_static`](Self::to_static) made it).
+    pub fn is_static(&self) -> bool {
+        matches!(self, SharedRef::Static(_))
+    }
+
+    /// `true` when both reach the same state.
+    pub fn ptr_eq(a: &Self, b: &Self) -> bool {
+        std::ptr::eq::<T>(&**a, &**b)
+    }
+
     /// The same state, reached without counting: for a value that lives in
     /// a `static`.
     pub fn to_static(&'static self) -> Self {
@@ -77,5 +113,45 @@ impl<T> Deref for SharedRef<T> {
 impl<T: fmt::Debug> fmt::Debug for SharedRef<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         (**self).fmt(f)
+    }
+}
+
+/// A layer whose shared state can be kept for the rest of the process, so
+/// that copies of its services and their response futures count no
+/// reference: each part's `Arc` clone and drop (two atomic
+/// read-modify-writes, on a cache line every core serving the layer
+/// writes) leaves every service clone and every call.
+///
+/// That matters where a service is cloned per request: axum's `Router`
+/// calls a clone of a route's service for each request, and a clone of a
+/// stack of parts counts one reference per part, dropped once the call
+/// is made. Behaviour is the same in every other respect; the state is
+/// never freed, so leak what is made once for the life of the process (a
+/// server's policy), not per connection or per test.
+///
+/// ```
+/// use battlement_core::Leak;
+/// use tower::layer::util::Identity;
+///
+/// fn kept<L: Leak>(layer: L) -> L {
+///     layer.leak()
+/// }
+/// let _ = kept(Identity::new());
+/// ```
+pub trait Leak: Sized {
+    /// The same layer, its shared state kept for the rest of the process.
+    fn leak(self) -> Self;
+}
+
+/// No state: nothing to keep.
+impl Leak for tower::layer::util::Identity {
+    fn leak(self) -> Self {
+        self
+    }
+}
+
+impl<T> Leak for SharedRef<T> {
+    fn leak(self) -> Self {
+        SharedRef::leak(self)
     }
 }

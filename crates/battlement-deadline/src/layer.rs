@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use battlement_core::{EventSink, Name};
+use battlement_core::{EventSink, Leak, Name, SharedRef};
 use tower_layer::Layer;
 
 use crate::config::{AttemptTimeoutConfig, DeadlineConfig};
@@ -40,7 +40,7 @@ use crate::shared::{DeadlineHandle, Role, Shared};
 #[derive(Debug, Clone)]
 pub struct DeadlineLayer {
     total: Duration,
-    shared: Arc<Shared>,
+    shared: SharedRef<Shared>,
 }
 
 impl DeadlineLayer {
@@ -59,7 +59,7 @@ impl DeadlineLayer {
         assert_nonzero_total(total);
         DeadlineLayer {
             total,
-            shared: Arc::new(Shared::new(Role::Total)),
+            shared: SharedRef::new(Shared::new(Role::Total)),
         }
     }
 
@@ -70,7 +70,10 @@ impl DeadlineLayer {
 
     /// A layer from a validated `total` (never zero) and its state.
     pub(crate) fn from_parts(total: Duration, shared: Arc<Shared>) -> Self {
-        DeadlineLayer { total, shared }
+        DeadlineLayer {
+            total,
+            shared: SharedRef::Counted(shared),
+        }
     }
 
     /// Names the layer in its events, traces and handle (default
@@ -79,7 +82,7 @@ impl DeadlineLayer {
     #[must_use]
     pub fn name(self, name: impl Into<Name>) -> Self {
         DeadlineLayer {
-            shared: self.shared.with(Some(name.into()), None),
+            shared: SharedRef::Counted(self.shared.with(Some(name.into()), None)),
             ..self
         }
     }
@@ -89,7 +92,7 @@ impl DeadlineLayer {
     #[must_use]
     pub fn events(self, sink: EventSink) -> Self {
         DeadlineLayer {
-            shared: self.shared.with(None, Some(sink)),
+            shared: SharedRef::Counted(self.shared.with(None, Some(sink))),
             ..self
         }
     }
@@ -98,15 +101,25 @@ impl DeadlineLayer {
     /// Take it after [`name`](DeadlineLayer::name) and
     /// [`events`](DeadlineLayer::events), which start a new state.
     pub fn handle(&self) -> DeadlineHandle {
-        self.shared.mark_observed();
-        DeadlineHandle {
-            shared: self.shared.clone(),
-        }
+        let shared = self.shared.arc();
+        shared.mark_observed();
+        DeadlineHandle { shared }
     }
 
     /// The total budget given to each request.
     pub fn total(&self) -> Duration {
         self.total
+    }
+}
+
+/// Its counters kept for the rest of the process: copies of its services
+/// count no reference (see [`Leak`]).
+impl Leak for DeadlineLayer {
+    fn leak(self) -> Self {
+        DeadlineLayer {
+            shared: self.shared.leak(),
+            ..self
+        }
     }
 }
 
@@ -149,7 +162,7 @@ impl<S> Layer<S> for DeadlineLayer {
 pub struct AttemptTimeoutLayer {
     per_attempt: Option<Duration>,
     fraction: Option<f64>,
-    shared: Arc<Shared>,
+    shared: SharedRef<Shared>,
 }
 
 impl AttemptTimeoutLayer {
@@ -167,7 +180,7 @@ impl AttemptTimeoutLayer {
         AttemptTimeoutLayer {
             per_attempt: Some(per_attempt),
             fraction: None,
-            shared: Arc::new(Shared::new(Role::Attempt)),
+            shared: SharedRef::new(Shared::new(Role::Attempt)),
         }
     }
 
@@ -231,7 +244,7 @@ impl AttemptTimeoutLayer {
         AttemptTimeoutLayer {
             per_attempt,
             fraction,
-            shared,
+            shared: SharedRef::Counted(shared),
         }
     }
 
@@ -241,7 +254,7 @@ impl AttemptTimeoutLayer {
     #[must_use]
     pub fn name(self, name: impl Into<Name>) -> Self {
         AttemptTimeoutLayer {
-            shared: self.shared.with(Some(name.into()), None),
+            shared: SharedRef::Counted(self.shared.with(Some(name.into()), None)),
             ..self
         }
     }
@@ -252,7 +265,7 @@ impl AttemptTimeoutLayer {
     #[must_use]
     pub fn events(self, sink: EventSink) -> Self {
         AttemptTimeoutLayer {
-            shared: self.shared.with(None, Some(sink)),
+            shared: SharedRef::Counted(self.shared.with(None, Some(sink))),
             ..self
         }
     }
@@ -261,9 +274,19 @@ impl AttemptTimeoutLayer {
     /// Take it after [`name`](AttemptTimeoutLayer::name) and
     /// [`events`](AttemptTimeoutLayer::events), which start a new state.
     pub fn handle(&self) -> DeadlineHandle {
-        self.shared.mark_observed();
-        DeadlineHandle {
-            shared: self.shared.clone(),
+        let shared = self.shared.arc();
+        shared.mark_observed();
+        DeadlineHandle { shared }
+    }
+}
+
+/// Its counters kept for the rest of the process: copies of its services
+/// count no reference (see [`Leak`]).
+impl Leak for AttemptTimeoutLayer {
+    fn leak(self) -> Self {
+        AttemptTimeoutLayer {
+            shared: self.shared.leak(),
+            ..self
         }
     }
 }

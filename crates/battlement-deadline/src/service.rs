@@ -1,11 +1,10 @@
 //! The services: [`DeadlineService`] (total budget) and [`AttemptTimeout`]
 //! (one attempt).
 
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use battlement_core::{BoxError, Deadline, DeadlineCarrier, deadline};
+use battlement_core::{BoxError, Deadline, DeadlineCarrier, SharedRef, deadline};
 use tokio::time::Instant;
 use tower_service::Service;
 
@@ -60,7 +59,7 @@ pub struct DeadlineService<S> {
     /// `total`, what a hit means and the role, packed once for the
     /// future (the common case: the deadline is the layer's own).
     meta: u64,
-    shared: Arc<Shared>,
+    shared: SharedRef<Shared>,
 }
 
 impl<S> DeadlineService<S> {
@@ -72,10 +71,10 @@ impl<S> DeadlineService<S> {
     #[track_caller]
     pub fn new(inner: S, total: Duration) -> Self {
         assert_nonzero_total(total);
-        DeadlineService::from_parts(inner, total, Arc::new(Shared::new(Role::Total)))
+        DeadlineService::from_parts(inner, total, SharedRef::new(Shared::new(Role::Total)))
     }
 
-    pub(crate) fn from_parts(inner: S, total: Duration, shared: Arc<Shared>) -> Self {
+    pub(crate) fn from_parts(inner: S, total: Duration, shared: SharedRef<Shared>) -> Self {
         DeadlineService {
             inner,
             total,
@@ -185,7 +184,7 @@ pub struct AttemptTimeout<S> {
     inner: S,
     per_attempt: Option<Duration>,
     fraction: Option<f64>,
-    shared: Arc<Shared>,
+    shared: SharedRef<Shared>,
 }
 
 impl<S> AttemptTimeout<S> {
@@ -202,7 +201,7 @@ impl<S> AttemptTimeout<S> {
             inner,
             per_attempt: Some(per_attempt),
             fraction: None,
-            shared: Arc::new(Shared::new(Role::Attempt)),
+            shared: SharedRef::new(Shared::new(Role::Attempt)),
         }
     }
 
@@ -210,7 +209,7 @@ impl<S> AttemptTimeout<S> {
         inner: S,
         per_attempt: Option<Duration>,
         fraction: Option<f64>,
-        shared: Arc<Shared>,
+        shared: SharedRef<Shared>,
     ) -> Self {
         AttemptTimeout {
             inner,

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use battlement_core::{AsComponent, Component, ComponentHealth, Name};
+use battlement_core::{AsComponent, Component, ComponentHealth, Leak, Name};
 use tower_layer::Layer;
 
 use crate::config::FallbackBuilder;
@@ -30,6 +30,18 @@ impl<Req: 'static, Res: 'static, K: 'static, C: 'static> Clone for FallbackLayer
     fn clone(&self) -> Self {
         FallbackLayer {
             shared: self.shared.clone(),
+        }
+    }
+}
+
+/// Its sources, cache and counters kept for the rest of the process:
+/// copies of its services and their response futures count no reference,
+/// as [`from_static`](FallbackLayer::from_static) does for a layer in a
+/// `static` (see [`Leak`]).
+impl<Req: 'static, Res: 'static, K: 'static, C: 'static> Leak for FallbackLayer<Req, Res, K, C> {
+    fn leak(self) -> Self {
+        FallbackLayer {
+            shared: self.shared.leak(),
         }
     }
 }

@@ -2,11 +2,10 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll, ready};
 
-use battlement_core::{BoxError, Classify, ErrorClassifier, Outcome};
+use battlement_core::{BoxError, Classify, ErrorClassifier, Outcome, SharedRef};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
@@ -86,13 +85,13 @@ where
 /// gate's own signals. Dropped unfinished (a cancelled call), it only
 /// leaves the in-flight count.
 pub(crate) struct Observe<C> {
-    shared: Arc<Shared>,
+    shared: SharedRef<Shared>,
     start: Instant,
     classifier: C,
 }
 
 impl<C> Observe<C> {
-    pub(crate) fn start(shared: Arc<Shared>, classifier: C) -> Self {
+    pub(crate) fn start(shared: SharedRef<Shared>, classifier: C) -> Self {
         shared.in_flight.fetch_add(1, Relaxed);
         Observe {
             shared,

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use battlement_core::{
     AsComponent, Component, ComponentHealth, ComponentKind, Control, ControlError, EventKind,
-    EventSink, HealthStatus, Level, Metric, MetricType, Name, Priority, Reason,
+    EventSink, HealthStatus, Leak, Level, Metric, MetricType, Name, Priority, Reason, SharedRef,
 };
 use tokio::time::Instant;
 
@@ -35,7 +35,7 @@ use battlement_core::histogram::AtomicHistogram;
 /// ```
 #[derive(Clone)]
 pub struct Gate {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: SharedRef<Shared>,
 }
 
 pub(crate) struct Shared {
@@ -105,7 +105,7 @@ impl Gate {
 
     pub(crate) fn from_builder(b: GateBuilder) -> Gate {
         Gate {
-            shared: Arc::new(Shared {
+            shared: SharedRef::new(Shared {
                 name: b.name,
                 level: AtomicU8::new(b.initial_level as u8),
                 manual: AtomicBool::new(false),
@@ -443,9 +443,29 @@ impl Component for Shared {
     }
 }
 
+/// The gate's state is kept for the rest of the process: copies of the
+/// handle, of its services and of their response futures count no
+/// reference (see [`Leak`]).
+///
+/// ```
+/// use battlement_core::{Leak, Level};
+/// use battlement_gate::Gate;
+///
+/// let gate = Gate::new("checkout").leak();
+/// gate.clone().set_level(Level::Critical);
+/// assert_eq!(gate.level(), Level::Critical);
+/// ```
+impl Leak for Gate {
+    fn leak(self) -> Self {
+        Gate {
+            shared: self.shared.leak(),
+        }
+    }
+}
+
 impl AsComponent for Gate {
     fn as_component(&self) -> Arc<dyn Component> {
-        self.shared.clone()
+        self.shared.arc()
     }
 }
 

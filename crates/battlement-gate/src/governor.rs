@@ -326,7 +326,7 @@ impl Gate {
     pub fn error_rate_signal(&self) -> ErrorRate {
         self.shared.observe.store(true, Relaxed);
         ErrorRate {
-            shared: self.shared.clone(),
+            shared: self.shared.arc(),
             min_calls: 10,
             last_completed: self.shared.completed.load(Relaxed),
             last_failed: self.shared.failed.load(Relaxed),
@@ -345,7 +345,7 @@ impl Gate {
         let mut now = vec![0; BUCKETS].into_boxed_slice();
         histogram.snapshot(&mut now);
         LatencyPercentile {
-            shared: self.shared.clone(),
+            shared: self.shared.arc(),
             name: format!("latency_p{percentile}_ms"),
             percentile,
             min_calls: 10,
@@ -364,7 +364,7 @@ impl Gate {
     pub fn latency_signal(&self) -> Latency {
         self.shared.observe.store(true, Relaxed);
         Latency {
-            shared: self.shared.clone(),
+            shared: self.shared.arc(),
             last_completed: self.shared.completed.load(Relaxed),
             last_nanos: self.shared.latency_nanos.load(Relaxed),
         }
@@ -375,7 +375,7 @@ impl Gate {
     pub fn in_flight_signal(&self) -> InFlight {
         self.shared.observe.store(true, Relaxed);
         InFlight {
-            shared: self.shared.clone(),
+            shared: self.shared.arc(),
         }
     }
 }

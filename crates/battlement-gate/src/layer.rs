@@ -1,6 +1,6 @@
 //! [`GateLayer`]: applies a [`Gate`] to a service.
 
-use battlement_core::ErrorClassifier;
+use battlement_core::{ErrorClassifier, Leak};
 use tower_layer::Layer;
 
 use crate::{FromExtensions, Gate, GateService};
@@ -29,6 +29,16 @@ pub struct GateLayer<P = FromExtensions, C = ErrorClassifier> {
     gate: Gate,
     extract: P,
     classifier: C,
+}
+
+/// Its gate's state kept for the rest of the process (see [`Leak`]).
+impl<P, C> Leak for GateLayer<P, C> {
+    fn leak(self) -> Self {
+        GateLayer {
+            gate: self.gate.leak(),
+            ..self
+        }
+    }
 }
 
 impl GateLayer {

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use battlement_core::{AsComponent, Component, ErrorClassifier, Outcome};
+use battlement_core::{AsComponent, Component, ErrorClassifier, Leak, Outcome, SharedRef};
 use tower_layer::Layer;
 
 use battlement_core::clock::Clock;
@@ -37,7 +37,7 @@ use crate::service::Instrument;
 /// # }
 /// ```
 pub struct InstrumentLayer<C = ErrorClassifier> {
-    pub(crate) state: Arc<InstrumentState>,
+    pub(crate) state: SharedRef<InstrumentState>,
     pub(crate) classifier: C,
     pub(crate) sample_mask: u64,
     pub(crate) clock: Clock,
@@ -89,7 +89,7 @@ impl<C> InstrumentLayer<C> {
     /// `GrpcTrailersLayer` uses it).
     pub fn late_outcome(&self) -> LateOutcome {
         LateOutcome {
-            state: self.state.clone(),
+            state: self.state.arc(),
         }
     }
 }
@@ -185,9 +185,21 @@ impl<C> fmt::Debug for InstrumentLayer<C> {
     }
 }
 
+/// Its counters kept for the rest of the process: copies of its services
+/// count no reference, and the instrument stays in its registry for good
+/// (see [`Leak`]).
+impl<C> Leak for InstrumentLayer<C> {
+    fn leak(self) -> Self {
+        InstrumentLayer {
+            state: self.state.leak(),
+            ..self
+        }
+    }
+}
+
 impl<C> AsComponent for InstrumentLayer<C> {
     fn as_component(&self) -> Arc<dyn Component> {
-        self.state.clone()
+        self.state.arc()
     }
 }
 

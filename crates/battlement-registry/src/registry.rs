@@ -299,7 +299,7 @@ impl Registry {
         })?;
         let state = made.expect("registered, so made");
         Ok(InstrumentLayer {
-            state,
+            state: battlement_core::SharedRef::Counted(state),
             classifier: ErrorClassifier::new(),
             sample_mask: 0,
             clock: LatencyClock::Auto.resolve(),

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use battlement_core::{AsComponent, Classify, Component};
+use battlement_core::{AsComponent, Classify, Component, SharedRef};
 use tower_service::Service;
 
 use crate::future::{Guard, ResponseFuture};
@@ -21,7 +21,7 @@ use battlement_core::clock::Clock;
 /// no reference count, no allocation.
 pub struct Instrument<S, C> {
     inner: S,
-    state: Arc<InstrumentState>,
+    state: SharedRef<InstrumentState>,
     classifier: C,
     sample_mask: u64,
     clock: Clock,
@@ -30,7 +30,7 @@ pub struct Instrument<S, C> {
 impl<S, C> Instrument<S, C> {
     pub(crate) const fn new(
         inner: S,
-        state: Arc<InstrumentState>,
+        state: SharedRef<InstrumentState>,
         classifier: C,
         sample_mask: u64,
         clock: Clock,
@@ -82,7 +82,7 @@ impl<S, C> fmt::Debug for Instrument<S, C> {
 
 impl<S, C> AsComponent for Instrument<S, C> {
     fn as_component(&self) -> Arc<dyn Component> {
-        self.state.clone()
+        self.state.arc()
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use battlement_core::ErrorClassifier;
+use battlement_core::{ErrorClassifier, Leak};
 use tower_layer::Layer;
 
 use crate::config::{Always, RetryPolicy};
@@ -30,6 +30,22 @@ where
     P: 'static,
 {
     policy: RetryPolicy<C, P>,
+}
+
+/// Its policy (and the policy's budget and counters) kept for the rest of
+/// the process, as [`RetryPolicy::from_static`] does for a policy in a
+/// `static`: copies of its services and their response futures count no
+/// reference to it (see [`Leak`]). Each service the layer makes still
+/// holds one counted reference of its own, to the spare copy of the inner
+/// service its retries are sent through.
+impl<C: 'static, P: 'static> Leak for RetryLayer<C, P> {
+    fn leak(self) -> Self {
+        RetryLayer {
+            policy: RetryPolicy {
+                shared: self.policy.shared.leak(),
+            },
+        }
+    }
 }
 
 impl<C: 'static, P: 'static> RetryLayer<C, P> {

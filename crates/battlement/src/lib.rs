@@ -96,8 +96,8 @@ pub mod prelude {
     pub use battlement_core::{
         BoxError, CircuitOpen, CircuitState, Classify, Component, ComponentHealth, Control,
         Deadline, DeadlineCarrier, DeadlineExceeded, ErrorClassifier, Event, EventKind, EventLog,
-        EventSink, Failure, FailureKind, HealthStatus, Level, Outcome, Priority, RetriesExhausted,
-        Shed,
+        EventSink, Failure, FailureKind, HealthStatus, Leak, Level, Outcome, Priority,
+        RetriesExhausted, Shed,
     };
     #[cfg(all(feature = "deadline", feature = "http"))]
     pub use battlement_deadline::http::{PropagateDeadlineLayer, ServerDeadlineLayer};

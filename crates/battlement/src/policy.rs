@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use battlement_breaker::{Breaker, BreakerBuilder, BreakerLayer, BreakerService, WindowConfig};
 use battlement_core::{
-    AsComponent, BoxError, Classify, Component, ErrorClassifier, EventSink, InvalidConfig, Name,
-    Outcome, Shed,
+    AsComponent, BoxError, Classify, Component, ErrorClassifier, EventSink, InvalidConfig, Leak,
+    Name, Outcome, Shed,
 };
 use battlement_deadline::{AttemptTimeout, AttemptTimeoutLayer, DeadlineLayer, DeadlineService};
 use battlement_fallback::{FallbackBuilder, FallbackLayer};
@@ -125,6 +125,61 @@ impl<C: Clone + 'static, P: 'static, G: Clone, F: Clone, I: Clone, L: Clone> Clo
             attempt: self.attempt.clone(),
             budget: self.budget.clone(),
             gate_handle: self.gate_handle.clone(),
+        }
+    }
+}
+
+/// Every part's shared state kept for the rest of the process: copies of
+/// the policy's services and of their response futures count no
+/// reference (see [`Leak`]).
+///
+/// For a server's policy, made once at start-up: axum's `Router` calls a
+/// clone of a route's service for every request, and without `leak` that
+/// clone counts a reference per part (instrument, fallback, gate,
+/// deadline, breaker, attempt timeout), dropped once the call is made:
+/// two atomic read-modify-writes per part and request, on cache lines
+/// every core serving the route writes. The state is never freed, so do
+/// not leak a policy made per connection or per test. A retrying policy's
+/// services each keep one counted reference of their own (the spare copy
+/// of the inner service retries are sent through); a policy with a
+/// bulkhead, an adaptive limit or a breaker per key has no `leak` yet.
+///
+/// ```
+/// use battlement::prelude::*;
+/// use tower::Layer;
+///
+/// let registry = Registry::new();
+/// let policy = Policy::builder("checkout")
+///     .registry(&registry)
+///     .build()
+///     .unwrap()
+///     .leak();
+/// let svc = policy.layer(tower::service_fn(|x: u32| async move { Ok::<_, BoxError>(x) }));
+/// # let _ = svc;
+/// assert!(registry.get("checkout/breaker").is_some());
+/// ```
+impl<C, P, G, F, I, L> Leak for Policy<C, P, G, F, I, L>
+where
+    C: 'static,
+    P: 'static,
+    G: Leak,
+    F: Leak,
+    I: Leak,
+    L: Leak,
+{
+    fn leak(self) -> Self {
+        Policy {
+            name: self.name,
+            instrument: self.instrument.leak(),
+            protect: self.protect.leak(),
+            fallback: self.fallback.leak(),
+            gate: self.gate.leak(),
+            deadline: self.deadline.map(Leak::leak),
+            retry: self.retry.map(Leak::leak),
+            breaker: self.breaker.map(Leak::leak),
+            attempt: self.attempt.map(Leak::leak),
+            budget: self.budget,
+            gate_handle: self.gate_handle,
         }
     }
 }

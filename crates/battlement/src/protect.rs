@@ -32,6 +32,24 @@ pub struct Protect<Bh = Identity, Lm = Identity, Kb = Identity> {
     pub(crate) keyed: Kb,
 }
 
+/// Each part's state kept for the rest of the process (see
+/// [`Leak`](battlement_core::Leak)); implemented when every part is one
+/// that can be leaked.
+impl<Bh, Lm, Kb> battlement_core::Leak for Protect<Bh, Lm, Kb>
+where
+    Bh: battlement_core::Leak,
+    Lm: battlement_core::Leak,
+    Kb: battlement_core::Leak,
+{
+    fn leak(self) -> Self {
+        Protect {
+            bulkhead: self.bulkhead.leak(),
+            limit: self.limit.leak(),
+            keyed: self.keyed.leak(),
+        }
+    }
+}
+
 /// A bulkhead to build: the steps over its [`BulkheadBuilder`].
 pub struct BulkheadSpec(pub(crate) Step<BulkheadBuilder>);
 

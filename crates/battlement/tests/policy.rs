@@ -584,3 +584,52 @@ async fn a_429_with_retry_after_delays_the_retry_by_its_wait() {
     assert_eq!(start.elapsed(), Duration::from_secs(1));
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
+
+/// A leaked policy works as the counted one does, and copies of its
+/// services leave the shared state's reference count alone (the point of
+/// leaking a server's policy: axum clones the route's service per request).
+#[tokio::test(start_paused = true)]
+async fn a_leaked_policy_counts_no_reference_per_copy_and_works_the_same() {
+    macro_rules! built {
+        ($name:literal, $registry:expr) => {
+            Policy::builder($name)
+                .retry(|r| r.max_attempts(5).backoff(Backoff::none()))
+                .breaker(|b| b.consecutive_failures(3).no_failure_rate())
+                .without_budget()
+                .allow(Check::RetriesFitTotal)
+                .registry($registry)
+                .build()
+                .unwrap()
+        };
+    }
+    let registry = Registry::new();
+    let calls = Arc::new(AtomicU32::new(0));
+    let backend = || failing(&calls);
+
+    // Counted: every copy of the service holds one more reference.
+    let counted = built!("counted", &registry);
+    let component = registry.component("counted/breaker").unwrap();
+    let svc = counted.layer(backend());
+    let before = Arc::strong_count(&component);
+    let copies: Vec<_> = (0..10).map(|_| svc.clone()).collect();
+    assert_eq!(Arc::strong_count(&component), before + 10);
+    drop(copies);
+
+    // Leaked: copies count nothing, and the breaker still trips.
+    let leaked = built!("leaked", &registry).leak();
+    let component = registry.component("leaked/breaker").unwrap();
+    let mut svc = leaked.layer(backend());
+    let before = Arc::strong_count(&component);
+    let copies: Vec<_> = (0..10).map(|_| svc.clone()).collect();
+    assert_eq!(Arc::strong_count(&component), before);
+    let err = svc.ready().await.unwrap().call(1).await.unwrap_err();
+    assert!(err.is::<CircuitOpen>(), "{err}");
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    let report = registry.get("leaked/instrument").unwrap();
+    assert_eq!(report.details["calls"], serde_json::json!(1), "{report:?}");
+
+    // The state outlives the policy and its services: it is kept.
+    drop((leaked, svc, copies, component));
+    assert!(registry.get("leaked/breaker").is_some());
+    assert!(registry.get("leaked/instrument").is_some());
+}
