@@ -1,15 +1,18 @@
 //! Over real HTTP: an axum server on 127.0.0.1 with the same handler on
-//! two routes, `/bare` and `/policy` (behind `ErrorResponseLayer` and the
+//! three routes, `/bare`, `/policy` (behind `ErrorResponseLayer` and the
 //! full `Policy::http` of the `axum_server` example's shape: instrument,
 //! fallback, gate, total deadline, breaker, attempt timeout; no retry: a
 //! server does not retry its own handler, and an axum `Body` cannot be
-//! sent twice without a replay buffer), loaded in turn by `oha` (a real
+//! sent twice without a replay buffer) and `/leaked` (the same policy
+//! made once for the process with `Leak::leak`, as the example does:
+//! axum clones a route's service per request, and a leaked policy's
+//! clone counts no reference), loaded in turn by `oha` (a real
 //! load generator, `cargo install oha --locked`; `benches/http.sh`
 //! installs it when missing) for a bounded time.
 //!
 //! Prints, in the scenarios' format (`scenario <group>/<case>: <value>
 //! <unit>`), each route's requests per second and p99, and the
-//! throughput the policy costs in percent (the target: ≤ 3 %). The
+//! throughput each policy route costs in percent (the target: ≤ 3 %). The
 //! routes are loaded alternately, three rounds of 10 s each (one of 2 s
 //! with `BATTLEMENT_BENCH_QUICK=1`), and the figures are the medians of
 //! the rounds, so a burst of load from elsewhere on a shared machine
@@ -17,7 +20,7 @@
 //!
 //! `OHA` names the binary (default: `oha` on the `PATH`);
 //! `BATTLEMENT_HTTP_CONNECTIONS` the connections (default 50);
-//! `BATTLEMENT_HTTP_SERVE=1` only serves the two routes until killed, for
+//! `BATTLEMENT_HTTP_SERVE=1` only serves the routes until killed, for
 //! a profiler (`perf record -p`) and a load generator of one's own. Under
 //! `cargo test --benches` it only serves one request per route and
 //! checks the answers.
@@ -43,16 +46,32 @@ async fn hello() -> &'static str {
     "hello"
 }
 
-fn app(registry: &Registry) -> Result<Router, BoxError> {
+/// The routes, in the order they are loaded.
+const ROUTES: [&str; 3] = ["/bare", "/policy", "/leaked"];
+
+/// `/policy` registers in `registry`, `/leaked` in `leaked` (both
+/// policies are named `bench`).
+fn app(registry: &Registry, leaked: &Registry) -> Result<Router, BoxError> {
     let policy = http_policy!(registry)?;
-    Ok(Router::new().route("/bare", get(hello)).route(
-        "/policy",
-        get(hello).route_layer(
-            ServiceBuilder::new()
-                .layer(ErrorResponseLayer::new())
-                .layer(policy),
-        ),
-    ))
+    let kept = http_policy!(leaked)?.leak();
+    Ok(Router::new()
+        .route("/bare", get(hello))
+        .route(
+            "/policy",
+            get(hello).route_layer(
+                ServiceBuilder::new()
+                    .layer(ErrorResponseLayer::new())
+                    .layer(policy),
+            ),
+        )
+        .route(
+            "/leaked",
+            get(hello).route_layer(
+                ServiceBuilder::new()
+                    .layer(ErrorResponseLayer::new())
+                    .layer(kept),
+            ),
+        ))
 }
 
 /// One GET over a fresh connection; the status line and the body.
@@ -116,14 +135,15 @@ fn main() {
         .build()
         .expect("a runtime");
     let registry = Registry::new();
-    let router = app(&registry).expect("a valid policy");
+    let leaked_registry = Registry::new();
+    let router = app(&registry, &leaked_registry).expect("a valid policy");
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().expect("an address");
     rt.spawn(async move { axum::serve(listener, router).await });
 
-    for path in ["/bare", "/policy"] {
+    for path in ROUTES {
         let answer = get_once(addr, path);
         assert!(
             answer.starts_with("HTTP/1.1 200") && answer.ends_with("hello"),
@@ -132,11 +152,11 @@ fn main() {
     }
     if std::env::var_os("BATTLEMENT_HTTP_SERVE").is_some() {
         // For a profiler attached to this process: serve until killed.
-        println!("http: serving /bare and /policy on {addr} until killed");
+        println!("http: serving {} on {addr} until killed", ROUTES.join(", "));
         rt.block_on(std::future::pending::<()>());
     }
     if !benching() {
-        println!("http: both routes answer 200 on {addr} (run `benches/http.sh` to load them)");
+        println!("http: every route answers 200 on {addr} (run `benches/http.sh` to load them)");
         return;
     }
 
@@ -146,32 +166,35 @@ fn main() {
         .and_then(|c| c.parse().ok())
         .unwrap_or(50);
     let (rounds, secs) = if quick() { (1, 2) } else { (3, 10) };
-    let mut figures = [(Vec::new(), Vec::new()), (Vec::new(), Vec::new())];
-    // Warm both routes (connections, the policy's first calls).
-    for path in ["/bare", "/policy"] {
+    let mut figures = ROUTES.map(|_| (Vec::new(), Vec::new()));
+    // Warm every route (connections, the policies' first calls).
+    for path in ROUTES {
         load(&oha, &format!("http://{addr}{path}"), 1, connections);
     }
     for _ in 0..rounds {
-        for (i, path) in ["/bare", "/policy"].into_iter().enumerate() {
+        for (i, path) in ROUTES.into_iter().enumerate() {
             let (rps, p99) = load(&oha, &format!("http://{addr}{path}"), secs, connections);
             figures[i].0.push(rps);
             figures[i].1.push(p99);
         }
     }
-    let [(bare_rps, bare_p99), (policy_rps, policy_p99)] =
-        figures.map(|(rps, p99)| (median(rps), median(p99)));
+    let medians = figures.map(|(rps, p99)| (median(rps), median(p99)));
     let line = |name: &str, value: f64, unit: &str| {
         println!("scenario http/{name}: {value:.3} {unit}");
     };
-    line("bare_rps", bare_rps, "requests/s");
-    line("policy_rps", policy_rps, "requests/s");
-    line("bare_p99", bare_p99, "ms");
-    line("policy_p99", policy_p99, "ms");
-    line(
-        "policy_throughput_cost",
-        (1.0 - policy_rps / bare_rps) * 100.0,
-        "%",
-    );
+    let bare_rps = medians[0].0;
+    for (path, (rps, p99)) in ROUTES.into_iter().zip(medians) {
+        let name = &path[1..];
+        line(&format!("{name}_rps"), rps, "requests/s");
+        line(&format!("{name}_p99"), p99, "ms");
+        if name != "bare" {
+            line(
+                &format!("{name}_throughput_cost"),
+                (1.0 - rps / bare_rps) * 100.0,
+                "%",
+            );
+        }
+    }
     println!(
         "http: {rounds} rounds of {secs} s per route, {connections} connections, medians (oha, loopback)"
     );

@@ -118,6 +118,15 @@ fn bench(c: &mut Criterion) {
         black_box(serve(&mut policed));
     });
     battlement_benches::report("http_stack/policy", allocs);
+    for (name, svc) in [
+        ("http_stack/policy_cloned", &policed),
+        ("http_stack/leaked_cloned", &leaked),
+    ] {
+        let allocs = battlement_benches::allocs_per_call(10_000, || {
+            black_box(serve(&mut svc.clone()));
+        });
+        battlement_benches::report(name, allocs);
+    }
 }
 
 /// `fn $name(svc, n)`: `n` requests through [`serve`], a function of its

@@ -84,7 +84,8 @@ pub(crate) fn benching() -> bool {
 /// instrument, fallback, gate by the priority header, total deadline,
 /// breaker, attempt timeout; no retry (a server does not retry its own
 /// handler, and an axum `Body` cannot be sent twice without a replay
-/// buffer). A macro: the built policy's type names every part.
+/// buffer). A macro: the built policy's type names every part. The
+/// benches' `/leaked` and `leaked_*` rows `leak` it, as the example does.
 macro_rules! http_policy {
     ($registry:expr) => {
         battlement::Policy::http("bench")

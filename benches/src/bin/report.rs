@@ -285,6 +285,20 @@ const ROWS: &[Row] = &[
         peers: &[],
     },
     Row {
+        layer: "http",
+        path: "`Policy::http`, a clone per request as axum's `Router` makes, two threads",
+        ours: "http_stack/policy_cloned_two_threads",
+        bare: Some("http_stack/bare_cloned_two_threads"),
+        peers: &[],
+    },
+    Row {
+        layer: "http",
+        path: "the same, the policy made once for the process (`Leak`)",
+        ours: "http_stack/leaked_cloned_two_threads",
+        bare: Some("http_stack/bare_cloned_two_threads"),
+        peers: &[],
+    },
+    Row {
         layer: "registry",
         path: "`health()`, 1,000 components",
         ours: "registry/health_1000_components",
@@ -807,13 +821,17 @@ fn targets(f: &Figures) -> Vec<String> {
             verdict(d <= 2.0)
         ));
     }
-    if let Some(c) = f.scenario("http/policy_throughput_cost") {
+    for (case, what) in [
+        ("policy", "the policy"),
+        ("leaked", "the policy made once for the process (`Leak`)"),
+    ] {
+        let line = match f.scenario(&format!("http/{case}_throughput_cost")) {
+            Some(c) => format!("{} ({c:.1} %)", verdict(c <= 3.0)),
+            None => "not run".to_owned(),
+        };
         out.push(format!(
-            "Over HTTP, the policy costs ≤ 3 % of throughput: {} ({c:.1} %).",
-            verdict(c <= 3.0)
+            "Over HTTP, {what} costs ≤ 3 % of throughput: {line}."
         ));
-    } else {
-        out.push("Over HTTP, the policy costs ≤ 3 % of throughput: not run.".to_owned());
     }
     out
 }
