@@ -131,19 +131,27 @@ fn bench(c: &mut Criterion) {
 
 /// `fn $name(svc, n)`: `n` requests through [`serve`], a function of its
 /// own per row so that callgrind attributes each row's instructions to it
-/// (as `battlement_benches::ir_loop!` does for `u64` requests).
+/// (as `battlement_benches::ir_loop!` does for `u64` requests); with
+/// `cloned`, each through a clone of `svc`, as axum's `Router` calls.
 macro_rules! ir_requests {
     ($name:ident) => {
+        ir_requests!($name, |svc: &mut S| serve(svc));
+    };
+    ($name:ident, cloned) => {
+        ir_requests!($name, |svc: &mut S| serve(&mut svc.clone()));
+    };
+    ($name:ident, $call:expr) => {
         #[inline(never)]
         fn $name<S, B>(svc: &mut S, n: u64)
         where
-            S: Service<Request<Body>, Response = Response<B>>,
+            S: Service<Request<Body>, Response = Response<B>> + Clone,
             B: http_body::Body + Unpin,
         {
             // Keeps the linker from folding identical loops into one.
             black_box(stringify!($name));
+            let call = $call;
             for _ in 0..n {
-                black_box(serve(svc));
+                black_box(call(svc));
             }
         }
     };
@@ -151,17 +159,31 @@ macro_rules! ir_requests {
 
 ir_requests!(ir_bare);
 ir_requests!(ir_policy);
+ir_requests!(ir_policy_cloned, cloned);
+ir_requests!(ir_leaked_cloned, cloned);
 
 fn instructions(n: u64) {
     let rt = battlement_benches::runtime();
     let _guard = rt.enter();
     let registry = Registry::new();
-    let policy = http_policy!(&registry).expect("a valid policy");
+    let leaked_registry = Registry::new();
+    let policed = || {
+        ServiceBuilder::new()
+            .layer(ErrorResponseLayer::new())
+            .layer(http_policy!(&registry).expect("a valid policy"))
+            .service(handler())
+    };
     ir_bare(&mut handler(), n);
-    ir_policy(
+    ir_policy(&mut policed(), n);
+    ir_policy_cloned(&mut policed(), n);
+    ir_leaked_cloned(
         &mut ServiceBuilder::new()
             .layer(ErrorResponseLayer::new())
-            .layer(policy)
+            .layer(
+                http_policy!(&leaked_registry)
+                    .expect("a valid policy")
+                    .leak(),
+            )
             .service(handler()),
         n,
     );

@@ -15,6 +15,7 @@ mod outcome;
 #[cfg(feature = "reqwest")]
 mod reqwest;
 mod shared_ref;
+mod striped;
 
 pub use circuit::CircuitState;
 pub use classify::{AsDynError, Classify, ErrorClassifier, ResponseClassifier};
@@ -32,3 +33,4 @@ pub use event::{Event, EventKind, EventListener, EventLog, EventSink, Reason};
 pub use level::{Level, ParseNameError, Priority};
 pub use outcome::{Failure, FailureKind, Outcome};
 pub use shared_ref::{Leak, SharedRef};
+pub use striped::{STRIPES, Striped};

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use battlement_core::{
     AsComponent, Component, ComponentHealth, ComponentKind, Control, ControlError, EventKind,
     EventSink, HealthStatus, Leak, Level, Metric, MetricType, Name, Priority, Reason, SharedRef,
+    Striped,
 };
 use tokio::time::Instant;
 
@@ -46,7 +47,10 @@ pub(crate) struct Shared {
     pub(crate) default_priority: Priority,
     pub(crate) retry_after: Option<Duration>,
     pub(crate) events: EventSink,
-    pub(crate) admitted: [AtomicU64; 5],
+    /// Admitted calls by priority, striped: every admitted call writes
+    /// it, and on a line shared by the cores serving the gate that is the
+    /// admitted path's one costly step (see `battlement_core::Striped`).
+    pub(crate) admitted: Striped<[AtomicU64; 5]>,
     pub(crate) shed: [AtomicU64; 5],
     /// Whether calls record their outcome and latency (set once a signal
     /// that needs them is made).
@@ -76,6 +80,14 @@ struct Change {
 }
 
 impl Shared {
+    /// Requests of `priority` admitted so far: the stripes' sum.
+    pub(crate) fn admitted(&self, priority: Priority) -> u64 {
+        self.admitted
+            .iter()
+            .map(|a| a[priority.index()].load(Relaxed))
+            .sum()
+    }
+
     #[inline]
     pub(crate) fn record(&self, ok: bool, elapsed: Duration) {
         self.completed.fetch_add(1, Relaxed);
@@ -215,7 +227,7 @@ impl Gate {
 
     /// Requests of `priority` admitted so far.
     pub fn admitted(&self, priority: Priority) -> u64 {
-        self.shared.admitted[priority.index()].load(Relaxed)
+        self.shared.admitted(priority)
     }
 
     /// Requests of `priority` shed so far.
@@ -381,7 +393,7 @@ impl Component for Shared {
         let mut shed = serde_json::Map::new();
         let mut health = ComponentHealth::new(status);
         for p in Priority::ALL {
-            let a = self.admitted[p.index()].load(Relaxed);
+            let a = self.admitted(p);
             let s = self.shed[p.index()].load(Relaxed);
             admitted.insert(p.as_str().into(), a.into());
             shed.insert(p.as_str().into(), s.into());

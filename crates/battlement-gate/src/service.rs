@@ -93,7 +93,7 @@ where
             .unwrap_or(shared.default_priority);
         let raw = shared.level.load(Relaxed);
         if shared.table.admits_index(raw as usize, priority) {
-            shared.admitted[priority.index()].fetch_add(1, Relaxed);
+            shared.admitted.local()[priority.index()].fetch_add(1, Relaxed);
             let observe = shared
                 .observe
                 .load(Relaxed)

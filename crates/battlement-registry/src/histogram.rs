@@ -17,6 +17,7 @@
 //! buckets cover every `u64`, from 1 ns to 584 years: 3,968 bytes of
 //! counters, allocated once and never grown.
 
+use battlement_core::Striped;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Linear sub-buckets per power of two, as a power of two.
@@ -64,12 +65,18 @@ const WORDS: usize = BUCKETS.div_ceil(64);
 ///
 /// Beside the counters, a bitmap marks the buckets that ever held a value
 /// since the last [`take`](Histogram::take), so reading the histogram
-/// visits the few buckets a service's latencies fall in, not all 496 (4 KB
+/// visits the few buckets a service's latencies fall in, not all 496 (4 KB of counts
 /// a histogram, 4 MB for a thousand instruments). Marking costs a plain
 /// load per recording once the bucket is marked.
+///
+/// The sum is striped (one copy per thread on its own cache lines,
+/// `battlement_core::Striped`, 2 KB): every recording adds to it, and on
+/// one shared line the cores recording into one histogram would pass that
+/// line between them on every call. The buckets are spread already (a
+/// call lands in the bucket of its latency).
 pub(crate) struct Histogram {
     counts: [AtomicU64; BUCKETS],
-    sum_ns: AtomicU64,
+    sum_ns: Striped<AtomicU64>,
     nonempty: [AtomicU64; WORDS],
 }
 
@@ -82,10 +89,10 @@ impl std::fmt::Debug for Histogram {
 }
 
 impl Histogram {
-    pub(crate) const fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Histogram {
             counts: [const { AtomicU64::new(0) }; BUCKETS],
-            sum_ns: AtomicU64::new(0),
+            sum_ns: Striped::new(|| AtomicU64::new(0)),
             nonempty: [const { AtomicU64::new(0) }; WORDS],
         }
     }
@@ -100,7 +107,7 @@ impl Histogram {
     #[inline]
     pub(crate) fn record_ns(&self, ns: u64) {
         let i = bucket_of(ns);
-        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+        self.sum_ns.local().fetch_add(ns, Ordering::Relaxed);
         let word = &self.nonempty[i / 64];
         let bit = 1u64 << (i % 64);
         if word.load(Ordering::Relaxed) & bit == 0 {
@@ -128,7 +135,9 @@ impl Histogram {
         for c in &self.counts {
             removed = removed.saturating_add(c.swap(0, Ordering::AcqRel));
         }
-        self.sum_ns.store(0, Ordering::Relaxed);
+        for s in self.sum_ns.iter() {
+            s.store(0, Ordering::Relaxed);
+        }
         removed
     }
 
@@ -168,7 +177,7 @@ impl Histogram {
     /// walks over the marked buckets.
     pub(crate) fn summary<const N: usize>(&self, qs: [f64; N]) -> Summary<N> {
         let total = self.count();
-        let sum_ns = self.sum_ns.load(Ordering::Relaxed);
+        let sum_ns = self.sum_ns();
         let mut quantiles = [None; N];
         if total > 0 {
             let ranks =
@@ -216,7 +225,14 @@ impl Histogram {
             }
             true
         });
-        (total, self.sum_ns.load(Ordering::Relaxed), out)
+        (total, self.sum_ns(), out)
+    }
+
+    /// The latencies' sum: the stripes', read one by one.
+    fn sum_ns(&self) -> u64 {
+        self.sum_ns
+            .iter()
+            .fold(0u64, |n, s| n.saturating_add(s.load(Ordering::Relaxed)))
     }
 
     /// The memory the histogram occupies: fixed, whatever it records.
