@@ -11,9 +11,13 @@
 //! installs it when missing) for a bounded time.
 //!
 //! Prints, in the scenarios' format (`scenario <group>/<case>: <value>
-//! <unit>`), each route's requests per second and p99, and the
-//! throughput each policy route costs in percent (the target: ≤ 3 %). The
-//! routes are loaded alternately, three rounds of 10 s each (one of 2 s
+//! <unit>`), each route's requests per second, p99 and the server's CPU
+//! time per request (this process's, read from `/proc/self/stat` around
+//! each run; oha is a process apart), and the throughput and the CPU per
+//! request each policy route costs in percent (the target: ≤ 3 % of
+//! throughput). The
+//! routes are loaded alternately, each round starting one route later,
+//! three rounds of 10 s each (one of 2 s
 //! with `BATTLEMENT_BENCH_QUICK=1`), and the figures are the medians of
 //! the rounds, so a burst of load from elsewhere on a shared machine
 //! lands on both.
@@ -87,8 +91,32 @@ fn get_once(addr: SocketAddr, path: &str) -> String {
     answer
 }
 
-/// One oha run: requests per second and p99 in milliseconds.
-fn load(oha: &str, url: &str, secs: u64, connections: u64) -> (f64, f64) {
+/// What one oha run measured.
+struct Run {
+    rps: f64,
+    p99_ms: f64,
+    /// The server's CPU time (this process: every thread but oha's,
+    /// which runs apart) per request answered, in microseconds.
+    cpu_us: f64,
+}
+
+/// This process's CPU time so far (user and system, every thread), in
+/// microseconds: `/proc/self/stat`'s `utime` and `stime`, in the kernel's
+/// fixed 100 ticks a second. `None` off Linux.
+fn cpu_us() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The fields after the command name, which is in parentheses and may
+    // hold spaces: `utime` and `stime` are the 12th and 13th of those.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ').skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) * 1e4)
+}
+
+/// One oha run.
+fn load(oha: &str, url: &str, secs: u64, connections: u64) -> Run {
+    let cpu_before = cpu_us();
     let out = Command::new(oha)
         .args([
             "-z",
@@ -114,6 +142,7 @@ fn load(oha: &str, url: &str, secs: u64, connections: u64) -> (f64, f64) {
     let p99 = json["latencyPercentiles"]["p99"]
         .as_f64()
         .expect("latencyPercentiles.p99");
+    let cpu = cpu_before.zip(cpu_us()).map(|(b, a)| a - b);
     let codes = &json["statusCodeDistribution"];
     assert!(
         codes
@@ -121,7 +150,12 @@ fn load(oha: &str, url: &str, secs: u64, connections: u64) -> (f64, f64) {
             .is_some_and(|c| c.keys().all(|k| k == "200")),
         "non-200 answers from {url}: {codes}"
     );
-    (rps, p99 * 1e3)
+    let answered = codes["200"].as_f64().unwrap_or(0.0);
+    Run {
+        rps,
+        p99_ms: p99 * 1e3,
+        cpu_us: cpu.map_or(f64::NAN, |c| c / answered.max(1.0)),
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -166,31 +200,47 @@ fn main() {
         .and_then(|c| c.parse().ok())
         .unwrap_or(50);
     let (rounds, secs) = if quick() { (1, 2) } else { (3, 10) };
-    let mut figures = ROUTES.map(|_| (Vec::new(), Vec::new()));
+    let mut figures = ROUTES.map(|_| [Vec::new(), Vec::new(), Vec::new()]);
     // Warm every route (connections, the policies' first calls).
     for path in ROUTES {
         load(&oha, &format!("http://{addr}{path}"), 1, connections);
     }
-    for _ in 0..rounds {
-        for (i, path) in ROUTES.into_iter().enumerate() {
-            let (rps, p99) = load(&oha, &format!("http://{addr}{path}"), secs, connections);
-            figures[i].0.push(rps);
-            figures[i].1.push(p99);
+    for round in 0..rounds {
+        // Each round starts one route later, so over three rounds every
+        // route is loaded first, second and third once: a position that
+        // costs (the machine warming, the loopback's closed connections
+        // piling up) lands on each.
+        for k in 0..ROUTES.len() {
+            let i = (k + round) % ROUTES.len();
+            let path = ROUTES[i];
+            let run = load(&oha, &format!("http://{addr}{path}"), secs, connections);
+            for (figure, value) in figures[i].iter_mut().zip([run.rps, run.p99_ms, run.cpu_us]) {
+                figure.push(value);
+            }
         }
     }
-    let medians = figures.map(|(rps, p99)| (median(rps), median(p99)));
+    let medians = figures.map(|f| f.map(median));
     let line = |name: &str, value: f64, unit: &str| {
         println!("scenario http/{name}: {value:.3} {unit}");
     };
-    let bare_rps = medians[0].0;
-    for (path, (rps, p99)) in ROUTES.into_iter().zip(medians) {
+    let [bare_rps, _, bare_cpu] = medians[0];
+    for (path, [rps, p99, cpu]) in ROUTES.into_iter().zip(medians) {
         let name = &path[1..];
         line(&format!("{name}_rps"), rps, "requests/s");
         line(&format!("{name}_p99"), p99, "ms");
+        // The server's CPU per request: steadier than throughput on a
+        // shared machine (a neighbour's burst slows both alike), and what
+        // the policy adds to it is what it costs a busy server.
+        line(&format!("{name}_cpu_per_request"), cpu, "us");
         if name != "bare" {
             line(
                 &format!("{name}_throughput_cost"),
                 (1.0 - rps / bare_rps) * 100.0,
+                "%",
+            );
+            line(
+                &format!("{name}_cpu_cost"),
+                (cpu / bare_cpu - 1.0) * 100.0,
                 "%",
             );
         }
