@@ -829,8 +829,13 @@ fn targets(f: &Figures) -> Vec<String> {
             Some(c) => format!("{} ({c:.1} %)", verdict(c <= 3.0)),
             None => "not run".to_owned(),
         };
+        let cpu = f
+            .scenario(&format!("http/{case}_cpu_cost"))
+            .map_or(String::new(), |c| {
+                format!(" The server's CPU per request: {c:+.1} %.")
+            });
         out.push(format!(
-            "Over HTTP, {what} costs ≤ 3 % of throughput: {line}."
+            "Over HTTP, {what} costs ≤ 3 % of throughput: {line}.{cpu}"
         ));
     }
     out
