@@ -671,7 +671,7 @@ fn render(f: &Figures) -> Result<String, Error> {
     scenario_table(
         &mut s,
         f,
-        "`/bare` against `/policy` (the full `Policy::http`)",
+        "`/bare` against `/policy` (the full `Policy::http`) and `/leaked` (the same made once with `Leak`); CPU is the server's per request",
         &["http"],
     )?;
 
