@@ -396,6 +396,33 @@ async fn server_cuts_a_slow_handler_at_the_budget_and_reports() {
     assert_eq!(log.kinds().len(), 2);
 }
 
+/// A leaked server layer (a server's, made once) still cuts and counts,
+/// and its handle sees the hits of every copy of its service.
+#[tokio::test(start_paused = true)]
+async fn a_leaked_server_layer_cuts_and_counts_the_same() {
+    use battlement_core::Leak;
+
+    let layer = ServerDeadlineLayer::builder()
+        .name("api")
+        .max(Duration::from_secs(1))
+        .build()
+        .unwrap()
+        .leak();
+    let handle = layer.handle();
+    let dropped = Arc::new(AtomicBool::new(false));
+    let svc = layer.layer_on(slow_handler(Duration::from_secs(5), dropped.clone()));
+
+    // The header asks for 5 s; the cap (kept through the leak) cuts at 1 s.
+    let start = Instant::now();
+    let res = call(&mut svc.clone(), req(&[("x-request-timeout-ms", "5000")])).await;
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+    assert_eq!(res.status(), 504);
+    assert!(dropped.load(Ordering::SeqCst));
+    let res = call(&mut svc.clone(), req(&[("grpc-timeout", "0n")])).await;
+    assert_eq!(res.status(), 504);
+    assert_eq!(handle.deadline_exceeded(), 2);
+}
+
 #[tokio::test(start_paused = true)]
 async fn server_passes_a_handler_that_answers_in_time() {
     let dropped = Arc::new(AtomicBool::new(false));

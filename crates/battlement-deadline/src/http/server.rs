@@ -4,11 +4,10 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use battlement_core::{Deadline, DeadlineCarrier, EventSink, InvalidConfig, Name};
+use battlement_core::{Deadline, DeadlineCarrier, EventSink, InvalidConfig, Leak, Name, SharedRef};
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{HeaderMap, Request, Response, StatusCode};
 use pin_project_lite::pin_project;
@@ -99,8 +98,8 @@ use crate::shared::{DeadlineHandle, Observer, Role, Shared, deadline_hit};
 /// ```
 #[derive(Debug, Clone)]
 pub struct ServerDeadlineLayer {
-    config: ServerDeadlineConfig,
-    shared: Arc<Shared>,
+    config: SharedRef<ServerDeadlineConfig>,
+    shared: SharedRef<Shared>,
 }
 
 impl ServerDeadlineLayer {
@@ -108,8 +107,8 @@ impl ServerDeadlineLayer {
     /// and enforces the deadline.
     pub fn new() -> Self {
         ServerDeadlineLayer {
-            config: ServerDeadlineConfig::default(),
-            shared: Arc::new(Shared::new(Role::Server)),
+            config: SharedRef::new(ServerDeadlineConfig::default()),
+            shared: SharedRef::new(Shared::new(Role::Server)),
         }
     }
 
@@ -121,9 +120,20 @@ impl ServerDeadlineLayer {
     /// A handle on the layer's counter of deadline hits, to register as a
     /// component.
     pub fn handle(&self) -> DeadlineHandle {
-        self.shared.mark_observed();
-        DeadlineHandle {
-            shared: self.shared.clone(),
+        let shared = self.shared.arc();
+        shared.mark_observed();
+        DeadlineHandle { shared }
+    }
+}
+
+/// Its configuration and counter kept for the rest of the process: the
+/// copies of its service that axum's `Router` makes per request count no
+/// reference (see [`Leak`]).
+impl Leak for ServerDeadlineLayer {
+    fn leak(self) -> Self {
+        ServerDeadlineLayer {
+            config: self.config.leak(),
+            shared: self.shared.leak(),
         }
     }
 }
@@ -251,8 +261,8 @@ impl ServerDeadlineConfig {
         }
         let shared = Shared::configured(Role::Server, self.name.take(), self.events.take());
         Ok(ServerDeadlineLayer {
-            config: self,
-            shared,
+            config: SharedRef::new(self),
+            shared: SharedRef::Counted(shared),
         })
     }
 }
@@ -261,8 +271,8 @@ impl ServerDeadlineConfig {
 #[derive(Debug, Clone)]
 pub struct ServerDeadline<S> {
     inner: S,
-    config: ServerDeadlineConfig,
-    shared: Arc<Shared>,
+    config: SharedRef<ServerDeadlineConfig>,
+    shared: SharedRef<Shared>,
 }
 
 impl<S> ServerDeadline<S> {
