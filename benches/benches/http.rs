@@ -58,24 +58,18 @@ const ROUTES: [&str; 3] = ["/bare", "/policy", "/leaked"];
 fn app(registry: &Registry, leaked: &Registry) -> Result<Router, BoxError> {
     let policy = http_policy!(registry)?;
     let kept = http_policy!(leaked)?.leak();
+    // The same route, behind `ErrorResponseLayer` and either policy.
+    let guarded = |policy| {
+        get(hello).route_layer(
+            ServiceBuilder::new()
+                .layer(ErrorResponseLayer::new())
+                .layer(policy),
+        )
+    };
     Ok(Router::new()
         .route("/bare", get(hello))
-        .route(
-            "/policy",
-            get(hello).route_layer(
-                ServiceBuilder::new()
-                    .layer(ErrorResponseLayer::new())
-                    .layer(policy),
-            ),
-        )
-        .route(
-            "/leaked",
-            get(hello).route_layer(
-                ServiceBuilder::new()
-                    .layer(ErrorResponseLayer::new())
-                    .layer(kept),
-            ),
-        ))
+        .route("/policy", guarded(policy))
+        .route("/leaked", guarded(kept)))
 }
 
 /// One GET over a fresh connection; the status line and the body.

@@ -64,27 +64,30 @@ where
     }
 }
 
+/// The handler behind `ErrorResponseLayer` and the bench's
+/// `Policy::http`, registered in `registry`; with `leak`, the policy made
+/// once for the life of the process, as a server makes it (`Leak`): its
+/// clones and futures count no reference.
+fn policy_route(
+    registry: &Registry,
+    leak: bool,
+) -> impl Service<Request<Body>, Response = Response<impl http_body::Body + Unpin>, Error = Infallible>
++ Clone {
+    let policy = http_policy!(registry).expect("a valid policy");
+    ServiceBuilder::new()
+        .layer(ErrorResponseLayer::new())
+        .layer(if leak { policy.leak() } else { policy })
+        .service(handler())
+}
+
 fn bench(c: &mut Criterion) {
     let rt = battlement_benches::runtime();
     let _guard = rt.enter();
     let registry = Registry::new();
-    let policy = http_policy!(&registry).expect("a valid policy");
-    let mut bare = handler();
-    let mut policed = ServiceBuilder::new()
-        .layer(ErrorResponseLayer::new())
-        .layer(policy)
-        .service(handler());
-    // The same policy leaked, as a server makes it once for the life of
-    // the process (`Leak`): its clones and futures count no reference.
     let leaked_registry = Registry::new();
-    let mut leaked = ServiceBuilder::new()
-        .layer(ErrorResponseLayer::new())
-        .layer(
-            http_policy!(&leaked_registry)
-                .expect("a valid policy")
-                .leak(),
-        )
-        .service(handler());
+    let mut bare = handler();
+    let mut policed = policy_route(&registry, false);
+    let mut leaked = policy_route(&leaked_registry, true);
     // What axum's `Router` copies per request (the route's service, into
     // a fresh box) and what it boxes (the response future).
     println!(
@@ -174,26 +177,10 @@ fn instructions(n: u64) {
     let _guard = rt.enter();
     let registry = Registry::new();
     let leaked_registry = Registry::new();
-    let policed = || {
-        ServiceBuilder::new()
-            .layer(ErrorResponseLayer::new())
-            .layer(http_policy!(&registry).expect("a valid policy"))
-            .service(handler())
-    };
     ir_bare(&mut handler(), n);
-    ir_policy(&mut policed(), n);
-    ir_policy_cloned(&mut policed(), n);
-    ir_leaked_cloned(
-        &mut ServiceBuilder::new()
-            .layer(ErrorResponseLayer::new())
-            .layer(
-                http_policy!(&leaked_registry)
-                    .expect("a valid policy")
-                    .leak(),
-            )
-            .service(handler()),
-        n,
-    );
+    ir_policy(&mut policy_route(&registry, false), n);
+    ir_policy_cloned(&mut policy_route(&registry, false), n);
+    ir_leaked_cloned(&mut policy_route(&leaked_registry, true), n);
 }
 
 criterion_group!(benches, bench);

@@ -33,4 +33,4 @@ pub use event::{Event, EventKind, EventListener, EventLog, EventSink, Reason};
 pub use level::{Level, ParseNameError, Priority};
 pub use outcome::{Failure, FailureKind, Outcome};
 pub use shared_ref::{Leak, SharedRef};
-pub use striped::{STRIPES, Striped};
+pub use striped::{Line, STRIPES, Striped};

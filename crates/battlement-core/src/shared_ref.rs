@@ -79,11 +79,6 @@ impl<T> SharedRef<T> {
         matches!(self, SharedRef::Static(..))
     }
 
-    /// `true` when both reach the same state.
-    pub fn ptr_eq(a: &Self, b: &Self) -> bool {
-        std::ptr::eq::<T>(&**a, &**b)
-    }
-
     /// The same state, reached without counting: for a value that lives in
     /// a `static`.
     pub fn to_static(&'static self) -> Self {

@@ -18,16 +18,36 @@
 
 use std::cell::Cell;
 use std::fmt;
+use std::ops::Deref;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// How many copies a [`Striped`] keeps.
 pub const STRIPES: usize = 16;
 
-/// One copy, alone on its cache lines (128 bytes: x86 fetches lines in
-/// adjacent pairs).
+/// A value alone on its cache lines (128 bytes: x86 fetches lines in
+/// adjacent pairs): each copy of a [`Striped`], or a value read by every
+/// call that must not share a line with counters every call writes.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+/// use battlement_core::Line;
+///
+/// let generation = Line(AtomicU64::new(0));
+/// assert_eq!(generation.load(Relaxed), 0);
+/// assert_eq!(std::mem::align_of_val(&generation), 128);
+/// ```
 #[repr(align(128))]
-#[derive(Default)]
-struct Padded<T>(T);
+#[derive(Debug, Default)]
+pub struct Line<T>(pub T);
+
+impl<T> Deref for Line<T> {
+    type Target = T;
+
+    #[inline]
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
 
 /// `T` once per stripe: [`local`](Striped::local) is this thread's copy,
 /// [`iter`](Striped::iter) every copy, for a reader to sum.
@@ -41,31 +61,37 @@ struct Padded<T>(T);
 /// std::thread::scope(|s| {
 ///     s.spawn(|| calls.local().fetch_add(1, Relaxed));
 /// });
-/// let total: u64 = calls.iter().map(|c| c.load(Relaxed)).sum();
-/// assert_eq!(total, 2);
+/// assert_eq!(calls.sum(|c| c.load(Relaxed)), 2);
 /// ```
 pub struct Striped<T> {
-    stripes: [Padded<T>; STRIPES],
+    stripes: [Line<T>; STRIPES],
 }
 
 impl<T> Striped<T> {
     /// Every copy made by `make`.
     pub fn new(mut make: impl FnMut() -> T) -> Self {
         Striped {
-            stripes: std::array::from_fn(|_| Padded(make())),
+            stripes: std::array::from_fn(|_| Line(make())),
         }
     }
 
     /// This thread's copy.
     #[inline]
     pub fn local(&self) -> &T {
-        // `stripe()` is below `STRIPES`: no bounds check is left.
+        // `stripe()` is below `STRIPES` already; the `%` (a mask: it is a
+        // power of two) tells the compiler so, and no bounds check is left.
         &self.stripes[stripe() % STRIPES].0
     }
 
     /// Every copy, in stripe order.
     pub fn iter(&self) -> impl Iterator<Item = &T> {
         self.stripes.iter().map(|p| &p.0)
+    }
+
+    /// The sum of `read` over every copy, saturating: what a report of a
+    /// striped counter reads.
+    pub fn sum(&self, mut read: impl FnMut(&T) -> u64) -> u64 {
+        self.iter().fold(0u64, |n, c| n.saturating_add(read(c)))
     }
 }
 
@@ -139,6 +165,6 @@ mod tests {
                 });
             }
         });
-        assert_eq!(s.iter().map(|c| c.load(Relaxed)).sum::<u64>(), 4000);
+        assert_eq!(s.sum(|c| c.load(Relaxed)), 4000);
     }
 }

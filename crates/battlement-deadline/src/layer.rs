@@ -101,9 +101,7 @@ impl DeadlineLayer {
     /// Take it after [`name`](DeadlineLayer::name) and
     /// [`events`](DeadlineLayer::events), which start a new state.
     pub fn handle(&self) -> DeadlineHandle {
-        let shared = self.shared.arc();
-        shared.mark_observed();
-        DeadlineHandle { shared }
+        DeadlineHandle::observing(&self.shared)
     }
 
     /// The total budget given to each request.
@@ -274,9 +272,7 @@ impl AttemptTimeoutLayer {
     /// Take it after [`name`](AttemptTimeoutLayer::name) and
     /// [`events`](AttemptTimeoutLayer::events), which start a new state.
     pub fn handle(&self) -> DeadlineHandle {
-        let shared = self.shared.arc();
-        shared.mark_observed();
-        DeadlineHandle { shared }
+        DeadlineHandle::observing(&self.shared)
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use battlement_core::{
     AsComponent, Component, ComponentHealth, ComponentKind, Control, ControlError, EventKind,
-    EventSink, HealthStatus, MetricType, Name,
+    EventSink, HealthStatus, MetricType, Name, SharedRef,
 };
 
 /// Which of the two layers a state belongs to.
@@ -299,6 +299,14 @@ pub struct DeadlineHandle {
 }
 
 impl DeadlineHandle {
+    /// A handle on `shared`, which is marked observed (what each layer's
+    /// `handle()` does).
+    pub(crate) fn observing(shared: &SharedRef<Shared>) -> DeadlineHandle {
+        let shared = shared.arc();
+        shared.mark_observed();
+        DeadlineHandle { shared }
+    }
+
     /// The layer's name.
     pub fn name(&self) -> &str {
         &self.shared.name

@@ -82,10 +82,7 @@ struct Change {
 impl Shared {
     /// Requests of `priority` admitted so far: the stripes' sum.
     pub(crate) fn admitted(&self, priority: Priority) -> u64 {
-        self.admitted
-            .iter()
-            .map(|a| a[priority.index()].load(Relaxed))
-            .sum()
+        self.admitted.sum(|a| a[priority.index()].load(Relaxed))
     }
 
     #[inline]

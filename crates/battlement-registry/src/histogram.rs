@@ -230,9 +230,7 @@ impl Histogram {
 
     /// The latencies' sum: the stripes', read one by one.
     fn sum_ns(&self) -> u64 {
-        self.sum_ns
-            .iter()
-            .fold(0u64, |n, s| n.saturating_add(s.load(Ordering::Relaxed)))
+        self.sum_ns.sum(|s| s.load(Ordering::Relaxed))
     }
 
     /// The memory the histogram occupies: fixed, whatever it records.

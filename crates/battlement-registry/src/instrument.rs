@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use battlement_core::{
     Component, ComponentHealth, ComponentKind, Control, ControlError, FailureKind, HealthStatus,
-    Metric, MetricType, Name, Outcome, Striped,
+    Line, Metric, MetricType, Name, Outcome, Striped,
 };
 use serde_json::{Map, Value};
 
@@ -134,20 +134,6 @@ pub(crate) fn slots() -> usize {
     SLOTS.load(Ordering::Relaxed)
 }
 
-/// A value alone on its cache lines (128 bytes: x86 fetches lines in
-/// adjacent pairs), away from the counters every call writes.
-#[repr(align(128))]
-#[derive(Debug)]
-struct Line<T>(T);
-
-impl<T> std::ops::Deref for Line<T> {
-    type Target = T;
-
-    fn deref(&self) -> &T {
-        &self.0
-    }
-}
-
 impl Counters {
     fn new() -> Self {
         Counters {
@@ -219,7 +205,7 @@ impl Counters {
 
     /// Calls started: the stripes' sum, each read with `order`.
     pub(crate) fn started_sum(&self, order: Ordering) -> u64 {
-        self.started.iter().map(|s| s.load(order)).sum()
+        self.started.sum(|s| s.load(order))
     }
 
     /// Clears every counter (a slot out of the pool).

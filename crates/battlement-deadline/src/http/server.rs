@@ -120,9 +120,7 @@ impl ServerDeadlineLayer {
     /// A handle on the layer's counter of deadline hits, to register as a
     /// component.
     pub fn handle(&self) -> DeadlineHandle {
-        let shared = self.shared.arc();
-        shared.mark_observed();
-        DeadlineHandle { shared }
+        DeadlineHandle::observing(&self.shared)
     }
 }
 
