@@ -12,7 +12,12 @@
 //!
 //! Two rows: `canonical`, the stack written out layer by layer, and
 //! `policy`, the same stack built by `battlement::Policy` (which adds a
-//! branch per part, since each part can be turned off at run time).
+//! branch per part, since each part can be turned off at run time). And
+//! both again leaked (`canonical_leaked`, `policy_leaked`): made once for
+//! the process with `Leak`, as a server makes its stack, so the futures of
+//! the fallback and the breaker hold a `&'static` to their layer's state
+//! instead of counting an `Arc` up and down (the retry's future still
+//! counts its service's one).
 //!
 //! Where the time goes (callgrind, `BATTLEMENT_IR=100000`, 2 December
 //! 2026, second round): 1,114 instructions a call for `canonical` and
@@ -34,7 +39,7 @@ use std::time::Duration;
 use battlement_benches::{allocs_per_call, call_now, min_of_batches, report};
 use battlement_breaker::Breaker;
 use battlement_core::clock::Clock;
-use battlement_core::{BoxError, Deadline, DeadlineCarrier, Priority};
+use battlement_core::{BoxError, Deadline, DeadlineCarrier, Leak, Priority};
 use battlement_deadline::{AttemptTimeoutLayer, DeadlineLayer};
 use battlement_fallback::FallbackLayer;
 use battlement_gate::{Gate, GateLayer};
@@ -69,8 +74,18 @@ fn bare() -> impl Service<Query, Response = u64, Error = Infallible> + Clone {
     service_fn(|q: Query| std::future::ready(Ok::<u64, Infallible>(q.id)))
 }
 
-/// The canonical stack written out layer by layer.
-fn hand_built(registry: &Registry) -> impl Service<Query, Response = u64, Error = BoxError> {
+/// Each layer as it is, or leaked ([`Leak`]): made once for the life of
+/// the process, so its services' futures count no reference.
+fn kept<L: Leak>(layer: L, leak: bool) -> L {
+    if leak { layer.leak() } else { layer }
+}
+
+/// The canonical stack written out layer by layer; with `leak`, every
+/// layer leaked, as a server makes its stack once.
+fn hand_built(
+    registry: &Registry,
+    leak: bool,
+) -> impl Service<Query, Response = u64, Error = BoxError> {
     let breaker = Breaker::builder("stack-db")
         .failure_rate(0.1)
         .build()
@@ -90,20 +105,28 @@ fn hand_built(registry: &Registry) -> impl Service<Query, Response = u64, Error 
         .build()
         .expect("valid fallback");
     let gate = Gate::new("stack-gate");
+    let gate = GateLayer::new(gate).priority_fn(|_: &Query| Some(Priority::Normal));
     ServiceBuilder::new()
-        .layer(registry.layer("stack").expect("unique name"))
-        .layer(fallback)
-        .layer(GateLayer::new(gate).priority_fn(|_: &Query| Some(Priority::Normal)))
-        .layer(DeadlineLayer::new(Duration::from_secs(30)))
-        .layer(RetryLayer::new(retry))
-        .layer(breaker.layer())
-        .layer(AttemptTimeoutLayer::new(Duration::from_secs(10)))
+        .layer(kept(registry.layer("stack").expect("unique name"), leak))
+        .layer(kept(fallback, leak))
+        .layer(kept(gate, leak))
+        .layer(kept(DeadlineLayer::new(Duration::from_secs(30)), leak))
+        .layer(kept(RetryLayer::new(retry), leak))
+        .layer(kept(breaker.layer(), leak))
+        .layer(kept(
+            AttemptTimeoutLayer::new(Duration::from_secs(10)),
+            leak,
+        ))
         .map_err(BoxError::from)
         .service(bare())
 }
 
-/// The same stack built by `battlement::Policy`.
-fn by_policy(registry: &Registry) -> impl Service<Query, Response = u64, Error = BoxError> {
+/// The same stack built by `battlement::Policy`; with `leak`, the policy
+/// leaked.
+fn by_policy(
+    registry: &Registry,
+    leak: bool,
+) -> impl Service<Query, Response = u64, Error = BoxError> {
     // The same parts as the hand-built stack: its breaker counts the last
     // 100 calls (the policy's default time window reads the clock at each
     // completion, which the hand-built one does not).
@@ -116,7 +139,7 @@ fn by_policy(registry: &Registry) -> impl Service<Query, Response = u64, Error =
         .build()
         .expect("valid policy");
     ServiceBuilder::new()
-        .layer(policy)
+        .layer(kept(policy, leak))
         .map_err(BoxError::from)
         .service(bare())
 }
@@ -137,27 +160,37 @@ macro_rules! ir_stack {
 
 ir_stack!(ir_canonical);
 ir_stack!(ir_policy);
+ir_stack!(ir_canonical_leaked);
+ir_stack!(ir_policy_leaked);
 
 fn instructions(n: u64) {
     let rt = battlement_benches::runtime();
     let _guard = rt.enter();
     let registry = Registry::new();
-    ir_canonical(&mut hand_built(&registry), n);
-    ir_policy(&mut by_policy(&registry), n);
+    let leaked = Registry::new();
+    ir_canonical(&mut hand_built(&registry, false), n);
+    ir_policy(&mut by_policy(&registry, false), n);
+    ir_canonical_leaked(&mut hand_built(&leaked, true), n);
+    ir_policy_leaked(&mut by_policy(&leaked, true), n);
 }
 
 fn bench(c: &mut Criterion) {
     let rt = battlement_benches::runtime();
     let _guard = rt.enter();
     let registry = Registry::new();
-    let mut stacked = hand_built(&registry);
-    let mut by_policy = by_policy(&registry);
+    let leaked = Registry::new();
+    let mut stacked = hand_built(&registry, false);
+    let mut policed = by_policy(&registry, false);
+    let mut stacked_leaked = hand_built(&leaked, true);
+    let mut policy_leaked = by_policy(&leaked, true);
     let mut plain = bare();
     {
         let size = std::mem::size_of_val(&stacked.call(query(1)));
         println!("size stack/canonical: {size} bytes per response future");
-        let size = std::mem::size_of_val(&by_policy.call(query(1)));
+        let size = std::mem::size_of_val(&policed.call(query(1)));
         println!("size stack/policy: {size} bytes per response future");
+        let size = std::mem::size_of_val(&policy_leaked.call(query(1)));
+        println!("size stack/policy_leaked: {size} bytes per response future");
     }
 
     let mut group = c.benchmark_group("stack");
@@ -168,7 +201,15 @@ fn bench(c: &mut Criterion) {
         b.iter(|| call_now(&mut stacked, black_box(query(1))))
     });
     group.bench_function("policy", |b| {
-        b.iter(|| call_now(&mut by_policy, black_box(query(1))))
+        b.iter(|| call_now(&mut policed, black_box(query(1))))
+    });
+    // Leaked, as a server makes its stack once: no reference counted per
+    // call by the layers' futures.
+    group.bench_function("canonical_leaked", |b| {
+        b.iter(|| call_now(&mut stacked_leaked, black_box(query(1))))
+    });
+    group.bench_function("policy_leaked", |b| {
+        b.iter(|| call_now(&mut policy_leaked, black_box(query(1))))
     });
     group.finish();
 
@@ -198,7 +239,19 @@ fn bench(c: &mut Criterion) {
     report(
         "stack/policy",
         allocs_per_call(10_000, || {
-            black_box(call_now(&mut by_policy, black_box(query(1))).expect("served"));
+            black_box(call_now(&mut policed, black_box(query(1))).expect("served"));
+        }),
+    );
+    report(
+        "stack/canonical_leaked",
+        allocs_per_call(10_000, || {
+            black_box(call_now(&mut stacked_leaked, black_box(query(1))).expect("served"));
+        }),
+    );
+    report(
+        "stack/policy_leaked",
+        allocs_per_call(10_000, || {
+            black_box(call_now(&mut policy_leaked, black_box(query(1))).expect("served"));
         }),
     );
 
@@ -212,7 +265,13 @@ fn bench(c: &mut Criterion) {
             black_box(call_now(&mut stacked, black_box(query(1))).is_ok());
         });
         min_of_batches("stack/policy", || {
-            black_box(call_now(&mut by_policy, black_box(query(1))).is_ok());
+            black_box(call_now(&mut policed, black_box(query(1))).is_ok());
+        });
+        min_of_batches("stack/canonical_leaked", || {
+            black_box(call_now(&mut stacked_leaked, black_box(query(1))).is_ok());
+        });
+        min_of_batches("stack/policy_leaked", || {
+            black_box(call_now(&mut policy_leaked, black_box(query(1))).is_ok());
         });
     }
 }

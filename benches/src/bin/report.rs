@@ -278,6 +278,20 @@ const ROWS: &[Row] = &[
         peers: STACK_PEERS,
     },
     Row {
+        layer: "stack",
+        path: "canonical, every layer made once for the process (`Leak`)",
+        ours: "stack/canonical_leaked",
+        bare: Some("stack/bare_service_fn"),
+        peers: &[],
+    },
+    Row {
+        layer: "stack",
+        path: "policy, made once for the process (`Leak`)",
+        ours: "stack/policy_leaked",
+        bare: Some("stack/bare_service_fn"),
+        peers: &[],
+    },
+    Row {
         layer: "http",
         path: "`Policy::http`, one request in process (body read)",
         ours: "http_stack/policy",
@@ -773,7 +787,12 @@ fn targets(f: &Figures) -> Vec<String> {
         ));
     }
     let bare = f.time("stack/bare_service_fn");
-    for id in ["stack/canonical", "stack/policy"] {
+    for id in [
+        "stack/canonical",
+        "stack/policy",
+        "stack/canonical_leaked",
+        "stack/policy_leaked",
+    ] {
         if let (Some(t), Some(b)) = (f.time(id), bare) {
             let a = f.allocs.get(id).copied().unwrap_or(f64::NAN);
             out.push(format!(
