@@ -49,7 +49,9 @@ pub(crate) struct Shared {
     pub(crate) events: EventSink,
     /// Admitted calls by priority, striped: every admitted call writes
     /// it, and on a line shared by the cores serving the gate that is the
-    /// admitted path's one costly step (see `battlement_core::Striped`).
+    /// admitted path's one costly step (see `battlement_core::Striped`;
+    /// a thread that leases its stripe adds without a `lock`ed
+    /// instruction).
     pub(crate) admitted: Striped<[AtomicU64; 5]>,
     pub(crate) shed: [AtomicU64; 5],
     /// Whether calls record their outcome and latency (set once a signal

@@ -93,6 +93,12 @@ where
             .unwrap_or(shared.default_priority);
         let raw = shared.level.load(Relaxed);
         if shared.table.admits_index(raw as usize, priority) {
+            // This thread's own stripe, written without a `lock`ed
+            // instruction when the thread leases it; loom's threads share
+            // one OS thread, so under loom every add is a `fetch_add`.
+            #[cfg(not(battlement_loom))]
+            shared.admitted.add_at(priority.index(), 1);
+            #[cfg(battlement_loom)]
             shared.admitted.local()[priority.index()].fetch_add(1, Relaxed);
             let observe = shared
                 .observe

@@ -77,6 +77,11 @@ const WORDS: usize = BUCKETS.div_ceil(64);
 pub(crate) struct Histogram {
     counts: [AtomicU64; BUCKETS],
     sum_ns: Striped<AtomicU64>,
+    /// What the stripes of the sum added up to at the last
+    /// [`take`](Histogram::take): the sum is theirs less this. A stripe is
+    /// not zeroed, since its thread adds to it with a load and a store
+    /// that would write a racing zero over.
+    sum_taken: AtomicU64,
     nonempty: [AtomicU64; WORDS],
 }
 
@@ -93,12 +98,15 @@ impl Histogram {
         Histogram {
             counts: [const { AtomicU64::new(0) }; BUCKETS],
             sum_ns: Striped::new(|| AtomicU64::new(0)),
+            sum_taken: AtomicU64::new(0),
             nonempty: [const { AtomicU64::new(0) }; WORDS],
         }
     }
 
-    /// Records one latency in nanoseconds: two `fetch_add`s (and a
-    /// `fetch_or` the first time a bucket is used), no allocation.
+    /// Records one latency in nanoseconds: one `fetch_add` on the bucket
+    /// and an add to this thread's stripe of the sum (a plain load and
+    /// store when the thread leases it), and a `fetch_or` the first time
+    /// a bucket is used; no allocation.
     ///
     /// The bucket's count is bumped last, with `Release` (the same
     /// instruction as a relaxed one on x86-64): once [`completed`]
@@ -107,7 +115,7 @@ impl Histogram {
     #[inline]
     pub(crate) fn record_ns(&self, ns: u64) {
         let i = bucket_of(ns);
-        self.sum_ns.local().fetch_add(ns, Ordering::Relaxed);
+        self.sum_ns.add(ns);
         let word = &self.nonempty[i / 64];
         let bit = 1u64 << (i % 64);
         if word.load(Ordering::Relaxed) & bit == 0 {
@@ -135,9 +143,7 @@ impl Histogram {
         for c in &self.counts {
             removed = removed.saturating_add(c.swap(0, Ordering::AcqRel));
         }
-        for s in self.sum_ns.iter() {
-            s.store(0, Ordering::Relaxed);
-        }
+        self.sum_taken.store(self.stripes_sum(), Ordering::Relaxed);
         removed
     }
 
@@ -228,9 +234,19 @@ impl Histogram {
         (total, self.sum_ns(), out)
     }
 
-    /// The latencies' sum: the stripes', read one by one.
+    /// The latencies' sum since the last [`take`](Histogram::take).
     fn sum_ns(&self) -> u64 {
-        self.sum_ns.sum(|s| s.load(Ordering::Relaxed))
+        self.stripes_sum()
+            .wrapping_sub(self.sum_taken.load(Ordering::Relaxed))
+    }
+
+    /// The stripes of the sum added up, read one by one, wrapping as each
+    /// stripe does: the difference of two such totals is exact while the
+    /// latencies between them add up to less than 584 years.
+    fn stripes_sum(&self) -> u64 {
+        self.sum_ns
+            .iter()
+            .fold(0u64, |n, s| n.wrapping_add(s.load(Ordering::Relaxed)))
     }
 
     /// The memory the histogram occupies: fixed, whatever it records.
@@ -305,6 +321,13 @@ mod tests {
         let s = h.summary([0.5]);
         assert_eq!((s.total, s.quantiles, s.mean()), (0, [None], None));
         assert_eq!(h.count(), 0);
+        // The sum starts again from the take, on this thread's stripe and
+        // on another thread's.
+        h.record_ns(3_000);
+        std::thread::scope(|scope| {
+            scope.spawn(|| h.record_ns(5_000));
+        });
+        assert_eq!(h.summary([0.5]).mean(), Some(4_000.0));
     }
 
     /// The walk over marked buckets gives the same answers as a scan of all

@@ -59,7 +59,9 @@ use crate::sync::{AtomicU64, Mutex, MutexGuard};
 /// # Across cores
 ///
 /// `started` is striped (one copy per thread, each on its own cache
-/// lines, summed by a reader: `battlement_core::Striped`) and
+/// lines, summed by a reader: `battlement_core::Striped`; a thread that
+/// leases its copy adds with a plain load and store, no `lock`ed
+/// instruction) and
 /// `generation`, read by every call's end, sits on a line of its own: on
 /// a shared line, every core serving the instrument would take the line
 /// from the others on each call (perf on two threads sharing a server's
@@ -236,7 +238,13 @@ impl Counters {
     /// thread's stripe (what sampling every 2^k-th call counts).
     #[inline]
     pub(crate) fn start(&self) -> u64 {
-        self.started.local().fetch_add(1, Ordering::Relaxed)
+        // Without a `lock`ed instruction when the thread leases its
+        // stripe; loom's threads share one OS thread, so under loom it is
+        // always a `fetch_add`.
+        #[cfg(not(battlement_loom))]
+        return self.started.add(1);
+        #[cfg(battlement_loom)]
+        return self.started.local().fetch_add(1, Ordering::Relaxed);
     }
 
     /// A call that started in `generation` ended: completed with `outcome`
