@@ -21,10 +21,16 @@ use crate::service::Core;
 pin_project! {
     /// The future of one request through [`Retry`](crate::Retry): calls,
     /// waits out the backoff, waits for the service to be ready, calls
-    /// again. The backoff's `Sleep` is created at the first wait and
-    /// `reset()` after; a request that succeeds first time never touches
-    /// the timer. Dropping it cancels: no attempt starts after a drop, and
-    /// a budget token withdrawn for a retry not yet sent is given back.
+    /// again. What only a retry needs (the last result, the backoff's
+    /// `Sleep`, the service retries go through, the budget token) is boxed
+    /// at the first retry, one allocation per retried request, so the
+    /// future a request that succeeds first time carries, moves and drops
+    /// is that much smaller (by 300 bytes and more over an HTTP service; a
+    /// server's framework boxes and moves the whole stack's future). The
+    /// `Sleep` is created at the first wait and `reset()` after; a request
+    /// that succeeds first time never touches the timer. Dropping it
+    /// cancels: no attempt starts after a drop, and a budget token
+    /// withdrawn for a retry not yet sent is given back.
     #[project = ResponseFutureProj]
     pub struct ResponseFuture<S, Req, C, P>
     where
@@ -34,24 +40,14 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future>,
-        // The last failed result while a retry waits, in case no further
-        // attempt can start.
-        last: Option<(Result<S::Response, BoxError>, Failure)>,
-        #[pin]
-        sleep: Option<Sleep>,
         request: Option<Req>,
-        // The service retries are sent through, cloned from the core's
-        // spare at the first retry.
-        service: Option<S>,
         core: Arc<Core<S, C, P>>,
         deadline: Option<Deadline>,
         // The least time left to start another attempt, for this request.
         min_time_left: Duration,
         attempts: u32,
-        prev_delay: Duration,
-        // The budget token withdrawn for the retry being waited for, until
-        // that retry is sent; refunded if it never is.
-        token: Option<Token>,
+        // What retrying needs, from the first retry on.
+        retried: Option<Pin<Box<Retried<S, S::Response>>>>,
     }
 
     impl<S, Req, C, P> PinnedDrop for ResponseFuture<S, Req, C, P>
@@ -62,10 +58,30 @@ pin_project! {
     {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            if let Some(token) = this.token.take() {
+            if let Some(retried) = this.retried.as_mut()
+                && let Some(token) = retried.as_mut().project().token.take()
+            {
                 refund(&this.core.policy.shared, token);
             }
         }
+    }
+}
+
+pin_project! {
+    /// What a request being retried keeps: boxed at its first retry.
+    struct Retried<S, Res> {
+        // The service retries are sent through, cloned from the core's
+        // spare.
+        service: S,
+        // The last failed result while a retry waits, in case no further
+        // attempt can start.
+        last: Option<(Result<Res, BoxError>, Failure)>,
+        #[pin]
+        sleep: Option<Sleep>,
+        prev_delay: Duration,
+        // The budget token withdrawn for the retry being waited for, until
+        // that retry is sent; refunded if it never is.
+        token: Option<Token>,
     }
 }
 
@@ -106,16 +122,12 @@ where
     ) -> Self {
         ResponseFuture {
             state: State::Called { future },
-            last: None,
-            sleep: None,
             request,
-            service: None,
             core,
             deadline,
             min_time_left: min_time_left(),
             attempts: 1,
-            prev_delay: Duration::ZERO,
-            token: None,
+            retried: None,
         }
     }
 }
@@ -270,7 +282,9 @@ where
         repeatable,
         *this.deadline,
         *this.min_time_left,
-        *this.prev_delay,
+        this.retried
+            .as_ref()
+            .map_or(Duration::ZERO, |r| r.prev_delay),
     ) {
         Decision::Return => {
             this.state.set(State::Done);
@@ -281,10 +295,17 @@ where
             Some(give_up(shared, attempts, reason, failure, result))
         }
         Decision::Retry(delay, failure, token) => {
-            *this.token = token;
-            if this.service.is_none() {
-                *this.service = Some(this.core.service());
-            }
+            let retried = this.retried.get_or_insert_with(|| {
+                Box::pin(Retried {
+                    service: this.core.service(),
+                    last: None,
+                    sleep: None,
+                    prev_delay: Duration::ZERO,
+                    token: None,
+                })
+            });
+            let mut retried = retried.as_mut().project();
+            *retried.token = token;
             if failure.retry_after.is_some() {
                 shared.stats.retry_after_wait();
             }
@@ -293,15 +314,15 @@ where
                 delay,
                 kind: failure.kind,
             });
-            *this.prev_delay = delay;
-            *this.last = Some((result, failure));
+            *retried.prev_delay = delay;
+            *retried.last = Some((result, failure));
             if delay.is_zero() {
                 this.state.set(State::Retrying);
             } else {
                 let at = sleep_deadline(Instant::now(), delay);
-                match this.sleep.as_mut().as_pin_mut() {
+                match retried.sleep.as_mut().as_pin_mut() {
                     Some(sleep) => sleep.reset(at),
-                    None => this.sleep.set(Some(tokio::time::sleep_until(at))),
+                    None => retried.sleep.set(Some(tokio::time::sleep_until(at))),
                 }
                 this.state.set(State::Waiting);
             }
@@ -382,18 +403,23 @@ where
                 }
             }
             StateProj::Waiting => {
-                if let Some(sleep) = this.sleep.as_mut().as_pin_mut() {
+                let Some(retried) = this.retried.as_mut() else {
+                    unreachable!("a retry is only decided with its state boxed");
+                };
+                if let Some(sleep) = retried.as_mut().project().sleep.as_pin_mut() {
                     ready!(sleep.poll(cx));
                 }
                 this.state.set(State::Retrying);
             }
             StateProj::Retrying => {
-                let Some(service) = this.service.as_mut() else {
-                    unreachable!("a retry is only decided with a service to send it");
+                let Some(retried) = this.retried.as_mut() else {
+                    unreachable!("a retry is only decided with its state boxed");
                 };
+                let retried = retried.as_mut().project();
+                let service = retried.service;
                 if let Err(e) = ready!(service.poll_ready(cx)) {
                     this.state.set(State::Done);
-                    if let Some(token) = this.token.take() {
+                    if let Some(token) = retried.token.take() {
                         refund(&this.core.policy.shared, token);
                     }
                     return Poll::Ready(Err(e.into()));
@@ -405,10 +431,10 @@ where
                     && deadline.remaining_at(Instant::now()) <= *this.min_time_left
                 {
                     this.state.set(State::Done);
-                    if let Some(token) = this.token.take() {
+                    if let Some(token) = retried.token.take() {
                         refund(shared, token);
                     }
-                    let Some((last, failure)) = this.last.take() else {
+                    let Some((last, failure)) = retried.last.take() else {
                         unreachable!("a retry keeps the last failed result");
                     };
                     return Poll::Ready(give_up(
@@ -438,9 +464,9 @@ where
                 let Some(req) = req else {
                     unreachable!("a retry is only decided with a request to send");
                 };
-                *this.last = None;
+                *retried.last = None;
                 // The retry is sent: its token is spent.
-                *this.token = None;
+                *retried.token = None;
                 this.state.set(State::Called {
                     future: service.call(req),
                 });
