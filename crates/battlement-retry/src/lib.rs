@@ -199,6 +199,14 @@
 //!   EPYC VM with a load average of 1-2 (other builds running).
 //! - The backoff's timer is created at the first wait and reset for the
 //!   next ones.
+//! - A retried request costs one allocation, at its first retry: what only
+//!   retrying needs (the last result, the backoff's timer, the clone of
+//!   the service retries go through, the budget token) is boxed then, not
+//!   carried in every request's future. Over an axum handler that takes
+//!   `Policy::http`'s response future from 1,336 to 984 bytes; a server's
+//!   framework boxes the whole stack's future and moves it per request.
+//!   A retry already clones the request and the service, so the box is
+//!   small beside what it pays anyway.
 //!
 //! # Decisions
 //!
