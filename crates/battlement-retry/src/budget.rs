@@ -9,7 +9,7 @@ use std::time::Duration;
 use battlement_core::clock::Clock;
 use battlement_core::{
     AsComponent, Component, ComponentHealth, ComponentKind, Control, ControlError, HealthStatus,
-    InvalidConfig, MetricType, Name,
+    InvalidConfig, MetricType, Name, Striped,
 };
 
 use crate::sync::{AtomicI64, AtomicU64, Mutex};
@@ -174,7 +174,8 @@ impl RetryBudgetBuilder {
                 rotate: Mutex::new(0),
                 slot: AtomicU64::new(0),
                 slots: Default::default(),
-                requests: AtomicU64::new(0),
+                requests: Striped::new(|| AtomicU64::new(0)),
+                requests_taken: AtomicU64::new(0),
                 spent: AtomicI64::new(0),
                 committed_requests: AtomicU64::new(0),
                 allowed: AtomicU64::new(0),
@@ -207,8 +208,14 @@ impl RetryBudget {
         let s = &*self.inner;
         s.expire();
         // One add: the count is both the slot's deposit (times `deposit`)
-        // and the lifetime total of requests (once committed).
-        s.requests.fetch_add(1, Ordering::AcqRel);
+        // and the lifetime total of requests (once committed). To this
+        // thread's stripe, with a plain load and store when the thread
+        // leases it; loom's threads share one OS thread, so under loom it
+        // is always a `fetch_add`.
+        #[cfg(not(battlement_loom))]
+        s.requests.add(1);
+        #[cfg(battlement_loom)]
+        s.requests.local().fetch_add(1, Ordering::AcqRel);
     }
 
     /// Takes the token for one retry; `false` when the budget is empty.
@@ -326,9 +333,16 @@ struct BudgetState {
     slot: AtomicU64,
     /// Committed slots (older windows), token units.
     slots: [AtomicI64; SLOTS],
-    /// Requests deposited into the current slot, not yet committed: its
-    /// deposit is this times `deposit`.
-    requests: AtomicU64,
+    /// Requests deposited, striped (one copy per thread: every call
+    /// through the retry layer deposits, and one counter would be a line
+    /// the cores pass between them on each call). Those of the current
+    /// slot, not yet committed, are the stripes' total less
+    /// `requests_taken`: its deposit is that times `deposit`.
+    requests: Striped<AtomicU64>,
+    /// The stripes' total at the last commit; changed under `rotate`. A
+    /// commit cannot zero a stripe: its thread adds with a load and a
+    /// store that would write over the zero.
+    requests_taken: AtomicU64,
     /// Token units withdrawn from the current slot (minus those refunded
     /// into it), not yet committed.
     spent: AtomicI64,
@@ -376,11 +390,14 @@ impl BudgetState {
         self.slot_started.store(now, Ordering::Release);
     }
 
-    /// Moves the current slot's requests and withdrawals out (to zero),
+    /// Moves the current slot's requests and withdrawals out (the
+    /// withdrawals to zero, the requests past `requests_taken`),
     /// counts its requests in the lifetime total, and returns its balance
     /// in token units. Called under `rotate`.
     fn commit(&self) -> i64 {
-        let requests = self.requests.swap(0, Ordering::AcqRel);
+        let total = self.requests_sum();
+        let requests = total.wrapping_sub(self.requests_taken.load(Ordering::Relaxed));
+        self.requests_taken.store(total, Ordering::Release);
         let spent = self.spent.swap(0, Ordering::AcqRel);
         self.committed_requests
             .fetch_add(requests, Ordering::Relaxed);
@@ -400,7 +417,7 @@ impl BudgetState {
             .iter()
             .map(|s| s.load(Ordering::Acquire))
             .fold(0i64, i64::saturating_add);
-        self.deposited(self.requests.load(Ordering::Acquire))
+        self.deposited(self.pending_requests())
             .saturating_sub(self.spent.load(Ordering::Acquire))
             .saturating_add(windowed)
             .saturating_add(self.reserve)
@@ -410,7 +427,23 @@ impl BudgetState {
     /// through a commit.
     fn requests_total(&self) -> u64 {
         let _index = self.rotate.lock().unwrap_or_else(PoisonError::into_inner);
-        self.committed_requests.load(Ordering::Relaxed) + self.requests.load(Ordering::Relaxed)
+        self.committed_requests.load(Ordering::Relaxed) + self.pending_requests()
+    }
+
+    /// Requests deposited since the last commit. `requests_taken` is read
+    /// first: the stripes only grow, so their total is never below it,
+    /// and a balance that sees a commit's slot (read before this) sees
+    /// its `requests_taken` too, so no deposit counts twice.
+    fn pending_requests(&self) -> u64 {
+        let taken = self.requests_taken.load(Ordering::Acquire);
+        self.requests_sum().wrapping_sub(taken)
+    }
+
+    /// Every stripe of `requests` added up, wrapping as each does.
+    fn requests_sum(&self) -> u64 {
+        self.requests
+            .iter()
+            .fold(0u64, |n, r| n.wrapping_add(r.load(Ordering::Acquire)))
     }
 
     fn reset(&self) {
@@ -503,6 +536,27 @@ mod tests {
 
     fn budget(ttl_s: u64, min: u32, ratio: f64) -> RetryBudget {
         RetryBudget::new(Duration::from_secs(ttl_s), min, ratio).unwrap()
+    }
+
+    /// Deposits from threads at once, each on its own stripe or sharing
+    /// stripe 0, all count: in the total and, with no rotation between,
+    /// in the tokens they allow.
+    #[test]
+    fn deposits_from_many_threads_all_count() {
+        let b = budget(60, 0, 0.5);
+        let threads = 24;
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    for _ in 0..1_000 {
+                        b.deposit();
+                    }
+                });
+            }
+        });
+        let h = b.as_component().health();
+        assert_eq!(h.details["requests"], threads * 1_000);
+        assert_eq!(b.available(), threads * 1_000 / 2);
     }
 
     #[tokio::test(start_paused = true)]

@@ -174,8 +174,11 @@
 //! - A request that succeeds first time allocates nothing, takes no lock
 //!   and reads no clock. The success path is inlined into the caller's
 //!   poll; the decision, events and backoff are out of line. With a
-//!   budget it also costs one clock read and two atomic adds for the
-//!   deposit. Measured (`benches/benches/retry.rs`, a `Copy` `u64`
+//!   budget it also costs the deposit: a check of the window's age
+//!   against the enclosing instrument's stamp (a clock read without
+//!   one) and one add to this thread's stripe of the request count, a
+//!   plain load and store when the thread leases the stripe (the figures
+//!   below predate both). Measured (`benches/benches/retry.rs`, a `Copy` `u64`
 //!   request, `call_now` driving `poll_ready`, `call` and one poll):
 //!
 //!   | per call                             | instructions | time |
