@@ -276,22 +276,25 @@ where
             (Some(c), Some(s)) if c == s.instant() => OWNED_OUTSIDE,
             _ => 0,
         };
-        // The attempt's own end, from the fixed bound and the fraction.
-        let mut own = self.per_attempt.map(|d| add_saturating(now, d));
+        // The attempt's own end, from the fixed bound and the fraction,
+        // with the bound it came from.
+        let mut own = self.per_attempt.map(|d| (add_saturating(now, d), d));
         if let (Some(f), Some(at)) = (self.fraction, carried) {
             // `f` is in (0, 1]: the share never exceeds what is left (and
             // falls back to it rather than panic on a rounding overflow).
             let left = at.saturating_duration_since(now);
             let share = Duration::try_from_secs_f64(left.as_secs_f64() * f).unwrap_or(left);
-            let by_fraction = add_saturating(now, share);
-            own = Some(own.map_or(by_fraction, |o| o.min(by_fraction)));
+            let by_fraction = (add_saturating(now, share), share);
+            own = Some(own.map_or(by_fraction, |o| {
+                if o.0 <= by_fraction.0 { o } else { by_fraction }
+            }));
         }
-        let (at, cut) = match (own, carried) {
+        let (at, cut, bound) = match (own, carried) {
             // No bound applies: a timer that never fires in practice.
-            (None, None) => (add_saturating(now, Duration::MAX), Cut::Attempt),
-            (Some(o), Some(c)) if o < c => (o, Cut::Attempt),
-            (Some(o), None) => (o, Cut::Attempt),
-            (_, Some(c)) => (c, Cut::Deadline),
+            (None, None) => (add_saturating(now, Duration::MAX), Cut::Attempt, None),
+            (Some((o, d)), Some(c)) if o < c => (o, Cut::Attempt, Some(d)),
+            (Some((o, d)), None) => (o, Cut::Attempt, Some(d)),
+            (_, Some(c)) => (c, Cut::Deadline, None),
         };
         if carried.is_some_and(|c| c <= now) {
             return ResponseFuture::new(
@@ -301,7 +304,11 @@ where
                 self.shared.for_future(),
             );
         }
-        let meta = pack(at.saturating_duration_since(now), cut, Role::Attempt);
+        // The attempt's own bound is known; only a cut by the deadline
+        // needs the time left (callgrind: a subtraction of instants is 37
+        // instructions, about a thirtieth of the canonical stack's call).
+        let bound = bound.unwrap_or_else(|| at.saturating_duration_since(now));
+        let meta = pack(bound, cut, Role::Attempt);
         // Unbounded: no deadline to tell the layers inside. Otherwise the
         // attempt's end is the deadline inside it, in scope as on the
         // request.
