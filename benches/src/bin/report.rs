@@ -752,20 +752,20 @@ struct StackProfile {
 
 const STACK_PROFILE: StackProfile = StackProfile {
     counted: "3 December 2026, fourth round",
-    rmws: 9.0,
+    rmws: 8.0,
     tsc_reads: 2.0,
     tokio_reads: 0.0,
-    instructions: "1,179",
+    instructions: "1,134",
     why: "The read-modify-writes: the latency histogram's bucket (1); the \
           `Arc` the fallback's, the retry's and the breaker's futures each \
-          hold, counted up and down (6); the budget's deposit, which is \
-          also its request count (1); the breaker's success count, which \
+          hold, counted up and down (6); the breaker's success count, which \
           also places the call in its window (1). The instrument's start \
-          and latency sum and the gate's admitted count are striped, and a \
+          and latency sum, the gate's admitted count and the budget's \
+          deposit are striped, and a \
           thread that leases its stripe adds to it with a plain load and \
           store (no `lock` prefix). Made once for the process (`Leak`, the \
           `_leaked` rows), the fallback's and the breaker's futures count \
-          no `Arc`: 5 read-modify-writes. The TSC reads: the instrument's \
+          no `Arc`: 4 read-modify-writes. The TSC reads: the instrument's \
           start and end. The instrument publishes its start for the layers \
           it calls, so the budget takes its slot and the deadline layer its \
           \"now\" from it (mapped onto tokio's clock through a pair of \
