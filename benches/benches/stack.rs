@@ -184,13 +184,12 @@ fn bench(c: &mut Criterion) {
     let mut stacked_leaked = hand_built(&leaked, true);
     let mut policy_leaked = by_policy(&leaked, true);
     let mut plain = bare();
-    {
-        let size = std::mem::size_of_val(&stacked.call(query(1)));
-        println!("size stack/canonical: {size} bytes per response future");
-        let size = std::mem::size_of_val(&policed.call(query(1)));
-        println!("size stack/policy: {size} bytes per response future");
-        let size = std::mem::size_of_val(&policy_leaked.call(query(1)));
-        println!("size stack/policy_leaked: {size} bytes per response future");
+    for (name, size) in [
+        ("canonical", future_size(&mut stacked)),
+        ("policy", future_size(&mut policed)),
+        ("policy_leaked", future_size(&mut policy_leaked)),
+    ] {
+        println!("size stack/{name}: {size} bytes per response future");
     }
 
     let mut group = c.benchmark_group("stack");
@@ -229,51 +228,45 @@ fn bench(c: &mut Criterion) {
     });
     floor.finish();
 
-    report(
-        "stack/canonical",
-        allocs_per_call(10_000, || {
-            black_box(call_now(&mut stacked, black_box(query(1))).expect("served"));
-        }),
-    );
-
-    report(
-        "stack/policy",
-        allocs_per_call(10_000, || {
-            black_box(call_now(&mut policed, black_box(query(1))).expect("served"));
-        }),
-    );
-    report(
-        "stack/canonical_leaked",
-        allocs_per_call(10_000, || {
-            black_box(call_now(&mut stacked_leaked, black_box(query(1))).expect("served"));
-        }),
-    );
-    report(
-        "stack/policy_leaked",
-        allocs_per_call(10_000, || {
-            black_box(call_now(&mut policy_leaked, black_box(query(1))).expect("served"));
-        }),
-    );
+    report_allocs("stack/canonical", &mut stacked);
+    report_allocs("stack/policy", &mut policed);
+    report_allocs("stack/canonical_leaked", &mut stacked_leaked);
+    report_allocs("stack/policy_leaked", &mut policy_leaked);
 
     // `BATTLEMENT_MIN_OF_BATCHES=1`: the rows as the minimum over batches,
     // the figure that survives a loaded machine.
     if battlement_benches::min_of_batches_wanted() {
-        min_of_batches("stack/bare_service_fn", || {
-            black_box(call_now(&mut plain, black_box(query(1))).is_ok());
-        });
-        min_of_batches("stack/canonical", || {
-            black_box(call_now(&mut stacked, black_box(query(1))).is_ok());
-        });
-        min_of_batches("stack/policy", || {
-            black_box(call_now(&mut policed, black_box(query(1))).is_ok());
-        });
-        min_of_batches("stack/canonical_leaked", || {
-            black_box(call_now(&mut stacked_leaked, black_box(query(1))).is_ok());
-        });
-        min_of_batches("stack/policy_leaked", || {
-            black_box(call_now(&mut policy_leaked, black_box(query(1))).is_ok());
-        });
+        min_row("stack/bare_service_fn", &mut plain);
+        min_row("stack/canonical", &mut stacked);
+        min_row("stack/policy", &mut policed);
+        min_row("stack/canonical_leaked", &mut stacked_leaked);
+        min_row("stack/policy_leaked", &mut policy_leaked);
     }
+}
+
+/// The size of `svc`'s response future.
+fn future_size<S: Service<Query>>(svc: &mut S) -> usize {
+    std::mem::size_of_val(&svc.call(query(1)))
+}
+
+/// Prints the allocations per call of `svc` as row `name`.
+fn report_allocs<S: Service<Query>>(name: &str, svc: &mut S)
+where
+    S::Error: std::fmt::Debug,
+{
+    report(
+        name,
+        allocs_per_call(10_000, || {
+            black_box(call_now(svc, black_box(query(1))).expect("served"));
+        }),
+    );
+}
+
+/// Prints row `name` of `svc` as the minimum over batches.
+fn min_row<S: Service<Query>>(name: &str, svc: &mut S) {
+    min_of_batches(name, || {
+        black_box(call_now(svc, black_box(query(1))).is_ok());
+    });
 }
 
 criterion_group!(benches, bench);

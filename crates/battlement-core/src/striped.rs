@@ -106,6 +106,15 @@ impl<T> Striped<T> {
     pub fn sum(&self, mut read: impl FnMut(&T) -> u64) -> u64 {
         self.iter().fold(0u64, |n, c| n.saturating_add(read(c)))
     }
+
+    /// The sum of `read` over every copy, wrapping as an add to a copy
+    /// does: for a counter reset by remembering this total rather than
+    /// zeroing its copies (a thread that owns a copy writes over a zero).
+    /// The difference of two such totals is exact while what was added
+    /// between them is below 2^64.
+    pub fn wrapping_sum(&self, mut read: impl FnMut(&T) -> u64) -> u64 {
+        self.iter().fold(0u64, |n, c| n.wrapping_add(read(c)))
+    }
 }
 
 impl Striped<AtomicU64> {

@@ -285,8 +285,9 @@ where
             let left = at.saturating_duration_since(now);
             let share = Duration::try_from_secs_f64(left.as_secs_f64() * f).unwrap_or(left);
             let by_fraction = (add_saturating(now, share), share);
+            // The earlier end, the fixed bound's on a tie.
             own = Some(own.map_or(by_fraction, |o| {
-                if o.0 <= by_fraction.0 { o } else { by_fraction }
+                std::cmp::min_by_key(o, by_fraction, |(end, _)| *end)
             }));
         }
         let (at, cut, bound) = match (own, carried) {

@@ -240,13 +240,10 @@ impl Histogram {
             .wrapping_sub(self.sum_taken.load(Ordering::Relaxed))
     }
 
-    /// The stripes of the sum added up, read one by one, wrapping as each
-    /// stripe does: the difference of two such totals is exact while the
-    /// latencies between them add up to less than 584 years.
+    /// The stripes of the sum added up, read one by one (exact as a
+    /// difference while the latencies between add up to under 584 years).
     fn stripes_sum(&self) -> u64 {
-        self.sum_ns
-            .iter()
-            .fold(0u64, |n, s| n.wrapping_add(s.load(Ordering::Relaxed)))
+        self.sum_ns.wrapping_sum(|s| s.load(Ordering::Relaxed))
     }
 
     /// The memory the histogram occupies: fixed, whatever it records.

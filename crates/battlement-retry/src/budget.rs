@@ -441,9 +441,7 @@ impl BudgetState {
 
     /// Every stripe of `requests` added up, wrapping as each does.
     fn requests_sum(&self) -> u64 {
-        self.requests
-            .iter()
-            .fold(0u64, |n, r| n.wrapping_add(r.load(Ordering::Acquire)))
+        self.requests.wrapping_sum(|r| r.load(Ordering::Acquire))
     }
 
     fn reset(&self) {
