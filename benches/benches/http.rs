@@ -3,7 +3,8 @@
 //! full `Policy::http` of the `axum_server` example's shape: instrument,
 //! fallback, gate, total deadline, breaker, attempt timeout; no retry: a
 //! server does not retry its own handler, and an axum `Body` cannot be
-//! sent twice without a replay buffer) and `/leaked` (the same policy
+//! sent twice without a replay buffer; the deadline in scope only,
+//! `Carry::IfCarried`, as the example sets it for a route) and `/leaked` (the same policy
 //! made once for the process with `Leak::leak`, as the example does:
 //! axum clones a route's service per request, and a leaked policy's
 //! clone counts no reference), loaded in turn by `oha` (a real

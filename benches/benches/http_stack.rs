@@ -16,6 +16,7 @@ use std::task::{Context, Poll, Waker};
 
 use axum::body::Body;
 use axum::http::{Request, Response};
+use battlement::deadline::Carry;
 use battlement::http::ErrorResponseLayer;
 use battlement::prelude::*;
 use battlement_benches::{Service, call_now};
@@ -73,7 +74,17 @@ fn policy_route(
     leak: bool,
 ) -> impl Service<Request<Body>, Response = Response<impl http_body::Body + Unpin>, Error = Infallible>
 + Clone {
-    let policy = http_policy!(registry).expect("a valid policy");
+    policy_route_carrying(registry, leak, Carry::IfCarried)
+}
+
+/// [`policy_route`] with the deadline carried as `carry` says.
+fn policy_route_carrying(
+    registry: &Registry,
+    leak: bool,
+    carry: Carry,
+) -> impl Service<Request<Body>, Response = Response<impl http_body::Body + Unpin>, Error = Infallible>
++ Clone {
+    let policy = http_policy!(registry, carry).expect("a valid policy");
     ServiceBuilder::new()
         .layer(ErrorResponseLayer::new())
         .layer(if leak { policy.leak() } else { policy })
@@ -88,6 +99,10 @@ fn bench(c: &mut Criterion) {
     let mut bare = handler();
     let mut policed = policy_route(&registry, false);
     let mut leaked = policy_route(&leaked_registry, true);
+    // The policy's default: the deadline written into each request's
+    // extensions (an entry, and the map, for a request that has none).
+    let carried_registry = Registry::new();
+    let mut carried = policy_route_carrying(&carried_registry, false, Carry::Always);
     // What axum's `Router` copies per request (the route's service, into
     // a fresh box) and what it boxes (the response future).
     println!(
@@ -96,13 +111,14 @@ fn bench(c: &mut Criterion) {
         std::mem::size_of_val(&policed.call(request()))
     );
     assert!(
-        serve(&mut bare) && serve(&mut policed) && serve(&mut leaked),
+        serve(&mut bare) && serve(&mut policed) && serve(&mut leaked) && serve(&mut carried),
         "all answer hello"
     );
 
     let mut group = c.benchmark_group("http_stack");
     group.bench_function("bare", |b| b.iter(|| serve(&mut bare)));
     group.bench_function("policy", |b| b.iter(|| serve(&mut policed)));
+    group.bench_function("policy_carried", |b| b.iter(|| serve(&mut carried)));
     // As axum's `Router` serves a route: a clone of the route's service
     // per request, called once and dropped.
     group.bench_function("bare_cloned", |b| b.iter(|| serve(&mut bare.clone())));
@@ -128,6 +144,10 @@ fn bench(c: &mut Criterion) {
         black_box(serve(&mut policed));
     });
     battlement_benches::report("http_stack/policy", allocs);
+    let allocs = battlement_benches::allocs_per_call(10_000, || {
+        black_box(serve(&mut carried));
+    });
+    battlement_benches::report("http_stack/policy_carried", allocs);
     for (name, svc) in [
         ("http_stack/policy_cloned", &policed),
         ("http_stack/leaked_cloned", &leaked),
@@ -136,6 +156,28 @@ fn bench(c: &mut Criterion) {
             black_box(serve(&mut svc.clone()));
         });
         battlement_benches::report(name, allocs);
+    }
+
+    // `BATTLEMENT_MIN_OF_BATCHES=1`: the one-thread rows as the minimum
+    // over batches, the figure that survives a loaded machine.
+    if battlement_benches::min_of_batches_wanted() {
+        battlement_benches::min_of_batches("http_stack/bare", || {
+            black_box(serve(&mut bare));
+        });
+        battlement_benches::min_of_batches("http_stack/policy", || {
+            black_box(serve(&mut policed));
+        });
+        battlement_benches::min_of_batches("http_stack/policy_carried", || {
+            black_box(serve(&mut carried));
+        });
+        for (name, svc) in [
+            ("http_stack/policy_cloned", &policed),
+            ("http_stack/leaked_cloned", &leaked),
+        ] {
+            battlement_benches::min_of_batches(name, || {
+                black_box(serve(&mut svc.clone()));
+            });
+        }
     }
 }
 
@@ -169,6 +211,7 @@ macro_rules! ir_requests {
 
 ir_requests!(ir_bare);
 ir_requests!(ir_policy);
+ir_requests!(ir_policy_carried);
 ir_requests!(ir_policy_cloned, cloned);
 ir_requests!(ir_leaked_cloned, cloned);
 
@@ -179,6 +222,11 @@ fn instructions(n: u64) {
     let leaked_registry = Registry::new();
     ir_bare(&mut handler(), n);
     ir_policy(&mut policy_route(&registry, false), n);
+    let carried_registry = Registry::new();
+    ir_policy_carried(
+        &mut policy_route_carrying(&carried_registry, false, Carry::Always),
+        n,
+    );
     ir_policy_cloned(&mut policy_route(&registry, false), n);
     ir_leaked_cloned(&mut policy_route(&leaked_registry, true), n);
 }

@@ -16,10 +16,14 @@
 //!   on with a bearer token.
 //!
 //! A server does not retry its own handler (the caller does, if it may):
-//! both policies are `without_retry`. Both are made once for the life of
-//! the process and `leak`ed: axum's `Router` calls a clone of a route's
-//! service per request, and a leaked policy's clone counts no reference
-//! (see `battlement::Leak`; the HTTP bench measures the difference).
+//! both policies are `without_retry`. Their handlers run inside the
+//! deadline's scope, so both keep it there only
+//! (`carry_deadline(Carry::IfCarried)`): a request gets no `Deadline`
+//! extension entry, which would cost it an allocation or two. Both are
+//! made once for the life of the process and `leak`ed: axum's `Router`
+//! calls a clone of a route's service per request, and a leaked policy's
+//! clone counts no reference (see `battlement::Leak`; the HTTP bench
+//! measures the difference).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -30,6 +34,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{Request, Response, StatusCode};
 use axum::routing::get;
+use battlement::deadline::Carry;
 use battlement::fallback::HttpCacheConfig;
 use battlement::gate::HeaderPriority;
 use battlement::http::{ErrorResponseLayer, HealthService};
@@ -104,6 +109,7 @@ pub fn app(open: Duration) -> Result<App, BoxError> {
 
     let orders = Policy::http("orders")
         .without_retry()
+        .carry_deadline(Carry::IfCarried)
         .total(Duration::from_secs(2))
         .attempt_timeout(Duration::from_secs(1))
         .breaker(move |b| {
@@ -135,6 +141,7 @@ pub fn app(open: Duration) -> Result<App, BoxError> {
         .leak();
     let reports_policy = Policy::http("reports")
         .without_retry()
+        .carry_deadline(Carry::IfCarried)
         .total(Duration::from_millis(500))
         .attempt_timeout(Duration::from_millis(500))
         .without_breaker()

@@ -84,12 +84,20 @@ pub(crate) fn benching() -> bool {
 /// instrument, fallback, gate by the priority header, total deadline,
 /// breaker, attempt timeout; no retry (a server does not retry its own
 /// handler, and an axum `Body` cannot be sent twice without a replay
-/// buffer). A macro: the built policy's type names every part. The
-/// benches' `/leaked` and `leaked_*` rows `leak` it, as the example does.
+/// buffer); the deadline in scope only (`Carry::IfCarried`: the handler
+/// runs inside it, so the request gets no extension entry), as the example
+/// sets it for its routes. A macro: the built policy's type names every
+/// part. The benches' `/leaked` and `leaked_*` rows `leak` it, as the
+/// example does; `http_policy!(registry, Carry::Always)` is the same with
+/// the deadline written into each request (the policy's default).
 macro_rules! http_policy {
     ($registry:expr) => {
+        http_policy!($registry, battlement::deadline::Carry::IfCarried)
+    };
+    ($registry:expr, $carry:expr) => {
         battlement::Policy::http("bench")
             .without_retry()
+            .carry_deadline($carry)
             .gate(|g| g)
             .priority(battlement::gate::HeaderPriority::new())
             .fallback(|f| {

@@ -293,8 +293,15 @@ const ROWS: &[Row] = &[
     },
     Row {
         layer: "http",
-        path: "`Policy::http`, one request in process (body read)",
+        path: "`Policy::http` as a route (deadline in scope only), one request in process (body read)",
         ours: "http_stack/policy",
+        bare: Some("http_stack/bare"),
+        peers: &[],
+    },
+    Row {
+        layer: "http",
+        path: "the same with the deadline written into each request (`Carry::Always`, the default)",
+        ours: "http_stack/policy_carried",
         bare: Some("http_stack/bare"),
         peers: &[],
     },

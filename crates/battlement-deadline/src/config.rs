@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use battlement_core::{EventSink, InvalidConfig, Name};
 
+use crate::carry::Carry;
 use crate::layer::{AttemptTimeoutLayer, DeadlineLayer};
 use crate::shared::{Role, Shared};
 
@@ -23,6 +24,7 @@ pub struct DeadlineConfig {
     total: Option<Duration>,
     name: Option<Name>,
     events: Option<EventSink>,
+    carry: Carry,
 }
 
 impl DeadlineConfig {
@@ -50,6 +52,14 @@ impl DeadlineConfig {
         self
     }
 
+    /// Whether a request that carries no deadline is given this one, or
+    /// has it in scope only. Default [`Carry::Always`]; see [`Carry`].
+    #[must_use]
+    pub fn carry(mut self, carry: Carry) -> Self {
+        self.carry = carry;
+        self
+    }
+
     /// The layer, or which field is wrong.
     pub fn build(self) -> Result<DeadlineLayer, InvalidConfig> {
         let total = match self.total {
@@ -69,6 +79,7 @@ impl DeadlineConfig {
         Ok(DeadlineLayer::from_parts(
             total,
             Shared::configured(Role::Total, self.name, self.events),
+            self.carry,
         ))
     }
 }
@@ -98,6 +109,7 @@ pub struct AttemptTimeoutConfig {
     fraction: Option<f64>,
     name: Option<Name>,
     events: Option<EventSink>,
+    carry: Carry,
 }
 
 impl AttemptTimeoutConfig {
@@ -130,6 +142,14 @@ impl AttemptTimeoutConfig {
     #[must_use]
     pub fn events(mut self, sink: EventSink) -> Self {
         self.events = Some(sink);
+        self
+    }
+
+    /// Whether a request that carries no deadline is given this one, or
+    /// has it in scope only. Default [`Carry::Always`]; see [`Carry`].
+    #[must_use]
+    pub fn carry(mut self, carry: Carry) -> Self {
+        self.carry = carry;
         self
     }
 
@@ -167,6 +187,7 @@ impl AttemptTimeoutConfig {
             self.per_attempt,
             self.fraction,
             Shared::configured(Role::Attempt, self.name, self.events),
+            self.carry,
         ))
     }
 }

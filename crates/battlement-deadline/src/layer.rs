@@ -6,6 +6,7 @@ use std::time::Duration;
 use battlement_core::{EventSink, Leak, Name, SharedRef};
 use tower_layer::Layer;
 
+use crate::carry::Carry;
 use crate::config::{AttemptTimeoutConfig, DeadlineConfig};
 use crate::service::{
     AttemptTimeout, DeadlineService, assert_nonzero_per_attempt, assert_nonzero_total,
@@ -41,6 +42,7 @@ use crate::shared::{DeadlineHandle, Role, Shared};
 pub struct DeadlineLayer {
     total: Duration,
     shared: SharedRef<Shared>,
+    carry: Carry,
 }
 
 impl DeadlineLayer {
@@ -60,6 +62,7 @@ impl DeadlineLayer {
         DeadlineLayer {
             total,
             shared: SharedRef::new(Shared::new(Role::Total)),
+            carry: Carry::Always,
         }
     }
 
@@ -69,10 +72,11 @@ impl DeadlineLayer {
     }
 
     /// A layer from a validated `total` (never zero) and its state.
-    pub(crate) fn from_parts(total: Duration, shared: Arc<Shared>) -> Self {
+    pub(crate) fn from_parts(total: Duration, shared: Arc<Shared>, carry: Carry) -> Self {
         DeadlineLayer {
             total,
             shared: SharedRef::Counted(shared),
+            carry,
         }
     }
 
@@ -108,6 +112,18 @@ impl DeadlineLayer {
     pub fn total(&self) -> Duration {
         self.total
     }
+
+    /// Whether a request that carries no deadline is given this one, or
+    /// has it in scope only (default [`Carry::Always`]; see [`Carry`]).
+    #[must_use]
+    pub fn carry(self, carry: Carry) -> Self {
+        DeadlineLayer { carry, ..self }
+    }
+
+    /// What [`carry`](DeadlineLayer::carry) set.
+    pub fn carries(&self) -> Carry {
+        self.carry
+    }
 }
 
 /// Its counters kept for the rest of the process: copies of its services
@@ -125,7 +141,7 @@ impl<S> Layer<S> for DeadlineLayer {
     type Service = DeadlineService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        DeadlineService::from_parts(inner, self.total, self.shared.clone())
+        DeadlineService::from_parts(inner, self.total, self.shared.clone(), self.carry)
     }
 }
 
@@ -161,6 +177,7 @@ pub struct AttemptTimeoutLayer {
     per_attempt: Option<Duration>,
     fraction: Option<f64>,
     shared: SharedRef<Shared>,
+    carry: Carry,
 }
 
 impl AttemptTimeoutLayer {
@@ -179,6 +196,7 @@ impl AttemptTimeoutLayer {
             per_attempt: Some(per_attempt),
             fraction: None,
             shared: SharedRef::new(Shared::new(Role::Attempt)),
+            carry: Carry::Always,
         }
     }
 
@@ -238,12 +256,27 @@ impl AttemptTimeoutLayer {
         per_attempt: Option<Duration>,
         fraction: Option<f64>,
         shared: Arc<Shared>,
+        carry: Carry,
     ) -> Self {
         AttemptTimeoutLayer {
             per_attempt,
             fraction,
             shared: SharedRef::Counted(shared),
+            carry,
         }
+    }
+
+    /// Whether a request that carries no deadline is given the attempt's
+    /// end, or has it in scope only (default [`Carry::Always`]; see
+    /// [`Carry`]). A deadline the request carries is tightened either way.
+    #[must_use]
+    pub fn carry(self, carry: Carry) -> Self {
+        AttemptTimeoutLayer { carry, ..self }
+    }
+
+    /// What [`carry`](AttemptTimeoutLayer::carry) set.
+    pub fn carries(&self) -> Carry {
+        self.carry
     }
 
     /// Names the layer in its events, traces and handle (default
@@ -291,6 +324,12 @@ impl<S> Layer<S> for AttemptTimeoutLayer {
     type Service = AttemptTimeout<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        AttemptTimeout::from_parts(inner, self.per_attempt, self.fraction, self.shared.clone())
+        AttemptTimeout::from_parts(
+            inner,
+            self.per_attempt,
+            self.fraction,
+            self.shared.clone(),
+            self.carry,
+        )
     }
 }

@@ -8,6 +8,7 @@ use battlement_core::{BoxError, Deadline, DeadlineCarrier, SharedRef, deadline};
 use tokio::time::Instant;
 use tower_service::Service;
 
+use crate::carry::Carry;
 use crate::future::{Cut, OWNED_OUTSIDE, ResponseFuture, SCOPED, expired_meta, pack};
 use crate::shared::{Role, Shared};
 
@@ -47,7 +48,9 @@ pub(crate) fn assert_nonzero_per_attempt(per_attempt: Duration) {
 ///
 /// On each call it sets the request's [`Deadline`] to now + `total`, or
 /// keeps the earlier one the request already carries, so the layers inside
-/// (retries, attempt timeouts, header propagation) see the same instant.
+/// (retries, attempt timeouts, header propagation) see the same instant;
+/// with [`Carry::IfCarried`] a request that carries none is left as it
+/// is and the deadline is in scope only.
 /// When the deadline passes the inner future is dropped and the call fails
 /// with [`DeadlineExceeded`](battlement_core::DeadlineExceeded). A request
 /// whose deadline has already passed fails at once without calling the
@@ -60,6 +63,7 @@ pub struct DeadlineService<S> {
     /// future (the common case: the deadline is the layer's own).
     meta: u64,
     shared: SharedRef<Shared>,
+    carry: Carry,
 }
 
 impl<S> DeadlineService<S> {
@@ -71,21 +75,38 @@ impl<S> DeadlineService<S> {
     #[track_caller]
     pub fn new(inner: S, total: Duration) -> Self {
         assert_nonzero_total(total);
-        DeadlineService::from_parts(inner, total, SharedRef::new(Shared::new(Role::Total)))
+        DeadlineService::from_parts(
+            inner,
+            total,
+            SharedRef::new(Shared::new(Role::Total)),
+            Carry::Always,
+        )
     }
 
-    pub(crate) fn from_parts(inner: S, total: Duration, shared: SharedRef<Shared>) -> Self {
+    pub(crate) fn from_parts(
+        inner: S,
+        total: Duration,
+        shared: SharedRef<Shared>,
+        carry: Carry,
+    ) -> Self {
         DeadlineService {
             inner,
             total,
             meta: pack(total, Cut::Deadline, Role::Total),
             shared,
+            carry,
         }
     }
 
     /// The total budget given to each request.
     pub fn total(&self) -> Duration {
         self.total
+    }
+
+    /// Whether a request that carries no deadline is given this one
+    /// (see [`Carry`]).
+    pub fn carry(&self) -> Carry {
+        self.carry
     }
 
     /// A reference to the inner service.
@@ -132,8 +153,11 @@ where
             None => {
                 // The common case: the deadline is the layer's own (never
                 // zero, see `new`), and its bound is `total`, packed when
-                // the service was built.
-                req.set_deadline(Deadline::at(own));
+                // the service was built. Carried on the request too unless
+                // the scope is to be enough (`Carry::IfCarried`).
+                if self.carry.adds() {
+                    req.set_deadline(Deadline::at(own));
+                }
                 (own, self.meta)
             }
             Some(carried) => {
@@ -185,6 +209,7 @@ pub struct AttemptTimeout<S> {
     per_attempt: Option<Duration>,
     fraction: Option<f64>,
     shared: SharedRef<Shared>,
+    carry: Carry,
 }
 
 impl<S> AttemptTimeout<S> {
@@ -202,6 +227,7 @@ impl<S> AttemptTimeout<S> {
             per_attempt: Some(per_attempt),
             fraction: None,
             shared: SharedRef::new(Shared::new(Role::Attempt)),
+            carry: Carry::Always,
         }
     }
 
@@ -210,12 +236,14 @@ impl<S> AttemptTimeout<S> {
         per_attempt: Option<Duration>,
         fraction: Option<f64>,
         shared: SharedRef<Shared>,
+        carry: Carry,
     ) -> Self {
         AttemptTimeout {
             inner,
             per_attempt,
             fraction,
             shared,
+            carry,
         }
     }
 
@@ -227,6 +255,12 @@ impl<S> AttemptTimeout<S> {
     /// The fraction of the time left given to each attempt, if any.
     pub fn fraction(&self) -> Option<f64> {
         self.fraction
+    }
+
+    /// Whether a request that carries no deadline is given the attempt's
+    /// end (see [`Carry`]).
+    pub fn carry(&self) -> Carry {
+        self.carry
     }
 
     /// A reference to the inner service.
@@ -269,7 +303,8 @@ where
             deadline::announce_attempt_bound(bound);
         }
         let in_scope = deadline::current();
-        let carried = req.deadline().or(in_scope).map(|d| d.instant());
+        let on_request = req.deadline();
+        let carried = on_request.or(in_scope).map(|d| d.instant());
         // A hit of a deadline an enclosing `DeadlineLayer` enforces is
         // that layer's to count and report.
         let owned_outside = match (carried, in_scope) {
@@ -318,7 +353,11 @@ where
         } else {
             let meta = match cut {
                 Cut::Attempt => {
-                    req.tighten_deadline(Deadline::at(at));
+                    // Carried on the request too, unless the scope is to
+                    // be enough for a request that carries none.
+                    if self.carry.adds() || on_request.is_some() {
+                        req.tighten_deadline(Deadline::at(at));
+                    }
                     meta
                 }
                 Cut::Deadline => meta | owned_outside,

@@ -89,6 +89,12 @@ pub struct PolicySettings {
     /// Whether the attempt timeout is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt_timeout_enabled: Option<bool>,
+    /// Whether the deadline is written into a request that carries none
+    /// (`"always"`, the default) or left in scope only (`"if_carried"`,
+    /// for a server's routes); see
+    /// [`PolicyBuilder::carry_deadline`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carry_deadline: Option<CarryKind>,
     /// Warning-level checks to pass (`["retries_fit_total"]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow: Option<Vec<String>>,
@@ -159,6 +165,26 @@ pub struct BackoffSettings {
     /// `"none"`, `"full"` or `"equal"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jitter: Option<JitterKind>,
+}
+
+/// Whether a deadline is written into the request (see
+/// [`Carry`](battlement_deadline::Carry)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CarryKind {
+    /// Always.
+    Always,
+    /// Only into a request that carries one already.
+    IfCarried,
+}
+
+impl From<CarryKind> for battlement_deadline::Carry {
+    fn from(kind: CarryKind) -> Self {
+        match kind {
+            CarryKind::Always => battlement_deadline::Carry::Always,
+            CarryKind::IfCarried => battlement_deadline::Carry::IfCarried,
+        }
+    }
 }
 
 /// A backoff's shape.
@@ -324,6 +350,7 @@ impl PolicySettings {
                 &self.attempt_timeout_enabled,
                 &base.attempt_timeout_enabled,
             ),
+            carry_deadline: pick(&self.carry_deadline, &base.carry_deadline),
             allow: pick(&self.allow, &base.allow),
             retry: merge_section(&self.retry, &base.retry, |o, b| RetrySettings {
                 enabled: pick(&o.enabled, &b.enabled),
@@ -380,6 +407,9 @@ impl PolicySettings {
             b = b.without_attempt_timeout();
         } else if let Some(attempt) = self.attempt_timeout {
             b = b.attempt_timeout(attempt);
+        }
+        if let Some(carry) = self.carry_deadline {
+            b = b.carry_deadline(carry.into());
         }
         for (i, name) in self.allow.iter().flatten().enumerate() {
             match name.as_str() {

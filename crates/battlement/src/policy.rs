@@ -12,7 +12,9 @@ use battlement_core::{
     AsComponent, BoxError, Classify, Component, ErrorClassifier, EventSink, InvalidConfig, Leak,
     Name, Outcome, Shed,
 };
-use battlement_deadline::{AttemptTimeout, AttemptTimeoutLayer, DeadlineLayer, DeadlineService};
+use battlement_deadline::{
+    AttemptTimeout, AttemptTimeoutLayer, Carry, DeadlineLayer, DeadlineService,
+};
 use battlement_fallback::{FallbackBuilder, FallbackLayer};
 use battlement_gate::{FromExtensions, Gate, GateBuilder, GateLayer};
 use battlement_limit::{
@@ -106,6 +108,16 @@ impl<C: 'static, P: 'static, G, F, I, L> Policy<C, P, G, F, I, L> {
     /// The total budget each request gets, when the deadline is on.
     pub fn total(&self) -> Option<Duration> {
         self.deadline.as_ref().map(DeadlineLayer::total)
+    }
+
+    /// Whether the deadline is written into a request that carries none
+    /// ([`PolicyBuilder::carry_deadline`]).
+    pub fn carry_deadline(&self) -> Carry {
+        self.deadline
+            .as_ref()
+            .map(DeadlineLayer::carries)
+            .or_else(|| self.attempt.as_ref().map(AttemptTimeoutLayer::carries))
+            .unwrap_or_default()
     }
 }
 
@@ -587,6 +599,7 @@ pub struct PolicyBuilder<
     instrument: PhantomData<fn() -> I>,
     total: Option<Duration>,
     attempt: Option<Duration>,
+    carry: Carry,
     retry: Part<RetryPolicyBuilder, ()>,
     budget: Part<RetryBudgetBuilder, RetryBudget>,
     breaker: Part<BreakerBuilder, Breaker>,
@@ -603,6 +616,7 @@ impl<C, P, G: fmt::Debug, F: fmt::Debug, I, L> fmt::Debug for PolicyBuilder<C, P
             .field("registry", &self.registry.is_some())
             .field("total", &self.total)
             .field("attempt", &self.attempt)
+            .field("carry", &self.carry)
             .field("retry", &self.retry.label())
             .field("budget", &self.budget.label())
             .field("breaker", &self.breaker.label())
@@ -650,6 +664,7 @@ impl<C, P> PolicyBuilder<C, P> {
             instrument: PhantomData,
             total: Some(defaults::TOTAL),
             attempt: Some(defaults::ATTEMPT),
+            carry: Carry::Always,
             retry: Part::Build(Vec::new()),
             budget: Part::Build(Vec::new()),
             breaker: Part::Build(Vec::new()),
@@ -737,6 +752,22 @@ impl<C, P, G, F, I, L> PolicyBuilder<C, P, G, F, I, L> {
     /// No attempt timeout.
     pub fn without_attempt_timeout(mut self) -> Self {
         self.attempt = None;
+        self
+    }
+
+    /// Whether the total deadline and the attempt timeout write their
+    /// deadline into a request that carries none ([`Carry::Always`], the
+    /// default), or leave it in scope only ([`Carry::IfCarried`]): the
+    /// parts inside see it either way. For an axum or hyper route,
+    /// `IfCarried` saves an `http::Request` its extension entry (one to
+    /// three allocations a request, about a third of what the policy
+    /// costs a request in process); keep `Always` when something between
+    /// the policy and the code that reads the deadline runs in another
+    /// task (a `tower::buffer`, a spawned task) or a handler reads it
+    /// from the request (`Extension<Deadline>`). See
+    /// [`Carry`](battlement_deadline::Carry).
+    pub fn carry_deadline(mut self, carry: Carry) -> Self {
+        self.carry = carry;
         self
     }
 
@@ -867,6 +898,7 @@ impl<C, P, G, F, I, L> PolicyBuilder<C, P, G, F, I, L> {
             instrument: PhantomData,
             total: self.total,
             attempt: self.attempt,
+            carry: self.carry,
             retry: self.retry,
             budget: self.budget,
             breaker: self.breaker,
@@ -1128,6 +1160,7 @@ where
                     .total(total)
                     .name(cx.part("deadline"))
                     .events(events.clone())
+                    .carry(self.carry)
                     .build()
                     .map_err(&invalid)?,
             ),
@@ -1139,6 +1172,7 @@ where
                     .per_attempt(per_attempt)
                     .name(cx.part("attempt_timeout"))
                     .events(events.clone())
+                    .carry(self.carry)
                     .build()
                     .map_err(&invalid)?,
             ),

@@ -128,6 +128,30 @@ fn a_preset_takes_its_settings_from_the_file() {
     assert_eq!(policy.total(), Some(Duration::from_secs(3)));
 }
 
+#[test]
+fn the_deadline_carriage_is_a_setting() {
+    use battlement::deadline::Carry;
+
+    let config: PolicyConfig = toml::from_str(
+        "[defaults]\ncarry_deadline = \"if_carried\"\n[policies.client]\ncarry_deadline = \"always\"\n",
+    )
+    .unwrap();
+    let route = config.policy("route").unwrap().build().unwrap();
+    assert_eq!(route.carry_deadline(), Carry::IfCarried);
+    let client = config.policy("client").unwrap().build().unwrap();
+    assert_eq!(client.carry_deadline(), Carry::Always);
+    // Unset, the builder's default.
+    let plain = PolicyConfig::default()
+        .policy("x")
+        .unwrap()
+        .build()
+        .unwrap();
+    assert_eq!(plain.carry_deadline(), Carry::Always);
+    let e = error_of("[defaults]\ncarry_deadline = \"sometimes\"\n");
+    assert!(e.starts_with("defaults.carry_deadline"), "{e}");
+    assert!(e.contains("if_carried"), "{e}");
+}
+
 fn error_of(toml_text: &str) -> String {
     match PolicyConfig::from_deserializer(toml::Deserializer::parse(toml_text).unwrap()) {
         Ok(_) => panic!("accepted: {toml_text}"),
@@ -182,6 +206,7 @@ fn document() -> impl Strategy<Value = serde_json::Value> {
         "checkout",
         "total",
         "attempt_timeout",
+        "carry_deadline",
         "retry",
         "breaker",
         "budget",
@@ -234,6 +259,8 @@ fn document() -> impl Strategy<Value = serde_json::Value> {
             "equal",
             "",
             "retries_fit_total",
+            "always",
+            "if_carried",
         ])
         .prop_map(serde_json::Value::from),
     ];
