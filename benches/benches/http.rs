@@ -1,5 +1,5 @@
 //! Over real HTTP: an axum server on 127.0.0.1 with the same handler on
-//! three routes, `/bare`, `/policy` (behind `ErrorResponseLayer` and the
+//! four routes, `/bare`, `/policy` (behind `ErrorResponseLayer` and the
 //! full `Policy::http` of the `axum_server` example's shape: instrument,
 //! fallback, gate, total deadline, breaker, attempt timeout; no retry: a
 //! server does not retry its own handler, and an axum `Body` cannot be
@@ -7,7 +7,9 @@
 //! `Carry::IfCarried`, as the example sets it for a route) and `/leaked` (the same policy
 //! made once for the process with `Leak::leak`, as the example does:
 //! axum clones a route's service per request, and a leaked policy's
-//! clone counts no reference), loaded in turn by `oha` (a real
+//! clone counts no reference) and `/carried` (`/policy` with the
+//! policy's default `Carry::Always`: the deadline also written into each
+//! request's extensions), loaded in turn by `oha` (a real
 //! load generator, `cargo install oha --locked`; `benches/http.sh`
 //! installs it when missing) for a bounded time.
 //!
@@ -52,13 +54,16 @@ async fn hello() -> &'static str {
 }
 
 /// The routes, in the order they are loaded.
-const ROUTES: [&str; 3] = ["/bare", "/policy", "/leaked"];
+const ROUTES: [&str; 4] = ["/bare", "/policy", "/leaked", "/carried"];
 
-/// `/policy` registers in `registry`, `/leaked` in `leaked` (both
-/// policies are named `bench`).
-fn app(registry: &Registry, leaked: &Registry) -> Result<Router, BoxError> {
+/// `/policy` registers in `registry`, `/leaked` in `leaked`, `/carried`
+/// (the policy with its default `Carry::Always`: the deadline written
+/// into each request's extensions) in `carried` (the policies are all
+/// named `bench`).
+fn app(registry: &Registry, leaked: &Registry, carried: &Registry) -> Result<Router, BoxError> {
     let policy = http_policy!(registry)?;
     let kept = http_policy!(leaked)?.leak();
+    let carrying = http_policy!(carried, battlement::deadline::Carry::Always)?;
     // The same route, behind `ErrorResponseLayer` and either policy.
     let guarded = |policy| {
         get(hello).route_layer(
@@ -70,7 +75,8 @@ fn app(registry: &Registry, leaked: &Registry) -> Result<Router, BoxError> {
     Ok(Router::new()
         .route("/bare", get(hello))
         .route("/policy", guarded(policy))
-        .route("/leaked", guarded(kept)))
+        .route("/leaked", guarded(kept))
+        .route("/carried", guarded(carrying)))
 }
 
 /// One GET over a fresh connection; the status line and the body.
@@ -165,7 +171,8 @@ fn main() {
         .expect("a runtime");
     let registry = Registry::new();
     let leaked_registry = Registry::new();
-    let router = app(&registry, &leaked_registry).expect("a valid policy");
+    let carried_registry = Registry::new();
+    let router = app(&registry, &leaked_registry, &carried_registry).expect("a valid policy");
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind 127.0.0.1:0");
@@ -194,15 +201,15 @@ fn main() {
         .ok()
         .and_then(|c| c.parse().ok())
         .unwrap_or(50);
-    let (rounds, secs) = if quick() { (1, 2) } else { (3, 10) };
+    let (rounds, secs) = if quick() { (1, 2) } else { (ROUTES.len(), 10) };
     let mut figures = ROUTES.map(|_| [Vec::new(), Vec::new(), Vec::new()]);
     // Warm every route (connections, the policies' first calls).
     for path in ROUTES {
         load(&oha, &format!("http://{addr}{path}"), 1, connections);
     }
     for round in 0..rounds {
-        // Each round starts one route later, so over three rounds every
-        // route is loaded first, second and third once: a position that
+        // Each round starts one route later, so over the rounds the
+        // routes take turns at each position: a position that
         // costs (the machine warming, the loopback's closed connections
         // piling up) lands on each.
         for k in 0..ROUTES.len() {
