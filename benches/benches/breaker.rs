@@ -148,6 +148,24 @@ fn bench(c: &mut Criterion) {
             })
         })
     });
+    // An open breaker refuses on every worker at once: two threads
+    // rejecting through one breaker.
+    let shared_open = battlement_open();
+    group.bench_function("battlement_open_rejection_two_threads", |b| {
+        b.iter_custom(|iters| {
+            two_threads(iters, shared_open.clone(), |s, _| {
+                call_now(s, black_box(1)).is_err()
+            })
+        })
+    });
+    let fs_shared_open = failsafe_open();
+    group.bench_function("failsafe_open_rejection_two_threads", |b| {
+        b.iter_custom(|iters| {
+            two_threads(iters, fs_shared_open.clone(), |cb, _| {
+                poll_now(cb.call(ok(black_box(1)))).is_err()
+            })
+        })
+    });
     let fs_shared = failsafe_breaker();
     group.bench_function("failsafe_closed_two_threads", |b| {
         b.iter_custom(|iters| {

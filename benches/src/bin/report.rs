@@ -377,6 +377,14 @@ const CONTENDED: &[(&str, &str, &[Peer])] = &[
             peer("failsafe", "breaker/failsafe_closed_two_threads"),
         ],
     ),
+    (
+        "one open breaker, refusing",
+        "breaker/battlement_open_rejection_two_threads",
+        &[peer(
+            "failsafe",
+            "breaker/failsafe_open_rejection_two_threads",
+        )],
+    ),
     ("one gate", "contention/gate_admitted_two_threads", &[]),
     ("one instrument", "contention/instrument_two_threads", &[]),
     (

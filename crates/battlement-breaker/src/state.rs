@@ -210,8 +210,60 @@ pub(crate) struct Shared {
     failures_by_kind: [AtomicU64; FailureKind::ALL.len()],
     ignored: AtomicU64,
     slow_calls: AtomicU64,
-    rejections: AtomicU64,
+    rejections: Rejections,
     slow: Mutex<Slow>,
+}
+
+/// The count of refused calls. Striped (`battlement_core::Striped`, a
+/// copy per thread, added to with a plain load and store by a thread that
+/// leases its copy), so a refusal takes no `lock`ed instruction: that
+/// count was a fifth of an open rejection's time. The 2 KB of stripes are
+/// allocated at the breaker's first refusal, so a breaker that never
+/// refuses (most of a keyed breaker's keys) keeps one word. Under loom
+/// (whose threads share one OS thread) a plain atomic.
+#[cfg(not(battlement_loom))]
+#[derive(Default)]
+struct Rejections(std::sync::OnceLock<Box<battlement_core::Striped<std::sync::atomic::AtomicU64>>>);
+
+impl std::fmt::Debug for Rejections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.total(), f)
+    }
+}
+
+#[cfg(not(battlement_loom))]
+impl Rejections {
+    #[inline]
+    fn count(&self) {
+        self.0
+            .get_or_init(|| Box::new(battlement_core::Striped::new(Default::default)))
+            .add(1);
+    }
+
+    fn total(&self) -> u64 {
+        self.0.get().map_or(0, |s| s.sum(|c| c.load(Relaxed)))
+    }
+}
+
+#[cfg(battlement_loom)]
+struct Rejections(AtomicU64);
+
+#[cfg(battlement_loom)]
+impl Default for Rejections {
+    fn default() -> Self {
+        Rejections(AtomicU64::new(0))
+    }
+}
+
+#[cfg(battlement_loom)]
+impl Rejections {
+    fn count(&self) {
+        self.0.fetch_add(1, Relaxed);
+    }
+
+    fn total(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
 }
 
 impl Shared {
@@ -252,7 +304,7 @@ impl Shared {
             failures_by_kind: std::array::from_fn(|_| AtomicU64::new(0)),
             ignored: AtomicU64::new(0),
             slow_calls: AtomicU64::new(0),
-            rejections: AtomicU64::new(0),
+            rejections: Rejections::default(),
             slow: Mutex::new(Slow {
                 reopens: 0,
                 open_duration,
@@ -357,7 +409,7 @@ impl Shared {
     /// Counts a refusal and boxes its error: the one allocation of a
     /// rejected call, which the `BoxError` convention makes the floor.
     fn reject(&self, state: CircuitState, retry_after: Option<Duration>) -> BoxError {
-        self.rejections.fetch_add(1, Relaxed);
+        self.rejections.count();
         Box::new(CircuitOpen {
             name: self.name.clone(),
             state,
@@ -770,7 +822,7 @@ impl Shared {
             failures,
             ignored,
             slow_calls: self.slow_calls.load(Relaxed),
-            rejections: self.rejections.load(Relaxed),
+            rejections: self.rejections.total(),
             probes_in_flight: self.probes_in_flight.load(Acquire),
             last_transition: slow.last_transition,
             since_transition: Duration::from_nanos(
