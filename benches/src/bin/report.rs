@@ -700,7 +700,7 @@ fn render(f: &Figures) -> Result<String, Error> {
     scenario_table(
         &mut s,
         f,
-        "`/bare` against `/policy` (the full `Policy::http`) and `/leaked` (the same made once with `Leak`); CPU is the server's per request",
+        "`/bare` against `/policy` (the full `Policy::http`, as a route: the deadline in scope only), `/leaked` (the same made once with `Leak`) and `/carried` (`/policy` with the deadline also written into each request, `Carry::Always`, the policy's default); CPU is the server's per request",
         &["http"],
     )?;
 
