@@ -779,8 +779,9 @@ const STACK_PROFILE: StackProfile = StackProfile {
           deposit are striped, and a \
           thread that leases its stripe adds to it with a plain load and \
           store (no `lock` prefix). Made once for the process (`Leak`, the \
-          `_leaked` rows), the fallback's and the breaker's futures count \
-          no `Arc`: 4 read-modify-writes. The TSC reads: the instrument's \
+          `_leaked` rows), the fallback's, the retry's and the breaker's \
+          futures count nothing: 2 read-modify-writes (4 until the retry \
+          kept its spare for the process, in the sixth round). The TSC reads: the instrument's \
           start and end. The instrument publishes its start for the layers \
           it calls, so the budget takes its slot and the deadline layer its \
           \"now\" from it (mapped onto tokio's clock through a pair of \

@@ -47,7 +47,9 @@ fn retry(attempts: u32, backoff: Duration) -> RetryLayer {
 fn backend<Req>(
     calls: &Arc<AtomicU32>,
     delay: Option<Duration>,
-) -> impl Service<Req, Response = (), Error = BoxError, Future: Send> + Clone {
+) -> impl Service<Req, Response = (), Error = BoxError, Future: Send> + Clone + use<Req> {
+    // `use<Req>`: it holds its own `Arc`, not the borrow (a retry keeps a
+    // spare copy of what it wraps, so needs it `'static`).
     let calls = calls.clone();
     service_fn(move |_: Req| {
         calls.fetch_add(1, Ordering::SeqCst);
@@ -75,7 +77,7 @@ fn total_retry_attempt<Req>(
     total: DeadlineLayer,
     attempt: AttemptTimeoutLayer,
     calls: &Arc<AtomicU32>,
-) -> impl Service<Req, Response = (), Error = BoxError>
+) -> impl Service<Req, Response = (), Error = BoxError> + use<Req>
 where
     Req: DeadlineCarrier + Clone + Send + 'static,
 {

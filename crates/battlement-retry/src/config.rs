@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::time::Duration;
 
 use battlement_core::{
@@ -113,7 +114,17 @@ pub(crate) struct Shared<C, P> {
     pub(crate) name: Name,
     /// The policy's counters, its [`Component`] face.
     pub(crate) stats: Arc<RetryStats>,
+    /// How many services made from this policy, once it was leaked, keep
+    /// their spare for the process (at most [`KEPT_SPARES`]).
+    pub(crate) kept_spares: AtomicU32,
 }
+
+/// The most services a leaked policy's layer makes whose spare (the copy
+/// of the inner service retries go through) is kept for the process, so
+/// that their calls count no reference to it. Past this many (a leaked
+/// layer applied per connection, say), services count one as an unleaked
+/// layer's do: the memory kept stays bounded.
+pub(crate) const KEPT_SPARES: u32 = 64;
 
 impl<C, P> Shared<C, P> {
     pub(crate) fn max_attempts_for(&self, kind: FailureKind) -> u32 {
@@ -121,6 +132,14 @@ impl<C, P> Shared<C, P> {
             .get(kind.index())
             .and_then(|o| o.max_attempts)
             .unwrap_or(self.max_attempts)
+    }
+
+    /// Whether a service made now from this leaked policy may keep its
+    /// spare for the process: true for the first [`KEPT_SPARES`].
+    pub(crate) fn keep_spare(&self) -> bool {
+        self.kept_spares
+            .fetch_update(Relaxed, Relaxed, |n| (n < KEPT_SPARES).then_some(n + 1))
+            .is_ok()
     }
 
     pub(crate) fn base_delay_for(&self, kind: FailureKind) -> Option<Duration> {
@@ -515,6 +534,7 @@ impl<C: 'static, P: 'static> RetryPolicyBuilder<C, P> {
                 events: self.events,
                 stats: Arc::new(RetryStats::new(self.name.clone())),
                 name: self.name,
+                kept_spares: AtomicU32::new(0),
             })),
         })
     }

@@ -3,12 +3,12 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use battlement_core::{
     BoxError, Classify, Deadline, EventKind, Failure, Outcome, RetriesExhausted, RetryStop,
+    SharedRef,
 };
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
@@ -35,13 +35,14 @@ pin_project! {
     pub struct ResponseFuture<S, Req, C, P>
     where
         S: Service<Req>,
+        S: 'static,
         C: 'static,
         P: 'static,
     {
         #[pin]
         state: State<S::Future>,
         request: Option<Req>,
-        core: Arc<Core<S, C, P>>,
+        core: SharedRef<Core<S, C, P>>,
         deadline: Option<Deadline>,
         // The least time left to start another attempt, for this request.
         min_time_left: Duration,
@@ -53,6 +54,7 @@ pin_project! {
     impl<S, Req, C, P> PinnedDrop for ResponseFuture<S, Req, C, P>
     where
         S: Service<Req>,
+        S: 'static,
         C: 'static,
         P: 'static,
     {
@@ -110,13 +112,13 @@ pin_project! {
 
 impl<S, Req, C: 'static, P: 'static> ResponseFuture<S, Req, C, P>
 where
-    S: Service<Req>,
+    S: Service<Req> + 'static,
 {
     #[inline(always)]
     pub(crate) fn new(
         future: S::Future,
         request: Option<Req>,
-        core: Arc<Core<S, C, P>>,
+        core: SharedRef<Core<S, C, P>>,
         deadline: Option<Deadline>,
         min_time_left: impl FnOnce() -> Duration,
     ) -> Self {
@@ -134,7 +136,7 @@ where
 
 impl<S, Req, C: 'static, P: 'static> fmt::Debug for ResponseFuture<S, Req, C, P>
 where
-    S: Service<Req>,
+    S: Service<Req> + 'static,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.state {

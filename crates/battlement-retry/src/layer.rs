@@ -35,9 +35,11 @@ where
 /// Its policy (and the policy's budget and counters) kept for the rest of
 /// the process, as [`RetryPolicy::from_static`] does for a policy in a
 /// `static`: copies of its services and their response futures count no
-/// reference to it (see [`Leak`]). Each service the layer makes still
-/// holds one counted reference of its own, to the spare copy of the inner
-/// service its retries are sent through.
+/// reference to it (see [`Leak`]). The first 64 services the layer makes
+/// keep the spare copy of the inner service their retries are sent
+/// through for the process as well, so their calls count no reference at
+/// all; later ones (a leaked layer applied per connection) count one, to
+/// their spare, so what is kept stays bounded.
 impl<C: 'static, P: 'static> Leak for RetryLayer<C, P> {
     fn leak(self) -> Self {
         RetryLayer {
@@ -83,7 +85,7 @@ impl<C: 'static, P: 'static> fmt::Debug for RetryLayer<C, P> {
     }
 }
 
-impl<S: Clone, C: 'static, P: 'static> Layer<S> for RetryLayer<C, P> {
+impl<S: Clone + 'static, C: 'static, P: 'static> Layer<S> for RetryLayer<C, P> {
     type Service = Retry<S, C, P>;
 
     fn layer(&self, inner: S) -> Self::Service {

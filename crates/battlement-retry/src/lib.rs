@@ -164,13 +164,24 @@
 //!   one atomic count up and one down for each layer inside that shares
 //!   state (a breaker, an attempt timeout), four in the canonical stack.
 //!   The cost of this choice: a retry goes through a clone of the service
-//!   as it was wrapped, not of what [`Retry::get_mut`] changed since. A
-//!   policy kept in a `static` ([`RetryPolicy::from_static`]) no longer
-//!   saves its count here: the core is counted whatever the policy. (A
-//!   future that copied a static policy and the service when the service
-//!   holds nothing to drop was tried: the extra variant made the compiler
-//!   copy the futures of three layers around it in the canonical stack,
-//!   110 instructions a call, for 3 ns on a lone retry layer.)
+//!   as it was wrapped, not of what [`Retry::get_mut`] changed since.
+//! - A policy that was leaked ([`Leak`](battlement_core::Leak)) or is
+//!   kept in a `static` ([`RetryPolicy::from_static`]) keeps that handle
+//!   for the process too, for the first 64 services made from it, so
+//!   their copies and calls count nothing at all (two atomic
+//!   read-modify-writes less a call, on a line every core serving the
+//!   route writes: the only count a leaked server stack still made per
+//!   call). Past 64 (a leaked layer applied per connection), services
+//!   count their handle as an unleaked policy's do, so the memory kept
+//!   (a spare copy of the inner service each) stays bounded. That is why
+//!   [`Retry`] needs its inner service `'static`, as `tower::buffer` and
+//!   axum do: a service built by a function that takes a reference (`fn
+//!   backend(calls: &Arc<..>) -> impl Service`) must say it holds none
+//!   (`+ use<>`). (A future that copied a static policy and the service
+//!   when the service holds nothing to drop was tried: the extra variant
+//!   made the compiler copy the futures of three layers around it in the
+//!   canonical stack, 110 instructions a call, for 3 ns on a lone retry
+//!   layer.)
 //! - A request that succeeds first time allocates nothing, takes no lock
 //!   and reads no clock. The success path is inlined into the caller's
 //!   poll; the decision, events and backoff are out of line. With a

@@ -1,11 +1,11 @@
 //! [`Retry`]: the service that re-sends failed requests.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use battlement_core::{BoxError, Classify, DeadlineCarrier, ErrorClassifier, deadline};
+use battlement_core::{BoxError, Classify, DeadlineCarrier, ErrorClassifier, SharedRef, deadline};
 use tower_service::Service;
 
 use crate::config::{Always, RetryIf, RetryPolicy};
@@ -26,25 +26,32 @@ pub(crate) const MIN_TIME_LEFT_DIVISOR: u32 = 10;
 /// judged as
 /// `Result<S::Response, BoxError>`, the shape every battlement layer's
 /// classifier has, so one classifier value fits them all.
+///
+/// Made by a leaked layer ([`Leak`](battlement_core::Leak)), the first 64
+/// services keep their spare for the process, so that neither their
+/// clones nor their calls count a reference; later ones (a leaked layer
+/// applied per connection) count one, as an unleaked layer's do, so the
+/// memory kept stays bounded.
 pub struct Retry<S, C = ErrorClassifier, P = Always>
 where
+    S: 'static,
     C: 'static,
     P: 'static,
 {
     inner: S,
-    core: Arc<Core<S, C, P>>,
+    core: SharedRef<Core<S, C, P>>,
 }
 
 /// What a [`Retry`] and its response futures share: the policy, and the
-/// spare service retries are cloned from. One `Arc` for both, so a call
-/// counts one reference (a clone of the inner service per call would
-/// count one for every layer inside that holds shared state).
-pub(crate) struct Core<S, C: 'static, P: 'static> {
+/// spare service retries are cloned from. One reference for both, so a
+/// call counts one (a clone of the inner service per call would count one
+/// for every layer inside that holds shared state), or none once kept.
+pub(crate) struct Core<S: 'static, C: 'static, P: 'static> {
     pub(crate) policy: RetryPolicy<C, P>,
     spare: Mutex<S>,
 }
 
-impl<S: Clone, C: 'static, P: 'static> Core<S, C, P> {
+impl<S: Clone + 'static, C: 'static, P: 'static> Core<S, C, P> {
     /// A service to send a retry with: a clone of the spare, under a lock
     /// held only for the clone (on the retry path, never the first call).
     pub(crate) fn service(&self) -> S {
@@ -55,19 +62,29 @@ impl<S: Clone, C: 'static, P: 'static> Core<S, C, P> {
     }
 }
 
-impl<S: Clone, C: 'static, P: 'static> Retry<S, C, P> {
+impl<S: Clone + 'static, C: 'static, P: 'static> Retry<S, C, P> {
     /// Wraps `inner` with `policy`, keeping a clone of `inner` to send
-    /// retries through.
+    /// retries through. A policy that was leaked keeps that clone for the
+    /// process too, for the first 64 services made from it (see
+    /// [`Retry`]).
     pub fn new(inner: S, policy: RetryPolicy<C, P>) -> Self {
+        let keep = policy.shared.is_static() && policy.shared.keep_spare();
         let spare = Mutex::new(inner.clone());
+        let core = SharedRef::new(Core { policy, spare });
         Retry {
             inner,
-            core: Arc::new(Core { policy, spare }),
+            core: if keep { core.leak() } else { core },
         }
+    }
+
+    /// Whether this service's calls count no reference: its spare is kept
+    /// for the process.
+    pub fn is_kept(&self) -> bool {
+        self.core.is_static()
     }
 }
 
-impl<S, C: 'static, P: 'static> Retry<S, C, P> {
+impl<S: 'static, C: 'static, P: 'static> Retry<S, C, P> {
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -90,16 +107,16 @@ impl<S, C: 'static, P: 'static> Retry<S, C, P> {
     }
 }
 
-impl<S: Clone, C: 'static, P: 'static> Clone for Retry<S, C, P> {
+impl<S: Clone + 'static, C: 'static, P: 'static> Clone for Retry<S, C, P> {
     fn clone(&self) -> Self {
         Retry {
             inner: self.inner.clone(),
-            core: Arc::clone(&self.core),
+            core: self.core.clone(),
         }
     }
 }
 
-impl<S: fmt::Debug, C: 'static, P: 'static> fmt::Debug for Retry<S, C, P> {
+impl<S: fmt::Debug + 'static, C: 'static, P: 'static> fmt::Debug for Retry<S, C, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Retry")
             .field("inner", &self.inner)
@@ -110,7 +127,7 @@ impl<S: fmt::Debug, C: 'static, P: 'static> fmt::Debug for Retry<S, C, P> {
 
 impl<S, C: 'static, P: 'static, Req> Service<Req> for Retry<S, C, P>
 where
-    S: Service<Req> + Clone,
+    S: Service<Req> + Clone + 'static,
     S::Error: Into<BoxError>,
     C: Classify<S::Response, BoxError>,
     P: RetryIf<Req>,
@@ -148,7 +165,7 @@ where
             (Some(_), None) => Some(deadline::listen_attempt_bound()),
             _ => None,
         };
-        let core = Arc::clone(&self.core);
+        let core = self.core.clone();
         let set = shared.min_time_left;
         ResponseFuture::new(
             self.inner.call(req),

@@ -151,9 +151,11 @@ impl<C: Clone + 'static, P: 'static, G: Clone, F: Clone, I: Clone, L: Clone> Clo
 /// deadline, breaker, attempt timeout), dropped once the call is made:
 /// two atomic read-modify-writes per part and request, on cache lines
 /// every core serving the route writes. The state is never freed, so do
-/// not leak a policy made per connection or per test. A retrying policy's
-/// services each keep one counted reference of their own (the spare copy
-/// of the inner service retries are sent through); a policy with a
+/// not leak a policy made per connection or per test. The retry part
+/// keeps the spare copy of the inner service its retries are sent through
+/// for the process as well, for the first 64 services the policy makes
+/// (past those, each counts one reference to its spare, so a leaked
+/// policy applied per connection keeps bounded memory). A policy with a
 /// bulkhead, an adaptive limit or a breaker per key has no `leak` yet.
 ///
 /// ```
@@ -245,8 +247,9 @@ where
     P: 'static,
     Kb: Layer<AttemptPart<S>>,
     Lm: Layer<BreakerPart<S, C, Kb>>,
-    // The retry keeps a spare clone of what it wraps to send retries.
-    LimitedPart<S, C, Kb, Lm>: Clone,
+    // The retry keeps a spare clone of what it wraps to send retries (for
+    // the process, once leaked: hence `'static`).
+    LimitedPart<S, C, Kb, Lm>: Clone + 'static,
     Bh: Layer<RetryPart<S, C, P, Kb, Lm>>,
     G: Layer<DeadlinePart<S, C, P, Kb, Lm, Bh>>,
     F: Layer<Gated<S, C, P, G, Kb, Lm, Bh>>,

@@ -17,7 +17,11 @@ fn refused() -> BoxError {
 
 /// A backend that fails every call with a retryable network error and
 /// counts the calls.
-fn failing(calls: &Arc<AtomicU32>) -> impl Service<u32, Response = u32, Error = BoxError> + Clone {
+// `use<>`: the service holds its own `Arc`, not the borrow (a policy's
+// retry keeps a spare copy of what it wraps, so needs it `'static`).
+fn failing(
+    calls: &Arc<AtomicU32>,
+) -> impl Service<u32, Response = u32, Error = BoxError> + Clone + use<> {
     let calls = calls.clone();
     service_fn(move |_: u32| {
         calls.fetch_add(1, Ordering::SeqCst);
@@ -275,8 +279,9 @@ mod http_preset {
     fn backend(
         calls: &Arc<AtomicU32>,
         status: u16,
-    ) -> impl Service<http::Request<String>, Response = http::Response<String>, Error = BoxError> + Clone
-    {
+    ) -> impl Service<http::Request<String>, Response = http::Response<String>, Error = BoxError>
+    + Clone
+    + use<> {
         let calls = calls.clone();
         service_fn(move |req: http::Request<String>| {
             calls.fetch_add(1, Ordering::SeqCst);

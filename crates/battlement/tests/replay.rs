@@ -50,8 +50,9 @@ fn backend(
     Request<ReplayBody<Upload>>,
     Response = Response<String>,
     Error = BoxError,
-    Future = impl Send,
-> + Clone {
+    Future = impl Send + use<>,
+> + Clone
++ use<> {
     let seen = seen.clone();
     service_fn(move |req: Request<ReplayBody<Upload>>| {
         let seen = seen.clone();
