@@ -1,12 +1,14 @@
 //! Helpers shared by battlement's criterion benches.
 //!
-//! - A counting global allocator ([`allocation_counter`]) installed for
+//! - A counting global allocator (the `alloc` module) installed for
 //!   every bench binary that links this library, and [`allocs_per_call`]
-//!   to read it. It counts per thread, in thread-locals, not in shared
-//!   atomics: `stats_alloc`'s four `SeqCst` read-modify-writes per
-//!   allocation and free made a boxed error cost twice what it does
-//!   without a counter, and a bench is there to time the layer, not the
-//!   counter.
+//!   to read it. It counts per thread, and only while a thread measures:
+//!   a timed call's allocation costs one relaxed load over `System`'s.
+//!   `stats_alloc`'s four `SeqCst` read-modify-writes per allocation and
+//!   free made a boxed error cost twice what it does without a counter,
+//!   `allocation-counter`'s thread-local `RefCell` update on every
+//!   allocation and free about 5 ns, and a bench is there to time the
+//!   layer, not the counter.
 //! - [`call_now`], which drives a service whose calls complete without
 //!   waiting, by polling with a no-op waker: the bench then measures the
 //!   layer, not an executor. Both are `#[inline(always)]`: moving a large
@@ -18,27 +20,16 @@
 //! Every bench reports its figures with [`report`] in one format:
 //! `alloc <name>: <n> allocations/call`.
 
+mod alloc;
+
+pub use alloc::allocs_per_call;
+
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
 /// The service trait, for [`ir_loop!`]'s expansion in bench binaries.
 pub use tower_service::Service;
-
-/// Runs `f` `iters` times and returns the heap allocations it made per run
-/// (reallocations included), counted by the global allocator.
-///
-/// Counts the calling thread's allocations only: work `f` hands to other
-/// threads is not counted.
-pub fn allocs_per_call(iters: u64, mut f: impl FnMut()) -> f64 {
-    let iters = iters.max(1);
-    let info = allocation_counter::measure(|| {
-        for _ in 0..iters {
-            f();
-        }
-    });
-    info.count_total as f64 / iters as f64
-}
 
 /// Prints one allocation figure in the benches' common format.
 #[allow(clippy::print_stdout)]

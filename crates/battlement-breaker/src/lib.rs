@@ -220,7 +220,7 @@
 //! # Performance
 //!
 //! `cargo bench -p battlement-benches --bench breaker` (criterion, with
-//! allocations counted per thread by `allocation-counter`).
+//! allocations counted per thread by the benches' counting allocator).
 //! `BATTLEMENT_MIN_OF_BATCHES=1` makes the same binary also print each row
 //! as the **minimum over 300 batches of 20,000 calls**. Load from other
 //! processes only ever makes a batch slower, so on a shared machine the
