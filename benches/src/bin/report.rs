@@ -807,6 +807,7 @@ fn targets(f: &Figures) -> Vec<String> {
             ns(t)
         ));
     }
+    out.extend(layer_budgets(f));
     let bare = f.time("stack/bare_service_fn");
     for id in [
         "stack/canonical",
@@ -876,6 +877,52 @@ fn targets(f: &Figures) -> Vec<String> {
             });
         out.push(format!(
             "Over HTTP, {what} costs ≤ 3 % of throughput: {line}.{cpu}"
+        ));
+    }
+    out
+}
+
+/// DESIGN.md's per-layer budgets (happy path, overhead over the group's
+/// bare `service_fn`, zero allocations), met or missed, with figures.
+fn layer_budgets(f: &Figures) -> Vec<String> {
+    const BUDGETS: [(&str, &str, f64); 5] = [
+        ("breaker", "breaker/battlement_closed", 25.0),
+        ("retry without a retry", "retry/battlement_no_retry", 15.0),
+        ("fallback without a failure", "fallback/success/value", 10.0),
+        ("gate", "gate/admitted", 10.0),
+        ("instrument", "registry/instrument", 40.0),
+    ];
+    let mut out = Vec::new();
+    let overhead = |id: &str| {
+        let group = id.split('/').next().unwrap_or(id);
+        let bare = f.time(&format!("{group}/bare_service_fn"))?;
+        Some((
+            f.time(id)? - bare,
+            f.allocs.get(id).copied().unwrap_or(f64::NAN),
+        ))
+    };
+    for (what, id, budget) in BUDGETS {
+        if let Some((o, a)) = overhead(id) {
+            out.push(format!(
+                "{what} ≤ {} over a bare `service_fn`, zero allocations: {} \
+                 (`{id}`: {} overhead, {a} allocations).",
+                ns(budget),
+                verdict(o <= budget && a == 0.0),
+                ns(o)
+            ));
+        }
+    }
+    if let (Some((d, a)), Some((t, _))) = (
+        overhead("deadline/deadline_layer"),
+        overhead("deadline/tower_timeout"),
+    ) {
+        out.push(format!(
+            "deadline within 1.2× of `tower::timeout`, zero allocations: {} \
+             (`deadline/deadline_layer` {} overhead against {}, {:.2}×; {a} allocations).",
+            verdict(d <= 1.2 * t && a == 0.0),
+            ns(d),
+            ns(t),
+            d / t
         ));
     }
     out
