@@ -65,6 +65,11 @@ where
 {
     type Output = Result<T, BoxError>;
 
+    /// Inline, as the other layers' polls are: out of line, its result
+    /// came back through memory and the caller's wide load of it stalled
+    /// on store forwarding (perf put half of the admitted row's samples
+    /// there). Recording an outcome stays out of line.
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Called { fut, observe } => {
@@ -102,6 +107,7 @@ impl<C> Observe<C> {
 
     /// A call is an error when the classifier calls it a failure; an
     /// `Ignored` outcome (a caller's mistake, a cancellation) is not.
+    #[inline(never)]
     fn finish<T>(self, res: &Result<T, BoxError>)
     where
         C: Classify<T, BoxError>,
