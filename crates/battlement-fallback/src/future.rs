@@ -105,7 +105,18 @@ where
         let result = ready!(fut.poll(cx)).map_err(Into::into);
         let shared = &**this.shared;
         match shared.classifier.classify(&result) {
-            Outcome::Success if shared.cache.is_some() => store(self.project(), cx, result),
+            // Through a slot of this branch's own, not `store`'s return
+            // value: LLVM merged a result returned in memory with the
+            // plain success's in the same memory, and the caller's 16-byte
+            // load of it then stalled on store forwarding (success/value
+            // 14.4 ns against 5.0 this way, on the EPYC VM).
+            Outcome::Success if shared.cache.is_some() => {
+                let mut slot = Some(result);
+                match store_in_slot(self.project(), cx, &mut slot) {
+                    Poll::Ready(()) => Poll::Ready(slot.expect("store puts the result back")),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
             Outcome::Success => Poll::Ready(result),
             Outcome::Ignored => Poll::Ready(result),
             Outcome::Failure(failure) => on_failure(self.project(), cx, failure, result),
@@ -113,9 +124,26 @@ where
     }
 }
 
+/// [`store`] out of line, the result taken from and put back in `slot`.
+#[inline(never)]
+fn store_in_slot<F, Req, Res, K, C>(
+    this: ResponseFutureProj<'_, F, Req, Res, K, C>,
+    cx: &mut Context<'_>,
+    slot: &mut Option<Result<Res, BoxError>>,
+) -> Poll<()>
+where
+    C: Classify<Res, BoxError> + Send + Sync + 'static,
+    Req: Send + 'static,
+    Res: Send + 'static,
+    K: Send + Sync + 'static,
+{
+    let result = slot.take().expect("the slot holds the primary's result");
+    store(this, cx, result).map(|result| *slot = Some(result))
+}
+
 /// Stores a successful response in the last-known-good cache (after
 /// reading its body, for the HTTP cache).
-#[inline(never)]
+#[inline]
 fn store<F, Req, Res, K, C>(
     mut this: ResponseFutureProj<'_, F, Req, Res, K, C>,
     cx: &mut Context<'_>,
