@@ -3,7 +3,7 @@
 # paused-clock scenarios and the HTTP bench, then the README's tables and
 # benches/overhead.png regenerated from their output.
 #
-#   benches/run.sh           full mode (about 20 minutes on 2 cores)
+#   benches/run.sh           full mode (about 30 minutes on 2 cores)
 #   benches/run.sh --quick   quick mode (a few minutes, mostly the build):
 #                            criterion's short warm-up and measurement,
 #                            the scenarios' and HTTP bench's short versions
