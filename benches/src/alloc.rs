@@ -5,10 +5,12 @@
 //! thread measures, an allocation is one relaxed load of a process-wide
 //! flag over `System`'s, and a free is `System`'s. `allocation-counter`,
 //! which the benches used before, updated a thread-local `RefCell` of six
-//! counters on every allocation and free, measured or not: about 5 ns of
-//! the 31 of a boxed rejection on the EPYC VM of 7 December 2026 (perf put
-//! 14.5 % of the open-rejection row's samples in its `alloc` and
-//! `dealloc`), paid by every row that allocates, the peers' included.
+//! counters on every allocation and free, measured or not: about 9 ns an
+//! allocation and its free on the EPYC VM of 7 December 2026 (boxing a
+//! `CircuitOpen` and dropping it read 17.3–19.1 ns with it, 11.0–12.5
+//! without; perf put 14.5 % of the open-rejection row's samples in its
+//! `alloc` and `dealloc`), paid by every row that allocates, the peers'
+//! included.
 //! The integration tests that need bytes and peaks (`tests/churn.rs`) keep
 //! `allocation-counter`.
 //!

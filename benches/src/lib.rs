@@ -7,7 +7,7 @@
 //!   `stats_alloc`'s four `SeqCst` read-modify-writes per allocation and
 //!   free made a boxed error cost twice what it does without a counter,
 //!   `allocation-counter`'s thread-local `RefCell` update on every
-//!   allocation and free about 5 ns, and a bench is there to time the
+//!   allocation and free about 9 ns, and a bench is there to time the
 //!   layer, not the counter.
 //! - [`call_now`], which drives a service whose calls complete without
 //!   waiting, by polling with a no-op waker: the bench then measures the

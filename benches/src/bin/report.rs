@@ -885,24 +885,39 @@ fn targets(f: &Figures) -> Vec<String> {
 /// DESIGN.md's per-layer budgets (happy path, overhead over the group's
 /// bare `service_fn`, zero allocations), met or missed, with figures.
 fn layer_budgets(f: &Figures) -> Vec<String> {
-    const BUDGETS: [(&str, &str, f64); 5] = [
-        ("breaker", "breaker/battlement_closed", 25.0),
-        ("retry without a retry", "retry/battlement_no_retry", 15.0),
-        ("fallback without a failure", "fallback/success/value", 10.0),
-        ("gate", "gate/admitted", 10.0),
-        ("instrument", "registry/instrument", 40.0),
+    /// What, the row, its bare `service_fn`, the budget in ns.
+    const BUDGETS: [(&str, &str, &str, f64); 5] = [
+        (
+            "breaker",
+            "breaker/battlement_closed",
+            "breaker/bare_service_fn",
+            25.0,
+        ),
+        (
+            "retry without a retry",
+            "retry/battlement_no_retry",
+            "retry/bare_service_fn",
+            15.0,
+        ),
+        (
+            "fallback without a failure",
+            "fallback/success/value",
+            "fallback/bare_service_fn",
+            10.0,
+        ),
+        ("gate", "gate/admitted", "gate/bare_service_fn", 10.0),
+        (
+            "instrument",
+            "registry/instrument",
+            "registry/bare_service_fn",
+            40.0,
+        ),
     ];
+    let allocs = |id: &str| f.allocs.get(id).copied().unwrap_or(f64::NAN);
     let mut out = Vec::new();
-    let overhead = |id: &str| {
-        let group = id.split('/').next().unwrap_or(id);
-        let bare = f.time(&format!("{group}/bare_service_fn"))?;
-        Some((
-            f.time(id)? - bare,
-            f.allocs.get(id).copied().unwrap_or(f64::NAN),
-        ))
-    };
-    for (what, id, budget) in BUDGETS {
-        if let Some((o, a)) = overhead(id) {
+    for (what, id, bare, budget) in BUDGETS {
+        if let Some(o) = f.overhead(id, Some(bare)) {
+            let a = allocs(id);
             out.push(format!(
                 "{what} ≤ {} over a bare `service_fn`, zero allocations: {} \
                  (`{id}`: {} overhead, {a} allocations).",
@@ -912,10 +927,12 @@ fn layer_budgets(f: &Figures) -> Vec<String> {
             ));
         }
     }
-    if let (Some((d, a)), Some((t, _))) = (
-        overhead("deadline/deadline_layer"),
-        overhead("deadline/tower_timeout"),
+    let bare = Some("deadline/bare_service_fn");
+    if let (Some(d), Some(t)) = (
+        f.overhead("deadline/deadline_layer", bare),
+        f.overhead("deadline/tower_timeout", bare),
     ) {
+        let a = allocs("deadline/deadline_layer");
         out.push(format!(
             "deadline within 1.2× of `tower::timeout`, zero allocations: {} \
              (`deadline/deadline_layer` {} overhead against {}, {:.2}×; {a} allocations).",

@@ -112,7 +112,7 @@ where
             // 14.4 ns against 5.0 this way, on the EPYC VM).
             Outcome::Success if shared.cache.is_some() => {
                 let mut slot = Some(result);
-                match store_in_slot(self.project(), cx, &mut slot) {
+                match store(self.project(), cx, &mut slot) {
                     Poll::Ready(()) => Poll::Ready(slot.expect("store puts the result back")),
                     Poll::Pending => Poll::Pending,
                 }
@@ -124,10 +124,12 @@ where
     }
 }
 
-/// [`store`] out of line, the result taken from and put back in `slot`.
+/// Stores a successful response in the last-known-good cache (after
+/// reading its body, for the HTTP cache). The result is taken from `slot`
+/// and put back there once ready, not returned (see the caller).
 #[inline(never)]
-fn store_in_slot<F, Req, Res, K, C>(
-    this: ResponseFutureProj<'_, F, Req, Res, K, C>,
+fn store<F, Req, Res, K, C>(
+    mut this: ResponseFutureProj<'_, F, Req, Res, K, C>,
     cx: &mut Context<'_>,
     slot: &mut Option<Result<Res, BoxError>>,
 ) -> Poll<()>
@@ -137,28 +139,11 @@ where
     Res: Send + 'static,
     K: Send + Sync + 'static,
 {
-    let result = slot.take().expect("the slot holds the primary's result");
-    store(this, cx, result).map(|result| *slot = Some(result))
-}
-
-/// Stores a successful response in the last-known-good cache (after
-/// reading its body, for the HTTP cache).
-#[inline]
-fn store<F, Req, Res, K, C>(
-    mut this: ResponseFutureProj<'_, F, Req, Res, K, C>,
-    cx: &mut Context<'_>,
-    result: Result<Res, BoxError>,
-) -> Poll<Result<Res, BoxError>>
-where
-    C: Classify<Res, BoxError> + Send + Sync + 'static,
-    Req: Send + 'static,
-    Res: Send + 'static,
-    K: Send + Sync + 'static,
-{
     let Some(cache) = &this.shared.cache else {
-        return Poll::Ready(result);
+        return Poll::Ready(());
     };
-    match (this.key.take(), result) {
+    let result = slot.take().expect("the slot holds the primary's result");
+    let polled = match (this.key.take(), result) {
         (Some(key), Ok(res)) => match cache.store(key, res) {
             Stored::Done(res) => Poll::Ready(Ok(res)),
             Stored::Reading(fut, key) => {
@@ -168,7 +153,8 @@ where
             }
         },
         (_, result) => Poll::Ready(result),
-    }
+    };
+    polled.map(|result| *slot = Some(result))
 }
 
 /// The primary failed: passes the failure through, or starts the
